@@ -1,0 +1,47 @@
+"""DSAU and Serviceguard facts that csync relies on, in one place.
+
+Every value marked [ours] is a choice of csync's emulation, not documented by HP; a real
+site that differs is adapted here and nowhere else (see docs/DOMAIN-CHOICES.md).
+"""
+
+from __future__ import annotations
+
+# --- Paths [doc] -----------------------------------------------------------------------
+CFENGINE_DIR = "/var/opt/dsau/cfengine"
+INPUTS_SUBDIR = "inputs"
+PPKEYS_SUBDIR = "ppkeys"
+STANDALONE_MASTER_INPUTS = "/var/opt/dsau/cfengine_master/inputs"
+PACKAGE_FILES_DIR = "/etc/cmcluster/csync"
+DISPATCHER = "/opt/dsau/bin/csync_dispatcher"
+WIZARD = "/opt/dsau/sbin/csync_wizard"
+CSSHSETUP = "/opt/dsau/bin/csshsetup"  # [ours] location
+
+# Relative to the package mount point [doc].
+PACKAGE_MASTER_INPUTS = "dsau/cfengine_master/inputs"
+# The cluster key pair on the package filesystem [ours].
+PACKAGE_CLUSTER_KEY_DIR = "dsau/cfengine_master/ppkeys"
+# csync's own record of the addresses it has managed for this site (prune inventory) and its
+# apply lock, kept on the master: the package filesystem, or the standalone master [ours].
+PACKAGE_CSYNC_STATE = "dsau/csync"
+STANDALONE_CSYNC_STATE = "/var/opt/dsau/csync"
+
+# --- cfengine key files [doc/src] --------------------------------------------------------
+OWN_PUBLIC_KEY = "localhost.pub"
+OWN_PRIVATE_KEY = "localhost.priv"  # never read by csync
+PEER_KEY_PREFIX = "root-"
+PEER_KEY_SUFFIX = ".pub"
+KEY_FILE_MODE = 0o644  # [ours] what cfkey leaves on a .pub file
+PUBLIC_KEY_PEM_BEGIN = "-----BEGIN RSA PUBLIC KEY-----"
+PUBLIC_KEY_PEM_END = "-----END RSA PUBLIC KEY-----"
+
+
+def peer_key_name(address: str) -> str:
+    """File name under ppkeys/ that holds the key of the peer at ``address``."""
+    return f"{PEER_KEY_PREFIX}{address}{PEER_KEY_SUFFIX}"
+
+
+# --- Serviceguard [doc] ------------------------------------------------------------------
+# Serviceguard commands are run by name; these directories are searched first
+# (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin).
+SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin"
+DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"

@@ -1,0 +1,37 @@
+"""Errors csync reports to users, and the exit codes they map to.
+
+Every failure a user can cause or meet is one of these; the CLI prints ``str(error)``
+and exits with ``error.exit_code``. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    OK = 0
+    ERROR = 1  # failed, did not converge, unreachable hosts, blocked actions
+    CHANGES = 2  # plan --detailed-exitcode: the plan has changes
+    INVALID = 3  # the desired state (or another input file) is invalid
+    STALE = 4  # a saved plan no longer matches the desired state or the hosts
+    LOCKED = 5  # another apply holds the site's lock
+    USAGE = 64  # bad command line (click's own usage errors exit 2; see cli.py)
+
+
+class CsyncError(Exception):
+    """Base of every error meant for the user."""
+
+    exit_code = ExitCode.ERROR
+
+
+class InvalidInput(CsyncError):
+    """An input file (desired state, plan file, access file) is unusable."""
+
+    exit_code = ExitCode.INVALID
+
+
+class StalePlan(CsyncError):
+    exit_code = ExitCode.STALE
+
+
+class LockHeld(CsyncError):
+    exit_code = ExitCode.LOCKED
