@@ -1,0 +1,294 @@
+"""Typed facts about hosts, and the pure parser from probe output to them.
+
+Nothing here does I/O: `parse_probe` takes the bytes a probe printed and returns
+`HostFacts`. A host that could not be probed is a `HostFacts` too, with `reachable=False`
+and the reason, so that "unknown" is never mistaken for "nothing there".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from typing import Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler import dsau
+from reconciler.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
+
+Role = Literal["member", "master", "client"]
+PathKind = Literal["dir", "file", "symlink", "other", "missing"]
+
+_KEY_NAME = re.compile(r"^(localhost\.pub|root-(\d{1,3}\.){3}\d{1,3}\.pub)$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KeyFile(_Frozen):
+    """A cfengine public key file in a ppkeys directory."""
+
+    name: str
+    kind: Literal["file", "symlink", "other"] = "file"
+    mode: int | None = Field(None, description="permission bits, e.g. 0o644")
+    size: int | None = None
+    fingerprint: str | None = Field(None, description="SHA256 of the public key's DER, base64")
+    pem: str | None = Field(None, description="the public key PEM block (public material only)")
+    problem: str | None = Field(None, description="why this file is not a usable key")
+
+    @property
+    def usable(self) -> bool:
+        return self.kind == "file" and self.fingerprint is not None and self.problem is None
+
+
+class SshKey(_Frozen):
+    type: str
+    fingerprint: str
+
+
+class PackageFilesystem(_Frozen):
+    """What the node running the package sees on the package's filesystem."""
+
+    mounted: bool
+    cluster_key: KeyFile | None = None
+    inputs_digest: str | None = None
+    inventory: tuple[str, ...] | None = None
+    lock: str | None = None
+
+
+class MasterFiles(_Frozen):
+    """A standalone master's own master files."""
+
+    inputs_digest: str | None = None
+    inventory: tuple[str, ...] | None = None
+    lock: str | None = None
+
+
+class HostFacts(_Frozen):
+    name: str
+    address: str
+    role: Role
+    reachable: bool
+    reason: str | None = Field(None, description="why the host's facts are unknown")
+    reason_kind: str | None = None
+    hostname: str | None = None
+    cfengine_dir: PathKind = "missing"
+    ppkeys_dir: PathKind = "missing"
+    inputs_dir: PathKind = "missing"
+    keys: dict[str, KeyFile] = Field(default_factory=dict)
+    inputs_digest: str | None = None
+    cluster: ClusterView | None = None
+    cluster_error: str | None = None
+    package_fs: PackageFilesystem | None = None
+    master_files: MasterFiles | None = None
+    ssh_public_keys: tuple[SshKey, ...] = ()
+    ssh_authorized: tuple[str, ...] = ()
+    probe_seconds: float | None = None
+
+    @property
+    def own_key(self) -> KeyFile | None:
+        return self.keys.get(dsau.OWN_PUBLIC_KEY)
+
+    def peer_key(self, address: str) -> KeyFile | None:
+        return self.keys.get(dsau.peer_key_name(address))
+
+
+def unreachable(name: str, address: str, role: Role, reason: str, kind: str) -> HostFacts:
+    return HostFacts(name=name, address=address, role=role, reachable=False, reason=reason, reason_kind=kind)
+
+
+class ProbeOutputError(ValueError):
+    pass
+
+
+def parse_probe(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes = b"") -> HostFacts:
+    """Typed facts from one probe's output; malformed output gives an unreachable fact."""
+    try:
+        return _parse(name, address, role, stdout, exit_code, stderr)
+    except ProbeOutputError as e:
+        return unreachable(name, address, role, f"probe answer unusable: {e}", "probe")
+
+
+def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes) -> HostFacts:
+    if exit_code != 0:
+        err = stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ProbeOutputError(f"probe exited {exit_code}" + (f": {err[-1][:200]}" if err else ""))
+    try:
+        doc = json.loads(stdout.decode("utf-8", "replace"))
+    except json.JSONDecodeError as e:
+        raise ProbeOutputError(f"not JSON ({e.msg} at byte {e.pos}; {len(stdout)} bytes)") from None
+    if not isinstance(doc, dict) or doc.get("format") != 1:
+        raise ProbeOutputError("not a csync probe document of format 1")
+    cf = _dict(doc, "cf")
+    fields: dict = {
+        "name": name,
+        "address": address,
+        "role": role,
+        "reachable": True,
+        "hostname": _first(_lines(doc, "hostname")),
+        "cfengine_dir": _kind(cf.get("dir")),
+        "ppkeys_dir": _kind(cf.get("ppkeys")),
+        "inputs_dir": _kind(cf.get("inputs")),
+        "keys": parse_key_listing(_lines(doc, "keys")),
+        "inputs_digest": tree_digest(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
+    }
+    if role == "member":
+        sg = _dict(doc, "cmviewcl")
+        lines = _lines(sg, "lines")
+        if sg.get("rc") == 0:
+            try:
+                fields["cluster"] = parse_cmviewcl_line(lines)
+            except CmviewclParseError as e:
+                fields["cluster_error"] = f"cmviewcl output not understood: {e}"
+        else:
+            detail = next((line for line in reversed(lines) if line.strip()), "")
+            fields["cluster_error"] = f"cmviewcl failed (exit {sg.get('rc')}): {detail[:200]}"
+        pkg = _dict(doc, "pkgfs")
+        if pkg.get("mounted") is True:
+            key_files = parse_key_listing(_lines(pkg, "keys"))
+            fields["package_fs"] = PackageFilesystem(
+                mounted=True,
+                cluster_key=key_files.get(dsau.OWN_PUBLIC_KEY),
+                inputs_digest=tree_digest(_lines(pkg, "inputs")),
+                inventory=_optional_lines(pkg, "inventory"),
+                lock=_optional_text(pkg, "lock"),
+            )
+        else:
+            fields["package_fs"] = PackageFilesystem(mounted=False)
+    elif role == "master":
+        master = _dict(doc, "master")
+        fields["master_files"] = MasterFiles(
+            inputs_digest=tree_digest(_lines(master, "inputs")) if master.get("inputs_dir") == "dir" else None,
+            inventory=_optional_lines(master, "inventory"),
+            lock=_optional_text(master, "lock"),
+        )
+    ssh = _dict(doc, "ssh")
+    fields["ssh_public_keys"] = tuple(k for k in map(parse_ssh_key_line, _lines(ssh, "public")) if k)
+    fields["ssh_authorized"] = tuple(
+        sorted({k.fingerprint for k in map(parse_ssh_key_line, _lines(ssh, "authorized")) if k})
+    )
+    return HostFacts(**fields)
+
+
+def _dict(doc: dict, key: str) -> dict:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ProbeOutputError(f"section {key!r} missing or not an object (truncated output?)")
+    return value
+
+
+def _lines(doc: dict, key: str) -> list[str]:
+    value = doc.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProbeOutputError(f"section {key!r} missing or not a list of lines (truncated output?)")
+    return value
+
+
+def _optional_lines(doc: dict, key: str) -> tuple[str, ...] | None:
+    return None if doc.get(key) is None else tuple(line for line in _lines(doc, key) if line)
+
+
+def _optional_text(doc: dict, key: str) -> str | None:
+    return None if doc.get(key) is None else "\n".join(_lines(doc, key))
+
+
+def _first(lines: list[str]) -> str | None:
+    return lines[0].strip() if lines and lines[0].strip() else None
+
+
+def _kind(value: object) -> PathKind:
+    return value if value in ("dir", "file", "symlink", "other", "missing") else "other"  # type: ignore[return-value]
+
+
+def mode_from_ls(text: str) -> int | None:
+    """Permission bits from an `ls -l` mode string such as '-rw-r--r--' or '-rw-------+'."""
+    if len(text) < 10:
+        return None
+    bits = (0o400, 0o200, 0o100, 0o040, 0o020, 0o010, 0o004, 0o002, 0o001)
+    return sum(bit for ch, bit in zip(text[1:10], bits) if ch in "rwxst")
+
+
+def parse_key_listing(lines: list[str]) -> dict[str, KeyFile]:
+    """Key files from the probe's `keys` section (see reconciler/probe.sh)."""
+    listing: dict[str, tuple[str, int | None, int | None]] = {}
+    symlinks: set[str] = set()
+    pems: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in lines:
+        tag, _, rest = line.partition(" ")
+        if tag == "L":
+            parts = rest.split(None, 8)
+            if len(parts) == 9 and _KEY_NAME.match(parts[8]):
+                size = int(parts[4]) if parts[4].isdigit() else None
+                # two listing lines for one name: a forged name; trust neither
+                listing[parts[8]] = ("ambiguous", None, None) if parts[8] in listing else (parts[0], mode_from_ls(parts[0]), size)
+        elif tag == "S" and _KEY_NAME.match(rest):
+            symlinks.add(rest)
+        elif tag == "F" and _KEY_NAME.match(rest):
+            current = rest
+            pems[current] = []
+        elif tag == "P" and current is not None:
+            pems[current].append(rest)
+    result: dict[str, KeyFile] = {}
+    for name in sorted(symlinks):
+        result[name] = KeyFile(name=name, kind="symlink", problem="is a symbolic link (not followed)")
+    for name, pem_lines in sorted(pems.items()):
+        modestr, mode, size = listing.get(name, ("", None, None))
+        if modestr == "ambiguous":
+            result[name] = KeyFile(name=name, kind="other", problem="listed twice (a forged file name?)")
+            continue
+        pem = "\n".join(pem_lines) + "\n" if pem_lines else None
+        fingerprint, problem = public_key_fingerprint(pem)
+        result[name] = KeyFile(name=name, mode=mode, size=size, fingerprint=fingerprint, pem=pem if fingerprint else None, problem=problem)
+    for name, (modestr, mode, size) in sorted(listing.items()):
+        if name not in result and not modestr.startswith(("-", "l")):
+            result[name] = KeyFile(name=name, kind="other", mode=mode, problem="not a regular file")
+    return dict(sorted(result.items()))
+
+
+def public_key_fingerprint(pem: str | None) -> tuple[str | None, str | None]:
+    """(fingerprint, problem): SHA256 of an RSA public key's PKCS#1 DER, or why there is none."""
+    if not pem:
+        return None, "holds no RSA public key"
+    if not pem.rstrip().endswith(dsau.PUBLIC_KEY_PEM_END):
+        return None, "truncated key (no END line)"
+    body = "".join(line.strip() for line in pem.splitlines() if line and not line.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (binascii.Error, ValueError, TypeError, UnicodeEncodeError):
+        return None, "not an RSA public key"
+    if not isinstance(key, rsa.RSAPublicKey):
+        return None, "not an RSA public key"
+    return fingerprint_der(der), None
+
+
+def fingerprint_der(der: bytes) -> str:
+    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+
+
+def tree_digest(cksum_lines: list[str]) -> str:
+    """Digest of a directory tree from its sorted `cksum` lines (content, size, path)."""
+    h = hashlib.sha256()
+    for line in sorted(cksum_lines):
+        h.update(line.encode("utf-8", "replace") + b"\n")
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def parse_ssh_key_line(line: str) -> SshKey | None:
+    """An OpenSSH public key line (options and comment allowed) as type + fingerprint."""
+    parts = line.split()
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith(("ssh-", "ecdsa-sha2-", "sk-")):
+            try:
+                blob = base64.b64decode(parts[i + 1], validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            return SshKey(type=part, fingerprint="SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="))
+    return None
