@@ -7,6 +7,7 @@ second. Nothing else in csync composes shell strings.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
@@ -55,3 +56,102 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
     return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")
+
+
+# --- Actions ------------------------------------------------------------------------------
+# Each builder validates its typed inputs again (a plan file is an input too) and returns a
+# script that exits non-zero when it did not do its job; apply verifies the result anyway.
+
+_KEY_FILE = re.compile(r"^(localhost\.pub|root-(\d{1,3}\.){3}\d{1,3}\.pub)$")
+_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_PEM = re.compile(r"^-----BEGIN RSA PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END RSA PUBLIC KEY-----\n$")
+_SSH_LINE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+/=]+( [\x21-\x7e ]{0,200})?$")
+_IPV4 = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
+
+
+class UnsafeValue(ValueError):
+    """A value that csync refuses to put into a command (a damaged or forged plan)."""
+
+
+def _check(pattern: re.Pattern, value: object, what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise UnsafeValue(f"refusing {what} {value!r}")
+    return value
+
+
+def _ppkeys(state: DesiredState) -> str:
+    return f"{state.paths.cfengine_dir}/{dsau.PPKEYS_SUBDIR}"
+
+
+def _in_ppkeys(state: DesiredState) -> str:
+    # The key store must be a real directory: never write through a symlinked ppkeys.
+    d = shlex.quote(_ppkeys(state))
+    return f"umask 077\nd={d}\n[ -d \"$d\" ] && [ ! -L \"$d\" ] || {{ echo \"$d is not a directory\" >&2; exit 3; }}\ncd \"$d\" || exit 3"
+
+
+def start_package(package: str, node: str) -> RemoteCommand:
+    pkg, n = _check(_NAME, package, "package name"), _check(_NAME, node, "node name")
+    run = quote_argv(["cmrunpkg", "-n", n, pkg])
+    enable = quote_argv(["cmmodpkg", "-e", pkg])
+    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{run} && {enable}", f"{run} && {enable}")
+
+
+def enable_switching(package: str) -> RemoteCommand:
+    enable = quote_argv(["cmmodpkg", "-e", _check(_NAME, package, "package name")])
+    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{enable}", enable)
+
+
+def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
+    argv = [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, _check(_NAME, member, "member name")]
+    return RemoteCommand(quote_argv(argv), quote_argv(argv))
+
+
+def regenerate_keys(state: DesiredState, client_addresses: list[str]) -> RemoteCommand:
+    argv = [state.paths.wizard, "regenerate-keys", *(_check(_IPV4, a, "client address") for a in client_addresses)]
+    shown = argv if len(argv) <= 6 else argv[:5] + [f"... ({len(client_addresses)} clients)"]
+    return RemoteCommand(quote_argv(argv), " ".join(shown))
+
+
+def copy_key(state: DesiredState, source: str, target: str) -> RemoteCommand:
+    """On the host, copy a key file it already holds to another name, atomically."""
+    src, dst = _check(_KEY_FILE, source, "key file"), _check(_KEY_FILE, target, "key file")
+    tmp = f".csync.{dst}.tmp"
+    script = (
+        f"{_in_ppkeys(state)}\n"
+        f"[ -f {src} ] && [ ! -L {src} ] || {{ echo '{src} is not a regular file' >&2; exit 3; }}\n"
+        f"rm -f {tmp} && cp {src} {tmp} && chmod {dsau.KEY_FILE_MODE:o} {tmp} && mv -f {tmp} {dst} || {{ rm -f {tmp}; exit 1; }}"
+    )
+    return RemoteCommand(script, f"cd {shlex.quote(_ppkeys(state))} && cp {src} {dst}")
+
+
+def install_key(state: DesiredState, target: str, pem: str, fingerprint: str) -> RemoteCommand:
+    """Write a public key file byte for byte, atomically (temp file, mode, rename)."""
+    dst = _check(_KEY_FILE, target, "key file")
+    body = _check(_PEM, pem, "public key PEM")
+    tmp = f".csync.{dst}.tmp"
+    script = (
+        f"{_in_ppkeys(state)}\n"
+        f"rm -f {tmp} && printf '%s' {shlex.quote(body)} > {tmp} && chmod {dsau.KEY_FILE_MODE:o} {tmp} && mv -f {tmp} {dst} || {{ rm -f {tmp}; exit 1; }}"
+    )
+    return RemoteCommand(script, f"install {_ppkeys(state)}/{dst} ({fingerprint})")
+
+
+def remove_key(state: DesiredState, target: str) -> RemoteCommand:
+    dst = _check(_KEY_FILE, target, "key file")
+    if dst == dsau.OWN_PUBLIC_KEY:
+        raise UnsafeValue("refusing to remove a host's own key")
+    return RemoteCommand(f"{_in_ppkeys(state)}\nrm -f -- {dst}", f"rm {shlex.quote(_ppkeys(state))}/{dst}")
+
+
+def authorize_ssh(key_lines: list[str]) -> RemoteCommand:
+    """Append public keys to root's authorized_keys (the csshsetup equivalent), atomically."""
+    lines = [_check(_SSH_LINE, line, "ssh public key line") for line in key_lines]
+    add = "".join(f"grep -qxF {shlex.quote(line)} \"$tmp\" || printf '%s\\n' {shlex.quote(line)} >> \"$tmp\"\n" for line in lines)
+    script = (
+        "umask 077\nmkdir -p \"$HOME/.ssh\" && chmod 700 \"$HOME/.ssh\" || exit 3\n"
+        "f=\"$HOME/.ssh/authorized_keys\"; tmp=\"$f.csync.tmp\"\n"
+        "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
+        "rm -f \"$tmp\"; if [ -f \"$f\" ]; then cp \"$f\" \"$tmp\" || exit 1; else : > \"$tmp\"; fi\n"
+        f"{add}chmod 600 \"$tmp\" && mv -f \"$tmp\" \"$f\" || {{ rm -f \"$tmp\"; exit 1; }}"
+    )
+    return RemoteCommand(script, f"authorize {len(lines)} master ssh key(s) for root")

@@ -50,6 +50,7 @@ class KeyFile(_Frozen):
 class SshKey(_Frozen):
     type: str
     fingerprint: str
+    line: str = Field(description="'type base64' of the public key (no options, no comment)")
 
 
 class PackageFilesystem(_Frozen):
@@ -290,5 +291,6 @@ def parse_ssh_key_line(line: str) -> SshKey | None:
                 blob = base64.b64decode(parts[i + 1], validate=True)
             except (binascii.Error, ValueError):
                 return None
-            return SshKey(type=part, fingerprint="SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="))
+            digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+            return SshKey(type=part, fingerprint=f"SHA256:{digest}", line=f"{part} {parts[i + 1]}")
     return None

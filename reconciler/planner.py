@@ -1,0 +1,480 @@
+"""Pair the desired state with the facts and derive the ordered plan. Pure: no I/O.
+
+The planner walks the phases of DSAU's flows in order (package, members, ssh trust, keys,
+removals). Each phase pairs what is declared with what its hosts will hold *when that phase
+runs*: the facts as probed, updated by the effects of the actions already planned (a
+started package mounts its filesystem; a dispatched member holds the cluster key and the
+keys of the node that dispatched it). So an action's precondition is the state it will
+meet, which apply re-checks on the host before running it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler import commands, dsau
+from reconciler.facts import HostFacts, KeyFile
+from reconciler.model import DesiredState, Host
+from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
+
+WRITABLE_BY_OTHERS = 0o022
+
+
+def key_state(key: KeyFile | None) -> dict:
+    """The facts about one key file that an action is planned from (no key material)."""
+    if key is None:
+        return {"present": False}
+    return {"present": True, "kind": key.kind, "fingerprint": key.fingerprint, "mode": key.mode}
+
+
+@dataclass
+class _HostView:
+    """A host as it will be when a phase runs (starts as probed)."""
+
+    facts: HostFacts
+    keys: dict[str, KeyFile]
+    planned: set[str] = field(default_factory=set)  # files written by this plan's key phase
+
+    def cluster_key_copies(self, fp: str) -> list[str]:
+        """Peer key files on this host that verifiably hold the key ``fp``."""
+        return sorted(
+            n for n, k in self.keys.items()
+            if n not in self.planned and n.startswith(dsau.PEER_KEY_PREFIX) and k.usable and k.fingerprint == fp
+            and not (k.mode is not None and k.mode & WRITABLE_BY_OTHERS)
+        )
+
+    @property
+    def own(self) -> str | None:
+        k = self.keys.get(dsau.OWN_PUBLIC_KEY)
+        return k.fingerprint if k and k.usable else None
+
+
+@dataclass
+class _Builder:
+    state: DesiredState
+    facts: Mapping[str, HostFacts]
+    actions: list[Action] = field(default_factory=list)
+    blocked: list[Finding] = field(default_factory=list)
+    unknown: list[Finding] = field(default_factory=list)
+    notices: list[Finding] = field(default_factory=list)
+    views: dict[str, _HostView] = field(default_factory=dict)
+    cluster_key: KeyFile | None = None
+    cluster_key_source: str | None = None
+    master_inputs: str | None = None
+    package_node: str | None = None
+    package_action: str | None = None  # id of start-package, when planned
+    _client_keys: dict[str, KeyFile] = field(default_factory=dict)  # fingerprint -> a client's own key
+    dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
+
+    def __post_init__(self) -> None:
+        for host in self.state.all_hosts:
+            f = self.facts.get(host.name)
+            if f is None:
+                self.unknown.append(Finding(address=self._host_address(host.name), host=host.name, message="not probed"))
+            elif not f.reachable:
+                self.unknown.append(Finding(address=self._host_address(host.name), host=host.name, message=f"unreachable: {f.reason}"))
+            else:
+                self.views[host.name] = _HostView(f, dict(f.keys))
+
+    # --- helpers -----------------------------------------------------------------------
+    def _host_address(self, name: str) -> str:
+        return f"{self.state.role_of(name)}.{name}"
+
+    def _key_address(self, host: str, file: str) -> str:
+        return f"{self._host_address(host)}.key[{file}]"
+
+    def _add(self, kind, address, host: Host, cmd: commands.RemoteCommand, reason, *, params, precondition, expected, depends_on=(), replaces=False) -> Action:
+        action = Action(
+            address=address,
+            kind=kind,
+            host=host.name,
+            host_address=host.address,
+            command=cmd.display,
+            reason=reason,
+            depends_on=tuple(sorted(set(depends_on))),
+            params=params,
+            precondition=precondition,
+            facts_fingerprint=fingerprint(precondition),
+            expected=expected,
+            replaces=replaces,
+        )
+        self.actions.append(action)
+        return action
+
+    # --- package -----------------------------------------------------------------------
+    def plan_package(self) -> None:
+        master = self.state.master
+        pkg = master.package
+        address = f"package.{pkg.name}"
+        reachable = [m for m in self.state.members if m.name in self.views]
+        views = [(m, self.views[m.name].facts) for m in reachable]
+        with_cluster = [(m, f) for m, f in views if f.cluster is not None]
+        if not with_cluster:
+            why = "; ".join(f"{m.name}: {f.cluster_error}" for m, f in views if f.cluster_error) or "no member answered"
+            self.unknown.append(Finding(address=address, message=f"cluster state unknown ({why})"))
+            return
+        source, facts = with_cluster[0]
+        cluster = facts.cluster
+        assert cluster is not None
+        if cluster.name and cluster.name != master.cluster:
+            self.blocked.append(Finding(address=address, host=source.name, message=f"{source.name} belongs to cluster {cluster.name!r}, not {master.cluster!r} as declared"))
+            return
+        for m in self.state.members:
+            if m.name not in cluster.nodes:
+                self.blocked.append(Finding(
+                    address=f"member.{m.name}", host=m.name,
+                    message=f"{m.name} is not a node of cluster {master.cluster} according to Serviceguard; "
+                            f"add it to the cluster first (cmapplyconf); csync does not edit cluster configuration",
+                ))
+        view = cluster.packages.get(pkg.name)
+        if view is None:
+            self.blocked.append(Finding(address=address, host=source.name, message=f"package {pkg.name} is not configured in cluster {master.cluster}"))
+            return
+        state = {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}
+        if view.running:
+            self.package_node = view.owner
+            if pkg.node and view.owner != pkg.node:
+                self.notices.append(Finding(address=address, host=view.owner, message=f"runs on {view.owner}, not on the preferred node {pkg.node}; csync does not move a running package"))
+            if view.autorun != "enabled" and view.owner in self.views:
+                owner = self.state.host(view.owner)
+                self._add("enable-switching", address, owner, commands.enable_switching(pkg.name),
+                          f"package {pkg.name} runs on {view.owner} with switching {view.autorun}: it would not fail over",
+                          params={"package": pkg.name}, precondition={"package": state}, expected={"package": {"autorun": "enabled"}})
+            return
+        declared = {m.name for m in self.state.members}
+        order = view.node_order() or [m.name for m in self.state.members]
+        candidates = ([pkg.node] if pkg.node else []) + [n for n in order if n != pkg.node]
+        up = [n for n in candidates if n in declared and n in cluster.nodes and cluster.nodes[n].up and n in order]
+        if not up:
+            self.blocked.append(Finding(address=address, message=f"package {pkg.name} is {view.status}/{view.state} and no declared member that can run it is up"))
+            return
+        node = up[0]
+        why = f"package {pkg.name} is {view.status} ({view.state})"
+        if pkg.node and node != pkg.node:
+            why += f"; the preferred node {pkg.node} is not up, so the next adoptive node"
+        host = self.state.host(node)
+        action = self._add("start-package", address, host, commands.start_package(pkg.name, node), why,
+                           params={"package": pkg.name, "node": node}, precondition={"package": state},
+                           expected={"package": {"owner": node, "running": True, "autorun": "enabled"}})
+        self.package_node = node
+        self.package_action = action.id
+
+    # --- the cluster (or standalone master) key ------------------------------------------
+    def determine_cluster_key(self) -> None:
+        if not self.state.is_cluster:
+            master = self.state.master.host
+            view = self.views.get(master.name)
+            if view is None:
+                return
+            key = view.keys.get(dsau.OWN_PUBLIC_KEY)
+            if key and key.usable:
+                self.cluster_key, self.cluster_key_source = key, f"the own key of master {master.name}"
+            else:
+                self.blocked.append(Finding(address=f"master.{master.name}", host=master.name, message=f"master {master.name} has no usable {dsau.OWN_PUBLIC_KEY}: {key.problem if key else 'missing'}; run cfkey there"))
+            mf = view.facts.master_files
+            self.master_inputs = mf.inputs_digest if mf else None
+            return
+        owner = self.views.get(self.package_node or "")
+        pkgfs = owner.facts.package_fs if owner else None
+        if pkgfs and pkgfs.mounted:
+            if pkgfs.cluster_key and pkgfs.cluster_key.usable:
+                self.cluster_key = pkgfs.cluster_key
+                self.cluster_key_source = f"the package filesystem on {self.package_node}"
+            self.master_inputs = pkgfs.inputs_digest
+            if self.cluster_key is None:
+                self.blocked.append(Finding(address=f"package.{self.state.master.package.name}", host=self.package_node, message=f"the package filesystem on {self.package_node} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
+            return
+        # Package down: the members that were configured hold the cluster key as their own.
+        held = Counter()
+        keys: dict[str, KeyFile] = {}
+        for m in self.state.members:
+            v = self.views.get(m.name)
+            if v and v.own:
+                held[v.own] += 1
+                keys[v.own] = v.keys[dsau.OWN_PUBLIC_KEY]
+        ranked = held.most_common()
+        if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+            fp = ranked[0][0]
+            holders = sorted(m.name for m in self.state.members if self.views.get(m.name) and self.views[m.name].own == fp)
+            self.cluster_key = keys[fp]
+            self.cluster_key_source = f"the own key of {', '.join(holders)} (the package filesystem is not mounted)"
+        else:
+            self.blocked.append(Finding(address="site.keys", message="cannot tell the cluster key: the package filesystem is not mounted and the members do not agree on one key; start the package and plan again"))
+
+    # --- members -----------------------------------------------------------------------
+    def plan_members(self) -> None:
+        if self.cluster_key is None or self.package_node is None:
+            return
+        blocked_members = {f.address for f in self.blocked}
+        owner = self.state.host(self.package_node)
+        owner_view = self.views.get(owner.name)
+        for m in self.state.members:
+            address = f"member.{m.name}"
+            view = self.views.get(m.name)
+            if view is None or address in blocked_members:
+                continue
+            problems = []
+            if view.own != self.cluster_key.fingerprint:
+                problems.append("does not hold the cluster key as its own key" if view.own else f"has no usable {dsau.OWN_PUBLIC_KEY}")
+            if self.master_inputs is not None and view.facts.inputs_digest != self.master_inputs:
+                problems.append("its inputs differ from the master's" if view.facts.inputs_digest else "has no inputs")
+            if not problems:
+                continue
+            if m.name == owner.name:
+                self.blocked.append(Finding(address=address, host=m.name, message=f"{m.name} runs the package but {' and '.join(problems)}; fix it by hand or move the package"))
+                continue
+            if owner_view is None:
+                self.unknown.append(Finding(address=address, host=m.name, message=f"needs dispatching, but {owner.name}, which runs the package, is unreachable"))
+                continue
+            precondition = {
+                "member": {"own_key": view.own, "inputs": view.facts.inputs_digest},
+                "package_node": owner.name,
+                "cluster_key": self.cluster_key.fingerprint,
+            }
+            action = self._add(
+                "dispatch-member", address, owner, commands.dispatch_member(self.state, m.name),
+                f"{m.name} {' and '.join(problems)} (not configured as an adoptive node)",
+                params={"member": m.name},
+                precondition=precondition,
+                expected={"member": {"own_key": self.cluster_key.fingerprint, "inputs": self.master_inputs}},
+                depends_on=[self.package_action] if self.package_action else [],
+            )
+            self.dispatched[m.name] = action.id
+            # The dispatcher copies the package node's key store and installs the new
+            # member's key on every member [ours: see docs/LAB.md].
+            view.keys = {n: k for n, k in owner_view.keys.items() if n.startswith(dsau.PEER_KEY_PREFIX)}
+            view.keys[dsau.OWN_PUBLIC_KEY] = self.cluster_key
+            for other in self.state.members:
+                if other.name in self.views:
+                    self.views[other.name].keys[dsau.peer_key_name(m.address)] = self.cluster_key.model_copy(update={"name": dsau.peer_key_name(m.address)})
+
+    # --- keys ----------------------------------------------------------------------------
+    def desired_keys(self) -> dict[str, dict[str, tuple[str | None, str]]]:
+        """host -> file -> (desired fingerprint or None when unknown, whose key it is)."""
+        s = self.state
+        ck = self.cluster_key.fingerprint if self.cluster_key else None
+        master_addresses = [h.address for h in s.master_hosts]
+        own_name = "the cluster key" if s.is_cluster else f"the key of master {s.master.host.name}"
+        server = s.master.package.address if s.is_cluster else s.master.host.address
+        want: dict[str, dict[str, tuple[str | None, str]]] = {}
+        for c in s.clients:
+            files = {dsau.peer_key_name(server): (ck, own_name)}
+            if s.keys.cfrun == "all-members":
+                files.update({dsau.peer_key_name(a): (ck, own_name) for a in master_addresses})
+            want[c.name] = files
+        for m in s.master_hosts:
+            files = {}
+            if s.is_cluster:
+                files[dsau.peer_key_name(server)] = (ck, own_name)
+                files.update({dsau.peer_key_name(a): (ck, own_name) for a in master_addresses})
+            for c in s.clients:
+                cv = self.views.get(c.name)
+                files[dsau.peer_key_name(c.address)] = (cv.own if cv else None, f"the key of client {c.name}")
+            want[m.name] = files
+        return want
+
+    def key_source(self, fp: str) -> KeyFile | None:
+        """Where the content of a key to install comes from: the cluster key, or a client's own."""
+        if self.cluster_key and fp == self.cluster_key.fingerprint:
+            return self.cluster_key
+        return self._client_keys.get(fp)
+
+    def plan_keys(self) -> None:
+        if self.state.keys.distribution == "regenerate":
+            self.plan_regenerate()
+            return
+        want = self.desired_keys()
+        self._client_keys = {v.own: v.keys[dsau.OWN_PUBLIC_KEY] for c in self.state.clients if (v := self.views.get(c.name)) and v.own}
+        for host in self.state.all_hosts:
+            view = self.views.get(host.name)
+            if view is None:
+                continue
+            for file, (fp, whose) in sorted(want[host.name].items()):
+                address = self._key_address(host.name, file)
+                current = view.keys.get(file)
+                if fp is None:
+                    if whose.startswith("the key of client") or self.cluster_key is None:
+                        self.unknown.append(Finding(address=address, host=host.name, message=f"should hold {whose}, which is unknown ({'client unreachable or without a key' if whose.startswith('the key of client') else 'cluster key unknown'})"))
+                    continue
+                problem = self.key_problem(current, fp)
+                if problem is None:
+                    continue
+                self.plan_key_fix(host, view, file, fp, whose, current, problem, address)
+
+    @staticmethod
+    def key_problem(current: KeyFile | None, fp: str) -> str | None:
+        if current is None:
+            return "missing"
+        if current.kind == "symlink":
+            return "is a symbolic link"
+        if not current.usable:
+            return current.problem or "not a usable key"
+        if current.fingerprint != fp:
+            return f"holds another key ({current.fingerprint})"
+        if current.mode is not None and current.mode & WRITABLE_BY_OTHERS:
+            return f"is writable by others (mode {current.mode:04o})"
+        return None
+
+    def plan_key_fix(self, host: Host, view: _HostView, file: str, fp: str, whose: str, current: KeyFile | None, problem: str, address: str) -> None:
+        depends = []
+        if host.name in self.dispatched:
+            depends.append(self.dispatched[host.name])
+        if self.package_action and self.cluster_key and fp == self.cluster_key.fingerprint and "not mounted" in (self.cluster_key_source or ""):
+            # the key was inferred while the package is down: confirm it by starting first
+            depends.append(self.package_action)
+        precondition = {"file": file, "current": key_state(current), "desired": fp}
+        replaces = current is not None
+        reason = f"{file} {problem}; should hold {whose} ({fp})"
+        # A verified copy already on the host (checked by content, never by name), as the
+        # manual does for the cluster key; other keys are installed from their source.
+        source = None
+        if self.cluster_key and fp == self.cluster_key.fingerprint:
+            source = next((n for n in view.cluster_key_copies(fp) if n != file), None)
+        if source is not None:
+            precondition["source"] = {"file": source, "fingerprint": fp}
+            self._add("copy-key", address, host, commands.copy_key(self.state, source, file), reason,
+                      params={"file": file, "source": source}, precondition=precondition,
+                      expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
+        else:
+            key = self.key_source(fp)
+            if key is None or not key.pem:
+                self.unknown.append(Finding(address=address, host=host.name, message=f"{reason}, but csync has no copy of that key to install"))
+                return
+            self._add("install-key", address, host, commands.install_key(self.state, file, key.pem, fp), reason,
+                      params={"file": file, "pem": key.pem, "fingerprint": fp}, precondition=precondition,
+                      expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
+        view.keys[file] = KeyFile(name=file, fingerprint=fp, mode=dsau.KEY_FILE_MODE)
+        view.planned.add(file)
+
+    def plan_regenerate(self) -> None:
+        s = self.state
+        want = self.desired_keys()
+        drift = []
+        for host in s.all_hosts:
+            view = self.views.get(host.name)
+            if view is None:
+                continue
+            for file, (fp, _) in sorted(want[host.name].items()):
+                if fp is None or self.key_problem(view.keys.get(file), fp):
+                    drift.append(self._key_address(host.name, file))
+        if not drift:
+            return
+        unreachable = [c.name for c in s.clients if c.name not in self.views]
+        runner = self.state.host(self.package_node) if s.is_cluster and self.package_node else (s.master.host if not s.is_cluster else None)
+        address = "site.keys"
+        if unreachable:
+            self.blocked.append(Finding(address=address, message=f"key regeneration needs every client reachable; unreachable: {', '.join(unreachable)}"))
+            return
+        if runner is None or runner.name not in self.views:
+            self.blocked.append(Finding(address=address, message="key regeneration needs the master (the node running the package) reachable"))
+            return
+        master_keys = {k.fingerprint: k for h in s.master_hosts if h.name in self.views for k in self.views[h.name].facts.ssh_public_keys}
+        depends = [d for d in [self.package_action, *self.dispatched.values()] if d]
+        if not master_keys:
+            self.blocked.append(Finding(address=address, message="key regeneration needs root ssh from the master to every client, but no master host has a root ssh key"))
+            return
+        for c in s.clients:
+            missing = sorted(fp for fp in master_keys if fp not in self.views[c.name].facts.ssh_authorized)
+            if missing:
+                lines = [master_keys[fp].line for fp in missing]
+                action = self._add("authorize-ssh", f"client.{c.name}.ssh", c, commands.authorize_ssh(lines),
+                                   f"root on {c.name} does not accept ssh from the master's key(s) {', '.join(missing)} (key regeneration needs it)",
+                                   params={"lines": lines}, precondition={"authorized": list(self.views[c.name].facts.ssh_authorized)},
+                                   expected={"authorized": missing})
+                depends.append(action.id)
+        addresses = [c.address for c in s.clients]
+        self._add("regenerate-keys", address, runner, commands.regenerate_keys(s, addresses),
+                  f"{len(drift)} key file(s) differ ({', '.join(drift[:3])}{', ...' if len(drift) > 3 else ''}); distribution is 'regenerate'",
+                  params={"clients": addresses},
+                  precondition={"drift": drift, "cluster_key": self.cluster_key.fingerprint if self.cluster_key else None},
+                  expected={"consistent": True}, depends_on=depends)
+
+    # --- prune ---------------------------------------------------------------------------
+    def plan_prune(self) -> None:
+        s = self.state
+        want = self.desired_keys()
+        inventory = self.inventory()
+        ck = self.cluster_key.fingerprint if self.cluster_key else None
+        for host in s.all_hosts:
+            view = self.views.get(host.name)
+            if view is None:
+                continue
+            for file, key in sorted(view.keys.items()):
+                if not file.startswith(dsau.PEER_KEY_PREFIX) or file in want[host.name]:
+                    continue
+                ip = file[len(dsau.PEER_KEY_PREFIX):-len(dsau.PEER_KEY_SUFFIX)]
+                address = self._key_address(host.name, file)
+                managed = ip in inventory or (ck is not None and key.fingerprint == ck)
+                if not s.keys.prune:
+                    continue
+                if not managed:
+                    self.notices.append(Finding(address=address, host=host.name, message=f"{file} is for an address not declared, and csync cannot prove it manages it; left alone"))
+                    continue
+                why = "in the site's inventory" if ip in inventory else "holds the cluster key"
+                self._add("remove-key", address, host, commands.remove_key(s, file),
+                          f"{ip} is no longer declared ({why})", params={"file": file},
+                          precondition={"file": file, "current": key_state(key)}, expected={"file": file, "absent": True})
+
+    def inventory(self) -> set[str]:
+        if self.state.is_cluster:
+            v = self.views.get(self.package_node or "")
+            pkgfs = v.facts.package_fs if v else None
+            return set(pkgfs.inventory or ()) if pkgfs else set()
+        v = self.views.get(self.state.master.host.name)
+        mf = v.facts.master_files if v else None
+        return set(mf.inventory or ()) if mf else set()
+
+    # --- order ---------------------------------------------------------------------------
+    def ordered(self) -> tuple[Action, ...]:
+        """Actions in waves: DSAU's flow order first (package, members, ssh trust, keys,
+        removals), dependencies second; a wave's actions are independent of each other."""
+        by_id = {a.id: a for a in self.actions}
+        waves: dict[str, int] = {}
+
+        def wave(a: Action) -> int:
+            if a.id not in waves:
+                deps = [wave(by_id[d]) + 1 for d in a.depends_on if d in by_id]
+                waves[a.id] = max([_GROUP[a.kind], *deps])
+            return waves[a.id]
+
+        for a in self.actions:
+            wave(a)
+        dense = {w: i + 1 for i, w in enumerate(sorted(set(waves.values())))}
+        phase = {k: i for i, k in enumerate(PHASES)}
+        return tuple(sorted(
+            (a.model_copy(update={"wave": dense[waves[a.id]]}) for a in self.actions),
+            key=lambda a: (a.wave, phase[a.kind], a.host, a.address),
+        ))
+
+
+_GROUP = {
+    "start-package": 0, "enable-switching": 0, "dispatch-member": 1, "authorize-ssh": 2,
+    "copy-key": 3, "install-key": 3, "regenerate-keys": 3, "remove-key": 4,
+}
+
+
+def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None) -> Plan:
+    """The plan that would bring the hosts described by ``facts`` to ``state``."""
+    b = _Builder(state, facts)
+    if state.is_cluster:
+        b.plan_package()
+    b.determine_cluster_key()
+    if state.is_cluster:
+        b.plan_members()
+    b.plan_keys()
+    b.plan_prune()
+    key = lambda f: (f.address, f.host or "", f.message)  # noqa: E731
+    return Plan(
+        site=state.site,
+        desired_state_digest=state.digest(),
+        git_commit=git_commit,
+        cluster_key=b.cluster_key.fingerprint if b.cluster_key else None,
+        cluster_key_source=b.cluster_key_source,
+        package_node=b.package_node,
+        actions=b.ordered(),
+        blocked=tuple(sorted(b.blocked, key=key)),
+        unknown=tuple(sorted(b.unknown, key=key)),
+        notices=tuple(sorted(b.notices, key=key)),
+    )
