@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 from reconciler import dsau
-from reconciler.model import DesiredState
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.model import DesiredState
 
 _PROBE_SCRIPT = resources.files("reconciler").joinpath("probe.sh").read_text(encoding="utf-8")
 
@@ -44,15 +47,28 @@ def assign(name: str, value: str) -> str:
 
 def probe(state: DesiredState, role: str) -> RemoteCommand:
     """The one-round-trip probe of a host in ``role`` (member | master | client)."""
-    paths = state.paths
+    cluster = state.is_cluster
+    return probe_script(
+        role,
+        cfengine_dir=state.paths.cfengine_dir,
+        mount=state.master.package.mount if cluster else "",
+        master_inputs=dsau.PACKAGE_MASTER_INPUTS if cluster else state.paths.standalone_master_inputs,
+        state_dir=dsau.PACKAGE_CSYNC_STATE if cluster else dsau.STANDALONE_CSYNC_STATE,
+    )
+
+
+def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str,
+                 serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
+    """reconciler/probe.sh with its parameters; for members, ``master_inputs`` and
+    ``state_dir`` are relative to ``mount``."""
     params = {
-        "CF": paths.cfengine_dir,
+        "CF": cfengine_dir,
         "ROLE": role,
-        "MOUNT": state.master.package.mount if state.is_cluster else "",
+        "MOUNT": mount,
         "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
-        "MINPUTS": dsau.PACKAGE_MASTER_INPUTS if state.is_cluster else paths.standalone_master_inputs,
-        "STATE": dsau.PACKAGE_CSYNC_STATE if state.is_cluster else dsau.STANDALONE_CSYNC_STATE,
-        "SGPATH": dsau.SERVICEGUARD_PATH,
+        "MINPUTS": master_inputs,
+        "STATE": state_dir,
+        "SGPATH": serviceguard_path,
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
     return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")
