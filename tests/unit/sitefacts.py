@@ -1,0 +1,104 @@
+"""Builders of desired states and host facts for planner tests (no hosts involved)."""
+
+from __future__ import annotations
+
+from reconciler import dsau
+from reconciler.facts import HostFacts, KeyFile, PackageFilesystem
+from reconciler.model import DesiredState
+from reconciler.serviceguard import ClusterView, NodeView, PackageNode, PackageView
+from tests.keys import fp, public
+
+PKG_IP = "10.1.0.10"
+INPUTS = "sha256:inputs-v1"
+
+
+def member_ip(i: int) -> str:
+    return f"10.1.0.{i}"
+
+
+def client_ip(i: int) -> str:
+    return f"10.1.0.{20 + i}"
+
+
+def site(members: int = 3, clients: int = 3, *, preferred: str | None = "node1", **keys) -> DesiredState:
+    return DesiredState.model_validate({
+        "version": 1,
+        "site": "t",
+        "master": {
+            "mode": "serviceguard",
+            "cluster": "c1",
+            "package": {"name": "csync", "address": PKG_IP, "mount": "/csync", **({"node": preferred} if preferred else {})},
+            "members": [{"name": f"node{i}", "address": member_ip(i)} for i in range(1, members + 1)],
+        },
+        "clients": [{"name": f"client{i}", "address": client_ip(i)} for i in range(1, clients + 1)],
+        "keys": {"distribution": "copy", "cfrun": "all-members", "prune": True, **keys},
+    })
+
+
+def standalone(clients: int = 2) -> DesiredState:
+    return DesiredState.model_validate({
+        "version": 1,
+        "site": "s",
+        "master": {"mode": "standalone", "host": {"name": "master", "address": member_ip(1)}},
+        "clients": [{"name": f"client{i}", "address": client_ip(i)} for i in range(1, clients + 1)],
+        "keys": {"prune": True},
+    })
+
+
+def key(name: str, label: str, mode: int = 0o644) -> KeyFile:
+    return KeyFile(name=name, mode=mode, size=251, fingerprint=fp(label), pem=public(label))
+
+
+def keyset(**files: str) -> dict[str, KeyFile]:
+    """keyset(**{"10.1.0.1": "cluster"}) -> {"root-10.1.0.1.pub": KeyFile(...)}; "own" key too."""
+    out = {}
+    for ip, label in files.items():
+        name = dsau.OWN_PUBLIC_KEY if ip == "own" else dsau.peer_key_name(ip)
+        out[name] = key(name, label)
+    return out
+
+
+def cluster_view(state: DesiredState, *, owner: str | None = "node1", down: tuple[str, ...] = (), extra_nodes=(), missing=()) -> ClusterView:
+    names = [m.name for m in state.members if m.name not in missing] + list(extra_nodes)
+    return ClusterView(
+        name=state.master.cluster,
+        status="up",
+        nodes={n: NodeView(name=n, status="down" if n in down else "up", state="halted" if n in down else "running") for n in names},
+        packages={"csync": PackageView(
+            name="csync",
+            status="up" if owner else "down",
+            state="running" if owner else "halted",
+            owner=owner,
+            autorun="enabled" if owner else "disabled",
+            nodes=tuple(PackageNode(name=n, switching="enabled", order=i) for i, n in enumerate(names, 1)),
+        )},
+    )
+
+
+def converged(state: DesiredState, *, owner: str | None = "node1", cluster: ClusterView | None = None) -> dict[str, HostFacts]:
+    """Facts of a converged site (the lab's `fresh` scenario)."""
+    cluster = cluster or cluster_view(state, owner=owner)
+    facts: dict[str, HostFacts] = {}
+    client_keys = {c.address: f"client-{c.name}" for c in state.clients}
+    for m in state.members:
+        files = {"own": "cluster", PKG_IP: "cluster", **{x.address: "cluster" for x in state.members}, **client_keys}
+        facts[m.name] = HostFacts(
+            name=m.name, address=m.address, role="member", reachable=True, hostname=m.name,
+            cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir", keys=keyset(**files), inputs_digest=INPUTS,
+            cluster=cluster,
+            package_fs=PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", "cluster"), inputs_digest=INPUTS)
+            if m.name == owner else PackageFilesystem(mounted=False),
+        )
+    for c in state.clients:
+        files = {"own": f"client-{c.name}", PKG_IP: "cluster", **{x.address: "cluster" for x in state.members}}
+        facts[c.name] = HostFacts(
+            name=c.name, address=c.address, role="client", reachable=True, hostname=c.name,
+            cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir", keys=keyset(**files), inputs_digest=INPUTS,
+        )
+    return facts
+
+
+def with_keys(f: HostFacts, *, drop: tuple[str, ...] = (), **files: str) -> HostFacts:
+    keys = {n: k for n, k in f.keys.items() if n not in {dsau.peer_key_name(ip) for ip in drop}}
+    keys.update(keyset(**files))
+    return f.model_copy(update={"keys": keys})
