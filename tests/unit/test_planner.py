@@ -120,7 +120,7 @@ def test_install_key_when_the_client_holds_no_verified_copy():
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], drop=(PKG_IP, member_ip(1)))
     plan = make_plan(state, facts)
-    assert [a.kind for a in plan.actions] == ["install-key", "copy-key"]
+    assert [a.kind for a in plan.actions] == ["install-key", "install-key"]
     install = plan.actions[0]
     assert install.params["pem"].startswith(dsau.PUBLIC_KEY_PEM_BEGIN)
     assert install.expected["fingerprint"] == plan.cluster_key
