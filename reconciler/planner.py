@@ -66,9 +66,14 @@ class _Builder:
     package_node: str | None = None
     package_action: str | None = None  # id of start-package, when planned
     _client_keys: dict[str, KeyFile] = field(default_factory=dict)  # fingerprint -> a client's own key
+    roles: dict[str, str] = field(default_factory=dict)  # host name -> member | master | client
+    _desired: dict | None = None
     dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
 
     def __post_init__(self) -> None:
+        master_role = "member" if self.state.is_cluster else "master"
+        self.roles = {h.name: master_role for h in self.state.master_hosts}
+        self.roles.update({c.name: "client" for c in self.state.clients})
         for host in self.state.all_hosts:
             f = self.facts.get(host.name)
             if f is None:
@@ -80,7 +85,7 @@ class _Builder:
 
     # --- helpers -----------------------------------------------------------------------
     def _host_address(self, name: str) -> str:
-        return f"{self.state.role_of(name)}.{name}"
+        return f"{self.roles[name]}.{name}"
 
     def _key_address(self, host: str, file: str) -> str:
         return f"{self._host_address(host)}.key[{file}]"
@@ -252,13 +257,24 @@ class _Builder:
 
     # --- keys ----------------------------------------------------------------------------
     def desired_keys(self) -> dict[str, dict[str, tuple[str | None, str]]]:
-        """host -> file -> (desired fingerprint or None when unknown, whose key it is)."""
+        """host -> file -> (desired fingerprint or None when unknown, whose key it is).
+
+        Computed once, after the member phase (it reads the members' predicted state)."""
+        if self._desired is None:
+            self._desired = self._desired_keys()
+        return self._desired
+
+    def _desired_keys(self) -> dict[str, dict[str, tuple[str | None, str]]]:
         s = self.state
         ck = self.cluster_key.fingerprint if self.cluster_key else None
         master_addresses = [h.address for h in s.master_hosts]
         own_name = "the cluster key" if s.is_cluster else f"the key of master {s.master.host.name}"
         server = s.master.package.address if s.is_cluster else s.master.host.address
         want: dict[str, dict[str, tuple[str | None, str]]] = {}
+        client_files = {}
+        for c in s.clients:
+            cv = self.views.get(c.name)
+            client_files[dsau.peer_key_name(c.address)] = (cv.own if cv else None, f"the key of client {c.name}")
         for c in s.clients:
             files = {dsau.peer_key_name(server): (ck, own_name)}
             if s.keys.cfrun == "all-members":
@@ -269,9 +285,7 @@ class _Builder:
             if s.is_cluster:
                 files[dsau.peer_key_name(server)] = (ck, own_name)
                 files.update({dsau.peer_key_name(a): (ck, own_name) for a in master_addresses})
-            for c in s.clients:
-                cv = self.views.get(c.name)
-                files[dsau.peer_key_name(c.address)] = (cv.own if cv else None, f"the key of client {c.name}")
+            files.update(client_files)
             want[m.name] = files
         return want
 
@@ -292,16 +306,15 @@ class _Builder:
             if view is None:
                 continue
             for file, (fp, whose) in sorted(want[host.name].items()):
-                address = self._key_address(host.name, file)
                 current = view.keys.get(file)
                 if fp is None:
                     if whose.startswith("the key of client") or self.cluster_key is None:
-                        self.unknown.append(Finding(address=address, host=host.name, message=f"should hold {whose}, which is unknown ({'client unreachable or without a key' if whose.startswith('the key of client') else 'cluster key unknown'})"))
+                        self.unknown.append(Finding(address=self._key_address(host.name, file), host=host.name, message=f"should hold {whose}, which is unknown ({'client unreachable or without a key' if whose.startswith('the key of client') else 'cluster key unknown'})"))
                     continue
                 problem = self.key_problem(current, fp)
                 if problem is None:
                     continue
-                self.plan_key_fix(host, view, file, fp, whose, current, problem, address)
+                self.plan_key_fix(host, view, file, fp, whose, current, problem, self._key_address(host.name, file))
 
     @staticmethod
     def key_problem(current: KeyFile | None, fp: str) -> str | None:
