@@ -10,6 +10,7 @@ meet, which apply re-checks on the host before running it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from reconciler import commands, dsau
 from reconciler.facts import HostFacts, KeyFile
 from reconciler.model import DesiredState, Host
 from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
+from reconciler.trust import TrustReport, trust_report
 
 WRITABLE_BY_OTHERS = 0o022
 
@@ -439,6 +441,20 @@ class _Builder:
         mf = v.facts.master_files if v else None
         return set(mf.inventory or ()) if mf else set()
 
+    # --- prediction -----------------------------------------------------------------------
+    def predicted_trust(self) -> TrustReport:
+        """The trust matrix of the site as this plan would leave it."""
+        for a in self.actions:
+            if a.kind == "remove-key" and a.host in self.views:
+                self.views[a.host].keys.pop(a.params["file"], None)
+        predicted = {name: v.facts.model_copy(update={"keys": v.keys}) for name, v in self.views.items()}
+        for f in self.facts.values():
+            predicted.setdefault(f.name, f)
+        report = trust_report(self.state, predicted, package_node=self.package_node)
+        if any(a.kind == "regenerate-keys" for a in self.actions):
+            return dataclasses.replace(report, failover_ready=False, reasons=("keys are regenerated: readiness is known after apply",))
+        return report
+
     # --- order ---------------------------------------------------------------------------
     def ordered(self) -> tuple[Action, ...]:
         """Actions in waves: DSAU's flow order first (package, members, ssh trust, keys,
@@ -479,6 +495,7 @@ def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit
     b.plan_keys()
     b.plan_prune()
     key = lambda f: (f.address, f.host or "", f.message)  # noqa: E731
+    after = b.predicted_trust()
     return Plan(
         site=state.site,
         desired_state_digest=state.digest(),
@@ -490,4 +507,6 @@ def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit
         blocked=tuple(sorted(b.blocked, key=key)),
         unknown=tuple(sorted(b.unknown, key=key)),
         notices=tuple(sorted(b.notices, key=key)),
+        failover_ready_after=after.failover_ready,
+        failover_notes=after.reasons,
     )
