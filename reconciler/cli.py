@@ -262,3 +262,7 @@ try:
     _register_subcommands()
 except ImportError:  # pragma: no cover - only while a subpackage is being written
     pass
+
+
+if __name__ == "__main__":
+    main()
