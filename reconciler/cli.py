@@ -252,16 +252,9 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     return ExitCode.ERROR if site.unreachable else ExitCode.OK
 
 
-def _register_subcommands() -> None:
-    from reconciler.lab.cli import lab
+from reconciler.lab.cli import lab  # noqa: E402
 
-    main.add_command(lab)
-
-
-try:
-    _register_subcommands()
-except ImportError:  # pragma: no cover - only while a subpackage is being written
-    pass
+main.add_command(lab)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -29,6 +30,10 @@ import paramiko
 from fabric import Config, Connection
 
 from reconciler.model import Access, Host
+
+# paramiko logs a traceback for every failed handshake from its transport thread; csync
+# reports each failure itself, once, as a fact.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 # A probe of a member with a few hundred clients is a few hundred KB; anything near this is
 # a hostile or broken host, not data.
@@ -201,6 +206,7 @@ class Pool:
         self._keys: dict[str, paramiko.PKey] = {}
         self._keys_lock = threading.Lock()
         self._config = Config(lazy=True, overrides={"load_ssh_configs": False})
+        self._config_lock = threading.Lock()
 
     def _known(self, path: str) -> KnownHosts:
         if path not in self._known_hosts:
@@ -233,27 +239,29 @@ class Pool:
         except OSError as e:
             raise TransportError(f"cannot connect to {host.address}:{settings.port}: {e.strerror or e}", kind="unreachable") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection(
-            host=host.address,
-            user=settings.user,
-            port=settings.port,
-            config=self._config,
-            connect_timeout=settings.connect_timeout,
-            connect_kwargs={
-                "pkey": pkey,
-                "look_for_keys": False,
-                "allow_agent": False,
-                "sock": sock,
-                "banner_timeout": settings.connect_timeout,
-                "auth_timeout": settings.connect_timeout,
-            },
-        )
+        with self._config_lock:  # invoke's Config is not safe to clone from many threads
+            conn = Connection(
+                host=host.address,
+                user=settings.user,
+                port=settings.port,
+                config=self._config,
+                connect_timeout=settings.connect_timeout,
+                connect_kwargs={
+                    "pkey": pkey,
+                    "look_for_keys": False,
+                    "allow_agent": False,
+                    "sock": sock,
+                    "banner_timeout": settings.connect_timeout,
+                    "auth_timeout": settings.connect_timeout,
+                },
+            )
         client = conn.client
         for keytype, key in known.entries_for(name).items():
             client.get_host_keys().add(name, keytype, key)
         client.set_missing_host_key_policy(
             _AcceptNewPolicy(known) if known.policy == "accept-new" else _RejectPolicy()
         )
+        started = time.monotonic()
         try:
             conn.open()
         except TransportError:
@@ -273,8 +281,9 @@ class Pool:
         except (paramiko.SSHException, OSError, EOFError) as e:
             sock.close()
             text = str(e) or type(e).__name__
-            kind = "timeout" if isinstance(e, TimeoutError) or "timed out" in text.lower() or "banner" in text.lower() else "unreachable"
-            raise TransportError(f"ssh handshake failed: {text}", kind=kind) from e
+            if time.monotonic() - started >= settings.connect_timeout * 0.9 or isinstance(e, TimeoutError):
+                raise TransportError(f"no SSH answer within {settings.connect_timeout:g}s (host hung or overloaded)", kind="timeout") from e
+            raise TransportError(f"ssh handshake failed: {text}", kind="unreachable") from e
         session = Session(host=host, connection=conn)
         self.sessions[host.name] = session
         return session

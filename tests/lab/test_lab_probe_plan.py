@@ -1,0 +1,156 @@
+"""Probe and plan against the lab: real sshd hosts, real files, real keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler import dsau
+from reconciler.facts import public_key_fingerprint
+from reconciler.lab.runtime import key_dir
+from reconciler.loader import load_desired_state
+from reconciler.pipeline import refresh_and_plan
+from reconciler.probe import probe_site
+from reconciler.transport import Pool
+
+pytestmark = pytest.mark.lab
+
+
+def plan_of(lab):
+    state = load_desired_state([lab.desired_state_path])
+    with Pool(state.access) as pool:
+        return refresh_and_plan(state, pool)
+
+
+def csync(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_hosts_have_their_own_names_and_files(lab_factory):
+    lab = lab_factory("fresh", members=2, clients=2)
+    assert lab.exec("node1", "hostname").stdout.strip() == "node1"
+    assert lab.exec("client2", "hostname").stdout.strip() == "client2"
+    lab.exec("client1", "echo planted > /var/opt/dsau/cfengine/inputs/only-here")
+    assert lab.exec("client2", "test -e /var/opt/dsau/cfengine/inputs/only-here").returncode == 1
+    assert not Path("/var/opt/dsau").exists()  # the real machine is untouched
+
+
+def test_package_filesystem_is_visible_only_on_its_owner(lab_factory):
+    lab = lab_factory("fresh", members=2, clients=1)
+    master = f"{dsau.PACKAGE_MASTER_INPUTS}"
+    assert lab.exec("node1", f"test -d /srv/csync/{master}").returncode == 0
+    assert lab.exec("node2", f"test -d /srv/csync/{master}").returncode == 1
+
+
+def test_facts_match_what_the_lab_planted(lab_factory):
+    lab = lab_factory("seed")
+    state = load_desired_state([lab.desired_state_path])
+    with Pool(state.access) as pool:
+        site = probe_site(state, pool)
+    assert all(f.reachable for f in site.hosts.values())
+    stale = (key_dir(lab, "client1") / "root-127.0.10.2.pub").read_text()
+    assert site["client1"].peer_key("127.0.10.2").fingerprint == public_key_fingerprint(stale)[0]
+    assert site["client2"].peer_key("127.0.10.10") is None
+    pkg = site["node1"].cluster.packages["csync"]
+    assert (pkg.status, pkg.state, pkg.owner) == ("down", "halted", None)
+    assert site["node3"].own_key.fingerprint != site["node1"].own_key.fingerprint
+
+
+def test_one_command_per_host_whatever_the_facts(lab_factory):
+    lab = lab_factory("fresh")
+    state = load_desired_state([lab.desired_state_path])
+    with Pool(state.access) as pool:
+        site = probe_site(state, pool)
+    assert site.commands_sent == {h.name: 1 for h in state.all_hosts}
+
+
+def test_fresh_plans_no_changes_and_exits_0(lab_factory):
+    lab = lab_factory("fresh")
+    done = csync("plan", "-f", str(lab.desired_state_path), "--detailed-exitcode")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No changes." in done.stdout and "failover-ready: yes" in done.stdout
+
+
+def test_seed_plans_exactly_the_manual_chores(lab_factory):
+    lab = lab_factory("seed")
+    plan, _ = plan_of(lab)
+    assert [(a.kind, a.address, a.host) for a in plan.actions] == [
+        ("start-package", "package.csync", "node1"),
+        ("dispatch-member", "member.node3", "node1"),
+        ("copy-key", "client.client1.key[root-127.0.10.2.pub]", "client1"),
+        ("copy-key", "client.client1.key[root-127.0.10.3.pub]", "client1"),
+        ("copy-key", "client.client2.key[root-127.0.10.10.pub]", "client2"),
+        ("copy-key", "client.client2.key[root-127.0.10.3.pub]", "client2"),
+        ("copy-key", "client.client3.key[root-127.0.10.3.pub]", "client3"),
+        ("copy-key", "client.client4.key[root-127.0.10.3.pub]", "client4"),
+    ]
+    done = csync("plan", "-f", str(lab.desired_state_path), "--detailed-exitcode")
+    assert done.returncode == 2
+
+
+def test_dispatch_targets_the_node_running_the_package(lab_factory):
+    lab = lab_factory("seed")
+    assert lab.exec("node2", "cmrunpkg -n node2 csync").returncode == 0
+    plan, _ = plan_of(lab)
+    [dispatch] = [a for a in plan.actions if a.kind == "dispatch-member"]
+    assert dispatch.host == "node2" and not any(a.kind == "start-package" for a in plan.actions)
+
+
+def test_an_isolated_host_is_unknown_with_its_reason(lab_factory):
+    lab = lab_factory("fresh")
+    text = lab.desired_state_path.read_text().replace("connect_timeout: 5", "connect_timeout: 1")
+    lab.desired_state_path.write_text(text)
+    lab.isolate("client3")
+    try:
+        start = time.monotonic()
+        plan, facts = plan_of(lab)
+        assert time.monotonic() - start < 10
+    finally:
+        lab.restore("client3")
+    assert not facts["client3"].reachable and facts["client3"].reason_kind == "timeout"
+    assert any(f.address == "client.client3" for f in plan.unknown)
+    assert csync("plan", "-f", str(lab.desired_state_path), "--detailed-exitcode").returncode in (0, 1, 2)
+
+
+def test_a_stopped_host_is_unreachable_not_empty(lab_factory):
+    lab = lab_factory("fresh", clients=2)
+    lab.stop_host("client2")
+    plan, facts = plan_of(lab)
+    assert not facts["client2"].reachable and "refused" in facts["client2"].reason
+    assert not plan.clean
+    done = csync("facts", "-f", str(lab.desired_state_path))
+    assert done.returncode == 1 and "UNREACHABLE" in done.stdout
+
+
+def test_a_changed_host_key_is_refused(lab_factory):
+    lab = lab_factory("fresh", clients=1)
+    lines = lab.known_hosts.read_text().splitlines()
+    other = next(line for line in lines if line.startswith("127.0.10.2 ")).split(" ", 1)[1]
+    lab.known_hosts.write_text("\n".join(f"127.0.10.1 {other}" if line.startswith("127.0.10.1 ") else line for line in lines) + "\n")
+    _, facts = plan_of(lab)
+    assert not facts["node1"].reachable and facts["node1"].reason_kind == "host-key" and "CHANGED" in facts["node1"].reason
+
+
+def test_an_unknown_host_key_fails_unless_first_contact_is_allowed(lab_factory):
+    lab = lab_factory("fresh", clients=1)
+    lab.known_hosts.write_text("")
+    done = csync("facts", "-f", str(lab.desired_state_path), "--format", "json")
+    assert done.returncode == 1 and "unknown host key" in done.stdout
+    done = csync("facts", "-f", str(lab.desired_state_path), "--accept-new-host-keys")
+    assert done.returncode == 0
+    assert len(lab.known_hosts.read_text().splitlines()) == 4
+
+
+def test_lab_down_leaves_no_process_or_listener(lab_factory):
+    lab = lab_factory("fresh", clients=2)
+    pids = list(lab.load()["pids"].values())
+    lab.down()
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    assert "127.0.10." not in listening
+    assert os.path.exists("/proc/self")
