@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,17 +31,9 @@ ActionKind = Literal[
     "remove-key",
 ]
 
-# The order of phases; an action never runs before the phases listed before its own.
-PHASES: tuple[ActionKind, ...] = (
-    "start-package",
-    "enable-switching",
-    "dispatch-member",
-    "authorize-ssh",
-    "copy-key",
-    "install-key",
-    "regenerate-keys",
-    "remove-key",
-)
+# The order of phases is the order of the kinds above: an action never runs before the
+# phases listed before its own.
+PHASES: tuple[str, ...] = get_args(ActionKind)
 
 
 def canonical_json(data: Any) -> str:
