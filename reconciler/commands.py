@@ -171,3 +171,185 @@ def authorize_ssh(key_lines: list[str]) -> RemoteCommand:
         f"{add}chmod 600 \"$tmp\" && mv -f \"$tmp\" \"$f\" || {{ rm -f \"$tmp\"; exit 1; }}"
     )
     return RemoteCommand(script, f"authorize {len(lines)} master ssh key(s) for root")
+
+
+# --- Several actions on one host, in one round trip -------------------------------------
+
+_NONCE = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+def batch(scripts: list[str], nonce: str) -> RemoteCommand:
+    """Action scripts for one host as one script: each runs in its own subshell (its exit,
+    cd and umask stay inside), with stdin from /dev/null (the batch itself is on stdin),
+    between marker lines that carry its exit code on both stdout and stderr. ``nonce`` is
+    random per batch, so an action's output cannot forge a marker."""
+    n = _check(_NONCE, nonce, "batch nonce")
+    parts = []
+    for i, script in enumerate(scripts):
+        parts.append(
+            f"printf '\\n@@{n} begin {i}\\n'; printf '\\n@@{n} begin {i}\\n' >&2\n"
+            f"(\n{script}\n) </dev/null\n"
+            f"rc=$?; printf '\\n@@{n} end {i} %d\\n' $rc; printf '\\n@@{n} end {i} %d\\n' $rc >&2"
+        )
+    return RemoteCommand("\n".join(parts) + "\n", f"{len(scripts)} action(s)")
+
+
+# --- The site lock and the inventory (csync's own state on the master) ------------------
+# The lock file is <package mount>/dsau/csync/lock.json on the node running the package, or
+# /var/opt/dsau/csync/lock.json on that node when the package is not mounted (and on a
+# standalone master). Every change to a lock file happens under a node-local mutex (a
+# directory: mkdir is atomic everywhere), is a compare-and-swap on the file's content
+# (cksum) or on the lock id, and is written temp + rename. Times are the host's clock, so
+# two runners with different clocks agree on when a lease expires. See docs/APPLY.md.
+
+_LOCK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_CKSUM = re.compile(r"^[0-9]{1,10}:[0-9]{1,12}$")
+LOCK_FILE = "lock.json"
+INVENTORY_FILE = "inventory"
+MUTEX_STALE_SECONDS = 30  # a critical section takes milliseconds; older is a killed script
+
+
+def _lock_prelude(state: DesiredState, local: str) -> str:
+    """Shell variables L (the node-local lock file), P (the package-filesystem lock file, empty
+    when not mounted), NOW (host epoch seconds) and a held mutex; prints "NOW <epoch>"."""
+    _check(re.compile(r"^/[A-Za-z0-9_./-]+$"), local, "state directory")
+    if state.is_cluster:
+        mount = state.master.package.mount
+        pkg_dir = f"{mount}/{dsau.PACKAGE_CSYNC_STATE}"
+        mounted = f"[ -d {shlex.quote(mount + '/dsau/cfengine_master')} ]"
+    else:
+        pkg_dir, mounted = "", "false"
+    return f"""umask 022
+LC_ALL=C; export LC_ALL
+# epoch seconds: date +%s is not POSIX; awk's srand() returns the previous (time) seed
+now() {{ t=$(date +%s 2>/dev/null); case $t in ''|*[!0-9]*) t=$(awk 'BEGIN {{ srand(); print srand() }}') ;; esac; echo "$t"; }}
+cks() {{ cksum < "$1" | awk '{{ print $1 ":" $2 }}'; }}
+safe_dir() {{ [ ! -L "$1" ] || {{ echo "$1 is a symbolic link" >&2; exit 3; }}; mkdir -p "$1" && [ -d "$1" ] && [ ! -L "$1" ] || {{ echo "cannot create $1" >&2; exit 3; }}; }}
+LD={shlex.quote(local)}
+L="$LD/{LOCK_FILE}"
+P=
+if {mounted}; then PD={shlex.quote(pkg_dir)}; safe_dir "$PD"; P="$PD/{LOCK_FILE}"; fi
+safe_dir "$LD"
+M="$LD/.lock.mutex"
+tries=0
+until mkdir "$M" 2>/dev/null; do
+  t=$(cat "$M/t" 2>/dev/null)
+  case $t in ''|*[!0-9]*) t= ;; esac
+  n=$(now); tries=$((tries + 1))
+  if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || {{ [ -z "$t" ] && [ $tries -gt {MUTEX_STALE_SECONDS} ]; }}; then
+    rm -rf "$M"; continue
+  fi
+  [ $tries -le {MUTEX_STALE_SECONDS * 2} ] || {{ echo BUSY; exit 0; }}
+  sleep 1
+done
+trap 'rm -rf "$M"' EXIT
+trap 'exit 1' HUP INT TERM
+NOW=$(now); echo "$NOW" > "$M/t"
+echo "NOW $NOW"
+write_lock() {{ tmp="$1.$$.tmp"; printf '%s\\n' "$2" > "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$1" || {{ rm -f "$tmp"; echo "cannot write $1" >&2; exit 1; }}; }}
+show() {{ echo "LOCK $1 $(cks "$1")"; echo "CONTENT $(sed -n 1p "$1" | cut -c1-4000)"; }}
+"""
+
+
+def lock_acquire(state: DesiredState, lock_id: str, record: str, lease_seconds: int, takeover: list[str], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+    """Create the lock file (package filesystem if mounted here, else node-local) unless a
+    lock file exists that is neither ours nor one of ``takeover`` ("crc:size" of expired
+    locks, removed only if unchanged). ``record`` is the lock's JSON object without its
+    closing brace; the host's clock fills acquired/renewed/expires."""
+    lid = _check(_LOCK_ID, lock_id, "lock id")
+    takes = " ".join(_check(_CKSUM, c, "lock checksum") for c in takeover)
+    lease = int(lease_seconds)
+    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+RECORD={shlex.quote(record)}
+TAKE={shlex.quote(takes)}
+held=
+for f in $P "$L"; do
+  [ -f "$f" ] || continue
+  c=$(cks "$f")
+  case " $TAKE " in *" $c "*) rm -f "$f" && echo "TAKEN $f $c"; continue ;; esac
+  if grep -q "\\"id\\":\\"$ID\\"" "$f"; then echo "OURS $f"; continue; fi
+  show "$f"; held=1
+done
+[ -z "$held" ] || {{ echo HELD; exit 0; }}
+T=${{P:-$L}}
+if [ -f "$T" ]; then echo "ACQUIRED $T"; exit 0; fi
+write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
+echo "ACQUIRED $T"
+"""
+    return RemoteCommand(script, f"csync lock acquire {lid}")
+
+
+def lock_renew(state: DesiredState, lock_id: str, record: str, lease_seconds: int, *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+    """Extend the lease of every lock file of ``lock_id`` on this node (``record`` carries the
+    acquired epoch); prints LOST when none holds it any more (taken over or unlocked)."""
+    lid = _check(_LOCK_ID, lock_id, "lock id")
+    lease = int(lease_seconds)
+    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+RECORD={shlex.quote(record)}
+found=
+for f in $P "$L"; do
+  [ -f "$f" ] && grep -q "\\"id\\":\\"$ID\\"" "$f" || continue
+  write_lock "$f" "$RECORD,\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
+  echo "RENEWED $f"; found=1
+done
+[ -n "$found" ] || echo LOST
+"""
+    return RemoteCommand(script, f"csync lock renew {lid}")
+
+
+def lock_release(state: DesiredState, lock_id: str, *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+    lid = _check(_LOCK_ID, lock_id, "lock id")
+    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+for f in $P "$L"; do
+  [ -f "$f" ] && grep -q "\\"id\\":\\"$ID\\"" "$f" || continue
+  rm -f "$f" && echo "RELEASED $f"
+done
+"""
+    return RemoteCommand(script, f"csync lock release {lid}")
+
+
+def lock_show(state: DesiredState, *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+    """Print the lock files on this node with their checksums (for `csync unlock`)."""
+    script = _lock_prelude(state, local_dir) + """for f in $P "$L"; do [ -f "$f" ] && show "$f"; done
+exit 0
+"""
+    return RemoteCommand(script, "csync lock show")
+
+
+def lock_remove(state: DesiredState, checksums: list[str], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+    """Remove the lock files whose content is still exactly ``checksums`` ("crc:size")."""
+    takes = " ".join(_check(_CKSUM, c, "lock checksum") for c in checksums)
+    script = _lock_prelude(state, local_dir) + f"""TAKE={shlex.quote(takes)}
+for f in $P "$L"; do
+  [ -f "$f" ] || continue
+  c=$(cks "$f")
+  case " $TAKE " in *" $c "*) rm -f "$f" && echo "RELEASED $f" ;; *) show "$f" ;; esac
+done
+"""
+    return RemoteCommand(script, "csync unlock")
+
+
+def inventory_update(state: DesiredState, addresses: list[str]) -> RemoteCommand:
+    """Rewrite the site's inventory atomically as the union of what it lists and
+    ``addresses`` (IPv4, one per line, sorted); on a cluster only where the package
+    filesystem is mounted, never on the bare mount point."""
+    addrs = [_check(_IPV4, a, "address") for a in addresses]
+    if state.is_cluster:
+        mount = state.master.package.mount
+        d = f"{mount}/{dsau.PACKAGE_CSYNC_STATE}"
+        guard = f"[ -d {shlex.quote(mount + '/dsau/cfengine_master')} ] || {{ echo 'the package filesystem is not mounted on this node' >&2; exit 3; }}\n"
+    else:
+        d, guard = dsau.STANDALONE_CSYNC_STATE, ""
+    listed = "".join(f"{a}\n" for a in addrs)
+    script = (
+        f"umask 022\nLC_ALL=C; export LC_ALL\n{guard}d={shlex.quote(d)}\n"
+        "[ ! -L \"$d\" ] || { echo \"$d is a symbolic link\" >&2; exit 3; }\n"
+        "mkdir -p \"$d\" && [ -d \"$d\" ] || exit 3\n"
+        f"f=\"$d/{INVENTORY_FILE}\"; tmp=\"$d/.{INVENTORY_FILE}.$$.tmp\"\n"
+        "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
+        "{ [ -f \"$f\" ] && grep -E '^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}$' \"$f\"; "
+        f"printf '%s' {shlex.quote(listed)}; }} | sort -u -t. -k1,1n -k2,2n -k3,3n -k4,4n > \"$tmp\" "
+        "&& chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
+        "echo \"INVENTORY $(wc -l < \"$f\")\"\n"
+    )
+    return RemoteCommand(script, f"update {d}/{INVENTORY_FILE} ({len(addrs)} declared addresses)")

@@ -19,6 +19,7 @@ from reconciler import commands, dsau
 from reconciler.facts import HostFacts, KeyFile
 from reconciler.model import DesiredState, Host
 from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
+from reconciler.serviceguard import PackageView
 from reconciler.trust import TrustReport, trust_report
 
 WRITABLE_BY_OTHERS = 0o022
@@ -29,6 +30,54 @@ def key_state(key: KeyFile | None) -> dict:
     if key is None:
         return {"present": False}
     return {"present": True, "kind": key.kind, "fingerprint": key.fingerprint, "mode": key.mode}
+
+
+# --- preconditions: how each kind's facts are recorded, shared by make_plan and apply ----
+# (precondition_now, at the end of this module, recomputes them from fresh facts)
+
+
+def key_precondition(file: str, current: KeyFile | None, desired: str | None, source: KeyFile | None = None, source_file: str | None = None) -> dict:
+    """copy-key / install-key: the target file as found; for a copy, the source as found."""
+    pre = {"file": file, "current": key_state(current), "desired": desired}
+    if source_file is not None:
+        pre["source"] = {"file": source_file, "fingerprint": source.fingerprint if source and is_verified_copy(source) else None}
+    return pre
+
+
+def package_precondition(view: PackageView | None) -> dict:
+    """start-package / enable-switching: the package as Serviceguard shows it."""
+    state = None if view is None else {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}
+    return {"package": state}
+
+
+def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
+    """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
+    return {"member": {"own_key": own_key(member), "inputs": member.inputs_digest}, "package_node": package_node, "cluster_key": cluster_key}
+
+
+def key_problem(current: KeyFile | None, fp: str) -> str | None:
+    """Why a key file does not verifiably hold the key ``fp``, or None when it does."""
+    if current is None:
+        return "missing"
+    if current.kind == "symlink":
+        return "is a symbolic link"
+    if not current.usable:
+        return current.problem or "not a usable key"
+    if current.fingerprint != fp:
+        return f"holds another key ({current.fingerprint})"
+    if current.mode is not None and current.mode & WRITABLE_BY_OTHERS:
+        return f"is writable by others (mode {current.mode:04o})"
+    return None
+
+
+def is_verified_copy(key: KeyFile) -> bool:
+    """A key file whose content may be copied to another name: checked by content, not name."""
+    return key.usable and not (key.mode is not None and key.mode & WRITABLE_BY_OTHERS)
+
+
+def own_key(facts: HostFacts) -> str | None:
+    k = facts.keys.get(dsau.OWN_PUBLIC_KEY)
+    return k.fingerprint if k and k.usable else None
 
 
 @dataclass
@@ -43,8 +92,7 @@ class _HostView:
         """Peer key files on this host that verifiably hold the key ``fp``."""
         return sorted(
             n for n, k in self.keys.items()
-            if n not in self.planned and n.startswith(dsau.PEER_KEY_PREFIX) and k.usable and k.fingerprint == fp
-            and not (k.mode is not None and k.mode & WRITABLE_BY_OTHERS)
+            if n not in self.planned and n.startswith(dsau.PEER_KEY_PREFIX) and k.fingerprint == fp and is_verified_copy(k)
         )
 
     @property
@@ -139,7 +187,7 @@ class _Builder:
         if view is None:
             self.blocked.append(Finding(address=address, host=source.name, message=f"package {pkg.name} is not configured in cluster {master.cluster}"))
             return
-        state = {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}
+        precondition = package_precondition(view)
         if view.running:
             self.package_node = view.owner
             if pkg.node and view.owner != pkg.node:
@@ -148,7 +196,7 @@ class _Builder:
                 owner = self.state.host(view.owner)
                 self._add("enable-switching", address, owner, commands.enable_switching(pkg.name),
                           f"package {pkg.name} runs on {view.owner} with switching {view.autorun}: it would not fail over",
-                          params={"package": pkg.name}, precondition={"package": state}, expected={"package": {"autorun": "enabled"}})
+                          params={"package": pkg.name}, precondition=precondition, expected={"package": {"autorun": "enabled"}})
             return
         declared = {m.name for m in self.state.members}
         order = view.node_order() or [m.name for m in self.state.members]
@@ -163,7 +211,7 @@ class _Builder:
             why += f"; the preferred node {pkg.node} is not up, so the next adoptive node"
         host = self.state.host(node)
         action = self._add("start-package", address, host, commands.start_package(pkg.name, node), why,
-                           params={"package": pkg.name, "node": node}, precondition={"package": state},
+                           params={"package": pkg.name, "node": node}, precondition=precondition,
                            expected={"package": {"owner": node, "running": True, "autorun": "enabled"}})
         self.package_node = node
         self.package_action = action.id
@@ -235,11 +283,7 @@ class _Builder:
             if owner_view is None:
                 self.unknown.append(Finding(address=address, host=m.name, message=f"needs dispatching, but {owner.name}, which runs the package, is unreachable"))
                 continue
-            precondition = {
-                "member": {"own_key": view.own, "inputs": view.facts.inputs_digest},
-                "package_node": owner.name,
-                "cluster_key": self.cluster_key.fingerprint,
-            }
+            precondition = dispatch_precondition(view.facts, owner.name, self.cluster_key.fingerprint)
             action = self._add(
                 "dispatch-member", address, owner, commands.dispatch_member(self.state, m.name),
                 f"{m.name} {' and '.join(problems)} (not configured as an adoptive node)",
@@ -318,19 +362,7 @@ class _Builder:
                     continue
                 self.plan_key_fix(host, view, file, fp, whose, current, problem, self._key_address(host.name, file))
 
-    @staticmethod
-    def key_problem(current: KeyFile | None, fp: str) -> str | None:
-        if current is None:
-            return "missing"
-        if current.kind == "symlink":
-            return "is a symbolic link"
-        if not current.usable:
-            return current.problem or "not a usable key"
-        if current.fingerprint != fp:
-            return f"holds another key ({current.fingerprint})"
-        if current.mode is not None and current.mode & WRITABLE_BY_OTHERS:
-            return f"is writable by others (mode {current.mode:04o})"
-        return None
+    key_problem = staticmethod(key_problem)
 
     def plan_key_fix(self, host: Host, view: _HostView, file: str, fp: str, whose: str, current: KeyFile | None, problem: str, address: str) -> None:
         depends = []
@@ -339,7 +371,6 @@ class _Builder:
         if self.package_action and self.cluster_key and fp == self.cluster_key.fingerprint and "not mounted" in (self.cluster_key_source or ""):
             # the key was inferred while the package is down: confirm it by starting first
             depends.append(self.package_action)
-        precondition = {"file": file, "current": key_state(current), "desired": fp}
         replaces = current is not None
         reason = f"{file} {problem}; should hold {whose} ({fp})"
         # A verified copy already on the host (checked by content, never by name), as the
@@ -348,11 +379,12 @@ class _Builder:
         if self.cluster_key and fp == self.cluster_key.fingerprint:
             source = next((n for n in view.cluster_key_copies(fp) if n != file), None)
         if source is not None:
-            precondition["source"] = {"file": source, "fingerprint": fp}
+            precondition = key_precondition(file, current, fp, view.keys[source], source)
             self._add("copy-key", address, host, commands.copy_key(self.state, source, file), reason,
                       params={"file": file, "source": source}, precondition=precondition,
                       expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
         else:
+            precondition = key_precondition(file, current, fp)
             key = self.key_source(fp)
             if key is None or not key.pem:
                 self.unknown.append(Finding(address=address, host=host.name, message=f"{reason}, but csync has no copy of that key to install"))
@@ -363,17 +395,22 @@ class _Builder:
         view.keys[file] = KeyFile(name=file, fingerprint=fp, mode=dsau.KEY_FILE_MODE)
         view.planned.add(file)
 
-    def plan_regenerate(self) -> None:
-        s = self.state
+    def regeneration_drift(self) -> list[str]:
+        """Addresses of the key files that differ from what they should hold."""
         want = self.desired_keys()
         drift = []
-        for host in s.all_hosts:
+        for host in self.state.all_hosts:
             view = self.views.get(host.name)
             if view is None:
                 continue
             for file, (fp, _) in sorted(want[host.name].items()):
                 if fp is None or self.key_problem(view.keys.get(file), fp):
                     drift.append(self._key_address(host.name, file))
+        return drift
+
+    def plan_regenerate(self) -> None:
+        s = self.state
+        drift = self.regeneration_drift()
         if not drift:
             return
         unreachable = [c.name for c in s.clients if c.name not in self.views]
@@ -484,14 +521,20 @@ _GROUP = {
 }
 
 
-def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None) -> Plan:
-    """The plan that would bring the hosts described by ``facts`` to ``state``."""
+def _through_members(state: DesiredState, facts: Mapping[str, HostFacts]) -> _Builder:
+    """The builder after the package and member phases (the key phase comes next)."""
     b = _Builder(state, facts)
     if state.is_cluster:
         b.plan_package()
     b.determine_cluster_key()
     if state.is_cluster:
         b.plan_members()
+    return b
+
+
+def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None) -> Plan:
+    """The plan that would bring the hosts described by ``facts`` to ``state``."""
+    b = _through_members(state, facts)
     b.plan_keys()
     b.plan_prune()
     key = lambda f: (f.address, f.host or "", f.message)  # noqa: E731
@@ -510,3 +553,55 @@ def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit
         failover_ready_after=after.failover_ready,
         failover_notes=after.reasons,
     )
+
+
+def regeneration_drift(state: DesiredState, facts: Mapping[str, HostFacts]) -> tuple[list[str], str | None]:
+    """(key files that differ, cluster key) as the regenerate phase sees them."""
+    b = _through_members(state, facts)
+    return b.regeneration_drift(), b.cluster_key.fingerprint if b.cluster_key else None
+
+
+def precondition_hosts(state: DesiredState, action: Action) -> set[str]:
+    """The hosts whose facts `precondition_now` reads for ``action``."""
+    if action.kind == "dispatch-member":
+        return {action.host, action.params["member"]}
+    if action.kind == "regenerate-keys":
+        return {h.name for h in state.all_hosts}
+    return {action.host}
+
+
+def precondition_now(state: DesiredState, action: Action, facts: Mapping[str, HostFacts]) -> dict:
+    """The precondition of ``action`` computed from fresh ``facts`` with the functions the
+    planner used to record it; apply compares the two fingerprints before running it.
+
+    ``facts`` must hold every host of `precondition_hosts`. What the plan decided rather
+    than observed (the key a file should hold) is taken from the action itself.
+    """
+    here = facts[action.host]
+    kind, params = action.kind, action.params
+    if kind in ("copy-key", "install-key"):
+        file = params["file"]
+        source_file = params.get("source") if kind == "copy-key" else None
+        source = here.keys.get(source_file) if source_file else None
+        return key_precondition(file, here.keys.get(file), action.precondition.get("desired"), source, source_file)
+    if kind == "remove-key":
+        return {"file": params["file"], "current": key_state(here.keys.get(params["file"]))}
+    if kind in ("start-package", "enable-switching"):
+        view = here.cluster.packages.get(params["package"]) if here.cluster else None
+        return package_precondition(view)
+    if kind == "dispatch-member":
+        view = here.cluster.packages.get(state.master.package.name) if here.cluster else None
+        runs_here = view is not None and view.running and view.owner == action.host
+        pkgfs = here.package_fs
+        key = pkgfs.cluster_key if runs_here and pkgfs and pkgfs.mounted else None
+        return dispatch_precondition(
+            facts[params["member"]],
+            view.owner if view is not None and view.running else None,
+            key.fingerprint if key and key.usable else None,
+        )
+    if kind == "authorize-ssh":
+        return {"authorized": list(here.ssh_authorized)}
+    if kind == "regenerate-keys":
+        drift, cluster_key = regeneration_drift(state, facts)
+        return {"drift": drift, "cluster_key": cluster_key}
+    raise ValueError(f"no precondition for action kind {kind!r}")

@@ -1,0 +1,180 @@
+"""The site lock's protocol, run by a real /bin/sh on a local directory (no lab needed):
+atomic creation, one winner among concurrent acquirers, lease expiry and takeover,
+renewal, release and unlock by id."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import LockHeld
+from reconciler.lock import LockError, SiteLock, ci_identity, find_locks, unlock
+from reconciler.transport import CommandResult
+from tests.unit.sitefacts import standalone
+
+
+def sh(script: str) -> CommandResult:
+    start = time.monotonic()
+    p = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, timeout=60)
+    return CommandResult(p.returncode, p.stdout, p.stderr, time.monotonic() - start)
+
+
+@pytest.fixture
+def state():
+    return standalone()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> str:
+    return str(tmp_path / "csync")
+
+
+def make_lock(state, local, lease=60, **kw) -> SiteLock:
+    return SiteLock(state, state.master.host, sh, lease=lease, local_dir=local, **kw)
+
+
+def lock_file(local: str) -> dict:
+    return json.loads((Path(local) / "lock.json").read_text())
+
+
+def test_acquire_creates_a_lock_record_with_identity_and_lease(state, local):
+    lock = make_lock(state, local, plan_digest="sha256:abc")
+    lock.acquire(0)
+    data = lock_file(local)
+    assert data["id"] == lock.id and data["site"] == state.site and data["plan_digest"] == "sha256:abc"
+    assert {"user", "host", "pid", "ci", "acquired_epoch", "expires_epoch", "tool_version"} <= set(data)
+    assert data["expires_epoch"] - data["acquired_epoch"] == 60
+    assert lock.paths == [f"{local}/lock.json"]
+    assert not (Path(local) / ".lock.mutex").exists()
+
+
+def test_a_second_apply_fails_naming_the_holder(state, local):
+    first = make_lock(state, local)
+    first.acquire(0)
+    with pytest.raises(LockHeld) as e:
+        make_lock(state, local).acquire(0)
+    assert first.id in str(e.value) and first.identity["user"] in str(e.value) and "since" in str(e.value)
+    assert e.value.exit_code == 5
+
+
+def test_waits_for_the_lock_until_released(state, local):
+    first = make_lock(state, local)
+    first.acquire(0)
+    threading.Timer(1.0, first.release).start()
+    second = make_lock(state, local)
+    second.acquire(10)
+    assert lock_file(local)["id"] == second.id
+
+
+def test_exactly_one_of_many_concurrent_acquirers_wins(state, local):
+    locks = [make_lock(state, local) for _ in range(12)]
+
+    def take(lock):
+        try:
+            lock.acquire(0)
+            return lock.id
+        except LockHeld:
+            return None
+
+    with ThreadPoolExecutor(12) as ex:
+        won = [r for r in ex.map(take, locks) if r]
+    assert len(won) == 1 and lock_file(local)["id"] == won[0]
+
+
+def test_an_expired_lease_is_taken_over(state, local):
+    dead = make_lock(state, local, lease=3)
+    dead.acquire(0)
+    time.sleep(4.2)
+    nxt = make_lock(state, local)
+    nxt.acquire(0)
+    assert lock_file(local)["id"] == nxt.id
+    assert [r.id for r in nxt.taken_over] == [dead.id]
+
+
+def test_renewal_extends_the_lease_and_records_the_plan(state, local):
+    lock = make_lock(state, local, lease=5)
+    lock.acquire(0)
+    before = lock_file(local)
+    time.sleep(1.1)
+    lock.set_plan_digest("sha256:def")
+    after = lock_file(local)
+    assert after["plan_digest"] == "sha256:def" and after["acquired_epoch"] == before["acquired_epoch"]
+    assert after["expires_epoch"] > before["expires_epoch"]
+
+
+def test_a_renewing_lock_is_never_taken_over(state, local):
+    lock = make_lock(state, local, lease=3)
+    lock.acquire(0)
+    lock.start_renewing()
+    try:
+        with pytest.raises(LockHeld):
+            make_lock(state, local).acquire(5)
+        assert lock.check() is None
+    finally:
+        lock.release()
+    assert not (Path(local) / "lock.json").exists()
+
+
+def test_a_lock_removed_by_someone_else_is_reported_lost(state, local):
+    lock = make_lock(state, local)
+    lock.acquire(0)
+    (Path(local) / "lock.json").unlink()
+    lock.renew()
+    assert lock.check() and "removed or taken over" in lock.check()
+
+
+def test_release_removes_only_our_lock(state, local):
+    first = make_lock(state, local)
+    first.acquire(0)
+    stranger = make_lock(state, local)
+    assert stranger.release() == []
+    assert lock_file(local)["id"] == first.id
+
+
+def test_unlock_refuses_a_live_lease_without_force(state, local):
+    lock = make_lock(state, local)
+    lock.acquire(0)
+    runners = {state.master.host.name: sh}
+    with pytest.raises(LockHeld) as e:
+        unlock(state, lock.id, runners, force=False, local_dir=local)
+    assert "--force" in str(e.value)
+    removed = unlock(state, lock.id, runners, force=True, local_dir=local)
+    assert [r.id for r in removed] == [lock.id] and not (Path(local) / "lock.json").exists()
+
+
+def test_unlock_without_force_removes_an_expired_lock(state, local):
+    lock = make_lock(state, local, lease=3)
+    lock.acquire(0)
+    time.sleep(4.2)
+    unlock(state, lock.id, {state.master.host.name: sh}, force=False, local_dir=local)
+    assert find_locks(state, {state.master.host.name: sh}, local_dir=local)[0] == []
+
+
+def test_unlock_of_an_unknown_id_names_the_locks_found(state, local):
+    lock = make_lock(state, local)
+    lock.acquire(0)
+    with pytest.raises(LockError) as e:
+        unlock(state, "12345678-1234-4234-8234-123456789abc", {state.master.host.name: sh}, force=True, local_dir=local)
+    assert lock.id in str(e.value)
+
+
+def test_a_mutex_left_by_a_killed_script_is_broken_after_it_goes_stale(state, local):
+    m = Path(local) / ".lock.mutex"
+    m.mkdir(parents=True)
+    (m / "t").write_text(str(int(time.time()) - 100) + "\n")
+    make_lock(state, local).acquire(0)
+    assert not m.exists()
+
+
+def test_ci_identity_names_the_job():
+    assert ci_identity({"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "7", "GITHUB_REPOSITORY": "o/r", "GITHUB_JOB": "apply"}) == {
+        "system": "github", "run_id": "7", "repository": "o/r", "job": "apply"}
+    assert ci_identity({"CI_JOB_ID": "9", "CI_PROJECT_PATH": "g/p"}) == {"system": "gitlab", "job_id": "9", "project_path": "g/p"}
+    assert ci_identity({"CI": "true"}) == {"system": "ci"}
+    assert ci_identity({}) is None
