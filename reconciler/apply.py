@@ -492,6 +492,12 @@ class Executor:
             return ActionResult(action, "failed", number, f"command exited 0 but {problem}", seen, seconds)
         return ActionResult(action, "done", number, None, seen, seconds)
 
+    def _run_batch(self, host: Host, actions: list[Action], nonce: str) -> CommandResult:
+        """Send the host's actions of a wave as one script; raises TransportError."""
+        script = commands.batch([script_for(self.state, a).script for a in actions], nonce)
+        timeout = self.state.access.command_timeout * len(actions)
+        return self.pool.connect(host).run(commands.SHELL, stdin=script.script.encode(), timeout=timeout)
+
     def _run_host(self, number: int, host: Host, actions: list[Action], *, probe_after: bool) -> list[tuple[Action, float]]:
         """One round trip for the host's actions of this wave, then (unless another host's
         action changes it too) one probe; returns the actions that ran and awaits verification
@@ -504,12 +510,10 @@ class Executor:
         for a in actions:
             self.events.action_started(a)
         nonce = secrets.token_hex(8)
-        script = commands.batch([script_for(self.state, a).script for a in actions], nonce)
-        timeout = self.state.access.command_timeout * len(actions)
         start = time.monotonic()
         lost = None
         try:
-            result = self.pool.connect(host).run(commands.SHELL, stdin=script.script.encode(), timeout=timeout)
+            result = self._run_batch(host, actions, nonce)
             parts = parse_batch(result, nonce, len(actions))
         except TransportError as e:
             lost = e.reason
