@@ -492,6 +492,10 @@ class Executor:
             return ActionResult(action, "failed", number, f"command exited 0 but {problem}", seen, seconds)
         return ActionResult(action, "done", number, None, seen, seconds)
 
+    def _commands_sent(self, host: Host) -> int:
+        session = self.pool.sessions.get(host.name) if self.pool is not None else None
+        return session.commands_sent if session else 0
+
     def _run_batch(self, host: Host, actions: list[Action], nonce: str) -> CommandResult:
         """Send the host's actions of a wave as one script; raises TransportError."""
         script = commands.batch([script_for(self.state, a).script for a in actions], nonce)
@@ -512,11 +516,13 @@ class Executor:
         nonce = secrets.token_hex(8)
         start = time.monotonic()
         lost = None
+        sent_before = self._commands_sent(host)
         try:
             result = self._run_batch(host, actions, nonce)
             parts = parse_batch(result, nonce, len(actions))
         except TransportError as e:
-            lost = e.reason
+            # no session opened: the script never reached the host
+            lost = e.reason if self._commands_sent(host) != sent_before else f"not sent: {e.reason}"
             parts = [(None, "", "")] * len(actions)
         seconds = round(time.monotonic() - start, 3)
         if probe_after:
@@ -524,7 +530,9 @@ class Executor:
         ran: list[tuple[Action, float]] = []
         for a, (rc, _out, err) in zip(actions, parts):
             ran.append((a, seconds))
-            if rc is None:
+            if rc is None and lost and lost.startswith("not sent"):
+                self._finish(ActionResult(a, "failed", number, f"not run on {host.name}: {lost}", {}, seconds))
+            elif rc is None:
                 why = lost or "the host script ended before this action finished"
                 self._finish(ActionResult(a, "failed", number, f"did not complete on {host.name}: {why} (every file change is atomic: the file is either old or new)", {}, seconds))
             elif rc != 0:

@@ -236,11 +236,12 @@ until mkdir "$M" 2>/dev/null; do
   t=$(cat "$M/t" 2>/dev/null)
   case $t in ''|*[!0-9]*) t= ;; esac
   n=$(now); tries=$((tries + 1))
-  if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || {{ [ -z "$t" ] && [ $tries -gt {MUTEX_STALE_SECONDS} ]; }}; then
+  if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || {{ [ -z "$t" ] && [ $tries -gt {MUTEX_STALE_SECONDS * 10} ]; }}; then
     rm -rf "$M"; continue
   fi
-  [ $tries -le {MUTEX_STALE_SECONDS * 2} ] || {{ echo BUSY; exit 0; }}
-  sleep 1
+  [ $tries -le {MUTEX_STALE_SECONDS * 20} ] || {{ echo BUSY; exit 0; }}
+  # a tenth of a second where sleep takes fractions (GNU, BSD, busybox), else a second
+  sleep 0.1 2>/dev/null || sleep 1
 done
 trap 'rm -rf "$M"' EXIT
 trap 'exit 1' HUP INT TERM

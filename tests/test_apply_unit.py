@@ -94,6 +94,9 @@ class SimulatedExecutor(Executor):
     def _probe_one(self, host, after):
         self._store(host.name, after)
 
+    def _commands_sent(self, host):
+        return sum(1 for name, _ in self.batches if name == host.name)
+
     def _run_batch(self, host, actions, nonce):
         if host.name in self.down:
             raise TransportError("connection lost", kind="unreachable")
@@ -236,6 +239,7 @@ def test_a_host_lost_during_its_batch_fails_the_batch():
     class LosesClient2(SimulatedExecutor):
         def _run_batch(self, host, actions, nonce):
             if host.name == "client2":
+                self.batches.append((host.name, [a.id for a in actions]))  # sent, then lost
                 raise TransportError("command timed out", kind="timeout")
             return super()._run_batch(host, actions, nonce)
 
