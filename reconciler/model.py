@@ -337,8 +337,9 @@ class ResolvedAccess:
 
 
 class Access(_Model):
-    """How csync reaches the hosts over SSH. Not part of the desired state's digest: a plan
-    made on a laptop applies in CI, where key paths differ."""
+    """How csync reaches the hosts over SSH; not part of the desired state's digest."""
+
+    # Outside the digest so that a plan made on a laptop applies in CI, where key paths differ.
 
     user: UserName = Field("root", description="Remote user; DSAU's key store belongs to root.")
     identity_file: LocalPath = Field(
