@@ -119,7 +119,9 @@ class RichView(TextView):
 
     def echo(self, text: str = "") -> None:
         if self.progress is not None:
-            self.progress.console.print(text, markup=False, highlight=False)
+            from rich.text import Text
+
+            self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
         else:
             click.echo(text)
 
