@@ -29,7 +29,7 @@ from reconciler import __version__, commands
 from reconciler.errors import InvalidInput, StalePlan
 from reconciler.facts import HostFacts
 from reconciler.journal import Journal, scrub
-from reconciler.lock import SiteLock, lock_node, session_runner, who
+from reconciler.lock import Interrupted, SiteLock, lock_node, session_runner, who
 from reconciler.model import DesiredState, Host
 from reconciler.plan import Action, Plan, fingerprint
 from reconciler.planner import key_problem, make_plan, own_key, precondition_hosts, precondition_now, regeneration_drift
@@ -666,6 +666,8 @@ def run_apply(
     try:
         lock.acquire(options.lock_timeout, stop=stop, on_wait=events.lock_waiting)
     except Exception as e:
+        if isinstance(e, Interrupted):
+            e.exit_code = 128 + (stop.signal_number or signal.SIGINT)
         start_record(saved_plan)
         journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
                        seconds=round(time.monotonic() - started, 3))
@@ -734,6 +736,11 @@ def run_apply(
                            blocked=[f.model_dump() for f in report.final_plan.blocked],
                            unknown=[f.model_dump() for f in report.final_plan.unknown])
         return report
+    except Exception as e:
+        journal.record("run-end", outcome="error", error=f"{type(e).__name__}: {e}", exit_code=getattr(e, "exit_code", 1),
+                       seconds=round(time.monotonic() - started, 3))
+        report = None
+        raise
     finally:
         try:
             released = lock.release()

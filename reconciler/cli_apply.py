@@ -207,7 +207,7 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
     """
     from reconciler.apply import ApplyOptions, StopFlag, run_apply
     from reconciler.journal import Journal
-    from reconciler.lock import Interrupted, lease_seconds
+    from reconciler.lock import lease_seconds
     from reconciler.pipeline import git_commit_of
     from reconciler.plan import Plan
     from reconciler.transport import Pool
@@ -244,11 +244,7 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
                 git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]) if saved is None else saved.git_commit,
                 plan_source=str(planfile) if planfile else None,
             )
-            try:
-                report = run_apply(state, pool, saved_plan=saved, options=options, confirm=confirm, events=view, journal=journal, stop=stop)
-            except Interrupted as e:
-                e.exit_code = 128 + (stop.signal_number or signal.SIGINT)
-                raise
+            report = run_apply(state, pool, saved_plan=saved, options=options, confirm=confirm, events=view, journal=journal, stop=stop)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
