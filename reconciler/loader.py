@@ -179,8 +179,11 @@ class _Reader:
             position = getattr(e, "position", 0) or 0
             line = text.count("\n", 0, position) + 1
             column = position - (text.rfind("\n", 0, position) + 1) + 1
-            reason = getattr(e, "reason", None) or str(e).splitlines()[0]
-            self.problem((name, line, column), (), f"invalid YAML: {reason}; remove the character")
+            character = getattr(e, "character", None)
+            if isinstance(character, int):
+                character = chr(character)
+            what = f"the character {ascii(character)}" if isinstance(character, str) else "a character"
+            self.problem((name, line, column), (), f"invalid YAML: {what} is not allowed in YAML text; remove it")
             return None
         except RecursionError:
             self.problem((name, 1, 1), (), f"invalid YAML: nested too deeply (a desired state is at most {MAX_DEPTH} levels deep)")
@@ -214,7 +217,7 @@ class _Reader:
             if not self.plain(key_node, file, loc + (key,), None):
                 continue
             if key in first:
-                self.problem(key_mark, loc + (key,), f"duplicate key; it is already set at line {first[key][1]}: keep one")
+                self.problem(key_mark, loc + (key,), f"duplicate key: it is already set at line {first[key][1]}; keep one")
                 continue
             first[key] = key_mark
             out.append((key, key_node, value_node))
