@@ -24,6 +24,7 @@ from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir, rsa_pair
 from reconciler.loader import load_desired_state
 from reconciler.lock import SiteLock, session_runner
 from reconciler.pipeline import refresh_and_plan
+from reconciler.probe import probe_site
 from reconciler.transport import Pool
 
 pytestmark = pytest.mark.lab
@@ -141,10 +142,9 @@ def cfengine_works(lab: Lab) -> list[str]:
         if r.returncode != 0:
             failures.append(f"cfagent on {c.name}: {r.stdout}{r.stderr}".strip())
     for m in members:
-        for c in clients:
-            r = lab.exec(m.name, f"cfrun {c.address}")
-            if r.returncode != 0:
-                failures.append(f"cfrun {m.name} -> {c.name}: {r.stdout}{r.stderr}".strip())
+        r = lab.exec(m.name, "cfrun " + " ".join(c.address for c in clients))
+        if r.returncode != 0:
+            failures.append(f"cfrun on {m.name}: {r.stdout}{r.stderr}".strip())
     return failures
 
 
@@ -418,3 +418,26 @@ def test_the_journal_records_the_run_and_never_key_material(lab_factory, tmp_pat
     # nothing of localhost.priv anywhere in what csync wrote or printed
     private = (key_dir(lab, "client1") / dsau.OWN_PRIVATE_KEY).read_text().splitlines()[1]
     assert private not in text and private not in r.stdout
+
+
+# --- cost ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_applying_the_seed_to_200_clients_costs_at_most_three_probes(lab_factory, tmp_path):
+    lab = lab_factory("seed", members=3, clients=200)
+    path = desired(lab, tmp_path)
+    state = load_desired_state([path])
+    for _ in range(2):  # the first probe of a new lab warms its hosts up; the second is measured
+        with Pool(state.access) as pool:
+            start = time.monotonic()
+            site = probe_site(state, pool)
+            probe_seconds = time.monotonic() - start
+    assert not site.unreachable
+    start = time.monotonic()
+    report = apply_in_process(path, tmp_path, Events())
+    apply_seconds = time.monotonic() - start
+    assert report.exit_code == 0, [r.detail for r in report.results if r.outcome != "done"]
+    assert apply_seconds <= 3 * probe_seconds, f"apply {apply_seconds:.2f}s, probe {probe_seconds:.2f}s"
+    # a client: the plan's probe, its one script, the probe after it
+    assert max(report.round_trips[c.name] for c in state.clients) == 3
