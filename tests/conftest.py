@@ -1,29 +1,81 @@
-"""Shared fixtures. Lab tests start real sshd hosts on 127.0.10.0/24 and need root and
-openssh-server: without them the run stops with what to do (they never skip)."""
+"""Shared fixtures, among them the lab's (real sshd hosts on 127.0.0.0/8, see docs/LAB.md).
+
+Lab fixtures need root, openssh-server and the system python's cryptography; without them the
+whole run stops at once with what to install (exit code 3). Lab tests never skip: in CI they
+must run.
+
+- ``lab_session``: one lab for the whole session (3 members, 4 clients; scenario fresh),
+  stopped at the end of the session.
+- ``reseed``: ``reseed("seed")`` resets the session lab's files and cluster to a scenario
+  (fresh, seed) without restarting its sshds (a tenth of a second) and returns the lab.
+- ``lab``: the session lab, reseeded to ``fresh`` for the test.
+- ``lab_factory``: ``lab_factory(scenario, members=3, clients=4)`` starts a lab of its own
+  (another size, a standalone master, or a test that stops hosts for good); every lab it
+  started is stopped after the test.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
+
+SESSION_MEMBERS = 3
+SESSION_CLIENTS = 4
+
+
+def require_lab_machine() -> None:
+    """Stop the run (never skip) if this machine cannot run the lab."""
+    from reconciler.lab.runtime import LabError, check_machine
+
+    try:
+        check_machine()
+    except LabError as e:
+        pytest.exit(f"the lab tests cannot run here: {e} (or run: bash scripts/setup-system.sh)", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def lab_session(tmp_path_factory):
+    """The session's running lab: 3 members, 4 clients, started fresh."""
+    require_lab_machine()
+    from reconciler.lab import Lab
+
+    lab = Lab(tmp_path_factory.mktemp("lab-session"))
+    lab.up(members=SESSION_MEMBERS, clients=SESSION_CLIENTS, scenario="fresh")
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def reseed(lab_session):
+    """``reseed(scenario="fresh") -> Lab``: the session lab reset to ``scenario``."""
+
+    def _reseed(scenario: str = "fresh"):
+        lab_session.reseed(scenario)
+        return lab_session
+
+    return _reseed
+
+
+@pytest.fixture
+def lab(reseed):
+    """The session lab, reset to the converged (fresh) scenario."""
+    return reseed("fresh")
 
 
 @pytest.fixture
 def lab_factory(tmp_path_factory):
-    """Start labs (`start(scenario, members, clients)`); every one is stopped afterwards."""
-    if os.geteuid() != 0:
-        pytest.exit("the lab tests need root (mount and UTS namespaces); run the suite as root", returncode=3)
-    if not shutil.which("sshd") and not os.path.exists("/usr/sbin/sshd"):
-        pytest.exit("the lab tests need sshd: apt-get install openssh-server (or bash scripts/setup-system.sh)", returncode=3)
-    from reconciler.lab.runtime import Lab
+    """Start labs of one's own: ``lab_factory(scenario="fresh", members=3, clients=4)``; every
+    one is stopped after the test."""
+    require_lab_machine()
+    from reconciler.lab import Lab
 
     started = []
 
     def start(scenario: str = "fresh", members: int = 3, clients: int = 4) -> Lab:
         lab = Lab(tmp_path_factory.mktemp("lab"))
-        lab.up(members=members, clients=clients, scenario=scenario)
         started.append(lab)
+        lab.up(members=members, clients=clients, scenario=scenario)
         return lab
 
     yield start

@@ -1,16 +1,44 @@
-"""`csync lab`: start, stop and disturb the local emulated site."""
+"""`csync lab`: start, inspect, disturb and stop the local emulated site.
+
+Registered under ``csync`` as ``csync lab``; also runnable on its own:
+``python -c "from reconciler.lab.cli import lab; lab()" up``. Every failure is one
+``Error: ...`` line on stderr and a non-zero exit (1; 64 for a bad command line), never a
+traceback.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
-from reconciler.errors import CsyncError
+from reconciler.errors import CsyncError, ExitCode
 
 
-class LabFailed(CsyncError):
-    pass
+class LabGroup(click.Group):
+    """Standalone, maps errors as the csync command does (under csync, csync's group does)."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(ExitCode.USAGE)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(ExitCode.ERROR)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(ExitCode.ERROR)
+        except CsyncError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
 
 
 def _lab(directory: str):
@@ -19,88 +47,120 @@ def _lab(directory: str):
     return Lab(directory)
 
 
-def _guard(fn):
-    from reconciler.lab.runtime import LabError
-
-    try:
-        return fn()
-    except LabError as e:
-        raise LabFailed(str(e)) from None
+dir_option = click.option("--dir", "directory", default=".csync/lab", show_default=True, metavar="DIR",
+                          help="The lab's directory.")
 
 
-dir_option = click.option("--dir", "directory", default=".csync/lab", show_default=True, help="The lab's directory.")
-
-
-@click.group()
+@click.group(cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def lab() -> None:
-    """The local lab: an emulated DSAU site of real sshd hosts on 127.0.10.0/24 (needs root)."""
+    """The local lab: an emulated DSAU site of real sshd hosts on 127.0.10.0/24 (needs root).
+
+    Members node1..N on 127.0.10.1..N, the csync package on 127.0.10.10 (mounted at
+    /csync on its node), clients from 127.0.10.21; a standalone master `master` on
+    127.0.10.1. See docs/LAB.md.
+    """
 
 
 @lab.command()
 @dir_option
 @click.option("--members", default=3, show_default=True, help="Cluster members (1-9).")
-@click.option("--clients", default=10, show_default=True, help="Managed clients (0-230).")
-@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default="fresh", show_default=True)
-def up(directory, members, clients, scenario) -> int:
-    """Start the lab and print the desired state that describes it."""
+@click.option("--clients", default=10, show_default=True, help="Managed clients (0-2000).")
+@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default="fresh", show_default=True,
+              help="fresh: converged; seed: the manual's excerpt (a member added while the package was down); "
+                   "standalone: a converged standalone master.")
+def up(directory: str, members: int, clients: int, scenario: str) -> int:
+    """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    seconds = _guard(lambda: lab_.up(members=members, clients=clients, scenario=scenario))
+    lab_.up(members=members, clients=clients, scenario=scenario)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
-    click.echo(f"lab up ({scenario}, {len(lab_.hosts)} hosts) in {seconds:.2f}s; desired state: {lab_.desired_state_path}", err=True)
-    return 0
+    t = lab_.timings
+    n = len(lab_.hosts)
+    click.echo(f"lab up: {n} hosts, scenario {scenario}, port {lab_.port}, ready in {t['total']:.2f}s "
+               f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)", err=True)
+    if lab_.port != 22:
+        click.echo(f"note: port 22 is taken on the lab's addresses; the hosts listen on {lab_.port} "
+                   f"(the desired state above carries access.port: {lab_.port})", err=True)
+    click.echo(f"desired state written to {lab_.desired_state_path}", err=True)
+    return ExitCode.OK
 
 
 @lab.command()
 @dir_option
-def down(directory) -> int:
-    """Stop every host of the lab (no process, mount or listener is left)."""
-    _guard(_lab(directory).down)
-    click.echo("lab down", err=True)
-    return 0
-
-
-@lab.command()
-@dir_option
-def status(directory) -> int:
-    """List the lab's hosts and whether each runs."""
-    from pathlib import Path
-
+def down(directory: str) -> int:
+    """Stop every host (no process, mount or listener is left)."""
     lab_ = _lab(directory)
-    state = _guard(lab_.load)
-    for h in lab_.hosts:
-        pid = state["pids"].get(h.name)
-        running = pid is not None and Path(f"/proc/{pid}").exists()
-        click.echo(f"{h.name:<10} {h.address:<14} {h.role:<7} {'up' if running else 'down'}")
-    return 0
+    lab_.down()
+    click.echo(f"lab down ({lab_.dir})", err=True)
+    return ExitCode.OK
 
 
 @lab.command()
 @dir_option
-@click.argument("name")
-def isolate(directory, name) -> int:
-    """Make a host stop answering ssh, keeping its files."""
-    _guard(lambda: _lab(directory).isolate(name))
-    return 0
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(directory: str, fmt: str) -> int:
+    """List the hosts (up, down, isolated) and the cluster; exit 1 if no host is up."""
+    st = _lab(directory).status()
+    if fmt == "json":
+        click.echo(json.dumps({
+            "directory": str(st.directory), "scenario": st.scenario, "port": st.port, "cluster": st.cluster,
+            "hosts": [{"name": h.name, "address": h.address, "role": h.role, "state": h.state, "pid": h.pid} for h in st.hosts],
+        }, indent=2))
+    else:
+        click.echo(f"lab {st.directory} (scenario {st.scenario}, port {st.port})")
+        for h in st.hosts:
+            click.echo(f"  {h.name:<10} {h.address:<15} {h.role:<7} {h.state:<9} {h.pid or ''}")
+        if st.cluster:
+            for p in st.cluster["packages"]:
+                click.echo(f"  package {p['name']}: {p['status']}/{p['state']} on {p.get('owner') or 'no node'}, "
+                           f"AUTO_RUN {p['autorun']}")
+    return ExitCode.OK if st.up else ExitCode.ERROR
 
 
 @lab.command()
 @dir_option
-@click.argument("name")
-def restore(directory, name) -> int:
-    """Undo isolate."""
-    _guard(lambda: _lab(directory).restore(name))
-    return 0
+@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default=None,
+              help="Default: the scenario the lab was started with.")
+def reseed(directory: str, scenario: str | None) -> int:
+    """Reset every host's files and the cluster to a scenario, without restarting sshd."""
+    lab_ = _lab(directory)
+    seconds = lab_.reseed(scenario)
+    click.echo(f"lab reseeded ({scenario or lab_.scenario}) in {seconds:.2f}s", err=True)
+    return ExitCode.OK
 
 
-@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+def _simple(name: str, method: str, doc: str, done: str):
+    @lab.command(name=name, help=doc)
+    @dir_option
+    @click.argument("host")
+    def command(directory: str, host: str) -> int:
+        getattr(_lab(directory), method)(host)
+        click.echo(done.format(host=host), err=True)
+        return ExitCode.OK
+
+    return command
+
+
+_simple("node-down", "node_down", "Kill a host (its files stay); a member's package fails over.", "{host} is down")
+_simple("node-up", "node_up", "Boot a host again; a member rejoins the cluster.", "{host} is up")
+_simple("isolate", "isolate", "Freeze a host: it stops answering ssh, keeping its files.", "{host} is isolated")
+_simple("restore", "restore", "Undo isolate.", "{host} answers again")
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @dir_option
-@click.argument("name")
+@click.argument("host")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(directory, name, command) -> int:
-    """Run a command inside a host, as root (not through ssh)."""
-    import shlex
+def exec_(directory: str, host: str, command: tuple[str, ...]) -> int:
+    """Run COMMAND inside HOST as root, not through ssh: csync lab exec node1 -- cmviewcl -v.
 
-    done = _guard(lambda: _lab(directory).exec(name, shlex.join(command)))
+    One argument is a shell command line; several are an argv."""
+    argv = list(command)
+    if argv and argv[0] == "--":  # click passes the separator through after HOST
+        argv = argv[1:]
+    if not argv:
+        raise click.UsageError("give the command to run after --")
+    done = _lab(directory).exec(host, argv[0] if len(argv) == 1 else argv, timeout=3600)
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     return done.returncode
+

@@ -1,91 +1,168 @@
-"""The lab: an emulated DSAU site of real sshd hosts on 127.0.10.0/24.
+"""The lab: an emulated DSAU site of real sshd hosts on 127.0.0.0/8, run from a lab directory.
 
-One host = one OpenSSH `sshd -D` in its own mount and UTS namespace, with its own
-hostname and its own /root, /run, /var/opt/dsau, /opt/dsau, /etc/cmcluster,
-/usr/local/sbin and package mount point. Directories missing on the machine are made
-inside a per-host overlay of their parent, so nothing is created on the real filesystem.
-Stopping a host ends every process in its mount namespace, by PID; its mounts vanish with
-the namespace.
+One host = one OpenSSH ``sshd -D`` in its own mount and UTS namespace (see hostinit.py),
+with its own hostname, its own /run, /root, /var/opt/dsau, /opt/dsau, /etc/cmcluster,
+/usr/local/sbin and package mount point, listening on its own loopback address.
+
+Lab directory (default ``.csync/lab``)::
+
+    .csync-lab            marks the directory as a lab's (``up`` wipes only such a directory)
+    admin/id_ed25519      the key csync logs in with (authorised for root on every host)
+    known_hosts           every host's host key, by address ([addr]:port off port 22)
+    desired-state.yaml    the converged intent of this lab (absolute paths)
+    keys.json             the lab's key material, so that reseed restores the same keys
+    hosts/<name>/         per-host trees: run/ root/ var_opt_dsau/ opt_dsau/ etc_cmcluster/
+                          usr_local_sbin/ (bind-mounted at /run, /root, ...), scratch/ (the
+                          mount point of the host's private tmpfs; always empty on disk)
+    state/                shared emulator state, at /run/csync-lab in every host (labhost.py)
+    state/runtime.json    per host: sshd PID, start time, mount and UTS namespaces; ``down``
+                          kills every process in those namespaces, so it cleans up even after
+                          the process that ran ``up`` crashed
+    logs/<name>.log       each host's sshd log (and setup errors)
+
+Lab traffic stays on 127.0.0.0/8. Processes are only ever killed by PID, and only when they
+are in one of the lab's recorded namespaces (both its mount and UTS namespace must match).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
 from reconciler import dsau
+from reconciler.errors import CsyncError
+from reconciler.lab import keys as keymod
+from reconciler.lab import scenarios, topology
+from reconciler.lab.emulators import labhost, sgcluster
+from reconciler.lab.keys import rsa_pair  # noqa: F401 - part of this module's API for tests
+from reconciler.lab.topology import CLUSTER, LAB_MOUNT, PACKAGE, PACKAGE_ADDRESS, LabHost  # noqa: F401
 
-EMULATORS = Path(__file__).parent / "emulators"
 SSHD = "/usr/sbin/sshd"
-# The lab's package mount point [ours]: a directory under /srv, which exists on Debian, so
-# the overlay that creates it never touches the real root directory.
-LAB_MOUNT = "/srv/csync"
-CLUSTER = "lab-cluster"
-PACKAGE = "csync"
-PACKAGE_ADDRESS = "127.0.10.10"
+SYSTEM_PYTHON = "/usr/bin/python3"  # what the emulated commands run with, inside the hosts
+NEEDED_TOOLS = ("/usr/bin/nsenter", "/usr/bin/ssh", "/usr/bin/tar")
+EMULATORS = Path(__file__).parent / "emulators"
+HOSTINIT = Path(__file__).parent / "hostinit.py"
+DEFAULT_DIR = ".csync/lab"
+MARKER = ".csync-lab"
+
+# Per-host directories and where they are mounted inside the host; /run comes first, since
+# the lab's state directory is mounted inside it.
+HOST_DIRS = (
+    ("run", "/run"),
+    ("root", "/root"),
+    ("var_opt_dsau", "/var/opt/dsau"),
+    ("opt_dsau", "/opt/dsau"),
+    ("etc_cmcluster", "/etc/cmcluster"),
+    ("usr_local_sbin", "/usr/local/sbin"),
+)
+RESET_DIRS = ("root", "var_opt_dsau", "opt_dsau", "etc_cmcluster", "usr_local_sbin")  # what reseed rewrites
+HOST_RUN = "/run/csync-host"  # the host's own sshd config, host key, PID file
+PORT_CANDIDATES = (22, 2222, *range(22000, 22100))
+READY_TIMEOUT = 30.0
 
 
-class LabError(Exception):
-    pass
+class LabError(CsyncError):
+    """The lab cannot do what was asked; ``str()`` says why and what to do."""
 
 
-@dataclass(frozen=True)
-class LabHost:
+class Hosts(Sequence[LabHost]):
+    """The lab's hosts in site order (members or master, then clients); ``hosts["node1"]``
+    looks one up by name, ``"node1" in hosts`` tests a name."""
+
+    def __init__(self, hosts: list[LabHost]):
+        self._list = list(hosts)
+        self._by_name = {h.name: h for h in hosts}
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return self._by_name[key]
+            except KeyError:
+                raise LabError(f"no host {key!r} in the lab (hosts: {', '.join(self._by_name)})") from None
+        return self._list[key]
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def __iter__(self) -> Iterator[LabHost]:
+        return iter(self._list)
+
+    def __contains__(self, item) -> bool:
+        return item in self._by_name if isinstance(item, str) else item in self._list
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def by_role(self, *roles: str) -> list[LabHost]:
+        return [h for h in self._list if h.role in roles]
+
+
+@dataclass
+class HostStatus:
     name: str
     address: str
-    role: str  # member | master | client
+    role: str
+    state: str  # up | down | isolated
+    pid: int | None
 
 
-def member_address(i: int) -> str:
-    return f"127.0.10.{i}"
+@dataclass
+class LabStatus:
+    directory: Path
+    scenario: str
+    port: int
+    hosts: list[HostStatus]
+    cluster: dict | None  # cluster.json, or None for a standalone master
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def up(self) -> bool:
+        return any(h.state != "down" for h in self.hosts)
 
 
-def client_address(i: int) -> str:
-    n = 20 + i
-    return f"127.0.{10 + n // 255}.{n % 255 or 1}"
-
-
-def rsa_pair() -> tuple[bytes, bytes]:
-    """A cfengine 2 key pair: PKCS#1 PEM, 1024 bits as cfkey made them."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
-    return private, public
-
-
-def ssh_pair() -> tuple[bytes, bytes]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private, public
-
-
-def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    path.chmod(mode)
+def check_machine() -> None:
+    """Raise LabError naming what is missing for the lab to run on this machine."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root: it starts sshd hosts in mount and UTS namespaces (run as root)")
+    if not os.access(SSHD, os.X_OK):
+        raise LabError(f"{SSHD} not found; install OpenSSH's server: apt-get install openssh-server")
+    for tool in NEEDED_TOOLS:
+        if not os.access(tool, os.X_OK):
+            package = {"nsenter": "util-linux", "ssh": "openssh-client", "tar": "tar"}[os.path.basename(tool)]
+            raise LabError(f"{tool} not found; install it: apt-get install {package}")
+    done = subprocess.run([SYSTEM_PYTHON, "-Es", "-c", "import cryptography.hazmat.primitives.asymmetric.rsa"],
+                          capture_output=True) if os.access(SYSTEM_PYTHON, os.X_OK) else None
+    if done is None or done.returncode != 0:
+        raise LabError(f"the lab's emulated commands run with {SYSTEM_PYTHON} and need its cryptography module: "
+                       "apt-get install python3-cryptography")
 
 
 class Lab:
     """A lab directory and the hosts running from it."""
 
-    def __init__(self, directory: str | Path = ".csync/lab"):
+    def __init__(self, directory: str | os.PathLike = DEFAULT_DIR):
         self.dir = Path(directory).absolute()
+        self.state = labhost.LabState(str(self.dir / "state"))
+        self.timings: dict[str, float] = {}
 
-    # --- layout ----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Lab({str(self.dir)!r})"
+
+    # --- layout ------------------------------------------------------------------------------
     @property
-    def state_file(self) -> Path:
-        return self.dir / "state" / "lab.json"
+    def state_dir(self) -> Path:
+        return self.dir / "state"
 
     @property
     def admin_key(self) -> Path:
@@ -99,234 +176,617 @@ class Lab:
     def desired_state_path(self) -> Path:
         return self.dir / "desired-state.yaml"
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.dir / "logs"
+
     def host_dir(self, name: str) -> Path:
         return self.dir / "hosts" / name
 
-    def host_path(self, name: str, path: str) -> Path:
-        """The real file behind ``path`` inside host ``name``."""
-        for inside, real in self._mounts(name):
-            if path == inside or path.startswith(inside + "/"):
-                return Path(real + path[len(inside):])
-        raise LabError(f"{path} is not a per-host path of the lab")
-
-    def _mounts(self, name: str) -> list[tuple[str, str]]:
-        h = self.host_dir(name)
-        return [
-            ("/var/opt/dsau", f"{h}/var_opt_dsau"),
-            ("/opt/dsau", f"{h}/opt_dsau"),
-            ("/etc/cmcluster", f"{h}/etc_cmcluster"),
-            ("/usr/local/sbin", f"{h}/usr_local_sbin"),
-            ("/root", f"{h}/root"),
-            (LAB_MOUNT, f"{h}/mount"),
-        ]
-
-    def load(self) -> dict:
-        if not self.state_file.exists():
-            raise LabError(f"no lab in {self.dir}; start one with: csync lab up")
-        return json.loads(self.state_file.read_text())
-
-    def save(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(tmp, self.state_file)
+    # --- what the lab is ---------------------------------------------------------------------
+    @property
+    def topology(self) -> dict:
+        try:
+            data = self.state.topology
+        except labhost.LabStateError:
+            raise LabError(f"no lab in {self.dir}; start one with: csync lab up --dir {self.dir}") from None
+        if data.get("format") != 1:
+            raise LabError(f"{self.dir} holds a lab of an older csync; remove it or run csync lab up there again")
+        return data
 
     @property
-    def hosts(self) -> list[LabHost]:
-        return [LabHost(**h) for h in self.load()["hosts"]]
+    def hosts(self) -> Hosts:
+        return Hosts([LabHost(h["name"], h["address"], h["role"]) for h in self.topology["hosts"]])
 
-    # --- lifecycle -------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self.topology["port"])
+
+    @property
+    def scenario(self) -> str:
+        return self.topology["scenario"]
+
+    def known_hosts_name(self, address: str) -> str:
+        """The name ``address`` has in this lab's known_hosts (``[addr]:port`` off port 22)."""
+        return topology.known_hosts_name(address, self.port)
+
+    def _runtime(self) -> dict:
+        try:
+            return self.state.read_json("runtime.json")
+        except labhost.LabStateError:
+            return {"hosts": {}}
+
+    def _save_runtime(self, runtime: dict) -> None:
+        self.state.write_json("runtime.json", runtime)
+
+    # --- lifecycle ---------------------------------------------------------------------------
     def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh") -> float:
-        """Start the lab; returns seconds until every sshd accepts connections."""
-        if os.geteuid() != 0:
-            raise LabError("the lab needs root (it uses mount and UTS namespaces)")
-        if not Path(SSHD).exists():
-            raise LabError("sshd not found; install it: apt-get install openssh-server")
-        if self.state_file.exists() and self.running():
-            raise LabError(f"a lab is already up in {self.dir}; stop it with: csync lab down")
-        if scenario not in ("fresh", "seed", "standalone"):
-            raise LabError(f"unknown scenario {scenario!r}; choose fresh, seed or standalone")
-        if not 1 <= members <= 9 or not 0 <= clients <= 230:
-            raise LabError("the lab has 1-9 members and 0-230 clients")
+        """Start the lab; returns the seconds until every host's sshd listened.
+
+        Raises LabError when the machine lacks something, a lab already runs in this
+        directory, or a host does not start (then nothing is left running)."""
         start = time.monotonic()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        (self.dir / "state").mkdir(parents=True)
-        (self.dir / "logs").mkdir()
-        if scenario == "standalone":
-            hosts = [LabHost("master", member_address(1), "master")]
-        else:
-            hosts = [LabHost(f"node{i}", member_address(i), "member") for i in range(1, members + 1)]
-        hosts += [LabHost(f"client{i}", client_address(i), "client") for i in range(1, clients + 1)]
-        admin_priv, admin_pub = ssh_pair()
-        _write(self.admin_key, admin_priv, 0o600)
-        _write(self.admin_key.with_suffix(".pub"), admin_pub)
-        known = []
-        for h in hosts:
-            known.append(self._make_host(h, admin_pub))
-        _write(self.known_hosts, "".join(known))
-        state = {"scenario": scenario, "hosts": [h.__dict__ for h in hosts], "pids": {}, "cluster": None}
-        self.save(state)
-        from reconciler.lab.scenarios import seed_scenario
-
-        seed_scenario(self, scenario)
-        state = self.load()
-        for h in hosts:
-            state["pids"][h.name] = self._start(h)
-        self.save(state)
-        self._wait_listening(hosts)
-        from reconciler.lab.scenarios import desired_state_yaml
-
-        _write(self.desired_state_path, desired_state_yaml(self))
-        return time.monotonic() - start
-
-    def _make_host(self, h: LabHost, admin_pub: bytes) -> str:
-        d = self.host_dir(h.name)
-        for sub in ("run", "root/.ssh", "var_opt_dsau", "opt_dsau/bin", "opt_dsau/sbin", "etc_cmcluster", "usr_local_sbin", "mount", "upper", "work"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "root").chmod(0o700)
-        (d / "root/.ssh").chmod(0o700)
-        _write(d / "root/.ssh/authorized_keys", admin_pub, 0o600)
-        host_priv, host_pub = ssh_pair()
-        _write(d / "ssh_host_ed25519_key", host_priv, 0o600)
-        _write(d / "sshd_config", "\n".join([
-            f"ListenAddress {h.address}", "Port 22", f"HostKey {d}/ssh_host_ed25519_key",
-            f"PidFile /run/sshd-{h.name}.pid", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes yes", "AuthorizedKeysFile .ssh/authorized_keys",
-            "MaxStartups 200:30:400", "Subsystem sftp internal-sftp", "UseDNS no", "",
-        ]))
-        if h.role == "member":
-            for tool in ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg"):
-                shutil.copy(EMULATORS / "serviceguard.py", d / "usr_local_sbin" / tool)
-                (d / "usr_local_sbin" / tool).chmod(0o755)
-        return f"{h.address} {host_pub.decode().strip()}\n"
-
-    def _start(self, h: LabHost) -> int:
-        d = self.host_dir(h.name)
-        binds = "\n".join(f"mount --bind {real} {inside}" for inside, real in self._mounts(h.name))
-        init = f"""#!/bin/sh
-set -e
-hostname {h.name}
-mount --bind {d}/run /run
-mkdir -p /run/csync-lab /run/sshd
-mount --bind {self.dir}/state /run/csync-lab
-# overlays give each host the mount points the machine lacks, without creating them on it
-for parent in /var/opt /opt /etc /srv; do
-  tag=$(echo $parent | tr / _)
-  mkdir -p {d}/upper/$tag {d}/work/$tag
-  mount -t overlay overlay -o lowerdir=$parent,upperdir={d}/upper/$tag,workdir={d}/work/$tag $parent
-done
-mkdir -p /var/opt/dsau /opt/dsau /etc/cmcluster {LAB_MOUNT}
-{binds}
-if [ -f /run/csync-lab/pkgfs-owner ] && [ "$(cat /run/csync-lab/pkgfs-owner)" = {h.name} ]; then
-  mount --bind /run/csync-lab/pkgfs {LAB_MOUNT}
-fi
-exec {SSHD} -D -f {d}/sshd_config -E {self.dir}/logs/{h.name}.log
-"""
-        _write(d / "init.sh", init, 0o755)
-        proc = subprocess.Popen(
-            ["unshare", "--mount", "--uts", "--propagation", "private", str(d / "init.sh")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.dir / "logs" / f"{h.name}.init.log", "wb"),
-            start_new_session=True,
-        )
-        return proc.pid
-
-    def _wait_listening(self, hosts: list[LabHost], timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        pending = list(hosts)
-        while pending:
-            still = []
-            for h in pending:
-                try:
-                    socket.create_connection((h.address, 22), timeout=0.2).close()
-                except OSError:
-                    still.append(h)
-            pending = still
-            if pending and time.monotonic() > deadline:
-                log = (self.dir / "logs" / f"{pending[0].name}.init.log").read_text(errors="replace")[-500:]
-                self.down()
-                raise LabError(f"{len(pending)} host(s) did not start ({pending[0].name}: {log.strip() or 'no output'})")
-            if pending:
-                time.sleep(0.05)
-
-    def _namespace_pids(self, pid: int) -> list[int]:
-        """Every process in the mount namespace of ``pid`` (sshd and its sessions)."""
+        check_machine()
         try:
-            target = os.readlink(f"/proc/{pid}/ns/mnt")
-        except OSError:
-            return []
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.readlink(f"/proc/{entry}/ns/mnt") == target:
-                        found.append(int(entry))
-                except OSError:
-                    continue
-        return found
-
-    def running(self) -> bool:
-        try:
-            pids = self.load()["pids"]
-        except (LabError, json.JSONDecodeError):
-            return False
-        return any(Path(f"/proc/{p}").exists() for p in pids.values())
-
-    def stop_host(self, name: str) -> None:
-        state = self.load()
-        pid = state["pids"].get(name)
-        if pid is None:
-            return
-        if Path(f"/proc/{pid}").exists() and os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
-            for p in self._namespace_pids(pid):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            hosts = topology.lab_hosts(members, clients, scenario)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        if self.running():
+            raise LabError(f"a lab is already up in {self.dir}; stop it first: csync lab down --dir {self.dir}")
+        self._wipe()
+        self.timings = {}
+        t = time.monotonic()
+        lab_keys = self._make_keys(hosts)
+        self.timings["keys"] = time.monotonic() - t
+        excluded: set[int] = set()
+        for attempt in range(3):
+            port = self._choose_port([h.address for h in hosts], excluded)
+            t = time.monotonic()
+            self._write_static(hosts, scenario, port, lab_keys)
+            built = self._write_scenario(scenario, lab_keys)
+            self.timings["files"] = time.monotonic() - t
+            t = time.monotonic()
             try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.01)
+                self._start_hosts(hosts, owner=built.package_owner)
+                break
+            except _PortTaken:
+                # Another lab (or sshd) took the port between our check and sshd's bind.
+                self.down()
+                excluded.add(port)
+        else:
+            raise LabError("no free port on the lab's addresses after 3 attempts; see csync lab status")
+        self.timings["start"] = time.monotonic() - t
+        self._write_desired_state()
+        self.timings["total"] = time.monotonic() - start
+        return self.timings["total"]
 
     def down(self) -> None:
-        """Stop every host; leaves no process, mount or listener."""
+        """Stop every host: no process, mount or listener of the lab is left.
+
+        Works from the record in state/runtime.json alone, so it also cleans up after the
+        process that ran ``up`` died; a directory without a lab is left alone."""
+        runtime = self._runtime()
+        entries = list(runtime.get("hosts", {}).values())
+        if entries:
+            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries})
+            runtime["hosts"] = {}
+            self._save_runtime(runtime)
         try:
-            state = self.load()
+            port, addresses = self.port, {h.address for h in self.hosts}
         except LabError:
             return
-        for name in list(state["pids"]):
-            self.stop_host(name)
-        state["pids"] = {}
-        self.save(state)
+        self._wait(lambda: not (addresses & _listening(port)), 5, "the lab's listeners to close")
 
-    def exec(self, name: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        """Run a shell command inside host ``name`` (its namespaces), as root, not via ssh."""
-        pid = self.load()["pids"].get(name)
-        if pid is None:
-            raise LabError(f"no running host {name!r}")
-        return subprocess.run(
-            ["nsenter", f"--target={pid}", "--mount", "--uts", "/bin/sh", "-c", command],
-            capture_output=True, text=True, timeout=timeout,
-        )
+    def running(self) -> bool:
+        """True if any process of the lab's recorded namespaces is alive."""
+        entries = list(self._runtime().get("hosts", {}).values())
+        if not entries:
+            return False
+        return bool(_processes_in({e["mnt"] for e in entries}, {e["uts"] for e in entries}))
+
+    def status(self) -> LabStatus:
+        topo = self.topology
+        runtime = self._runtime().get("hosts", {})
+        out = []
+        for h in self.hosts:
+            entry = runtime.get(h.name)
+            pid = self.state.pid_of(h.name) if entry else None
+            state = "down" if pid is None else ("isolated" if entry.get("isolated") else "up")
+            out.append(HostStatus(h.name, h.address, h.role, state, pid))
+        cluster = None
+        if topo.get("package"):
+            try:
+                cluster = self.state.read_json(sgcluster.STATE_FILE)
+            except labhost.LabStateError:
+                cluster = None
+        return LabStatus(self.dir, topo["scenario"], topo["port"], out, cluster, dict(self.timings))
+
+    def reseed(self, scenario: str | None = None) -> float:
+        """Reset every host's files and the cluster to ``scenario`` (default: the lab's own)
+        without restarting the running sshds: fast, for tests. Hosts that are down are
+        started, isolated hosts restored. The overlay scratch of the hosts (files written
+        outside their own directories) is not reset. Returns the seconds it took."""
+        start = time.monotonic()
+        topo = self.topology
+        scenario = scenario or topo["scenario"]
+        if scenario not in topology.SCENARIOS:
+            raise LabError(f"unknown scenario {scenario!r}; choose one of {', '.join(topology.SCENARIOS)}")
+        if (scenario == "standalone") != (topo["scenario"] == "standalone"):
+            raise LabError(f"this lab runs a {'standalone master' if topo['scenario'] == 'standalone' else 'cluster'}; "
+                           f"scenario {scenario} needs a new lab: csync lab down, then csync lab up --scenario {scenario}")
+        runtime = self._runtime().get("hosts", {})
+        for h in self.hosts:
+            if h.name in runtime and runtime[h.name].get("isolated"):
+                self.restore(h.name)
+        down = [h for h in self.hosts if self.state.pid_of(h.name) is None]
+        if down:
+            self._start_hosts(down, owner=None)
+        lab_keys = self._load_keys()
+        with self.state.locked("cluster"):
+            for m in self.hosts.by_role(topology.ROLE_MEMBER):
+                pid = self.state.pid_of(m.name)
+                if pid is not None:
+                    labhost.in_mount_ns(pid, ["/bin/sh", "-c", f"! mountpoint -q {LAB_MOUNT} || umount -l {LAB_MOUNT}"])
+            self._write_known_hosts(self.port)
+            built = self._write_scenario(scenario, lab_keys, locked=True)
+            if built.package_owner:
+                cluster = sgcluster.Cluster.read(self.state)
+                cluster._mount(cluster.packages[0], built.package_owner)
+        self._write_desired_state()
+        return time.monotonic() - start
+
+    # --- disturbances ------------------------------------------------------------------------
+    def node_down(self, name: str) -> None:
+        """The host dies: every process in it is killed (its files stay). A cluster member
+        fails: the package fails over to the next adoptive node if it ran there."""
+        host = self.hosts[name]
+        runtime = self._runtime()
+        entry = runtime["hosts"].get(name)
+        if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}):
+            raise LabError(f"{name} is already down")
+        everyone = runtime["hosts"].values()
+        self._kill({entry["mnt"]}, {e["uts"] for e in everyone})
+        runtime = self._runtime()
+        runtime["hosts"].pop(name, None)
+        self._save_runtime(runtime)
+        self._wait(lambda: host.address not in _listening(self.port), 5, f"{name}'s listener to close")
+        if host.role == topology.ROLE_MEMBER:
+            with sgcluster.Cluster.edit(self.state) as cluster:
+                cluster.node_failed(name)
+
+    stop_host = node_down  # the name the first lab tests used
+
+    def node_up(self, name: str) -> None:
+        """The host boots again with its files as they were; a member rejoins the cluster
+        (and the package starts there if it is halted with AUTO_RUN enabled)."""
+        host = self.hosts[name]
+        if self.state.pid_of(name) is not None:
+            raise LabError(f"{name} is already up")
+        self._start_hosts([host], owner=None)
+        if host.role == topology.ROLE_MEMBER:
+            with sgcluster.Cluster.edit(self.state) as cluster:
+                cluster.node_booted(name)
 
     def isolate(self, name: str) -> None:
-        """The host stops answering ssh (its processes are frozen); files are kept."""
-        self._signal_host(name, signal.SIGSTOP)
+        """The host stops answering (every process in it is frozen with SIGSTOP): connections
+        are accepted by the kernel but never answered, as with a hung host. Files and the
+        cluster are untouched; ``exec`` still works. ``restore`` undoes it."""
+        self._signal(name, signal.SIGSTOP, isolated=True)
 
     def restore(self, name: str) -> None:
-        self._signal_host(name, signal.SIGCONT)
+        """Undo ``isolate``."""
+        self._signal(name, signal.SIGCONT, isolated=False)
 
-    def _signal_host(self, name: str, sig: int) -> None:
-        pid = self.load()["pids"].get(name)
+    def exec(self, name: str, command: str | Sequence[str], *, timeout: float = 60, input: str | None = None,
+             check: bool = False) -> subprocess.CompletedProcess:
+        """Run ``command`` in host ``name`` (its mount and UTS namespaces), as root, without
+        ssh: a string goes to /bin/sh -c, a sequence is an argv. Text in and out."""
+        self.hosts[name]
+        pid = self.state.pid_of(name)
         if pid is None:
-            raise LabError(f"no running host {name!r}")
-        for p in self._namespace_pids(pid):
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
+            raise LabError(f"{name} is down; start it with: csync lab node-up {name}")
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+        done = subprocess.run(["/usr/bin/nsenter", f"--target={pid}", "--mount", "--uts", "--", *argv], env=env,
+                              input=input, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise LabError(f"{name}: {command!r} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+        return done
+
+    def host_path(self, name: str, path: str) -> Path:
+        """The real file behind in-host ``path`` of host ``name`` (for tests that plant files)."""
+        host = self.hosts[name]
+        path = posixpath.normpath(path)
+        if path == labhost.IN_HOST_STATE or path.startswith(labhost.IN_HOST_STATE + "/"):
+            return self.state_dir / path[len(labhost.IN_HOST_STATE):].lstrip("/")
+        if self.topology.get("package") and (path == LAB_MOUNT or path.startswith(LAB_MOUNT + "/")):
+            owner = next((p.get("owner") for p in self.state.read_json(sgcluster.STATE_FILE)["packages"]), None)
+            if owner != host.name:
+                raise LabError(f"the package filesystem is not mounted on {name} (it is on {owner or 'no node'})")
+            return self.state_dir / sgcluster.PKGFS / path[len(LAB_MOUNT):].lstrip("/")
+        for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
+            if path == inside or path.startswith(inside + "/"):
+                return self.host_dir(name) / sub / path[len(inside):].lstrip("/")
+        raise LabError(f"{path} is not in a per-host directory of the lab ({', '.join(i for _, i in HOST_DIRS)})")
+
+    # --- building ----------------------------------------------------------------------------
+    def _wipe(self) -> None:
+        """Make the lab directory empty, refusing to touch a directory that is not a lab's."""
+        if self.dir.exists():
+            entries = list(self.dir.iterdir())
+            ours = (self.dir / MARKER).exists() or ((self.dir / "state" / "lab.json").exists() and (self.dir / "hosts").is_dir())
+            if entries and not ours:
+                raise LabError(f"refusing to use {self.dir}: it is not empty and not a lab directory")
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        (self.dir / MARKER).write_text("a csync lab directory: `csync lab up` may wipe it\n")
+        for d in ("admin", "hosts", "state", "logs"):
+            (self.dir / d).mkdir(mode=0o700 if d == "admin" else 0o755)
+        self.state_dir.chmod(0o755)
+
+    def _make_keys(self, hosts: list[LabHost]) -> scenarios.LabKeys:
+        clients = [h for h in hosts if h.role == topology.ROLE_CLIENT]
+        pool = keymod.RsaPool().pairs(3 + len(clients))
+        pair = lambda p: (p.private_pem, p.public_pem)  # noqa: E731
+        lab_keys = scenarios.LabKeys(
+            master=pair(pool[0]), late=pair(pool[1]), stale=pair(pool[2]),
+            clients={c.name: pair(pool[3 + i]) for i, c in enumerate(clients)},
+            root_ssh={h.name: keymod.ssh_ed25519(f"root@{h.name}") for h in hosts},
+        )
+        admin_priv, admin_pub = keymod.ssh_ed25519("csync-lab-admin")
+        _write(self.admin_key, admin_priv, 0o600)
+        _write(self.admin_key.with_suffix(".pub"), admin_pub, 0o644)
+        lab_keys.admin_public = admin_pub
+        data = {"master": lab_keys.master, "late": lab_keys.late, "stale": lab_keys.stale, "clients": lab_keys.clients,
+                "root_ssh": lab_keys.root_ssh, "admin_public": lab_keys.admin_public}
+        _write(self.dir / "keys.json", json.dumps(_text(data), indent=1), 0o600)
+        return lab_keys
+
+    def _load_keys(self) -> scenarios.LabKeys:
+        data = json.loads((self.dir / "keys.json").read_text())
+        pair = lambda p: (p[0].encode(), p[1].encode())  # noqa: E731
+        return scenarios.LabKeys(
+            master=pair(data["master"]), late=pair(data["late"]), stale=pair(data["stale"]),
+            clients={k: pair(v) for k, v in data["clients"].items()},
+            root_ssh={k: pair(v) for k, v in data["root_ssh"].items()},
+            admin_public=data["admin_public"].encode(),
+        )
+
+    def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys) -> None:
+        """Everything that does not change while the lab runs: topology, programs, host keys,
+        sshd configs, the emulated cfengine network's key."""
+        package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT}
+        topo = {"format": 1, "scenario": scenario, "port": port, "cluster": None if package is None else CLUSTER,
+                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role} for h in hosts]}
+        self.state.write_json("lab.json", topo)
+        self._save_runtime({"hosts": {}})
+        bin_dir = self.state_dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        for program in sorted(EMULATORS.glob("*.py")):
+            if program.name != "__init__.py":
+                _write(bin_dir / program.name, program.read_bytes(), 0o755)
+
+        cfnet = self.state_dir / "cfnet"
+        cfnet_priv, cfnet_pub = keymod.ssh_ed25519("csync-lab-cfengine-network")
+        _write(cfnet / "id_ed25519", cfnet_priv, 0o600)
+        _write(cfnet / "ssh_config", _cfnet_ssh_config(port), 0o644)
+        cfservd_keys = b'restrict,command="/usr/local/sbin/cfservd" ' + cfnet_pub
+
+        for h in hosts:
+            d = self.host_dir(h.name)
+            for sub, _ in HOST_DIRS:
+                (d / sub).mkdir(parents=True, exist_ok=True)
+            (d / "scratch").mkdir(exist_ok=True)
+            (d / "run").chmod(0o755)
+            (d / "root").chmod(0o700)
+            run = d / "run" / HOST_RUN.removeprefix("/run/")
+            run.mkdir(mode=0o755, exist_ok=True)
+            (d / "run" / "sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+            (d / "run" / labhost.IN_HOST_STATE.removeprefix("/run/")).mkdir(exist_ok=True)
+            host_priv, host_pub = keymod.ssh_ed25519(f"root@{h.name}")
+            _write(run / "ssh_host_ed25519_key", host_priv, 0o600)
+            _write(run / "ssh_host_ed25519_key.pub", host_pub, 0o644)
+            _write(run / "sshd_config", _sshd_config(h, port), 0o644)
+            _write(run / "cfservd_authorized_keys", cfservd_keys, 0o644)
+        self._write_known_hosts(port)
+
+    def _write_known_hosts(self, port: int) -> None:
+        lines = []
+        for h in self.hosts:
+            key = (self.host_dir(h.name) / "run" / HOST_RUN.removeprefix("/run/") / "ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"{topology.known_hosts_name(h.address, port)} {key[0]} {key[1]}\n")
+        text = "".join(lines)
+        _write(self.known_hosts, text, 0o644)
+        _write(self.state_dir / "known_hosts", text, 0o644)
+
+    def _write_scenario(self, scenario: str, lab_keys: scenarios.LabKeys, locked: bool = False) -> scenarios.Scenario:
+        """Every host's files, the package filesystem and the cluster for ``scenario``. The
+        caller holds the cluster lock when hosts run (``locked``); the package filesystem is
+        not mounted here."""
+        hosts = list(self.hosts)
+        built = scenarios.build(scenario, hosts, lab_keys, self.known_hosts.read_text(), self.port)
+        def write_host(h: LabHost) -> None:
+            for sub in RESET_DIRS:
+                scenarios.empty_dir(self.host_dir(h.name) / sub)
+            scenarios.write_tree(built.hosts[h.name], lambda p: self._tree_path(h.name, p), atomic=locked)
+
+        # File creation is a slow metadata operation on some disks; the kernel work of several
+        # threads overlaps (the GIL is released around each system call).
+        with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
+            list(pool.map(write_host, hosts))
+        pkgfs = self.state_dir / sgcluster.PKGFS
+        scenarios.empty_dir(pkgfs)
+        pkgfs.chmod(0o755)
+        scenarios.write_tree(built.pkgfs, lambda p: pkgfs / p, atomic=locked)
+        if scenario != "standalone":
+            members = [h.name for h in hosts if h.role == topology.ROLE_MEMBER]
+            package = {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
+                       "owner": built.package_owner, "autorun": built.autorun}
+            data = sgcluster.new_cluster(CLUSTER, members, package)
+            data["status"] = "up"
+            self.state.write_json(sgcluster.STATE_FILE, data)
+        return built
+
+    def _tree_path(self, name: str, path: str) -> Path:
+        """Like host_path for the per-host directories, without reading the lab's state."""
+        for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
+            if path == inside or path.startswith(inside + "/"):
+                return self.host_dir(name) / sub / path[len(inside):].lstrip("/")
+        raise LabError(f"{path} is not in a per-host directory of the lab")
+
+    def _write_desired_state(self) -> None:
+        header = (f"# The desired state of the csync lab in {self.dir}: the converged site, whatever\n"
+                  f"# scenario the lab runs (written by `csync lab up`; regenerated by reseed).")
+        text = scenarios.desired_state_yaml(list(self.hosts), self.scenario, identity_file=str(self.admin_key),
+                                            known_hosts=str(self.known_hosts), port=self.port, header=header)
+        _write(self.desired_state_path, text, 0o644)
+
+    # --- processes ---------------------------------------------------------------------------
+    def _spec(self, host: LabHost, owner: str | None, cluster: bool) -> dict:
+        d = self.host_dir(host.name)
+        binds = [[str(d / sub), inside] for sub, inside in HOST_DIRS]
+        binds.insert(1, [str(self.state_dir), labhost.IN_HOST_STATE])  # inside /run, before /root hides the lab dir
+        if owner == host.name:
+            binds.append([str(self.state_dir / sgcluster.PKGFS), LAB_MOUNT])
+        return {"name": host.name, "log": str(self.logs_dir / f"{host.name}.log"), "scratch": str(d / "scratch"),
+                "binds": binds, "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
+                "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"]}
+
+    def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:
+        """Start ``hosts`` and wait until each listens; on failure stop them all and raise."""
+        cluster = self.topology.get("package") is not None
+        specs = [self._spec(h, owner, cluster) for h in hosts]
+        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode != 0:
+            raise LabError(f"starting the hosts failed: {done.stderr.strip()[-2000:]}")
+        results = json.loads(done.stdout)
+        with self.state.locked("runtime"):
+            runtime = self._runtime()
+            for r in results:
+                if not r["error"]:
+                    runtime["hosts"][r["name"]] = {k: r[k] for k in ("pid", "start", "mnt", "uts")} | {"isolated": False}
+            self._save_runtime(runtime)
+        failed = [r for r in results if r["error"]]
+        if failed:
+            self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
+            raise LabError(f"{len(failed)} host(s) failed to start; {failed[0]['name']}: {failed[0]['error']}")
+        self._wait_listening(hosts)
+
+    def _wait_listening(self, hosts: list[LabHost]) -> None:
+        port = self.port
+        pending = {h.address: h for h in hosts}
+        deadline = time.monotonic() + READY_TIMEOUT
+        while pending:
+            for address in pending.keys() & _listening(port):
+                del pending[address]
+            if not pending:
+                return
+            runtime = self._runtime()["hosts"]
+            dead = [h for h in pending.values() if not _alive(runtime.get(h.name))]
+            if dead or time.monotonic() > deadline:
+                h = (dead or list(pending.values()))[0]
+                log = _tail(self.logs_dir / f"{h.name}.log")
+                self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
+                if "Address already in use" in log:
+                    raise _PortTaken(log)
+                reason = "exited" if dead else f"did not listen within {READY_TIMEOUT:g}s"
+                raise LabError(f"{len(dead) or len(pending)} host(s) did not start; {h.name} {reason}: {log or 'no log'}")
+            time.sleep(0.01)
+
+    def _stop(self, hosts: list[LabHost]) -> None:
+        runtime = self._runtime()
+        entries = [runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]]
+        if entries:
+            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in runtime["hosts"].values()})
+        for h in hosts:
+            runtime["hosts"].pop(h.name, None)
+        self._save_runtime(runtime)
+
+    def _kill(self, mnts: set[str], utss: set[str]) -> None:
+        """SIGKILL every process in these namespaces until none is left (sshd may be forking
+        a session while we scan)."""
+        for attempt in range(200):
+            victims = _processes_in(mnts, utss)
+            if not victims:
+                return
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.002 * min(attempt + 1, 25))
+        raise LabError(f"processes of the lab survived SIGKILL: {sorted(_processes_in(mnts, utss))}")
+
+    def _signal(self, name: str, sig: int, isolated: bool) -> None:
+        self.hosts[name]
+        with self.state.locked("runtime"):
+            runtime = self._runtime()
+            entry = runtime["hosts"].get(name)
+            if entry is None or self.state.pid_of(name) is None:
+                raise LabError(f"{name} is down")
+            utss = {e["uts"] for e in runtime["hosts"].values()}
+            # Repeat until a scan finds nothing new: a process forked during the first pass
+            # must not escape the freeze.
+            seen: set[int] = set()
+            while True:
+                found = _processes_in({entry["mnt"]}, utss) - seen
+                if not found:
+                    break
+                for pid in found:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+                seen |= found
+            entry["isolated"] = isolated
+            self._save_runtime(runtime)
+
+    @staticmethod
+    def _wait(predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise LabError(f"timed out waiting for {what}")
+            time.sleep(0.01)
+
+    @staticmethod
+    def _choose_port(addresses: list[str], excluded: set[int]) -> int:
+        """22 if it is free on every address, else the first candidate port that is."""
+        for port in PORT_CANDIDATES:
+            if port not in excluded and all(_can_bind(a, port) for a in addresses):
+                return port
+        raise LabError("no free ssh port on the lab's addresses")
+
+
+class _PortTaken(LabError):
+    pass
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes | str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labhost.write_atomic(str(path), data.encode() if isinstance(data, str) else data, mode)
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (list, tuple)):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
+    return value
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+
+
+def _can_bind(address: str, port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as sshd does: TIME_WAIT is no obstacle
+        s.bind((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _listening(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp: no connection
+    is made, so checking costs the sshds nothing)."""
+    found = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            address, _, hexport = fields[1].partition(":")
+            if int(hexport, 16) == port:
+                found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def _alive(entry: dict | None) -> bool:
+    """Whether the sshd recorded in ``entry`` still runs (same PID *and* start time)."""
+    if not entry:
+        return False
+    try:
+        with open(f"/proc/{entry['pid']}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and int(fields[19]) == entry["start"]
+
+
+def _processes_in(mnts: set[str], utss: set[str]) -> set[int]:
+    """PIDs whose mount namespace is in ``mnts`` and UTS namespace in ``utss`` (both must
+    match: a recycled namespace inode alone never makes a process the lab's)."""
+    found = set()
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/mnt") in mnts and os.readlink(f"/proc/{entry}/ns/uts") in utss:
+                found.add(int(entry))
+        except OSError:
+            continue  # gone, or a zombie (no namespaces any more)
+    return found
+
+
+def _sshd_config(host: LabHost, port: int) -> str:
+    return "\n".join([
+        f"# sshd of lab host {host.name} ({host.role}); written by csync lab",
+        f"ListenAddress {host.address}",
+        f"Port {port}",
+        f"HostKey {HOST_RUN}/ssh_host_ed25519_key",
+        f"PidFile {HOST_RUN}/sshd.pid",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes yes",
+        # root's own keys, then the emulated cfengine network's key (forced command cfservd)
+        f"AuthorizedKeysFile .ssh/authorized_keys {HOST_RUN}/cfservd_authorized_keys",
+        "MaxStartups 200:30:400",
+        "MaxSessions 64",
+        "Subsystem sftp internal-sftp",
+        "UseDNS no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "LogLevel INFO",
+        "",
+    ])
+
+
+def _cfnet_ssh_config(port: int) -> str:
+    return (
+        "# The emulated cfengine network (TCP 5308 in real life): ssh to the peer's cfservd\n"
+        "Host *\n"
+        "    User root\n"
+        f"    Port {port}\n"
+        f"    IdentityFile {labhost.IN_HOST_STATE}/cfnet/id_ed25519\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {labhost.IN_HOST_STATE}/known_hosts\n"
+        "    StrictHostKeyChecking yes\n"
+        "    BatchMode yes\n"
+        "    ConnectTimeout 5\n"
+        "    LogLevel ERROR\n"
+    )
 
 
 def key_dir(lab: Lab, name: str) -> Path:
+    """The real directory behind host ``name``'s /var/opt/dsau/cfengine/ppkeys."""
     return lab.host_path(name, f"{dsau.CFENGINE_DIR}/{dsau.PPKEYS_SUBDIR}")

@@ -1,130 +1,251 @@
-#!/usr/bin/python3
-"""Emulated Serviceguard commands for csync's lab: cmviewcl, cmrunpkg, cmhaltpkg, cmmodpkg.
+#!/usr/bin/python3 -Es
+"""Emulated Serviceguard commands of the csync lab, chosen by the name they are called by:
 
-Installed under each member's /usr/local/sbin by name; runs with the system python (the
-project's python lives under /root, which is per-host). The cluster state is
-/run/csync-lab/lab.json ("cluster"), changed under an flock and replaced atomically.
-Line format names [ours]: package:P|state, |owner, |autorun, |node:N|switching, |node:N|order.
+    cmviewcl [-v] [-f table|line] [-l cluster|node|package] [-p pkg]... [-n node]...
+    cmrunpkg [-v] [-n node] pkg...
+    cmhaltpkg [-v] pkg...
+    cmmodpkg {-e|-d} [-v] [-n node]... pkg...
+    cmrunnode [-v] [node...]          (default: this node)
+    cmhaltnode [-f] [-v] [node...]    (default: this node)
+
+Installed as links in each cluster member's /usr/local/sbin (clients have none). The rules
+live in sgcluster.py; this file parses command lines and prints. Output formats are those of
+docs/LAB.md; the names of the line format's package attributes are [ours] and must match
+reconciler/serviceguard.py:
+
+    package:P|state=running  package:P|owner=NODE  package:P|autorun=enabled
+    package:P|node:N|switching=enabled  package:P|node:N|order=1
+
+Exit codes: 0 done, 1 refused or failed (message on stderr), 2 bad command line.
 """
-import fcntl
-import json
+
+from __future__ import annotations
+
+import getopt
 import os
-import subprocess
 import sys
 
-STATE = "/run/csync-lab/lab.json"
-LOCK = "/run/csync-lab/lab.lock"
-PKGFS = "/run/csync-lab/pkgfs"
+try:
+    from . import labhost, sgcluster
+except ImportError:
+    import labhost  # type: ignore[no-redef]
+    import sgcluster  # type: ignore[no-redef]
+
+USAGE = {
+    "cmviewcl": "cmviewcl [-v] [-f table|line] [-l cluster|node|package] [-p package]... [-n node]...",
+    "cmrunpkg": "cmrunpkg [-v] [-n node] package...",
+    "cmhaltpkg": "cmhaltpkg [-v] package...",
+    "cmmodpkg": "cmmodpkg {-e|-d} [-v] [-n node]... package...",
+    "cmrunnode": "cmrunnode [-v] [node...]",
+    "cmhaltnode": "cmhaltnode [-f] [-v] [node...]",
+}
+OPTIONS = {"cmviewcl": "vf:l:p:n:", "cmrunpkg": "vn:", "cmhaltpkg": "v", "cmmodpkg": "edvn:", "cmrunnode": "v", "cmhaltnode": "fv"}
 
 
-def load():
-    with open(STATE) as f:
-        return json.load(f)
+class Usage(Exception):
+    pass
 
 
-def save(state):
-    tmp = STATE + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=2, sort_keys=True)
-    os.replace(tmp, STATE)
+# --- cmviewcl ---------------------------------------------------------------------------------
 
 
-def fail(msg, code=1):
-    sys.stderr.write(msg + "\n")
-    sys.exit(code)
+def line_records(cluster: sgcluster.Cluster, verbose: bool) -> list[tuple[tuple[tuple[str, str], ...], str, str]]:
+    """Every fact as (prefix, attribute, value); the prefix is a tuple of (type, instance)."""
+    out: list = [((), "name", cluster.name), ((), "status", cluster.status)]
+    for n in cluster.nodes:
+        p = (("node", n["name"]),)
+        out += [(p, "name", n["name"]), (p, "status", n["status"]), (p, "state", n["state"])]
+    for pkg in cluster.packages:
+        p = (("package", pkg["name"]),)
+        out += [(p, "name", pkg["name"]), (p, "status", pkg["status"]), (p, "state", pkg["state"])]
+        if pkg.get("owner"):  # [ours] a halted package has no owner line at all
+            out.append((p, "owner", pkg["owner"]))
+        out.append((p, "autorun", pkg["autorun"]))
+        if verbose:
+            for order, entry in enumerate(pkg["nodes"], 1):
+                q = p + (("node", entry["name"]),)
+                out += [(q, "name", entry["name"]), (q, "switching", entry["switching"]), (q, "order", str(order))]
+    return out
 
 
-def cmviewcl(args):
-    c = load()["cluster"]
-    lines = [f"name={c['name']}", f"status={c['status']}"]
-    for n, node in sorted(c["nodes"].items()):
-        lines += [f"node:{n}|name={n}", f"node:{n}|status={node['status']}", f"node:{n}|state={node['state']}"]
-    for p, pkg in sorted(c["packages"].items()):
-        lines += [f"package:{p}|name={p}", f"package:{p}|status={pkg['status']}", f"package:{p}|state={pkg['state']}"]
-        if pkg.get("owner"):
-            lines.append(f"package:{p}|owner={pkg['owner']}")
-        lines.append(f"package:{p}|autorun={pkg['autorun']}")
-        for i, n in enumerate(pkg["nodes"], 1):
-            lines += [f"package:{p}|node:{n}|name={n}", f"package:{p}|node:{n}|switching={pkg['switching'].get(n, 'enabled')}", f"package:{p}|node:{n}|order={i}"]
-    if "line" in args:
-        print("\n".join(lines))
-        return
-    print(f"CLUSTER        STATUS\n{c['name']:<14} {c['status']}\n")
-    for n, node in sorted(c["nodes"].items()):
-        print(f"  NODE           STATUS       STATE\n  {n:<14} {node['status']:<12} {node['state']}")
-    for p, pkg in sorted(c["packages"].items()):
-        print(f"\n    PACKAGE        STATUS       STATE        AUTO_RUN     NODE\n    {p:<14} {pkg['status']:<12} {pkg['state']:<12} {pkg['autorun']:<12} {pkg.get('owner') or 'unowned'}")
+def select(cluster: sgcluster.Cluster, records: list, level: str | None, pkgs: list[str], nodes: list[str]) -> list:
+    """Apply -l/-p/-n; a single object named with -p or -n loses its prefix, as on HP-UX."""
+    owners = {p["name"]: p.get("owner") for p in cluster.packages}
+    kept = []
+    for prefix, attr, value in records:
+        kind = prefix[0][0] if prefix else "cluster"
+        name = prefix[0][1] if prefix else None
+        if level and kind != level:
+            continue
+        if pkgs or nodes:
+            if kind == "cluster":
+                continue
+            if kind == "node" and (pkgs or name not in nodes):
+                continue
+            if kind == "package" and ((pkgs and name not in pkgs) or (nodes and owners.get(name) not in nodes)):
+                continue
+        kept.append((prefix, attr, value))
+    strip = None
+    if len(pkgs) == 1 and not nodes:
+        strip = ("package", pkgs[0])
+    elif len(nodes) == 1 and not pkgs:
+        strip = ("node", nodes[0])
+    if strip:
+        kept = [(prefix[1:] if prefix and prefix[0] == strip else prefix, a, v) for prefix, a, v in kept]
+    return kept
 
 
-def with_lock(change):
-    with open(LOCK, "w") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
-        state = load()
-        change(state)
-        save(state)
+def render_lines(records: list) -> str:
+    return "".join("|".join([f"{k}:{n}" for k, n in prefix] + [f"{attr}={value}"]) + "\n" for prefix, attr, value in records)
 
 
-def mount_on(state, node, mount=True):
-    pid = state["pids"][node]
-    target = state["mount"]
-    cmd = ["mount", "--bind", PKGFS, target] if mount else ["umount", "-l", target]
-    subprocess.run(["nsenter", f"--target={pid}", "--mount", *cmd], check=True, capture_output=True)
-    with open("/run/csync-lab/pkgfs-owner", "w") as f:
-        f.write(node if mount else "")
+def render_table(cluster: sgcluster.Cluster, verbose: bool, level: str | None, pkgs: list[str], nodes: list[str]) -> str:
+    out: list[str] = []
+
+    def pkg_block(pkg: dict, indent: str = "    ") -> None:
+        out.append(f"{indent}{'PACKAGE':<14} {'STATUS':<12} {'STATE':<12} {'AUTO_RUN':<12} NODE")
+        out.append(f"{indent}{pkg['name']:<14} {pkg['status']:<12} {pkg['state']:<12} {pkg['autorun']:<12} {pkg.get('owner') or 'unowned'}")
+        if verbose:
+            out.extend(["", f"{indent}  Policy_Parameters:", f"{indent}  {'POLICY_NAME':<15} CONFIGURED_VALUE",
+                    f"{indent}  {'Failover':<15} configured_node", f"{indent}  {'Failback':<15} manual", "",
+                    f"{indent}  Node_Switching_Parameters:", f"{indent}  {'NODE_TYPE':<12} {'STATUS':<12} {'SWITCHING':<12} NAME"])
+            status = {n["name"]: n["status"] for n in cluster.nodes}
+            for i, entry in enumerate(pkg["nodes"]):
+                current = "  (current)" if entry["name"] == pkg.get("owner") else ""
+                kind = "Primary" if i == 0 else "Alternate"
+                out.append(f"{indent}  {kind:<12} {status.get(entry['name'], 'unknown'):<12} {entry['switching']:<12} {entry['name']}{current}")
+
+    def wanted(pkg: dict) -> bool:
+        return (not pkgs or pkg["name"] in pkgs) and (not nodes or pkg.get("owner") in nodes)
+
+    if level in (None, "cluster") and not pkgs and not nodes:
+        out += [f"{'CLUSTER':<14} STATUS", f"{cluster.name:<14} {cluster.status}"]
+    if level in (None, "node") and not pkgs:
+        # Nodes, each with the packages it runs (unless only nodes were asked for).
+        for n in cluster.nodes:
+            if nodes and n["name"] not in nodes:
+                continue
+            out += ["", f"  {'NODE':<14} {'STATUS':<12} STATE", f"  {n['name']:<14} {n['status']:<12} {n['state']}"]
+            for pkg in cluster.packages:
+                if level is None and pkg.get("owner") == n["name"] and wanted(pkg):
+                    out.append("")
+                    pkg_block(pkg)
+    elif level == "package" or (level is None and pkgs):
+        for pkg in cluster.packages:
+            if pkg.get("owner") and wanted(pkg):
+                out.append("")
+                pkg_block(pkg)
+    unowned = [p for p in cluster.packages if not p.get("owner") and wanted(p) and not nodes]
+    if level in (None, "package") and unowned:
+        out += ["", "UNOWNED_PACKAGES"]
+        for pkg in unowned:
+            out.append("")
+            pkg_block(pkg)
+    return "\n".join(out).lstrip("\n") + "\n"
 
 
-def cmrunpkg(args):
-    node = args[args.index("-n") + 1] if "-n" in args else os.uname().nodename
-    pkg_name = args[-1]
-
-    def change(state):
-        c = state["cluster"]
-        pkg = c["packages"].get(pkg_name)
-        if pkg is None:
-            fail(f"cmrunpkg: Unable to find package {pkg_name}.")
-        if pkg["status"] == "up":
-            fail(f"cmrunpkg: Unable to run package {pkg_name}: package is already running on node {pkg['owner']}.")
-        if node not in pkg["nodes"]:
-            fail(f"cmrunpkg: Node {node} is not configured to run package {pkg_name}.")
-        if c["nodes"][node]["status"] != "up":
-            fail(f"cmrunpkg: Unable to run package {pkg_name} on node {node}: node is not up.")
-        mount_on(state, node)
-        pkg.update(status="up", state="running", owner=node)
-        print(f"Running package {pkg_name} on node {node}\nSuccessfully started package {pkg_name} on node {node}.")
-
-    with_lock(change)
-
-
-def cmhaltpkg(args):
-    pkg_name = args[-1]
-
-    def change(state):
-        pkg = state["cluster"]["packages"].get(pkg_name) or fail(f"cmhaltpkg: Unable to find package {pkg_name}.")
-        if pkg["status"] != "up":
-            fail(f"cmhaltpkg: Package {pkg_name} is not running.")
-        mount_on(state, pkg["owner"], mount=False)
-        pkg.update(status="down", state="halted", owner=None, autorun="disabled")
-        print(f"Halting package {pkg_name}\nSuccessfully halted package {pkg_name}.")
-
-    with_lock(change)
+def cmviewcl(opts: dict, args: list[str]) -> None:
+    if args:
+        raise Usage(f"unexpected argument {args[0]!r}")
+    fmt = opts.get("-f", ["table"])[-1]
+    level = opts.get("-l", [None])[-1]
+    if fmt not in ("table", "line"):
+        raise Usage(f"-f {fmt}: the format is table or line")
+    if level not in (None, "cluster", "node", "package"):
+        raise Usage(f"-l {level}: the level is cluster, node or package")
+    cluster = sgcluster.Cluster.read(labhost.LabState())
+    pkgs, nodes = opts.get("-p", []), opts.get("-n", [])
+    for p in pkgs:
+        cluster.package(p, "cmviewcl")
+    for n in nodes:
+        cluster.node(n, "cmviewcl")
+    verbose = "-v" in opts
+    if fmt == "line":
+        sys.stdout.write(render_lines(select(cluster, line_records(cluster, verbose), level, pkgs, nodes)))
+    else:
+        sys.stdout.write(render_table(cluster, verbose, level, pkgs, nodes))
 
 
-def cmmodpkg(args):
-    pkg_name = args[-1]
-    enable = "-e" in args
-    node = args[args.index("-n") + 1] if "-n" in args else None
+# --- commands that change the cluster ---------------------------------------------------------
 
-    def change(state):
-        pkg = state["cluster"]["packages"].get(pkg_name) or fail(f"cmmodpkg: Unable to find package {pkg_name}.")
-        value = "enabled" if enable else "disabled"
-        if node:
-            pkg["switching"][node] = value
-        else:
-            pkg["autorun"] = value
 
-    with_lock(change)
+def _this_node() -> str:
+    return os.uname().nodename
+
+
+def cmrunpkg(opts: dict, args: list[str]) -> list[str]:
+    if not args:
+        raise Usage("name the package to run")
+    if len(opts.get("-n", [])) > 1:
+        raise Usage("give -n at most once")
+    node = opts.get("-n", [_this_node()])[0]
+    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+        for pkg in args:
+            cluster.run_package(pkg, node)
+    return cluster.log
+
+
+def cmhaltpkg(opts: dict, args: list[str]) -> list[str]:
+    if not args:
+        raise Usage("name the package to halt")
+    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+        for pkg in args:
+            cluster.halt_package(pkg)
+    return cluster.log
+
+
+def cmmodpkg(opts: dict, args: list[str]) -> list[str]:
+    if ("-e" in opts) == ("-d" in opts):
+        raise Usage("give exactly one of -e and -d")
+    if not args:
+        raise Usage("name the package")
+    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+        for pkg in args:
+            for node in opts.get("-n", [None]):
+                cluster.modify_package(pkg, "-e" in opts, node)
+    return cluster.log[-1:]  # one "Completed successfully" line, as on HP-UX
+
+
+def cmrunnode(opts: dict, args: list[str]) -> list[str]:
+    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+        cluster.run_nodes(args or [_this_node()])
+    return cluster.log
+
+
+def cmhaltnode(opts: dict, args: list[str]) -> list[str]:
+    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+        cluster.halt_nodes(args or [_this_node()], force="-f" in opts)
+    return cluster.log
+
+
+COMMANDS = {"cmviewcl": cmviewcl, "cmrunpkg": cmrunpkg, "cmhaltpkg": cmhaltpkg, "cmmodpkg": cmmodpkg,
+            "cmrunnode": cmrunnode, "cmhaltnode": cmhaltnode}
+
+
+def main(argv: list[str]) -> int:
+    tool = os.path.basename(argv[0])
+    if tool not in COMMANDS:
+        sys.stderr.write(f"{tool}: not a Serviceguard command of the lab ({', '.join(COMMANDS)})\n")
+        return 2
+    try:
+        pairs, args = getopt.getopt(argv[1:], OPTIONS[tool])
+        opts: dict[str, list] = {}
+        for flag, value in pairs:
+            opts.setdefault(flag, []).append(value)
+        log = COMMANDS[tool](opts, args)
+    except (getopt.GetoptError, Usage) as e:
+        sys.stderr.write(f"{tool}: {e}\nusage: {USAGE[tool]}\n")
+        return 2
+    except sgcluster.SgError as e:
+        sys.stderr.write(f"{e}\n")
+        return e.code
+    except labhost.LabStateError as e:
+        sys.stderr.write(f"{tool}: {e}\n")
+        return 1
+    if log:
+        sys.stdout.write("".join(f"{line}\n" for line in log))
+    return 0
 
 
 if __name__ == "__main__":
-    tool = os.path.basename(sys.argv[0])
-    {"cmviewcl": cmviewcl, "cmrunpkg": cmrunpkg, "cmhaltpkg": cmhaltpkg, "cmmodpkg": cmmodpkg}.get(tool, lambda a: fail(f"{tool}: unknown command", 127))(sys.argv[1:])
+    sys.exit(main(sys.argv))

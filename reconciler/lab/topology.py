@@ -1,0 +1,85 @@
+"""Who is in a lab: host names, roles and loopback addresses, and the lab's fixed names.
+
+Every name and address the lab hands out is decided here. The [ours] values are the lab's
+own choices (nothing in HP's documentation fixes them); the desired state the lab writes
+(reconciler.lab.scenarios) and the emulated commands both take them from this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- The emulated site [ours] -------------------------------------------------------------
+CLUSTER = "lab-cluster"
+PACKAGE = "csync"
+PACKAGE_ADDRESS = "127.0.10.10"
+# The package filesystem's mount point. /csync does not exist on the machine: each host gets
+# it from its own overlay of the root filesystem (reconciler/lab/hostinit.py).
+LAB_MOUNT = "/csync"
+PREFERRED_NODE = "node1"
+STANDALONE_MASTER = "master"
+SITE = "lab"
+
+SCENARIOS = ("fresh", "seed", "standalone")
+MAX_MEMBERS = 9  # 127.0.10.1-9; 127.0.10.10 is the package address
+MAX_CLIENTS = 2000  # 127.0.10.21 upward, spilling over into 127.0.11.x, 127.0.12.x, ...
+FIRST_CLIENT_OCTET = 21
+
+ROLE_MEMBER = "member"  # a Serviceguard node of the cluster that is the HA master
+ROLE_MASTER = "master"  # a standalone master
+ROLE_CLIENT = "client"  # a managed client
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One host of the lab: its (unqualified) host name, loopback address and role."""
+
+    name: str
+    address: str
+    role: str  # member | master | client
+
+    @property
+    def is_master_side(self) -> bool:
+        """A host that serves policy: a cluster member or the standalone master."""
+        return self.role in (ROLE_MEMBER, ROLE_MASTER)
+
+
+def member_address(i: int) -> str:
+    """Address of cluster member ``node<i>`` (1-based)."""
+    if not 1 <= i <= MAX_MEMBERS:
+        raise ValueError(f"member number {i} out of 1..{MAX_MEMBERS}")
+    return f"127.0.10.{i}"
+
+
+def client_address(i: int) -> str:
+    """Address of ``client<i>`` (1-based): 127.0.10.21..254, then 127.0.11.1..254, ...
+
+    Host parts 0 and 255 are skipped so that no client sits on a network or broadcast-looking
+    address (harmless on loopback, but confusing in logs).
+    """
+    if not 1 <= i <= MAX_CLIENTS:
+        raise ValueError(f"client number {i} out of 1..{MAX_CLIENTS}")
+    n = FIRST_CLIENT_OCTET - 1 + i  # position counting 127.0.10.1 as 1
+    third, fourth = divmod(n - 1, 254)
+    return f"127.0.{10 + third}.{fourth + 1}"
+
+
+def lab_hosts(members: int, clients: int, scenario: str) -> list[LabHost]:
+    """The hosts of a lab, masters first: node1..nodeN (or the standalone master), then clients."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if scenario == "standalone":
+        hosts = [LabHost(STANDALONE_MASTER, member_address(1), ROLE_MASTER)]
+    else:
+        if not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(f"a lab cluster has 1 to {MAX_MEMBERS} members, not {members}")
+        hosts = [LabHost(f"node{i}", member_address(i), ROLE_MEMBER) for i in range(1, members + 1)]
+    if not 0 <= clients <= MAX_CLIENTS:
+        raise ValueError(f"a lab has 0 to {MAX_CLIENTS} clients, not {clients}")
+    hosts += [LabHost(f"client{i}", client_address(i), ROLE_CLIENT) for i in range(1, clients + 1)]
+    return hosts
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """How OpenSSH names a host in known_hosts: the bare address on port 22, else [addr]:port."""
+    return address if port == 22 else f"[{address}]:{port}"
