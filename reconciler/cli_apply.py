@@ -96,6 +96,8 @@ class TextView:
 
     def finished(self, report) -> None:
         if not report.plan.actions and not report.cancelled:
+            if not report.plan.clean:
+                self.echo("Nothing to apply, but the plan has blocked or unknown items (above): not converged.")
             return
         for line in summary_lines(report, self.style):
             self.echo(line)

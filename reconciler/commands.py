@@ -274,7 +274,7 @@ done
 [ -z "$held" ] || {{ echo HELD; exit 0; }}
 T=${{P:-$L}}
 if [ -f "$T" ]; then echo "ACQUIRED $T"; exit 0; fi
-write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
+write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"acquired_at\\":\\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\\",\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
 echo "ACQUIRED $T"
 """
     return RemoteCommand(script, f"csync lock acquire {lid}")

@@ -233,6 +233,7 @@ class SiteLock:
         }
         if self.acquired_epoch is not None:
             fields["acquired_epoch"] = self.acquired_epoch
+            fields["acquired_at"] = _iso(self.acquired_epoch)
         return fields
 
     def _call(self, command: commands.RemoteCommand, what: str) -> _Reply:

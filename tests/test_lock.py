@@ -50,6 +50,7 @@ def test_acquire_creates_a_lock_record_with_identity_and_lease(state, local):
     assert data["id"] == lock.id and data["site"] == state.site and data["plan_digest"] == "sha256:abc"
     assert {"user", "host", "pid", "ci", "acquired_epoch", "expires_epoch", "tool_version"} <= set(data)
     assert data["expires_epoch"] - data["acquired_epoch"] == 60
+    assert data["acquired_at"].endswith("Z") and data["acquired_at"][:4].isdigit()
     assert lock.paths == [f"{local}/lock.json"]
     assert not (Path(local) / ".lock.mutex").exists()
 
@@ -105,6 +106,7 @@ def test_renewal_extends_the_lease_and_records_the_plan(state, local):
     lock.set_plan_digest("sha256:def")
     after = lock_file(local)
     assert after["plan_digest"] == "sha256:def" and after["acquired_epoch"] == before["acquired_epoch"]
+    assert after["acquired_at"] == before["acquired_at"]
     assert after["expires_epoch"] > before["expires_epoch"]
 
 
