@@ -167,14 +167,20 @@ def dialogue(address: str, timeout: float) -> None:
     me = lab.own_host()["address"]
     argv = [labhost.SSH, "-F", CFNET_CONFIG, "-b", me, target, "cfservd", address]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    timer = threading.Timer(timeout, proc.kill)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
     timer.start()
     try:
         nonce = os.urandom(32)
         _send(proc.stdin, {"hello": own_public_pem.decode(), "nonce": base64.b64encode(nonce).decode()})
         reply = _receive(proc.stdout)
         if reply is None:
-            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, timer)}")
+            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}")
         if not reply.get("ok"):
             raise Refused(reply.get("message", "BAD: refused"), reply.get("detail", "remote refused"))
         if not _verify(server_key, reply.get("signature", ""), SERVER_CONTEXT + address.encode() + b"\0" + nonce):
@@ -184,11 +190,11 @@ def dialogue(address: str, timeout: float) -> None:
         _send(proc.stdin, {"response": _sign(own, CLIENT_CONTEXT + challenge)})
         final = _receive(proc.stdout)
         if final is None:
-            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, timer)}")
+            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}")
         if not final.get("ok"):
             raise Refused(final.get("message", "BAD: refused"), final.get("detail", "remote refused"))
     except BrokenPipeError:
-        raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, timer)}") from None
+        raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}") from None
     finally:
         timer.cancel()
         for stream in (proc.stdin, proc.stdout):
@@ -218,13 +224,14 @@ def _answering(lab: labhost.LabState, address: str) -> str:
     return host["address"]
 
 
-def _ssh_failure(proc: subprocess.Popen, timeout: float, timer: threading.Timer) -> str:
+def _ssh_failure(proc: subprocess.Popen, timeout: float, expired: threading.Event) -> str:
+    """Why the peer did not answer, in one line: the timeout, or ssh's last complaint."""
+    if expired.is_set():
+        return f"no answer within {timeout:g}s"
     try:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     except (OSError, ValueError):
         err = ""
-    if not timer.is_alive() and proc.poll() is not None and proc.returncode < 0:
-        return f"no answer within {timeout:g}s"
     lines = [line.strip() for line in err.splitlines() if line.strip()]
     return lines[-1] if lines else "connection closed"
 

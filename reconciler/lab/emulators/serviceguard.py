@@ -111,9 +111,10 @@ def render_table(cluster: sgcluster.Cluster, verbose: bool, level: str | None, p
                     f"{indent}  Node_Switching_Parameters:", f"{indent}  {'NODE_TYPE':<12} {'STATUS':<12} {'SWITCHING':<12} NAME"])
             status = {n["name"]: n["status"] for n in cluster.nodes}
             for i, entry in enumerate(pkg["nodes"]):
-                current = "  (current)" if entry["name"] == pkg.get("owner") else ""
+                current = "(current)" if entry["name"] == pkg.get("owner") else ""
                 kind = "Primary" if i == 0 else "Alternate"
-                out.append(f"{indent}  {kind:<12} {status.get(entry['name'], 'unknown'):<12} {entry['switching']:<12} {entry['name']}{current}")
+                row = f"{indent}  {kind:<12} {status.get(entry['name'], 'unknown'):<12} {entry['switching']:<12} {entry['name']:<14} {current}"
+                out.append(row.rstrip())
 
     def wanted(pkg: dict) -> bool:
         return (not pkgs or pkg["name"] in pkgs) and (not nodes or pkg.get("owner") in nodes)
