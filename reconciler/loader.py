@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -42,8 +43,8 @@ MAX_FILE_BYTES = 1024 * 1024
 # not a desired state, and refusing it keeps recursion bounded.
 MAX_DEPTH = 32
 CONCATENATED_KEYS = ("clients",)
-_MISSING = "required field is missing"
 RELATIVE_TO_FILE = ("identity_file", "known_hosts")
+_MISSING = "required field is missing"
 
 _YAML_TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_YAML_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -192,7 +193,8 @@ class _Reader:
             self.problem((name, 1, 1), (), "the file is empty; a desired-state file is a mapping of fields, such as 'version: 1'")
             return None
         if len(documents) > 1:
-            self.problem(_mark(name, documents[1]), (), "more than one YAML document: a second one starts here; write one document per file (remove the '---')")
+            second = _mark(name, documents[1])
+            self.problem(second, (), "more than one YAML document: a second one starts here; write one document per file (remove the '---')")
             return None
         root = documents[0]
         if not isinstance(root, MappingNode):
@@ -250,7 +252,8 @@ class _Reader:
             # An alias is the anchored node itself: report the anchor once, never descend.
             if id(node) not in self._reported_anchors:
                 self._reported_anchors.add(id(node))
-                self.problem(_mark(file, node), loc, f"YAML anchors and aliases are not allowed (&{node.anchor}, *{node.anchor}); write the value out")
+                anchor = node.anchor
+                self.problem(_mark(file, node), loc, f"YAML anchors and aliases are not allowed (&{anchor}, *{anchor}); write the value out")
             return False
         tag = str(node.tag)
         if (tag != expected_tag) if expected_tag else (tag not in _SCALAR_TAGS):
@@ -374,11 +377,11 @@ def _diagnostics(error: ValidationError, prefix: Loc, data: dict[str, Any], sour
     out: list[Diagnostic] = []
     suggested: set[Loc] = set()  # a misspelt field is reported once, as unknown, not also as missing
     for err in error.errors(include_url=False):
-        loc = prefix + _yaml_loc(err["loc"])
+        loc = _yaml_loc(prefix + tuple(err["loc"]), data)
         kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
         if kind == "extra_forbidden":
             parent, key = loc[:-1], loc[-1]
-            known = _field_names(_annotation_at(parent, data))
+            known = _field_names(parent, data)
             guess = _closest(str(key), known)
             if guess:
                 suggested.add(parent + (guess,))
@@ -389,34 +392,18 @@ def _diagnostics(error: ValidationError, prefix: Loc, data: dict[str, Any], sour
         elif kind == "missing":
             out.append(Diagnostic(*source.value(loc[:-1]), format_loc(loc), _MISSING))
         elif kind in ("union_tag_not_found", "union_tag_invalid"):
-            tag_field = str(ctx.get("discriminator", "mode")).strip("'")
-            choices = ", ".join(_union_tags(loc, data, tag_field))
-            if kind == "union_tag_not_found":
-                message = f"required field is missing; it must be one of: {choices}"
-            else:
-                message = f"{show(value.get(tag_field)) if isinstance(value, dict) else show(ctx.get('tag'))} is not allowed; must be one of: {choices}"
-            out.append(Diagnostic(*source.value(loc + (tag_field,)), format_loc(loc + (tag_field,)), message))
+            tag_loc, message = _tag_problem(kind, loc, value, data)
+            out.append(Diagnostic(*source.value(tag_loc), format_loc(tag_loc), message))
         elif kind == CONFLICT_ERROR:
             related = tuple(ctx["related"]) if "related" in ctx else None
             where = ":".join(str(p) for p in source.value(prefix + related)) if related is not None else ""
             mark = source.key(loc[:-1]) if loc[-1] == "[key]" else source.value(loc)
-            out.append(Diagnostic(*mark, format_loc(loc), ctx["template"].format(where=where)))
+            out.append(Diagnostic(*mark, format_loc(loc), ctx["template"].replace("{where}", where)))
         else:
             mark = source.key(loc[:-1]) if loc and loc[-1] == "[key]" else source.value(loc)
             out.append(Diagnostic(*mark, format_loc(loc), _message(kind, value, ctx, err["msg"])))
     taken = {format_loc(loc) for loc in suggested}
     return [d for d in out if not (d.message == _MISSING and d.path in taken)]
-
-
-def _yaml_loc(loc: tuple[int | str, ...]) -> Loc:
-    """pydantic's location as a path into the YAML: the tag pydantic inserts after a
-    discriminated union (`master.serviceguard.cluster`) is dropped."""
-    out: list[int | str] = []
-    for i, part in enumerate(loc):
-        if i == 1 and loc[0] == "master" and part in ("serviceguard", "standalone"):
-            continue
-        out.append(part)
-    return tuple(out)
 
 
 def _message(kind: str, value: Any, ctx: dict[str, Any], default: str) -> str:
@@ -497,52 +484,105 @@ def _closest(key: str, known: list[str]) -> str | None:
     return close[0] if close else None
 
 
-# --- Finding the model behind a location (for the field names of a mapping) -------------------
+# --- The model behind a location ------------------------------------------------------------
+# Suggestions for unknown fields and the choices of a discriminated union need the model a
+# YAML mapping stands for: found by walking the model's annotations along the location.
 
 
-def _annotation_at(loc: Loc, data: Any) -> Any:
-    """The type declared for the value at ``loc`` of a desired state, None if there is none."""
+def _declared(loc: Loc, data: Any) -> tuple[Any, FieldInfo | None, Any]:
+    """(the type declared for the value at ``loc``, the model field that declares it when
+    ``loc`` ends at one, the value itself); the type is None where nothing is declared."""
     annotation: Any = DesiredState
+    field: FieldInfo | None = None
     for part in loc:
-        annotation = _concrete(annotation, data)
-        data = data.get(part) if isinstance(data, dict) else (data[part] if isinstance(data, list) and isinstance(part, int) and -len(data) <= part < len(data) else None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+        model = _model(annotation, data, field)
+        data = _child(data, part)
+        field = None
+        if model is not None:
+            field = model.model_fields.get(part) if isinstance(part, str) else None
             annotation = field.annotation if field else None
-        elif get_origin(annotation) is list:
+            continue
+        annotation = _unwrap(annotation)
+        if get_origin(annotation) is list:
             annotation = get_args(annotation)[0]
         elif get_origin(annotation) is dict:
             annotation = get_args(annotation)[1]
         else:
-            return None
-    return _concrete(annotation, data)
+            return None, None, data
+    return annotation, field, data
 
 
-def _concrete(annotation: Any, data: Any) -> Any:
-    """The model an annotation means for ``data``: Annotated and Optional unwrapped, a
-    discriminated union resolved by the data's `mode`."""
+def _child(data: Any, part: str | int) -> Any:
+    if isinstance(data, dict):
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Annotated[X, ...] and X | None as X."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     if get_origin(annotation) in (Union, types.UnionType):
-        models = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        mode = data.get("mode") if isinstance(data, dict) else None
-        matching = [m for m in models if "mode" in m.model_fields and mode in get_args(m.model_fields["mode"].annotation)]
-        if matching or len(models) == 1:
-            return (matching or models)[0]
-        non_null = [a for a in get_args(annotation) if a is not type(None)]
-        return non_null[0] if len(non_null) == 1 else None
+        present = [a for a in get_args(annotation) if a is not type(None)]
+        if len(present) == 1:
+            return _unwrap(present[0])
     return annotation
 
 
-def _field_names(annotation: Any) -> list[str]:
-    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _union_tags(loc: Loc, data: Any, tag_field: str) -> list[str]:
-    """The values the discriminator of the union at ``loc`` accepts."""
-    parent = _annotation_at(loc[:-1], data)
-    if not (isinstance(parent, type) and issubclass(parent, BaseModel)) or loc[-1] not in parent.model_fields:
+def _model(annotation: Any, value: Any, field: FieldInfo | None) -> type[BaseModel] | None:
+    """The model ``annotation`` stands for; a discriminated union's member is chosen by the
+    tag in ``value``."""
+    annotation = _unwrap(annotation)
+    if _is_model(annotation):
+        return annotation
+    discriminator = field.discriminator if field else None
+    if isinstance(discriminator, str) and isinstance(value, dict):
+        for member in get_args(annotation):
+            if _is_model(member) and value.get(discriminator) in get_args(member.model_fields[discriminator].annotation):
+                return member
+    return None
+
+
+def _field_names(loc: Loc, data: Any) -> list[str]:
+    """The fields of the mapping at ``loc``, in declaration order."""
+    annotation, field, value = _declared(loc, data)
+    model = _model(annotation, value, field)
+    return list(model.model_fields) if model else []
+
+
+def _tags(field: FieldInfo | None) -> list[str]:
+    """The values the discriminator of a discriminated-union field accepts."""
+    if field is None or not isinstance(field.discriminator, str):
         return []
-    members = get_args(parent.model_fields[str(loc[-1])].annotation)
-    return [str(t) for m in members if isinstance(m, type) and issubclass(m, BaseModel) for t in get_args(m.model_fields[tag_field].annotation)]
+    members = [m for m in get_args(_unwrap(field.annotation)) if _is_model(m)]
+    return [str(tag) for m in members for tag in get_args(m.model_fields[field.discriminator].annotation)]
 
+
+def _yaml_loc(loc: tuple[int | str, ...], data: Any) -> Loc:
+    """pydantic's location as a path into the YAML: the tag pydantic inserts after a
+    discriminated union (`master.serviceguard.cluster`) is dropped."""
+    out: list[int | str] = []
+    previous_was_tag = False
+    for part in loc:
+        if out and not previous_was_tag and part in _tags(_declared(tuple(out), data)[1]):
+            previous_was_tag = True
+            continue
+        previous_was_tag = False
+        out.append(part)
+    return tuple(out)
+
+
+def _tag_problem(kind: str, loc: Loc, value: Any, data: Any) -> tuple[Loc, str]:
+    """(path, message) of a discriminated union whose tag is missing or unknown."""
+    field = _declared(loc, data)[1]
+    tag = field.discriminator if field and isinstance(field.discriminator, str) else "mode"
+    choices = ", ".join(_tags(field))
+    if kind == "union_tag_not_found":
+        return loc + (tag,), f"required field is missing; it must be one of: {choices}"
+    return loc + (tag,), f"{show(value.get(tag) if isinstance(value, dict) else value)} is not allowed; must be one of: {choices}"

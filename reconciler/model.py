@@ -20,8 +20,6 @@ import hashlib
 import ipaddress
 import json
 import os
-import posixpath
-import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -498,7 +496,7 @@ class Conflict:
 
     def message(self, where: Callable[[Loc], str] = format_loc) -> str:
         """The message, with the related declaration's location written by ``where``."""
-        return self.template.format(where=where(self.related)) if self.related is not None else self.template
+        return self.template.replace("{where}", where(self.related)) if self.related is not None else self.template
 
 
 def _get(node: Any, name: str) -> Any:
