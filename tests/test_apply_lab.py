@@ -313,7 +313,7 @@ def test_an_apply_killed_with_sigkill_leaves_a_lock_that_expires_and_the_next_ap
     path = desired(lab, tmp_path, connect_timeout=60)
     assert csync_plan(tmp_path, "-f", str(path), "--out", "plan.json").returncode == 0
     lab.isolate("client2")  # wave 1's re-check of client2 hangs: the apply is mid-run when killed
-    env = {"CSYNC_LOCK_LEASE_SECONDS": "4"}
+    env = {"CSYNC_LOCK_LEASE_SECONDS": "6"}
     proc = spawn(tmp_path, "apply", "plan.json", "-f", str(path), env=env)
     try:
         wait_for(lambda: started(tmp_path), 60, "the apply to start its waves")
