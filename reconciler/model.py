@@ -400,7 +400,7 @@ class DesiredState(_Model):
     paths: Paths = Field(default_factory=Paths, description="DSAU paths on the hosts, for a site that differs from HP's defaults.")
 
     # name -> (host, role), built on first use: role_of/host are called once per host.
-    _roles: tuple[Loc, dict[str, tuple[Host, Role]]] | None = PrivateAttr(None)
+    _roles: tuple[tuple[int, int], dict[str, tuple[Host, Role]]] | None = PrivateAttr(None)
 
     @model_validator(mode="wrap")
     @classmethod
