@@ -27,12 +27,15 @@ Exit codes:
   {ExitCode.INVALID}   the desired state (or another input file) is invalid
   {ExitCode.STALE}   a saved plan is stale: the desired state or the hosts changed since
   {ExitCode.LOCKED}   another apply holds the site's lock
-  {ExitCode.USAGE}  bad command line
+  {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
+  130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
 """
 
 
 def _fail(error: CsyncError) -> NoReturn:
-    click.echo(f"Error: {error}", err=True)
+    # Diagnostics stay one per line, each starting with file:line:col for editors and CI.
+    click.echo("Error:", err=True)
+    click.echo(str(error), err=True)
     sys.exit(error.exit_code)
 
 
@@ -252,10 +255,16 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     return ExitCode.ERROR if site.unreachable else ExitCode.OK
 
 
+if __name__ == "__main__":
+    # `python -m reconciler.cli`: run the importable module, which the command modules
+    # below import from; running this copy would import it a second time, half-built.
+    from reconciler.cli import main as _main
+
+    _main()
+
+from reconciler.cli_apply import apply, unlock  # noqa: E402
 from reconciler.lab.cli import lab  # noqa: E402
 
+main.add_command(apply)
+main.add_command(unlock)
 main.add_command(lab)
-
-
-if __name__ == "__main__":
-    main()
