@@ -89,6 +89,9 @@ def up(directory: str, members: int, clients: int, scenario: str) -> int:
 def down(directory: str) -> int:
     """Stop every host (no process, mount or listener is left)."""
     lab_ = _lab(directory)
+    if not (lab_.state_dir / "lab.json").exists():
+        click.echo(f"nothing to stop: no lab in {lab_.dir}", err=True)
+        return ExitCode.OK
     lab_.down()
     click.echo(f"lab down ({lab_.dir})", err=True)
     return ExitCode.OK

@@ -13,7 +13,8 @@ Per host, the child:
    machine, and a stray write to an unbound path (/etc/...) lands in the tmpfs too;
 3. re-binds the machine's other mounts (/proc, /sys, /dev, ...) into the new root and binds
    the host's own directories over /run, /root, /var/opt/dsau, ... (their sources are read
-   with the machine's paths, before the switch);
+   with the machine's paths, before the switch); writes the host's /etc/hosts (the lab's
+   names) into its overlay;
 4. pivot_root()s into the new root and drops the old one, so that ``nsenter --mount`` into
    the host lands in the host's root;
 5. execs sshd. Because it execs, the child's PID *is* sshd's PID.
@@ -96,6 +97,9 @@ def _setup(spec: dict) -> None:
         _mount(source, new_root + inside, None, MS_BIND)
     for inside in spec.get("mkdirs", ()):
         os.makedirs(new_root + inside, exist_ok=True)
+    for inside, text in spec.get("files", {}).items():  # lands in the overlay (the tmpfs), not on the machine
+        with open(new_root + inside, "w") as f:
+            f.write(text)
 
     os.mkdir(new_root + OLD_ROOT, 0o700)
     os.chdir(new_root)

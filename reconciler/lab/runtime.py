@@ -26,6 +26,7 @@ are in one of the lab's recorded namespaces (both its mount and UTS namespace mu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -219,6 +220,15 @@ class Lab:
     def _save_runtime(self, runtime: dict) -> None:
         self.state.write_json("runtime.json", runtime)
 
+    @contextlib.contextmanager
+    def _runtime_edit(self):
+        """Read, change and write back runtime.json under its lock (Lab calls may come from
+        several threads or processes: a test isolating a host while an apply runs)."""
+        with self.state.locked("runtime"):
+            runtime = self._runtime()
+            yield runtime
+            self._save_runtime(runtime)
+
     # --- lifecycle ---------------------------------------------------------------------------
     def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh") -> float:
         """Start the lab; returns the seconds until every host's sshd listened.
@@ -265,17 +275,13 @@ class Lab:
 
         Works from the record in state/runtime.json alone, so it also cleans up after the
         process that ran ``up`` died; a directory without a lab is left alone."""
-        runtime = self._runtime()
-        entries = list(runtime.get("hosts", {}).values())
+        # A process closes its sockets before it leaves its namespaces (do_exit), so once no
+        # process is left in them, no listener of the lab is left either.
+        entries = list(self._runtime().get("hosts", {}).values())
         if entries:
             self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries})
-            runtime["hosts"] = {}
-            self._save_runtime(runtime)
-        try:
-            port, addresses = self.port, {h.address for h in self.hosts}
-        except LabError:
-            return
-        self._wait(lambda: not (addresses & _listening(port)), 5, "the lab's listeners to close")
+            with self._runtime_edit() as runtime:
+                runtime["hosts"] = {}
 
     def running(self) -> bool:
         """True if any process of the lab's recorded namespaces is alive."""
@@ -322,6 +328,7 @@ class Lab:
         if down:
             self._start_hosts(down, owner=None)
         lab_keys = self._load_keys()
+        self._install_programs()  # a reseed also picks up edited emulators: handy while developing them
         with self.state.locked("cluster"):
             for m in self.hosts.by_role(topology.ROLE_MEMBER):
                 pid = self.state.pid_of(m.name)
@@ -344,12 +351,9 @@ class Lab:
         entry = runtime["hosts"].get(name)
         if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}):
             raise LabError(f"{name} is already down")
-        everyone = runtime["hosts"].values()
-        self._kill({entry["mnt"]}, {e["uts"] for e in everyone})
-        runtime = self._runtime()
-        runtime["hosts"].pop(name, None)
-        self._save_runtime(runtime)
-        self._wait(lambda: host.address not in _listening(self.port), 5, f"{name}'s listener to close")
+        self._kill({entry["mnt"]}, {e["uts"] for e in runtime["hosts"].values()})
+        with self._runtime_edit() as runtime:
+            runtime["hosts"].pop(name, None)
         if host.role == topology.ROLE_MEMBER:
             with sgcluster.Cluster.edit(self.state) as cluster:
                 cluster.node_failed(name)
@@ -461,11 +465,7 @@ class Lab:
                 "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role} for h in hosts]}
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
-        bin_dir = self.state_dir / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        for program in sorted(EMULATORS.glob("*.py")):
-            if program.name != "__init__.py":
-                _write(bin_dir / program.name, program.read_bytes(), 0o755)
+        self._install_programs()
 
         cfnet = self.state_dir / "cfnet"
         cfnet_priv, cfnet_pub = keymod.ssh_ed25519("csync-lab-cfengine-network")
@@ -491,21 +491,37 @@ class Lab:
             _write(run / "cfservd_authorized_keys", cfservd_keys, 0o644)
         self._write_known_hosts(port)
 
-    def _write_known_hosts(self, port: int) -> None:
+    def _install_programs(self) -> None:
+        """The emulated commands, in state/bin (/run/csync-lab/bin inside the hosts)."""
+        bin_dir = self.state_dir / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        for program in sorted(EMULATORS.glob("*.py")):
+            if program.name != "__init__.py":
+                _write(bin_dir / program.name, program.read_bytes(), 0o755)
+
+    def _known_hosts_text(self, port: int, names: bool) -> str:
+        """One line per host from its host key file; ``names`` adds the host name next to the
+        address (inside the hosts, where ``ssh node1`` should work too)."""
         lines = []
         for h in self.hosts:
             key = (self.host_dir(h.name) / "run" / HOST_RUN.removeprefix("/run/") / "ssh_host_ed25519_key.pub").read_text().split()
-            lines.append(f"{topology.known_hosts_name(h.address, port)} {key[0]} {key[1]}\n")
-        text = "".join(lines)
-        _write(self.known_hosts, text, 0o644)
-        _write(self.state_dir / "known_hosts", text, 0o644)
+            who = topology.known_hosts_name(h.address, port)
+            if names:
+                who += "," + topology.known_hosts_name(h.name, port)
+            lines.append(f"{who} {key[0]} {key[1]}\n")
+        return "".join(lines)
+
+    def _write_known_hosts(self, port: int) -> None:
+        """known_hosts for csync (by address, as csync looks hosts up) and for the hosts."""
+        _write(self.known_hosts, self._known_hosts_text(port, names=False), 0o644)
+        _write(self.state_dir / "known_hosts", self._known_hosts_text(port, names=True), 0o644)
 
     def _write_scenario(self, scenario: str, lab_keys: scenarios.LabKeys, locked: bool = False) -> scenarios.Scenario:
         """Every host's files, the package filesystem and the cluster for ``scenario``. The
         caller holds the cluster lock when hosts run (``locked``); the package filesystem is
         not mounted here."""
         hosts = list(self.hosts)
-        built = scenarios.build(scenario, hosts, lab_keys, self.known_hosts.read_text(), self.port)
+        built = scenarios.build(scenario, hosts, lab_keys, (self.state_dir / "known_hosts").read_text(), self.port)
         def write_host(h: LabHost) -> None:
             for sub in RESET_DIRS:
                 scenarios.empty_dir(self.host_dir(h.name) / sub)
@@ -524,7 +540,6 @@ class Lab:
             package = {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
                        "owner": built.package_owner, "autorun": built.autorun}
             data = sgcluster.new_cluster(CLUSTER, members, package)
-            data["status"] = "up"
             self.state.write_json(sgcluster.STATE_FILE, data)
         return built
 
@@ -543,7 +558,16 @@ class Lab:
         _write(self.desired_state_path, text, 0o644)
 
     # --- processes ---------------------------------------------------------------------------
-    def _spec(self, host: LabHost, owner: str | None, cluster: bool) -> dict:
+    def _etc_hosts(self) -> str:
+        """/etc/hosts of every host: the machine's loopback names and the lab's hosts (and the
+        package's address under the package's name), so that host names resolve as on a site."""
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{h.address}\t{h.name}" for h in self.hosts]
+        if self.topology.get("package"):
+            lines.append(f"{PACKAGE_ADDRESS}\t{PACKAGE}")
+        return "\n".join(lines) + "\n"
+
+    def _spec(self, host: LabHost, owner: str | None, cluster: bool, etc_hosts: str) -> dict:
         d = self.host_dir(host.name)
         binds = [[str(d / sub), inside] for sub, inside in HOST_DIRS]
         binds.insert(1, [str(self.state_dir), labhost.IN_HOST_STATE])  # inside /run, before /root hides the lab dir
@@ -551,27 +575,30 @@ class Lab:
             binds.append([str(self.state_dir / sgcluster.PKGFS), LAB_MOUNT])
         return {"name": host.name, "log": str(self.logs_dir / f"{host.name}.log"), "scratch": str(d / "scratch"),
                 "binds": binds, "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
+                "files": {"/etc/hosts": etc_hosts},
                 "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"]}
 
     def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:
         """Start ``hosts`` and wait until each listens; on failure stop them all and raise."""
         cluster = self.topology.get("package") is not None
-        specs = [self._spec(h, owner, cluster) for h in hosts]
+        etc_hosts = self._etc_hosts()
+        specs = [self._spec(h, owner, cluster, etc_hosts) for h in hosts]
         done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True,
                               text=True, timeout=120)
         if done.returncode != 0:
             raise LabError(f"starting the hosts failed: {done.stderr.strip()[-2000:]}")
         results = json.loads(done.stdout)
-        with self.state.locked("runtime"):
-            runtime = self._runtime()
+        with self._runtime_edit() as runtime:
             for r in results:
                 if not r["error"]:
                     runtime["hosts"][r["name"]] = {k: r[k] for k in ("pid", "start", "mnt", "uts")} | {"isolated": False}
-            self._save_runtime(runtime)
         failed = [r for r in results if r["error"]]
         if failed:
             self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
-            raise LabError(f"{len(failed)} host(s) failed to start; {failed[0]['name']}: {failed[0]['error']}")
+            logs = [_tail(self.logs_dir / f"{r['name']}.log") for r in failed]
+            if any("Address already in use" in log for log in logs):
+                raise _PortTaken(logs[0])
+            raise LabError(f"{len(failed)} host(s) failed to start; {failed[0]['name']}: {failed[0]['error']}: {logs[0] or 'no log'}")
         self._wait_listening(hosts)
 
     def _wait_listening(self, hosts: list[LabHost]) -> None:
@@ -579,11 +606,16 @@ class Lab:
         pending = {h.address: h for h in hosts}
         deadline = time.monotonic() + READY_TIMEOUT
         while pending:
-            for address in pending.keys() & _listening(port):
-                del pending[address]
+            # Ready = a listening socket on the host's address that belongs to the host's own
+            # sshd (another process may listen there: an old lab, a port taken meanwhile).
+            listening = _listening(port)
+            runtime = self._runtime()["hosts"]
+            for address in list(pending.keys() & listening.keys()):
+                entry = runtime.get(pending[address].name)
+                if entry and listening[address] & _socket_inodes(entry["pid"]):
+                    del pending[address]
             if not pending:
                 return
-            runtime = self._runtime()["hosts"]
             dead = [h for h in pending.values() if not _alive(runtime.get(h.name))]
             if dead or time.monotonic() > deadline:
                 h = (dead or list(pending.values()))[0]
@@ -600,9 +632,9 @@ class Lab:
         entries = [runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]]
         if entries:
             self._kill({e["mnt"] for e in entries}, {e["uts"] for e in runtime["hosts"].values()})
-        for h in hosts:
-            runtime["hosts"].pop(h.name, None)
-        self._save_runtime(runtime)
+        with self._runtime_edit() as runtime:
+            for h in hosts:
+                runtime["hosts"].pop(h.name, None)
 
     def _kill(self, mnts: set[str], utss: set[str]) -> None:
         """SIGKILL every process in these namespaces until none is left (sshd may be forking
@@ -621,19 +653,15 @@ class Lab:
 
     def _signal(self, name: str, sig: int, isolated: bool) -> None:
         self.hosts[name]
-        with self.state.locked("runtime"):
-            runtime = self._runtime()
+        with self._runtime_edit() as runtime:
             entry = runtime["hosts"].get(name)
-            if entry is None or self.state.pid_of(name) is None:
+            if entry is None or not _alive(entry):
                 raise LabError(f"{name} is down")
             utss = {e["uts"] for e in runtime["hosts"].values()}
             # Repeat until a scan finds nothing new: a process forked during the first pass
             # must not escape the freeze.
             seen: set[int] = set()
-            while True:
-                found = _processes_in({entry["mnt"]}, utss) - seen
-                if not found:
-                    break
+            while found := _processes_in({entry["mnt"]}, utss) - seen:
                 for pid in found:
                     try:
                         os.kill(pid, sig)
@@ -641,7 +669,6 @@ class Lab:
                         pass
                 seen |= found
             entry["isolated"] = isolated
-            self._save_runtime(runtime)
 
     @staticmethod
     def _wait(predicate, timeout: float, what: str) -> None:
@@ -702,10 +729,10 @@ def _can_bind(address: str, port: int) -> bool:
         s.close()
 
 
-def _listening(port: int) -> set[str]:
-    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp: no connection
-    is made, so checking costs the sshds nothing)."""
-    found = set()
+def _listening(port: int) -> dict[str, set[str]]:
+    """IPv4 address -> inodes of the sockets listening there on ``port`` (from /proc/net/tcp:
+    no connection is made, so checking costs the sshds nothing)."""
+    found: dict[str, set[str]] = {}
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
@@ -714,8 +741,24 @@ def _listening(port: int) -> set[str]:
                 continue
             address, _, hexport = fields[1].partition(":")
             if int(hexport, 16) == port:
-                found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                found.setdefault(socket.inet_ntoa(bytes.fromhex(address)[::-1]), set()).add(fields[9])
     return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
 
 
 def _alive(entry: dict | None) -> bool:

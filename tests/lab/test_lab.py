@@ -135,8 +135,7 @@ def test_up_is_ready_within_5s_and_down_leaves_no_process_mount_or_listener(tmp_
         lab.down()
     session.close()
     assert lab_processes(mnts) == []
-    listening = lab_runtime._listening(lab.port)
-    assert not listening & {h.address for h in lab.hosts}
+    assert not lab_runtime._listening(lab.port).keys() & {h.address for h in lab.hosts}
     mountinfo = Path("/proc/self/mountinfo").read_text()
     assert mountinfo.count("\n") == mounts_before and str(lab.dir) not in mountinfo
     for path in ("/csync", "/opt/dsau", "/etc/cmcluster", "/var/opt/dsau"):
@@ -160,6 +159,30 @@ def test_down_cleans_up_from_the_record_after_the_process_that_ran_up_is_gone(tm
     lab.down()
     client.close()
     assert lab_processes({e["mnt"] for e in runtime.values()}) == []
+
+
+def test_up_moves_to_another_port_when_its_port_is_taken_before_sshd_binds(tmp_path, monkeypatch):
+    blocker = socket.socket()
+    blocker.bind(("127.0.10.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    choose = lab_runtime.Lab._choose_port
+    calls = []
+
+    def racy_choice(addresses, excluded):  # as if another lab bound the port right after the check
+        calls.append(set(excluded))
+        return taken if not excluded else choose(addresses, excluded)
+
+    monkeypatch.setattr(lab_runtime.Lab, "_choose_port", staticmethod(racy_choice))
+    lab = Lab(tmp_path / "lab")
+    try:
+        lab.up(members=1, clients=1)
+        assert calls == [set(), {taken}] and lab.port != taken
+        assert banner("127.0.10.21", lab.port).startswith(b"SSH-2.0-")
+        assert f"port: {lab.port}\n" in lab.desired_state_path.read_text()
+    finally:
+        lab.down()
+        blocker.close()
 
 
 def test_the_cli_prints_the_desired_state_and_fails_cleanly(tmp_path, monkeypatch):

@@ -45,7 +45,8 @@ class SgError(Exception):
 def new_cluster(name: str, nodes: list[str], package: dict | None) -> dict:
     """A cluster with every node up and running; ``package`` is
     {name, address, mount, owner (None = halted), autorun}."""
-    data = {"name": name, "nodes": [{"name": n, "status": "up", "state": "running"} for n in nodes], "packages": []}
+    data = {"name": name, "status": "up", "nodes": [{"name": n, "status": "up", "state": "running"} for n in nodes],
+            "packages": []}
     if package is not None:
         running = package.get("owner") is not None
         data["packages"].append({
