@@ -295,10 +295,13 @@ def test_a_second_apply_waits_for_the_lock_within_its_timeout(lab_factory, tmp_p
     with Pool(state.access) as pool:
         holder = SiteLock(state, state.host("node1"), session_runner(pool, state.host("node1")), lease=30)
         holder.acquire(0)
-        threading.Timer(2.0, holder.release).start()
-        r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--lock-timeout", "30")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"Waiting up to 30 s for the site lock: lock {holder.id}" in r.stdout
+        waiter = spawn(tmp_path, "apply", "-f", str(path), "--auto-approve", "--lock-timeout", "30")
+        # release only once the second apply says it waits: a timer races a slow start
+        first_line = waiter.stdout.readline()
+        holder.release()
+        out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, first_line + out + err
+    assert f"Waiting up to 30 s for the site lock: lock {holder.id}" in first_line
 
 
 def started(cwd: Path) -> bool:
