@@ -10,7 +10,9 @@ Per host, the child:
 2. builds the host's root filesystem: an overlay whose lower layer is the machine's root
    and whose upper layer lives in a tmpfs private to the host. Directories the machine lacks
    (/csync, /opt/dsau, /etc/cmcluster, ...) are created in that overlay, never on the
-   machine, and a stray write to an unbound path (/etc/...) lands in the tmpfs too;
+   machine, and a stray write to an unbound path (/etc/...) lands in the tmpfs too. (The
+   whole root is overlaid because /csync's parent is /; a tmpfs keeps the upper layer out of
+   its own lower layer, and vanishes with the host.)
 3. re-binds the machine's other mounts (/proc, /sys, /dev, ...) into the new root and binds
    the host's own directories over /run, /root, /var/opt/dsau, ... (their sources are read
    with the machine's paths, before the switch); writes the host's /etc/hosts (the lab's

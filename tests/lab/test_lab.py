@@ -148,15 +148,17 @@ def test_down_cleans_up_from_the_record_after_the_process_that_ran_up_is_gone(tm
     code = f"from reconciler.lab import Lab; Lab({str(d)!r}).up(members=1, clients=2)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     lab = Lab(d)
-    assert lab.running()
-    runtime = json.loads((lab.state_dir / "runtime.json").read_text())["hosts"]
-    # A session outlives its sshd (a crash of the listener): down still finds it by namespace.
-    client = ssh_client(lab, "127.0.10.21")
-    client.exec_command("sleep 60")
-    os.kill(runtime["client1"]["pid"], 9)
-    time.sleep(0.1)
-    assert len(lab_processes({runtime["client1"]["mnt"]})) >= 1
-    lab.down()
+    try:
+        assert lab.running()
+        runtime = json.loads((lab.state_dir / "runtime.json").read_text())["hosts"]
+        # A session outlives its sshd (a crash of the listener): down still finds it by namespace.
+        client = ssh_client(lab, "127.0.10.21")
+        client.exec_command("sleep 60")
+        os.kill(runtime["client1"]["pid"], 9)
+        time.sleep(0.1)
+        assert len(lab_processes({runtime["client1"]["mnt"]})) >= 1
+    finally:
+        lab.down()
     client.close()
     assert lab_processes({e["mnt"] for e in runtime.values()}) == []
 
