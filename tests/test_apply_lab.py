@@ -427,20 +427,11 @@ def test_the_journal_records_the_run_and_never_key_material(lab_factory, tmp_pat
 
 
 @pytest.mark.slow
-def test_applying_the_seed_to_200_clients_costs_at_most_three_probes(lab_factory, tmp_path):
+def test_applying_the_seed_to_200_clients_costs_three_round_trips_per_client(lab_factory, tmp_path):
+    # Round trips are what this test counts; wall time is measured by bench/apply.py.
     lab = lab_factory("seed", members=3, clients=200)
     path = desired(lab, tmp_path)
     state = load_desired_state([path])
-    for _ in range(2):  # the first probe of a new lab warms its hosts up; the second is measured
-        with Pool(state.access) as pool:
-            start = time.monotonic()
-            site = probe_site(state, pool)
-            probe_seconds = time.monotonic() - start
-    assert not site.unreachable
-    start = time.monotonic()
     report = apply_in_process(path, tmp_path, Events())
-    apply_seconds = time.monotonic() - start
     assert report.exit_code == 0, [r.detail for r in report.results if r.outcome != "done"]
-    assert apply_seconds <= 3 * probe_seconds, f"apply {apply_seconds:.2f}s, probe {probe_seconds:.2f}s"
-    # a client: the plan's probe, its one script, the probe after it
     assert max(report.round_trips[c.name] for c in state.clients) == 3
