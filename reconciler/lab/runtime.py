@@ -275,13 +275,24 @@ class Lab:
 
         Works from the record in state/runtime.json alone, so it also cleans up after the
         process that ran ``up`` died; a directory without a lab is left alone."""
-        # A process closes its sockets before it leaves its namespaces (do_exit), so once no
-        # process is left in them, no listener of the lab is left either.
         entries = list(self._runtime().get("hosts", {}).values())
         if entries:
             self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries})
             with self._runtime_edit() as runtime:
                 runtime["hosts"] = {}
+            self._wait_listeners_closed()
+
+    def _wait_listeners_closed(self, timeout: float = 5.0) -> None:
+        """An exiting process leaves its namespaces before the kernel runs the deferred
+        close of its files (task work after exit_task_namespaces), so a listener can outlive
+        the last process by a moment; wait for the lab's listeners to be gone."""
+        try:
+            port, addresses = self.port, {h.address for h in self.hosts}
+        except (LabError, OSError, KeyError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while _listening(port).keys() & addresses and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def running(self) -> bool:
         """True if any process of the lab's recorded namespaces is alive."""
