@@ -32,7 +32,7 @@ from reconciler.journal import Journal, scrub
 from reconciler.lock import Interrupted, SiteLock, lock_node, session_runner, who
 from reconciler.model import DesiredState, Host
 from reconciler.plan import Action, Plan, fingerprint
-from reconciler.planner import key_problem, make_plan, own_key, precondition_hosts, precondition_now, regeneration_drift
+from reconciler.planner import key_problem, make_plan, precondition_hosts, precondition_now, regeneration_drift
 from reconciler.probe import probe_host, probe_site
 from reconciler.transport import CommandResult, Pool, TransportError, fan_out
 
@@ -126,9 +126,9 @@ def verify(state: DesiredState, action: Action, facts: Mapping[str, HostFacts]) 
     if kind == "dispatch-member":
         member = facts[action.params["member"]]
         want = e["member"]
-        seen = {"member": {"own_key": own_key(member), "inputs": member.inputs_digest}}
-        if own_key(member) != want["own_key"]:
-            return f"{member.name} holds {own_key(member) or 'no usable key'} as its own key, not the cluster key {want['own_key']}", seen
+        seen = {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}}
+        if member.own_fingerprint != want["own_key"]:
+            return f"{member.name} holds {member.own_fingerprint or 'no usable key'} as its own key, not the cluster key {want['own_key']}", seen
         if want.get("inputs") is not None and member.inputs_digest != want["inputs"]:
             return f"{member.name}'s inputs ({member.inputs_digest}) differ from the master's ({want['inputs']})", seen
         return None, seen

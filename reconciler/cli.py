@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from reconciler import __version__
-from reconciler.errors import CsyncError, ExitCode
+from reconciler.cligroup import ErrorMappingGroup
+from reconciler.errors import ExitCode
 
 DEFAULT_DESIRED_STATE = "desired-state"
 
@@ -30,13 +30,6 @@ Exit codes:
   {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
   130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
 """
-
-
-def _fail(error: CsyncError) -> NoReturn:
-    # Diagnostics stay one per line, each starting with file:line:col for editors and CI.
-    click.echo("Error:", err=True)
-    click.echo(str(error), err=True)
-    sys.exit(error.exit_code)
 
 
 def desired_state_option(func):
@@ -56,35 +49,7 @@ def load_state(paths: tuple[Path, ...]):
     return load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
 
 
-class CsyncGroup(click.Group):
-    """Maps every CsyncError to its message and exit code, and usage errors to 64.
-
-    click exits 2 on usage errors, which would read as "changes" to a CI job running
-    `plan --detailed-exitcode`; csync keeps 2 for that alone.
-    """
-
-    def main(self, *args, **kwargs):
-        kwargs["standalone_mode"] = False
-        try:
-            rv = super().main(*args, **kwargs)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(ExitCode.ERROR)
-        except click.UsageError as e:
-            e.show()
-            sys.exit(ExitCode.USAGE)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(ExitCode.ERROR)
-        except CsyncError as e:
-            _fail(e)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
-
-
-@click.group(cls=CsyncGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMappingGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="csync")
 def main() -> None:
     """csync: reconcile a DSAU configuration-synchronization site with its desired state.

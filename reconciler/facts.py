@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
@@ -96,8 +97,18 @@ class HostFacts(_Frozen):
     def own_key(self) -> KeyFile | None:
         return self.keys.get(dsau.OWN_PUBLIC_KEY)
 
+    @property
+    def own_fingerprint(self) -> str | None:
+        return own_fingerprint(self.keys)
+
     def peer_key(self, address: str) -> KeyFile | None:
         return self.keys.get(dsau.peer_key_name(address))
+
+
+def own_fingerprint(keys: Mapping[str, KeyFile]) -> str | None:
+    """The fingerprint of a host's own key (localhost.pub) when it is a usable key."""
+    k = keys.get(dsau.OWN_PUBLIC_KEY)
+    return k.fingerprint if k and k.usable else None
 
 
 def unreachable(name: str, address: str, role: Role, reason: str, kind: str) -> HostFacts:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler import commands, dsau
-from reconciler.facts import HostFacts, KeyFile
+from reconciler.facts import HostFacts, KeyFile, own_fingerprint
 from reconciler.model import DesiredState, Host
 from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
 from reconciler.serviceguard import PackageView
@@ -52,7 +52,7 @@ def package_precondition(view: PackageView | None) -> dict:
 
 def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
     """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
-    return {"member": {"own_key": own_key(member), "inputs": member.inputs_digest}, "package_node": package_node, "cluster_key": cluster_key}
+    return {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}, "package_node": package_node, "cluster_key": cluster_key}
 
 
 def key_problem(current: KeyFile | None, fp: str) -> str | None:
@@ -75,11 +75,6 @@ def is_verified_copy(key: KeyFile) -> bool:
     return key.usable and not (key.mode is not None and key.mode & WRITABLE_BY_OTHERS)
 
 
-def own_key(facts: HostFacts) -> str | None:
-    k = facts.keys.get(dsau.OWN_PUBLIC_KEY)
-    return k.fingerprint if k and k.usable else None
-
-
 @dataclass
 class _HostView:
     """A host as it will be when a phase runs (starts as probed)."""
@@ -97,8 +92,7 @@ class _HostView:
 
     @property
     def own(self) -> str | None:
-        k = self.keys.get(dsau.OWN_PUBLIC_KEY)
-        return k.fingerprint if k and k.usable else None
+        return own_fingerprint(self.keys)
 
 
 @dataclass

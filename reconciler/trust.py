@@ -94,7 +94,7 @@ def _check(parts: list[HostFacts | None], problems: list[str | None]) -> Check:
 
 
 def _own(f: HostFacts | None) -> str | None:
-    return f.own_key.fingerprint if f and f.reachable and f.own_key and f.own_key.usable else None
+    return f.own_fingerprint if f and f.reachable else None
 
 
 def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None) -> TrustReport:

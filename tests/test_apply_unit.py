@@ -26,7 +26,7 @@ from reconciler.journal import scrub
 from reconciler.plan import Action, Plan, fingerprint
 from reconciler.planner import make_plan, precondition_now
 from reconciler.transport import CommandResult, TransportError
-from tests.unit.sitefacts import INPUTS, PKG_IP, client_ip, converged, key, keyset, member_ip, site, standalone, with_keys
+from tests.unit.sitefacts import INPUTS, PKG_IP, converged, key, member_ip, site, standalone_facts, with_keys
 from tests.unit.test_planner import _ssh, seed_facts
 
 
@@ -315,17 +315,7 @@ def scenario_facts(name: str):
         cluster = facts["node1"].cluster.model_copy(update={"packages": {"csync": view}})
         return state, {n: (f.model_copy(update={"cluster": cluster}) if f.cluster else f) for n, f in facts.items()}
     if name == "standalone":
-        state = standalone()
-        master_ip = member_ip(1)
-        facts = {
-            "master": HostFacts(name="master", address=master_ip, role="master", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                                inputs_dir="dir", keys=keyset(own="master", **{client_ip(1): "client-client1"}), inputs_digest=INPUTS),
-            "client1": HostFacts(name="client1", address=client_ip(1), role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                                 keys=keyset(own="client-client1", **{master_ip: "master"})),
-            "client2": HostFacts(name="client2", address=client_ip(2), role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                                 keys=keyset(own="client-client2")),
-        }
-        return state, facts
+        return standalone_facts()
     if name == "install":
         state = site()
         facts = converged(state)

@@ -13,32 +13,8 @@ import sys
 
 import click
 
-from reconciler.errors import CsyncError, ExitCode
-
-
-class LabGroup(click.Group):
-    """Standalone, maps errors as the csync command does (under csync, csync's group does)."""
-
-    def main(self, *args, **kwargs):
-        kwargs["standalone_mode"] = False
-        try:
-            rv = super().main(*args, **kwargs)
-        except click.UsageError as e:
-            e.show()
-            sys.exit(ExitCode.USAGE)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(ExitCode.ERROR)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(ExitCode.ERROR)
-        except CsyncError as e:
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
+from reconciler.cligroup import ErrorMappingGroup
+from reconciler.errors import ExitCode
 
 
 def _lab(directory: str):
@@ -51,7 +27,7 @@ dir_option = click.option("--dir", "directory", default=".csync/lab", show_defau
                           help="The lab's directory.")
 
 
-@click.group(cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def lab() -> None:
     """The local lab: an emulated DSAU site of real sshd hosts on 127.0.10.0/24 (needs root).
 

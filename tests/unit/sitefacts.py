@@ -45,6 +45,22 @@ def standalone(clients: int = 2) -> DesiredState:
     })
 
 
+def standalone_facts(clients: int = 2) -> tuple[DesiredState, dict[str, HostFacts]]:
+    """A standalone master that holds client1's key; client1 holds the master's, client2 nothing."""
+    state = standalone(clients)
+    master_ip = member_ip(1)
+    facts = {
+        "master": HostFacts(name="master", address=master_ip, role="master", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
+                            inputs_dir="dir", keys=keyset(own="master", **{client_ip(1): "client-client1"}), inputs_digest=INPUTS),
+        "client1": HostFacts(name="client1", address=client_ip(1), role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
+                             keys=keyset(own="client-client1", **{master_ip: "master"})),
+    }
+    for i in range(2, clients + 1):
+        facts[f"client{i}"] = HostFacts(name=f"client{i}", address=client_ip(i), role="client", reachable=True, cfengine_dir="dir",
+                                        ppkeys_dir="dir", keys=keyset(own=f"client-client{i}"))
+    return state, facts
+
+
 def key(name: str, label: str, mode: int = 0o644) -> KeyFile:
     return KeyFile(name=name, mode=mode, size=251, fingerprint=fp(label), pem=public(label))
 

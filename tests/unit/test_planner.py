@@ -6,7 +6,7 @@ from reconciler import dsau
 from reconciler.facts import HostFacts, SshKey, unreachable
 from reconciler.planner import make_plan
 from tests.unit.sitefacts import (
-    INPUTS, PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone, with_keys,
+    PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone_facts, with_keys,
 )
 
 
@@ -248,16 +248,8 @@ def test_regenerate_first_authorizes_the_masters_ssh_key_where_missing():
 
 
 def test_standalone_master_uses_its_own_key_and_address():
-    state = standalone()
+    state, facts = standalone_facts()
     master_ip = member_ip(1)
-    facts = {
-        "master": HostFacts(name="master", address=master_ip, role="master", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                            inputs_dir="dir", keys=keyset(own="master", **{client_ip(1): "client-client1"}), inputs_digest=INPUTS),
-        "client1": HostFacts(name="client1", address=client_ip(1), role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                             keys=keyset(own="client-client1", **{master_ip: "master"})),
-        "client2": HostFacts(name="client2", address=client_ip(2), role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir",
-                             keys=keyset(own="client-client2")),
-    }
     plan = make_plan(state, facts)
     assert kinds(plan) == [
         ("install-key", f"client.client2.key[root-{master_ip}.pub]", "client2"),

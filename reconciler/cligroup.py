@@ -1,0 +1,46 @@
+"""The click group behaviour every csync command line shares: csync's own errors become
+their message and exit code, never a traceback; usage errors exit 64.
+
+click exits 2 on usage errors, which would read as "changes" to a CI job running
+`plan --detailed-exitcode`; csync keeps 2 for that alone. Kept apart from reconciler/cli.py
+so `csync lab` can run on its own without importing the whole command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from reconciler.errors import CsyncError, ExitCode
+
+
+def fail(error: CsyncError) -> NoReturn:
+    text = str(error)
+    # A one-line error reads "Error: ..."; diagnostics keep one per line, each starting with
+    # file:line:col for editors and CI annotations.
+    click.echo(f"Error: {text}" if "\n" not in text else f"Error:\n{text}", err=True)
+    sys.exit(error.exit_code)
+
+
+class ErrorMappingGroup(click.Group):
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(ExitCode.ERROR)
+        except click.UsageError as e:
+            e.show()
+            sys.exit(ExitCode.USAGE)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(ExitCode.ERROR)
+        except CsyncError as e:
+            fail(e)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
