@@ -173,6 +173,37 @@ def authorize_ssh(key_lines: list[str]) -> RemoteCommand:
     return RemoteCommand(script, f"authorize {len(lines)} master ssh key(s) for root")
 
 
+# --- Live trust checks (csync trust --live) ----------------------------------------------
+# The site's own checks, read-only: cfrun from a member to clients, cfagent on a client
+# against the master's address. One script per host; the output grammar is in docs/LAB.md.
+
+LIVE_TOOL_MISSING = 127  # exit code of a live-check script when the tool is not installed
+
+
+def _live(tool: str, argv: list[str]) -> RemoteCommand:
+    line = quote_argv(argv)
+    script = (
+        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
+        f"command -v {tool} >/dev/null 2>&1 || {{ echo '{tool}: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
+        f"{line} </dev/null\n"
+    )
+    return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(argv)} arguments)")
+
+
+def cfrun_check(client_addresses: list[str], timeout_seconds: int) -> RemoteCommand:
+    """cfrun from this host to every listed client, in one call (cfrun checks them in parallel
+    and prints one line per address, in order)."""
+    addresses = [_check(_IPV4, a, "client address") for a in client_addresses]
+    if not addresses:
+        raise UnsafeValue("cfrun needs at least one client address")
+    return _live("cfrun", ["cfrun", "-T", str(max(1, int(timeout_seconds))), *addresses])
+
+
+def cfagent_check(server_address: str) -> RemoteCommand:
+    """cfagent on this host against the master's address (the package address on a cluster)."""
+    return _live("cfagent", ["cfagent", "--policy-server", _check(_IPV4, server_address, "master address")])
+
+
 # --- Several actions on one host, in one round trip -------------------------------------
 
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")

@@ -40,6 +40,10 @@ def peer_key_name(address: str) -> str:
     return f"{PEER_KEY_PREFIX}{address}{PEER_KEY_SUFFIX}"
 
 
+# cfengine's own commands (cfrun, cfagent) are run by name, these directories first [ours:
+# DSAU's cfengine in /opt/dsau/sbin; the lab's emulations are in /usr/local/sbin].
+CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
+
 # --- Serviceguard [doc] ------------------------------------------------------------------
 # Serviceguard commands are run by name; these directories are searched first
 # (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin).

@@ -9,18 +9,59 @@ root-<M>.pub = M's key; `cfagent` on C against the package address needs, on C,
 root-<package IP>.pub = the key of the node answering there, and on that node
 root-<C>.pub = C's key. Private keys are never read: a host's key pair is taken to be
 consistent with its `localhost.pub`.
+
+Every failed prediction carries its causes as data (`Cause`: which file on which host, and
+what is wrong with it), so that `csync trust --live` can check that a live failure has a
+predicted cause, and the views can group clients whose problems are alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reconciler import dsau
 from reconciler.facts import HostFacts
 from reconciler.model import DesiredState
+
+# What is wrong with the file a check reads (Cause.kind).
+MISSING = "missing"  # the file is not there
+UNUSABLE = "unusable"  # there, but not a usable key (detail says why)
+UNKNOWN_KEY = "unknown-key"  # the key it should hold is not known (its owner has no usable localhost.pub)
+OTHER_KEY = "other-key"  # holds another key than the one it should
+OWN_KEY = "own-key"  # the caller has no usable localhost.pub to offer
+NO_SERVER = "no-server"  # nothing answers at the address (the package is not running)
+UNREACHABLE = "unreachable"  # a host did not answer the probe
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why one authentication would fail: ``file`` on ``host`` is ``kind``; it should
+    hold the key of ``whose``. For NO_SERVER, ``file`` is the address nobody answers at."""
+
+    host: str
+    file: str
+    kind: str
+    whose: str = ""
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.kind == MISSING:
+            return f"{self.host} lacks {self.file} (the key of {self.whose})"
+        if self.kind == UNUSABLE:
+            return f"{self.host}: {self.file} {self.detail or 'is not a usable key'}"
+        if self.kind == UNKNOWN_KEY:
+            return f"{self.host}: {self.file} cannot be checked: the key of {self.whose} is unknown"
+        if self.kind == OTHER_KEY:
+            return f"{self.host}: {self.file} holds another key than the key of {self.whose}"
+        if self.kind == OWN_KEY:
+            return f"{self.host} has no usable {self.file} (its own key)"
+        if self.kind == NO_SERVER:
+            return f"the package is not running: nothing answers at {self.file}"
+        return f"{self.host}: {self.detail or 'unreachable'}"
 
 
 # Plain dataclasses: a plan predicts members x clients checks (800,000 for 8 x 100,000).
@@ -30,6 +71,7 @@ class Check:
 
     ok: bool | None  # None: unknown (a host unreachable)
     problems: tuple[str, ...] = ()
+    causes: tuple[Cause, ...] = ()
 
     @property
     def symbol(self) -> str:
@@ -37,7 +79,15 @@ class Check:
 
 
 _OK = Check(ok=True)
-_UNKNOWN = Check(ok=None, problems=("a host is unreachable",))
+
+
+def _unknown(hosts: list[str]) -> Check:
+    causes = tuple(Cause(host=h, file="", kind=UNREACHABLE, detail="did not answer the probe") for h in hosts)
+    return Check(ok=None, problems=tuple(c.describe() for c in causes), causes=causes)
+
+
+def _failed(causes: list[Cause]) -> Check:
+    return Check(ok=False, problems=tuple(c.describe() for c in causes), causes=tuple(causes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +109,11 @@ class TrustReport:
     cfagent: dict[str, Check]  # client -> check
     takeover: tuple[MemberReadiness, ...]
     reasons: tuple[str, ...] = ()
+    cluster_key: str | None = None
+    package: str | None = None  # the csync package's name; None for a standalone master
+    server: str | None = None  # the host answering at server_address (None: the package is not running)
+    addresses: dict[str, str] = dataclasses.field(default_factory=dict)  # host name -> address
+    unreachable: dict[str, str] = dataclasses.field(default_factory=dict)  # host name -> why
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -67,7 +122,7 @@ class TrustReport:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def _expect(host: HostFacts | None, name: str, file: str, wanted: str | None, whose: str) -> str | None:
+def _expect(host: HostFacts | None, name: str, file: str, wanted: str | None, whose: str) -> Cause | None:
     """Why ``host`` would not accept ``whose`` key via ``file``, or None when it would."""
     if host is None or not host.reachable:
         return None
@@ -75,26 +130,43 @@ def _expect(host: HostFacts | None, name: str, file: str, wanted: str | None, wh
     if key is not None and wanted is not None and key.fingerprint == wanted and key.kind == "file" and key.problem is None:
         return None  # the common case, first: a site has members x clients of these
     if key is None:
-        return f"{name} lacks {file} ({whose})"
+        return Cause(name, file, MISSING, whose)
     if not key.usable:
-        return f"{name}: {file} {key.problem or 'is not a usable key'}"
+        return Cause(name, file, UNUSABLE, whose, key.problem or "")
     if wanted is None:
-        return f"{name}: {whose} is unknown"
+        return Cause(name, file, UNKNOWN_KEY, whose)
     if key.fingerprint != wanted:
-        return f"{name}: {file} holds another key than {whose}"
+        return Cause(name, file, OTHER_KEY, whose)
     return None
 
 
-def _check(parts: list[HostFacts | None], problems: list[str | None]) -> Check:
-    if any(p is None or not p.reachable for p in parts):
-        return _UNKNOWN
-    if not any(problems):
-        return _OK
-    return Check(ok=False, problems=tuple(p for p in problems if p))
+def _offers(host: HostFacts | None, name: str) -> Cause | None:
+    """Why the caller ``host`` could not offer its own key, or None."""
+    if host is None or not host.reachable or host.own_fingerprint is not None:
+        return None
+    return Cause(name, dsau.OWN_PUBLIC_KEY, OWN_KEY, name)
+
+
+def _check(parts: dict[str, HostFacts | None], causes: list[Cause | None]) -> Check:
+    down = [name for name, p in parts.items() if p is None or not p.reachable]
+    if down:
+        return _unknown(down)
+    found = [c for c in causes if c]
+    return _failed(found) if found else _OK
 
 
 def _own(f: HostFacts | None) -> str | None:
     return f.own_fingerprint if f and f.reachable else None
+
+
+def members_cluster_key(state: DesiredState, facts: Mapping[str, HostFacts]) -> str | None:
+    """The cluster key while the package filesystem is not mounted: the own key most members
+    hold, if one key is held by more members than any other (as the planner infers it)."""
+    held = Counter(fp for m in state.members if (fp := _own(facts.get(m.name))))
+    ranked = held.most_common(2)
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return ranked[0][0]
+    return None
 
 
 def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None) -> TrustReport:
@@ -114,6 +186,8 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         owner = facts.get(server or "")
         if owner and owner.package_fs and owner.package_fs.cluster_key and owner.package_fs.cluster_key.usable:
             cluster_key = owner.package_fs.cluster_key.fingerprint
+        if server is None:
+            cluster_key = members_cluster_key(state, facts)
 
     own = {h.name: _own(facts.get(h.name)) for h in state.all_hosts}
     file_of = {h.name: dsau.peer_key_name(h.address) for h in state.all_hosts}
@@ -124,23 +198,27 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         mf = facts.get(m.name)
         row = {}
         lacking[m.name] = []
+        offers = _offers(mf, m.name)
         for c in state.clients:
             cf = facts.get(c.name)
-            member_side = _expect(mf, m.name, file_of[c.name], own[c.name], f"the key of client {c.name}")
+            member_side = _expect(mf, m.name, file_of[c.name], own[c.name], c.name)
             if member_side:
                 lacking[m.name].append(c.name)
-            row[c.name] = _check([mf, cf], [member_side, _expect(cf, c.name, file_of[m.name], own[m.name], f"the key of {m.name}")])
+            row[c.name] = _check({m.name: mf, c.name: cf}, [offers, member_side, _expect(cf, c.name, file_of[m.name], own[m.name], m.name)])
         cfrun[m.name] = row
     server_file = dsau.peer_key_name(server_address)
+    sf = facts.get(server) if server else None
     for c in state.clients:
         cf = facts.get(c.name)
         if server is None:
-            cfagent[c.name] = Check(ok=False, problems=("the package is not running: nothing answers at the package address",))
+            # The caller's own files are read before it connects, so a missing one shows first.
+            client_side = _expect(cf, c.name, server_file, cluster_key, "the cluster")
+            cfagent[c.name] = _check({c.name: cf}, [_offers(cf, c.name), client_side, Cause("", server_address, NO_SERVER)])
             continue
-        sf = facts.get(server)
-        cfagent[c.name] = _check([cf, sf], [
-            _expect(cf, c.name, server_file, own.get(server), f"the key of {server} (answering at {server_address})"),
-            _expect(sf, server, file_of[c.name], own[c.name], f"the key of client {c.name}"),
+        cfagent[c.name] = _check({c.name: cf, server: sf}, [
+            _offers(cf, c.name),
+            _expect(cf, c.name, server_file, own.get(server), f"{server} (answering at {server_address})"),
+            _expect(sf, server, file_of[c.name], own[c.name], c.name),
         ])
     takeover = []
     for m in masters:
@@ -150,12 +228,17 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             continue
         problems = []
         if state.is_cluster and (cluster_key is None or own[m.name] != cluster_key):
-            problems.append("does not hold the cluster key (not configured: dispatch it)")
+            problems.append("does not hold the cluster key (not configured: dispatch it)" if cluster_key else
+                            "the cluster key is unknown (the package is not running and the members do not agree on one key)")
         missing = lacking[m.name]
         if missing:
             problems.append(f"lacks the key of {len(missing)} client(s): {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
         takeover.append(MemberReadiness(member=m.name, can_take_over=not problems, problems=tuple(problems)))
     reasons = []
+    unreachable = {h.name: (f.reason if f else "not probed") or "unreachable"
+                   for h in state.all_hosts if (f := facts.get(h.name)) is None or not f.reachable}
+    if unreachable:
+        reasons.append(f"{len(unreachable)} host(s) did not answer: {', '.join(list(unreachable)[:5])}{'...' if len(unreachable) > 5 else ''}")
     if server is None:
         reasons.append("the package is not running")
     bad_agents = [c for c, chk in cfagent.items() if chk.ok is not True]
@@ -178,4 +261,9 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         cfagent=cfagent,
         takeover=tuple(takeover),
         reasons=tuple(reasons),
+        cluster_key=cluster_key if state.is_cluster else None,
+        package=state.master.package.name if state.is_cluster else None,
+        server=server,
+        addresses={h.name: h.address for h in state.all_hosts},
+        unreachable=unreachable,
     )
