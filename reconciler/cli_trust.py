@@ -46,25 +46,16 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     Clients whose rows are alike are grouped. See docs/TRUST.md.
     """
     from reconciler import render_trust
-    from reconciler.probe import probe_site
-    from reconciler.trust import trust_report
-    from reconciler.trust_live import compare, run_live_checks, verdict
+    from reconciler.trust_live import assess
 
     state = load_state(paths)
     interactive = fmt == "text" and out is None
-    progress = Progress(len(state.all_hosts), "probed", enabled=interactive)
+    probed = Progress(len(state.all_hosts), "probed", enabled=interactive)
+    checked = Progress(len(state.all_hosts), "live checks", enabled=interactive)
     with open_pool(state, accept_new_host_keys) as pool:
-        site = probe_site(state, pool, on_done=progress)
-        progress.finish()
-        report = trust_report(state, site.hosts)
-        live_report = None
-        if live:
-            checks = Progress(len(state.all_hosts) - len(report.unreachable), "live checks", enabled=interactive)
-            live_report = run_live_checks(state, pool, report, on_done=lambda _h, _r: checks())
-            checks.finish()
-    disagreements = compare(report, live_report) if live_report is not None else []
-    ready, reasons = verdict(report, live_report, disagreements)
-    view = render_trust.TrustView(report, ready, reasons, live_report, tuple(disagreements))
+        view = assess(state, pool, live=live, on_probed=probed, on_checked=lambda _h, _r: checked())
+    probed.finish()
+    checked.finish()
     if fmt == "json":
         text = render_trust.render_json(view)
     elif fmt == "html":
@@ -80,6 +71,12 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
         click.echo(f"Wrote the {fmt} report to {out}")
     else:
         click.echo(text, nl=False)
-    if report.unreachable or disagreements or (live_report is not None and not live_report.complete):
+    return exit_code(view)
+
+
+def exit_code(view) -> int:
+    """0 ready; 1 the verdict cannot be trusted (a host silent, live checks incomplete or
+    disagreeing); 2 not ready."""
+    if view.report.unreachable or view.disagreements or (view.live is not None and not view.live.complete):
         return ExitCode.ERROR
-    return ExitCode.OK if ready else NOT_READY
+    return ExitCode.OK if view.failover_ready else NOT_READY

@@ -18,25 +18,11 @@ import click
 
 from reconciler import dsau
 from reconciler.trust import Cause, Check, TrustReport
-from reconciler.trust_live import SUFFIX, Disagreement, LiveReport, LiveResult
+from reconciler.trust_live import SUFFIX, LiveResult, TrustView
 
 FORMAT_VERSION = 1
 CLIENT = "<client>"
 AGENT = "cfagent"
-
-
-@dataclass(frozen=True)
-class TrustView:
-    """Everything one `csync trust` run shows: the prediction, and with --live the checks."""
-
-    report: TrustReport
-    failover_ready: bool
-    reasons: tuple[str, ...]
-    live: LiveReport | None = None
-    disagreements: tuple[Disagreement, ...] = ()
-
-    def disagrees(self, member: str | None, client: str) -> bool:
-        return any(d.member == member and d.client == client for d in self.disagreements)
 
 
 def verdict_line(view: TrustView) -> str:
@@ -120,7 +106,7 @@ def client_label(names: tuple[str, ...], order: tuple[str, ...], *, runs_shown: 
 _COLOURS = {"ok": "green", "FAIL": "red", "?": "yellow"}
 
 
-def render_text(view: TrustView, *, color: bool = False, width: int = 100) -> str:
+def render_text(view: TrustView, *, color: bool = False) -> str:
     def style(text: str, **kw) -> str:
         return click.style(text, **kw) if color else text
 
@@ -150,13 +136,13 @@ def render_text(view: TrustView, *, color: bool = False, width: int = 100) -> st
     columns = list(r.members) + [AGENT]
     widths = [max(len(c), 5) for c in columns]
     legend = []
-    if sum(w + 1 for w in widths) > width // 2:  # long member names: short column labels
+    if sum(w + 1 for w in widths) > 60:  # long member names: short column labels
         columns = [f"m{i}" for i in range(1, len(r.members) + 1)] + [AGENT]
         widths = [max(len(c), 5) for c in columns]
         legend = [f"  {c} = {m}" for c, m in zip(columns, r.members)]
     groups = group_clients(view)
     labels = [client_label(g.clients, r.clients) for g in groups]
-    label_w = min(max([len(x) for x in labels] + [7]), 40)
+    label_w = min(max([len(x) for x in labels] + [7]), 44)
     out.append(style("Clients", bold=True) + f" (cfrun from each member; cfagent against {r.server_address}); alike clients grouped")
     out.extend(legend)
     out.append("  " + "".ljust(label_w) + "  " + " ".join(c.ljust(w) for c, w in zip(columns, widths)))

@@ -152,6 +152,11 @@ def _check(parts: dict[str, HostFacts | None], causes: list[Cause | None]) -> Ch
     if down:
         return _unknown(down)
     found = [c for c in causes if c]
+    if found and all(c.kind == UNKNOWN_KEY for c in found):
+        # The file is there but the key it should hold is not known (its owner shows no
+        # usable localhost.pub): whether it authenticates depends on a private key csync
+        # never reads.
+        return Check(ok=None, problems=tuple(c.describe() for c in found), causes=tuple(found))
     return _failed(found) if found else _OK
 
 

@@ -33,11 +33,12 @@ FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable)$")
 
 # Which predicted cause kinds explain a live complaint about the same file on the same host.
 # A symbolic link is unusable to csync (never followed) but read through by cfengine, so it
-# may show as any complaint.
+# may show as any complaint. A caller without a usable own key (OWN_KEY) fails on that file
+# whatever the complaint.
 _EXPLAINS = {
     "missing": {MISSING, UNUSABLE},
     "unreadable": {UNUSABLE},
-    "mismatch": {OTHER_KEY, UNKNOWN_KEY, OWN_KEY, UNUSABLE},
+    "mismatch": {OTHER_KEY, UNKNOWN_KEY, UNUSABLE},
 }
 SUFFIX = "a bug in csync or a fact csync does not see"
 
@@ -230,7 +231,7 @@ def _explained(live: LiveResult, predicted: Check, local: str, remote: str | Non
     host = local if live.where == "local" else remote
     file = posixpath.basename(live.path)
     kinds = _EXPLAINS.get(live.detail, set())
-    return any(c.host == host and c.file == file and c.kind in kinds for c in predicted.causes)
+    return any(c.host == host and c.file == file and (c.kind in kinds or c.kind == OWN_KEY) for c in predicted.causes)
 
 
 def _compare_cell(check: str, member: str | None, client: str, predicted: Check, live: LiveResult | None,
@@ -277,3 +278,37 @@ def verdict(report: TrustReport, live: LiveReport | None, disagreements: list[Di
             shown = "; ".join(live.errors[:3]) + ("; ..." if len(live.errors) > 3 else "")
             reasons.append(f"{len(live.errors)} live check problem(s): {shown}")
     return not reasons, tuple(reasons)
+
+
+@dataclass(frozen=True)
+class TrustView:
+    """Everything one `csync trust` run shows: the prediction, and with --live the checks."""
+
+    report: TrustReport
+    failover_ready: bool
+    reasons: tuple[str, ...]
+    live: LiveReport | None = None
+    disagreements: tuple[Disagreement, ...] = ()
+
+    def disagrees(self, member: str | None, client: str) -> bool:
+        return any(d.member == member and d.client == client for d in self.disagreements)
+
+
+def assess(
+    state: DesiredState,
+    pool: Pool,
+    *,
+    live: bool,
+    on_probed: Callable[[object], None] | None = None,
+    on_checked: Callable[[Host, object], None] | None = None,
+) -> TrustView:
+    """Probe, predict, and with ``live`` run and compare the live checks."""
+    from reconciler.probe import probe_site
+    from reconciler.trust import trust_report
+
+    site = probe_site(state, pool, on_done=on_probed)
+    report = trust_report(state, site.hosts)
+    live_report = run_live_checks(state, pool, report, on_done=on_checked) if live else None
+    disagreements = compare(report, live_report) if live_report is not None else []
+    ready, reasons = verdict(report, live_report, disagreements)
+    return TrustView(report, ready, reasons, live_report, tuple(disagreements))
