@@ -158,6 +158,12 @@ def _run(pool: Pool, state: DesiredState, host: Host, tool: str, command: comman
     return interpret(host.name, tool, targets, result.exit_code, result.stdout, result.stderr, time.monotonic() - start)
 
 
+# Members whose cfrun runs at once. Each cfrun already reaches its clients in parallel, and
+# every one of those dialogues costs the client a cfservd; more would only make clients time
+# out (on a site where many hosts share a machine, as in the lab).
+CFRUN_MEMBERS_AT_ONCE = 2
+
+
 def run_live_checks(
     state: DesiredState,
     pool: Pool,
@@ -165,27 +171,28 @@ def run_live_checks(
     *,
     on_done: Callable[[Host, object], None] | None = None,
 ) -> LiveReport:
-    """Run cfrun on every member that answered the probe (to every client) and cfagent on
-    every client that answered (against the master's address), in parallel."""
+    """Run cfagent on every client that answered the probe (against the master's address),
+    then cfrun on every member that answered (to every client), in parallel."""
     start = time.monotonic()
     client_addresses = [c.address for c in state.clients]
     name_of = {c.address: c.name for c in state.clients}
-    jobs: dict[str, tuple[Host, str, commands.RemoteCommand, list[str]]] = {}
-    if client_addresses:
-        cfrun = commands.cfrun_check(client_addresses, int(state.access.connect_timeout))
-        for m in state.master_hosts:
-            if m.name not in report.unreachable:
-                jobs[m.name] = (m, "cfrun", cfrun, client_addresses)
     cfagent = commands.cfagent_check(report.server_address)
-    for c in state.clients:
-        if c.name not in report.unreachable:
-            jobs[c.name] = (c, "cfagent", cfagent, [report.server_address])
-    runs = fan_out(
-        [job[0] for job in jobs.values()],
-        lambda h: _run(pool, state, h, *jobs[h.name][1:]),
+    clients = [c for c in state.clients if c.name not in report.unreachable]
+    runs: dict[str, HostRun] = fan_out(
+        clients,
+        lambda h: _run(pool, state, h, "cfagent", cfagent, [report.server_address]),
         parallelism=state.access.parallelism,
         on_done=on_done,
-    )
+    )  # type: ignore[assignment]
+    if client_addresses:
+        cfrun = commands.cfrun_check(client_addresses)
+        members = [m for m in state.master_hosts if m.name not in report.unreachable]
+        runs.update(fan_out(
+            members,
+            lambda h: _run(pool, state, h, "cfrun", cfrun, client_addresses),
+            parallelism=min(state.access.parallelism, CFRUN_MEMBERS_AT_ONCE),
+            on_done=on_done,
+        ))  # type: ignore[arg-type]
     errors: list[str] = []
     for name, run in runs.items():
         if run.error:
@@ -240,7 +247,10 @@ def _compare_cell(check: str, member: str | None, client: str, predicted: Check,
         return None  # a host did not answer the probe, or the live check gave no answer: nothing to compare
     if predicted.ok and live.ok:
         return None
-    if predicted.ok and not live.ok:
+    if predicted.ok and not live.ok and live.where == "unreachable":
+        why = (f"predicted ok, but the live check did not reach its peer: {live.line} (csync's probe does not test the "
+               f"network between hosts; a filter, a hung host or an overloaded one)")
+    elif predicted.ok and not live.ok:
         why = f"predicted ok, but the live check failed: {live.line}"
     elif not predicted.ok and live.ok:
         why = f"predicted to fail ({'; '.join(predicted.problems)}), but the live check succeeded"

@@ -87,12 +87,12 @@ def test_interpret_maps_exit_codes():
 
 
 def test_live_commands_are_quoted_and_refuse_unsafe_values():
-    script = commands.cfrun_check([A, B], 5).script
-    assert script.splitlines()[-1] == f"cfrun -T 5 {A} {B} </dev/null"
+    script = commands.cfrun_check([A, B]).script
+    assert script.splitlines()[-1] == f"cfrun {A} {B} </dev/null"
     assert commands.cfagent_check(PKG_IP).script.splitlines()[-1] == f"cfagent --policy-server {PKG_IP} </dev/null"
     for bad in (["1.2.3.4; rm -rf /"], []):
         try:
-            commands.cfrun_check(bad, 5)
+            commands.cfrun_check(bad)
         except commands.UnsafeValue:
             continue
         raise AssertionError(f"accepted {bad}")
