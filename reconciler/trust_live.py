@@ -300,8 +300,12 @@ class TrustView:
     live: LiveReport | None = None
     disagreements: tuple[Disagreement, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_disagreeing", {(d.member, d.client) for d in self.disagreements})
+
     def disagrees(self, member: str | None, client: str) -> bool:
-        return any(d.member == member and d.client == client for d in self.disagreements)
+        """Whether the live check of this cell (member None: cfagent) disagrees."""
+        return (member, client) in self._disagreeing  # type: ignore[attr-defined]
 
 
 def assess(

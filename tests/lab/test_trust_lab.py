@@ -154,6 +154,20 @@ def test_a_stopped_client_is_unknown_and_exits_1(reseed):
     assert "unreachable: client4:" in done.stdout
 
 
+def test_a_live_check_that_does_not_run_or_answers_garbage_is_a_problem_not_a_result(reseed):
+    lab = reseed("fresh")
+    sh(lab, "client1", "rm /usr/local/sbin/cfagent")
+    # found first on the path: a cfrun whose output csync cannot place
+    sh(lab, "node2", "printf '#!/bin/sh\\necho cfrun: warming up\\nexit 1\\n' > /opt/dsau/sbin/cfrun && chmod 755 /opt/dsau/sbin/cfrun")
+    view = checked(lab)
+    assert view.live.cfagent["client1"] is None and {x for x in view.live.cfrun["node2"].values()} == {None}
+    assert view.live.errors[0].startswith("client1: cfagent: not found (searched /opt/dsau/sbin:")
+    assert "node2: unexpected line: 'cfrun: warming up'" in view.live.errors
+    assert view.disagreements == () and view.report.failover_ready and not view.failover_ready
+    done = csync("trust", "-f", str(lab.desired_state_path), "--live")
+    assert done.returncode == 1 and "  problem: node2: no cfrun line for 127.0.10.21" in done.stdout
+
+
 def test_a_standalone_master(lab_factory):
     lab = lab_factory("standalone", members=1, clients=2)
     sh(lab, "client2", f"rm {PP}/root-127.0.10.1.pub")
