@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import click
 
 from reconciler import dsau
-from reconciler.trust import Cause, Check, TrustReport
+from reconciler.trust import Cause, Check
 from reconciler.trust_live import SUFFIX, LiveResult, TrustView
 
 FORMAT_VERSION = 1
