@@ -168,6 +168,21 @@ def test_a_live_check_that_does_not_run_or_answers_garbage_is_a_problem_not_a_re
     assert done.returncode == 1 and "  problem: node2: no cfrun line for 127.0.10.21" in done.stdout
 
 
+def test_the_plans_failover_prediction_holds_after_apply(reseed, tmp_path):
+    lab = reseed("seed")
+    path = str(lab.desired_state_path)
+    plan = subprocess.run([sys.executable, "-m", "reconciler.cli", "plan", "-f", path, "--format", "json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["failover_ready_after"] is True
+    applied = subprocess.run([sys.executable, "-m", "reconciler.cli", "apply", "-f", path, "--auto-approve"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    view = checked(lab)
+    assert_prediction_equals_live(view)
+    assert view.failover_ready and failing(view) == set()
+
+
 def test_a_standalone_master(lab_factory):
     lab = lab_factory("standalone", members=1, clients=2)
     sh(lab, "client2", f"rm {PP}/root-127.0.10.1.pub")
