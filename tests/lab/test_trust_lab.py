@@ -211,6 +211,8 @@ def test_cli_seed_exits_2_and_groups_alike_clients(reseed):
     assert done.stdout.startswith("failover-ready: no: the package is not running; ")
     assert re.search(r"^  client3, client4 \(2\)\s+ok\s+ok\s+FAIL\s+FAIL$", done.stdout, re.M), done.stdout
     assert "      node3: node3 lacks root-<client>.pub (the key of <client>); <client> lacks root-127.0.10.3.pub (the key of node3)" in done.stdout
+    unwritable = csync("trust", "-f", str(lab.desired_state_path), "--format", "html", "-o", "/proc/csync-trust.html")
+    assert unwritable.returncode == 1 and unwritable.stderr.startswith("Error: cannot write /proc/csync-trust.html")
 
 
 def test_cli_json_shape_with_live(reseed):

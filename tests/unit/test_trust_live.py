@@ -264,3 +264,26 @@ def test_html_is_self_contained_and_escaped():
     assert page.count('class="ok"') >= 3 * 12 and 'class="fail"' in page
     assert 'title="&lt;client&gt;' not in page  # the grid shows each cell's own causes
     assert "failover-ready: no" in page and "lacks root-127.0.10.3.pub" not in page
+
+
+# --- the command line without hosts -------------------------------------------------------------
+
+
+def csync(*args: str, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_cli_invalid_desired_state_exits_3_with_the_file_and_line(tmp_path):
+    bad = tmp_path / "site.yaml"
+    bad.write_text("version: 1\nsite: lab\nmaster: {mode: standalone}\n")
+    done = csync("trust", "-f", str(bad))
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.startswith("Error:") and f"{bad}:3" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_bad_format_is_a_usage_error():
+    done = csync("trust", "--format", "xml")
+    assert done.returncode == 64 and "Invalid value for '--format'" in done.stderr
