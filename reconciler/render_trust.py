@@ -125,7 +125,10 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
         out.append(style(f"  unreachable: {host}: {why}", fg="yellow"))
     out.append("")
 
-    out.append(style("Takeover", bold=True) + " (can each member run the package and serve every client?)")
+    if r.package:
+        out.append(style("Takeover", bold=True) + " (can each member run the package and serve every client?)")
+    else:
+        out.append(style("Master", bold=True) + " (does it hold every client's key?)")
     name_w = max([len(t.member) for t in r.takeover] + [4])
     for t in r.takeover:
         sym = "?" if t.can_take_over is None else ("yes" if t.can_take_over else "no")
@@ -152,6 +155,9 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
             out.append(f"  {label}")
             label = ""
         out.append(f"  {label.ljust(label_w)}  {cells}")
+        if len(g.problems) > 1 and len({p for _, p in g.problems}) == 1:  # e.g. a client that did not answer
+            out.append(f"      all: {'; '.join(g.problems[0][1])}")
+            continue
         for column, problems in g.problems:
             shown = column if column == AGENT else columns[r.members.index(column)]
             out.append(f"      {shown}: {'; '.join(problems)}")

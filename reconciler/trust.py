@@ -164,6 +164,10 @@ def _own(f: HostFacts | None) -> str | None:
     return f.own_fingerprint if f and f.reachable else None
 
 
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + ("..." if len(names) > shown else "")
+
+
 def members_cluster_key(state: DesiredState, facts: Mapping[str, HostFacts]) -> str | None:
     """The cluster key while the package filesystem is not mounted: the own key most members
     hold, if one key is held by more members than any other (as the planner infers it)."""
@@ -199,6 +203,7 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
     cfrun: dict[str, dict[str, Check]] = {}
     cfagent: dict[str, Check] = {}
     lacking: dict[str, list[str]] = {}  # member -> clients whose key it lacks
+    unchecked: list[str] = []  # clients whose own key is unknown (unreachable, no usable localhost.pub)
     for m in masters:
         mf = facts.get(m.name)
         row = {}
@@ -208,7 +213,7 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             cf = facts.get(c.name)
             member_side = _expect(mf, m.name, file_of[c.name], own[c.name], c.name)
             if member_side:
-                lacking[m.name].append(c.name)
+                (unchecked if member_side.kind == UNKNOWN_KEY else lacking[m.name]).append(c.name)
             client_side = _expect(cf, c.name, file_of[m.name], own[m.name], m.name)
             if offers is None and member_side is None and client_side is None and mf and mf.reachable and cf and cf.reachable:
                 row[c.name] = _OK  # the common case without building anything
@@ -241,8 +246,13 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
                             "the cluster key is unknown (the package is not running and the members do not agree on one key)")
         missing = lacking[m.name]
         if missing:
-            problems.append(f"lacks the key of {len(missing)} client(s): {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
-        takeover.append(MemberReadiness(member=m.name, can_take_over=not problems, problems=tuple(problems)))
+            problems.append(f"lacks the key of {len(missing)} client(s): {_names(missing)}")
+        if problems or not unchecked:
+            takeover.append(MemberReadiness(member=m.name, can_take_over=not problems, problems=tuple(problems)))
+        else:
+            unknown = list(dict.fromkeys(unchecked))
+            takeover.append(MemberReadiness(member=m.name, can_take_over=None, problems=(
+                f"cannot check the key of {len(unknown)} client(s) whose own key is unknown: {_names(unknown)}",)))
     reasons = []
     unreachable = {h.name: (f.reason if f else "not probed") or "unreachable"
                    for h in state.all_hosts if (f := facts.get(h.name)) is None or not f.reachable}
@@ -253,9 +263,12 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
     bad_agents = [c for c, chk in cfagent.items() if chk.ok is not True]
     if bad_agents:
         reasons.append(f"cfagent would fail or is unknown on {len(bad_agents)} client(s)")
-    bad_members = [t.member for t in takeover if t.can_take_over is not True]
+    bad_members = [t.member for t in takeover if t.can_take_over is False]
     if bad_members:
         reasons.append(f"cannot take over: {', '.join(bad_members)}")
+    unknown_members = [t.member for t in takeover if t.can_take_over is None]
+    if unknown_members:
+        reasons.append(f"takeover unknown: {', '.join(unknown_members)}")
     bad_cfrun = sum(1 for row in cfrun.values() for chk in row.values() if chk.ok is not True)
     if state.keys.cfrun == "all-members" and bad_cfrun:
         reasons.append(f"{bad_cfrun} cfrun pair(s) would fail or are unknown")

@@ -93,6 +93,10 @@ def test_an_unreachable_host_makes_its_cells_unknown_never_ok_or_failed():
     assert report.cfagent["client2"].ok is None and report.cfagent["client2"].causes[0].kind == UNREACHABLE
     assert report.unreachable == {"client2": "connection refused"}
     assert not report.failover_ready and report.reasons[0].startswith("1 host(s) did not answer")
+    # the members' takeover cannot be checked against a key nobody saw; it is not "lacking"
+    assert {t.can_take_over for t in report.takeover} == {None}
+    assert report.takeover[0].problems == ("cannot check the key of 1 client(s) whose own key is unknown: client2",)
+    assert "takeover unknown: node1, node2, node3" in report.reasons
 
 
 def test_cfrun_policy_none_leaves_cfrun_out_of_the_verdict():
