@@ -182,8 +182,9 @@ class Importer:
             f"standalone master (no {self.paths.standalone_master_inputs}); start from the master or a cluster member"
         )
 
-    def _discover(self, pool: Pool, address: str) -> Discovery:
-        host = Host(name=_label("entry", address), address=address)
+    def _discover(self, pool: Pool, address: str, name: str | None = None) -> Discovery:
+        host = Host(name=name or _label("entry", address), address=address)
+        what = name or self.entry
         try:
             session = pool.connect(host)
             result = session.run(commands.SHELL, stdin=commands.discover(
@@ -192,12 +193,12 @@ class Importer:
                 timeout=self.access.command_timeout)
         except TransportError as e:
             hint = " (first contact? pass --accept-new-host-keys)" if e.kind == "host-key" and "CHANGED" not in e.reason else ""
-            raise ImportFailed(f"cannot probe {self.entry} ({address}): {e.reason}{hint}; check the connection settings "
+            raise ImportFailed(f"cannot probe {what} ({address}): {e.reason}{hint}; check the connection settings "
                                f"(--access FILE: user, port, identity_file, known_hosts)") from None
         found = parse_discovery(result.stdout.decode("utf-8", "replace"))
         if not found.complete:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise ImportFailed(f"{self.entry} ({address}): the discovery script did not finish (exit {result.exit_code})"
+            raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})"
                                + (f": {err[-1][:200]}" if err else ""))
         return found
 
@@ -224,6 +225,22 @@ class Importer:
             if not is_host_name(name):
                 raise ImportFailed(f"member {name!r} of cluster {cluster.name} is not a host name csync accepts")
             members.append(Host(name=name, address=where))
+        if not ("ip_address" in conf and "fs_directory" in conf):
+            # a member not configured yet (added while the package was down) lacks the
+            # package's file: ask the others
+            for m in members:
+                if m.address == address:
+                    continue
+                try:
+                    other = self._discover(pool, m.address, name=m.name)
+                except ImportFailed as e:
+                    self.note(f"could not read the package's file on member {m.name}: {e}")
+                    continue
+                if other.cmviewcl_rc == 0:
+                    more = dict(other.package_files)
+                    if more.get("package_name", package) == package and "ip_address" in more:
+                        conf = {**more, **conf}
+                        break
         pkg_address = conf.get("ip_address") if is_ipv4(conf.get("ip_address")) else self.known.get("@package")
         if pkg_address is None:
             raise ImportFailed(
