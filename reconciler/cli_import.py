@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -72,7 +73,7 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     else:
         doc = importer.new_document(found, access_out, entry)
     text = importer.dump(doc)
-    importer.check(text, out_dir if out_dir is not None else Path.cwd())
+    importer.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
     d = found.data
     what = (f"cluster {d['master']['cluster']}, {len(d['master']['members'])} members" if d["master"]["mode"] == "serviceguard"
             else f"standalone master {d['master']['host']['name']}") + f", {len(d['clients'])} clients"
@@ -81,8 +82,12 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
         click.echo(f"Imported site {doc.get('site')}: {what}.", err=True)
     else:
         tmp = output.with_name(f".{output.name}.csync-import.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, output)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise InvalidInput(f"-o {output}: cannot write it: {e.strerror or e}") from None
         click.echo(f"{'Updated' if existing is not None else 'Wrote'} {output}: site {doc.get('site')}, {what}. "
                    f"Check it with: csync plan -f {output}")
     return ExitCode.OK

@@ -82,13 +82,12 @@ def parse_discovery(text: str) -> Discovery:
             key, _, value = line.partition(" ")
             if value.strip():
                 d.package_files.append((key, value.strip()))
-        elif section == "hosts":
-            address, _, name = line.partition(" ")
-            name = name.strip()
-            if name and is_ipv4(address):
-                d.etc_hosts.setdefault(name, address)
-                short = name.split(".")[0]
-                d.etc_hosts.setdefault(short, address)
+        elif section == "hosts" and line.split():
+            address, *names = line.split()
+            if is_ipv4(address):
+                for name in names:
+                    d.etc_hosts.setdefault(name, address)
+                    d.etc_hosts.setdefault(name.split(".")[0], address)
         elif section == "standalone" and line.strip() == "yes":
             d.standalone = True
     return d
@@ -500,11 +499,18 @@ def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
 
 def read_existing(path: Path) -> Any:
     try:
-        return _yaml().load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise InvalidInput(f"{path}: cannot read it: {e.strerror or e}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    return read_existing_text(text, str(path))
+
+
+def read_existing_text(text: str, name: str = "the output file") -> Any:
+    """A YAML document loaded for a round trip (comments and order kept)."""
+    try:
+        return _yaml().load(text)
     except Exception as e:  # ruamel's parser and scanner errors have no common public base
-        raise InvalidInput(f"{path}: not valid YAML, so it cannot be updated: {e}") from None
+        raise InvalidInput(f"{name}: not valid YAML, so it cannot be updated: {e}") from None
 
 
 def known_addresses(doc: Any) -> dict[str, str]:
@@ -537,8 +543,11 @@ def check(text: str, where: Path) -> None:
     it goes to (so relative key paths resolve as they will)."""
     from reconciler.loader import load_desired_state
 
-    where.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".csync-import-", suffix=".yaml", dir=where)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".csync-import-", suffix=".yaml", dir=where)
+    except OSError as e:
+        raise InvalidInput(f"cannot write in {where}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
