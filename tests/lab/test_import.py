@@ -79,7 +79,7 @@ def test_import_of_the_seed_lab_describes_the_site_as_it_is(reseed, tmp_path):
     assert csync(tmp_path, "plan", "-f", str(out), "--detailed-exitcode").returncode == 0
 
 
-def test_a_client_missing_from_the_key_store_is_not_declared_and_an_extra_key_is(lab, tmp_path):
+def test_a_client_missing_from_the_key_store_is_not_declared(lab, tmp_path):
     """The clients are the key store's: a client whose key the members lack is not one."""
     for member in ("node1", "node2", "node3"):
         (key_dir(lab, member) / dsau.peer_key_name("127.0.10.24")).unlink()
