@@ -72,7 +72,24 @@ class MasterFiles(_Frozen):
     lock: str | None = None
 
 
-class HostFacts(_Frozen):
+class KeyStoreReader:
+    """What a host's key store says about its own key and its peers' (``self.keys``)."""
+
+    __slots__ = ()
+
+    @property
+    def own_key(self) -> KeyFile | None:
+        return self.keys.get(dsau.OWN_PUBLIC_KEY)
+
+    @property
+    def own_fingerprint(self) -> str | None:
+        return own_fingerprint(self.keys)
+
+    def peer_key(self, address: str) -> KeyFile | None:
+        return self.keys.get(dsau.peer_key_name(address))
+
+
+class HostFacts(KeyStoreReader, _Frozen):
     name: str
     address: str
     role: Role
@@ -92,17 +109,6 @@ class HostFacts(_Frozen):
     ssh_public_keys: tuple[SshKey, ...] = ()
     ssh_authorized: tuple[str, ...] = ()
     probe_seconds: float | None = None
-
-    @property
-    def own_key(self) -> KeyFile | None:
-        return self.keys.get(dsau.OWN_PUBLIC_KEY)
-
-    @property
-    def own_fingerprint(self) -> str | None:
-        return own_fingerprint(self.keys)
-
-    def peer_key(self, address: str) -> KeyFile | None:
-        return self.keys.get(dsau.peer_key_name(address))
 
 
 def own_fingerprint(keys: Mapping[str, KeyFile]) -> str | None:

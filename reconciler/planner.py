@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler import commands, dsau
-from reconciler.facts import HostFacts, KeyFile, own_fingerprint
+from reconciler.facts import HostFacts, KeyFile, KeyStoreReader, own_fingerprint
 from reconciler.model import DesiredState, Host
 from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
 from reconciler.serviceguard import PackageView
@@ -96,7 +96,7 @@ class _Pending:
         return Action(kind=self.kind, address=self.address, host=self.host, params=self.params, depends_on=self.depends_on, wave=wave, **self.fields)
 
 
-class _Predicted:
+class _Predicted(KeyStoreReader):
     """A host's facts with the key store this plan leaves it (what the trust check reads),
     without copying the facts: a site has one per host."""
 
@@ -109,17 +109,6 @@ class _Predicted:
 
     def __getattr__(self, name: str):
         return getattr(self.facts, name)
-
-    @property
-    def own_key(self) -> KeyFile | None:
-        return self.keys.get(dsau.OWN_PUBLIC_KEY)
-
-    @property
-    def own_fingerprint(self) -> str | None:
-        return own_fingerprint(self.keys)
-
-    def peer_key(self, address: str) -> KeyFile | None:
-        return self.keys.get(dsau.peer_key_name(address))
 
 
 @dataclass
