@@ -3,6 +3,9 @@
     python -m bench.engine                       # 10 .. 100,000 clients, 2 .. 16 members
     python -m bench.engine --clients 10000 --members 8
 
+Each row runs in a fresh interpreter; it reports the plan's wall and CPU time (CPU time is
+the steadier figure on a busy machine) and the process's peak RSS, facts included.
+
 Facts are built in memory as the probe would return them for a site where every client
 lacks the key of one member (the seed excerpt's situation at scale), so the planner has
 one action per client on top of pairing every key file of every host.
@@ -15,8 +18,9 @@ import base64
 import hashlib
 import json
 import sys
+import resource
+import subprocess
 import time
-import tracemalloc
 
 from reconciler import dsau
 from reconciler.facts import HostFacts, KeyFile, PackageFilesystem
@@ -54,8 +58,13 @@ def synthetic(members: int, clients: int) -> tuple[DesiredState, dict[str, HostF
                      packages={"csync": PackageView(name="csync", status="up", state="running", owner="node1", autorun="enabled",
                                                     nodes=tuple(PackageNode(name=m["name"], switching="enabled", order=i) for i, m in enumerate(member_hosts, 1)))})
 
+    copies: dict[tuple[str, str], KeyFile] = {}
+
     def named(k: KeyFile, name: str) -> KeyFile:
-        return k.model_copy(update={"name": name})
+        # equal key files are one object, as the probe's parser makes them (facts.parse_key_listing)
+        if (k.fingerprint, name) not in copies:
+            copies[k.fingerprint, name] = k.model_copy(update={"name": name})
+        return copies[k.fingerprint, name]
 
     facts: dict[str, HostFacts] = {}
     member_files = {dsau.peer_key_name(pkg_ip): named(cluster, dsau.peer_key_name(pkg_ip))}
@@ -80,18 +89,35 @@ def synthetic(members: int, clients: int) -> tuple[DesiredState, dict[str, HostF
 
 
 def measure(members: int, clients: int) -> dict:
+    """One row, in this process: plan wall and CPU time, and the process's peak memory."""
     state, facts = synthetic(members, clients)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     plan = make_plan(state, facts)
-    seconds = time.perf_counter() - start
-    # memory in a second run: tracemalloc slows Python down several times
-    tracemalloc.start()
-    make_plan(state, facts)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert len(plan.actions) == clients, f"expected one action per client, got {len(plan.actions)}"
-    return {"members": members, "clients": clients, "actions": len(plan.actions), "plan_seconds": round(seconds, 3),
-            "peak_mib": round(peak / 2**20, 1), "us_per_client": round(seconds / clients * 1e6, 1)}
+    # ru_maxrss: the whole process at its peak (facts as the probe would hold them + the plan)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"members": members, "clients": clients, "actions": len(plan.actions), "plan_seconds": round(wall, 3),
+            "cpu_seconds": round(cpu, 3), "peak_rss_mib": round(peak), "us_per_client": round(cpu / clients * 1e6, 1)}
+
+
+def measure_apart(members: int, clients: int) -> dict:
+    """One row in a fresh interpreter, so that each row's peak memory is its own."""
+    out = subprocess.run([sys.executable, "-m", "bench.engine", "--row", str(members), str(clients)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def growth(rows: list[dict]) -> list[str]:
+    """Per member count: how CPU time grows from the smallest site of 1,000+ clients to the largest."""
+    lines = []
+    for members in sorted({r["members"] for r in rows}):
+        mine = [r for r in rows if r["members"] == members and r["clients"] >= 1000]
+        if len(mine) >= 2:
+            a, b = mine[0], mine[-1]
+            lines.append(f"{members} members: {b['clients'] / a['clients']:.0f}x the clients -> "
+                         f"{b['cpu_seconds'] / a['cpu_seconds']:.1f}x the CPU time (linear: {b['clients'] / a['clients']:.0f}x)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,14 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, nargs="*", default=[10, 100, 1000, 10000, 100000])
     p.add_argument("--members", type=int, nargs="*", default=[2, 8, 16])
     p.add_argument("--json", help="also write the rows to this file")
+    p.add_argument("--row", type=int, nargs=2, metavar=("MEMBERS", "CLIENTS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.row:
+        print(json.dumps(measure(*args.row)))
+        return 0
     rows = []
-    print(f"{'members':>7} {'clients':>8} {'actions':>8} {'plan s':>8} {'peak MiB':>9} {'us/client':>10}")
+    print(f"{'members':>7} {'clients':>8} {'actions':>8} {'wall s':>8} {'cpu s':>8} {'peak RSS MiB':>13} {'cpu us/client':>14}")
     for members in args.members:
         for clients in args.clients:
-            r = measure(members, clients)
+            r = measure_apart(members, clients)
             rows.append(r)
-            print(f"{r['members']:>7} {r['clients']:>8} {r['actions']:>8} {r['plan_seconds']:>8} {r['peak_mib']:>9} {r['us_per_client']:>10}", flush=True)
+            print(f"{r['members']:>7} {r['clients']:>8} {r['actions']:>8} {r['plan_seconds']:>8} {r['cpu_seconds']:>8} "
+                  f"{r['peak_rss_mib']:>13} {r['us_per_client']:>14}", flush=True)
+    for line in growth(rows):
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

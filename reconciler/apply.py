@@ -652,7 +652,13 @@ def run_apply(
                        unknown=len(plan.unknown) if plan else None)
 
     if saved_plan is not None:
-        check_plan(state, saved_plan, options.plan_source or "the plan")
+        try:
+            check_plan(state, saved_plan, options.plan_source or "the plan")
+        except Exception as e:  # a refused plan is a run too: the journal says which and why
+            start_record(saved_plan)
+            journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
+                           seconds=round(time.monotonic() - started, 3))
+            raise
         saved_plan = saved_plan.select(options.targets, options.excludes) if options.targets or options.excludes else saved_plan
 
     # 1. the lock, on the node that runs (or will start) the package

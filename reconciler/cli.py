@@ -228,10 +228,12 @@ if __name__ == "__main__":
     _main()
 
 from reconciler.cli_apply import apply, unlock  # noqa: E402
+from reconciler.cli_import import import_  # noqa: E402
 from reconciler.cli_trust import trust  # noqa: E402
 from reconciler.lab.cli import lab  # noqa: E402
 
 main.add_command(apply)
 main.add_command(unlock)
+main.add_command(import_)
 main.add_command(trust)
 main.add_command(lab)

@@ -74,6 +74,41 @@ def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str
     return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")
 
 
+_DISCOVER_SCRIPT = r"""
+PATH=$SGPATH:/usr/bin:/bin:/usr/sbin:$PATH
+LC_ALL=C
+export PATH LC_ALL
+echo "@hostname"
+uname -n
+echo "@cmviewcl"
+if command -v cmviewcl >/dev/null 2>&1; then
+  cmviewcl -v -f line 2>&1; echo "@rc $?"
+else
+  echo "cmviewcl: command not found"; echo "@rc 127"
+fi
+echo "@package-files"
+for f in "$PKGDIR"/*.conf "$PKGDIR"/*.ascii; do
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  awk '$1 ~ /^(package_name|node_name|ip_address|fs_directory)$/ && NF >= 2 { print $1, $2 }' "$f" 2>/dev/null
+done
+echo "@hosts"
+awk '$1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ { for (i = 2; i <= NF && substr($i, 1, 1) != "#"; i++) print $1, $i }' /etc/hosts 2>/dev/null
+echo "@standalone"
+[ -d "$SINPUTS" ] && [ ! -L "$SINPUTS" ] && echo yes
+echo "@end"
+"""
+
+
+def discover(*, package_files_dir: str, standalone_master_inputs: str,
+             serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
+    """`csync import`'s first look at a host: its name, cmviewcl, the csync package's ASCII
+    file (address, mount point, nodes), /etc/hosts (Serviceguard wants every node in it)
+    and whether it is a standalone master. Reads only; sections start with '@'."""
+    params = {"PKGDIR": package_files_dir, "SINPUTS": standalone_master_inputs, "SGPATH": serviceguard_path}
+    header = "\n".join(assign(k, v) for k, v in params.items())
+    return RemoteCommand(script=f"{header}\n{_DISCOVER_SCRIPT}", display="csync import (discover)")
+
+
 # --- Actions ------------------------------------------------------------------------------
 # Each builder validates its typed inputs again (a plan file is an input too) and returns a
 # script that exits non-zero when it did not do its job; apply verifies the result anyway.

@@ -72,7 +72,24 @@ class MasterFiles(_Frozen):
     lock: str | None = None
 
 
-class HostFacts(_Frozen):
+class KeyStoreReader:
+    """What a host's key store says about its own key and its peers' (``self.keys``)."""
+
+    __slots__ = ()
+
+    @property
+    def own_key(self) -> KeyFile | None:
+        return self.keys.get(dsau.OWN_PUBLIC_KEY)
+
+    @property
+    def own_fingerprint(self) -> str | None:
+        return own_fingerprint(self.keys)
+
+    def peer_key(self, address: str) -> KeyFile | None:
+        return self.keys.get(dsau.peer_key_name(address))
+
+
+class HostFacts(KeyStoreReader, _Frozen):
     name: str
     address: str
     role: Role
@@ -93,17 +110,6 @@ class HostFacts(_Frozen):
     ssh_authorized: tuple[str, ...] = ()
     probe_seconds: float | None = None
 
-    @property
-    def own_key(self) -> KeyFile | None:
-        return self.keys.get(dsau.OWN_PUBLIC_KEY)
-
-    @property
-    def own_fingerprint(self) -> str | None:
-        return own_fingerprint(self.keys)
-
-    def peer_key(self, address: str) -> KeyFile | None:
-        return self.keys.get(dsau.peer_key_name(address))
-
 
 def own_fingerprint(keys: Mapping[str, KeyFile]) -> str | None:
     """The fingerprint of a host's own key (localhost.pub) when it is a usable key."""
@@ -119,15 +125,18 @@ class ProbeOutputError(ValueError):
     pass
 
 
-def parse_probe(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes = b"") -> HostFacts:
-    """Typed facts from one probe's output; malformed output gives an unreachable fact."""
+def parse_probe(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes = b"",
+                *, shared: dict | None = None) -> HostFacts:
+    """Typed facts from one probe's output; malformed output gives an unreachable fact.
+
+    ``shared``: one dict for every host of a run (see parse_key_listing)."""
     try:
-        return _parse(name, address, role, stdout, exit_code, stderr)
+        return _parse(name, address, role, stdout, exit_code, stderr, shared)
     except ProbeOutputError as e:
         return unreachable(name, address, role, f"probe answer unusable: {e}", "probe")
 
 
-def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes) -> HostFacts:
+def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes, shared: dict | None) -> HostFacts:
     if exit_code != 0:
         err = stderr.decode("utf-8", "replace").strip().splitlines()
         raise ProbeOutputError(f"probe exited {exit_code}" + (f": {err[-1][:200]}" if err else ""))
@@ -147,7 +156,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         "cfengine_dir": _kind(cf.get("dir")),
         "ppkeys_dir": _kind(cf.get("ppkeys")),
         "inputs_dir": _kind(cf.get("inputs")),
-        "keys": parse_key_listing(_lines(doc, "keys")),
+        "keys": parse_key_listing(_lines(doc, "keys"), shared),
         "inputs_digest": tree_digest(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
     }
     if role == "member":
@@ -163,7 +172,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
             fields["cluster_error"] = f"cmviewcl failed (exit {sg.get('rc')}): {detail[:200]}"
         pkg = _dict(doc, "pkgfs")
         if pkg.get("mounted") is True:
-            key_files = parse_key_listing(_lines(pkg, "keys"))
+            key_files = parse_key_listing(_lines(pkg, "keys"), shared)
             fields["package_fs"] = PackageFilesystem(
                 mounted=True,
                 cluster_key=key_files.get(dsau.OWN_PUBLIC_KEY),
@@ -226,8 +235,13 @@ def mode_from_ls(text: str) -> int | None:
     return sum(bit for ch, bit in zip(text[1:10], bits) if ch in "rwxst")
 
 
-def parse_key_listing(lines: list[str]) -> dict[str, KeyFile]:
-    """Key files from the probe's `keys` section (see reconciler/probe.sh)."""
+def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str, KeyFile]:
+    """Key files from the probe's `keys` section (see reconciler/probe.sh).
+
+    ``shared``, a dict kept across the hosts of one run, makes equal key files one object:
+    most of a site's key files are copies (every member holds every client's key, every
+    client the cluster key), so a 100,000-client site parses each key once, not 9 times,
+    and keeps one KeyFile for each instead of one per host. KeyFile is immutable."""
     listing: dict[str, tuple[str, int | None, int | None]] = {}
     symlinks: set[str] = set()
     pems: dict[str, list[str]] = {}
@@ -256,8 +270,14 @@ def parse_key_listing(lines: list[str]) -> dict[str, KeyFile]:
             result[name] = KeyFile(name=name, kind="other", problem="listed twice (a forged file name?)")
             continue
         pem = "\n".join(pem_lines) + "\n" if pem_lines else None
-        fingerprint, problem = public_key_fingerprint(pem)
-        result[name] = KeyFile(name=name, mode=mode, size=size, fingerprint=fingerprint, pem=pem if fingerprint else None, problem=problem)
+        ident = (name, mode, size, pem)
+        key = shared.get(ident) if shared is not None else None
+        if key is None:
+            fingerprint, problem = public_key_fingerprint(pem)
+            key = KeyFile(name=name, mode=mode, size=size, fingerprint=fingerprint, pem=pem if fingerprint else None, problem=problem)
+            if shared is not None:
+                shared[ident] = key
+        result[name] = key
     for name, (modestr, mode, size) in sorted(listing.items()):
         if name not in result and not modestr.startswith(("-", "l")):
             result[name] = KeyFile(name=name, kind="other", mode=mode, problem="not a regular file")

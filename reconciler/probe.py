@@ -38,7 +38,7 @@ def roles(state: DesiredState) -> list[tuple[Host, Role]]:
     return [(h, master_role) for h in state.master_hosts] + [(c, "client") for c in state.clients]
 
 
-def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role) -> HostFacts:
+def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: dict | None = None) -> HostFacts:
     """Probe one host over the pool's connection to it; never raises for host trouble."""
     start = time.monotonic()
     try:
@@ -50,7 +50,7 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role) -> HostF
         )
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
-    facts = parse_probe(host.name, host.address, role, result.stdout, result.exit_code, result.stderr)
+    facts = parse_probe(host.name, host.address, role, result.stdout, result.exit_code, result.stderr, shared=shared)
     return facts.model_copy(update={"probe_seconds": round(time.monotonic() - start, 4)})
 
 
@@ -66,9 +66,10 @@ def probe_site(
     targets = [(h, r) for h, r in roles(state) if wanted is None or h.name in wanted]
     role_of = {h.name: r for h, r in targets}
     start = time.monotonic()
+    shared: dict = {}  # equal key files parsed once and kept once (facts.parse_key_listing)
     results = fan_out(
         [h for h, _ in targets],
-        lambda h: probe_host(pool, state, h, role_of[h.name]),
+        lambda h: probe_host(pool, state, h, role_of[h.name], shared),
         parallelism=state.access.parallelism,
         on_done=(lambda _h, f: on_done(f)) if on_done else None,
     )

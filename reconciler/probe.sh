@@ -8,39 +8,46 @@
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
 # "BEGIN RSA PUBLIC KEY" block.
+#
+# Cost: the probe runs on every host of a site on every plan, so it starts as few programs
+# as it can (a client: uname, ls, find, cksum and one awk). The shell below writes one
+# stream; the awk at the end turns it into the JSON document and reads the small files
+# itself. Stream lines starting with "%%" are the shell's instructions to the awk:
+#   %%J frag   JSON structure (a fixed fragment of this script); after "[" come elements
+#   %%P pfx    prefix for the data lines that follow ("L " for a listing), %%P alone: none
+#   %%D dir    data lines are `cksum` lines of files below dir: make their paths ./relative
+#   %%S text   one element, as is
+#   %%F path   a key file: "F <name>", then "P <line>" for its RSA PUBLIC KEY block only
+#   %%A path   an ssh key file: its public key lines only (anything else is dropped)
+#   %%I path   an inventory: its address lines only
+#   %%T path   a text file: its lines, at most 4096 bytes
+# Any other line is data: one element of the array being written. The data comes from
+# uname, ls -q, cksum and cmviewcl; a host that lies can forge its own answer, never
+# another host's, and the awk only ever writes well-formed JSON strings for it.
 PATH=$SGPATH:/usr/bin:/bin:/usr/sbin:$PATH
 LC_ALL=C
 export PATH LC_ALL
 umask 077
 
-# Lines of stdin as a JSON array of strings.
-j() {
-  awk 'BEGIN { printf "[" }
-  {
-    gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); gsub(/\r/, "\\r")
-    gsub(/[\001-\037\177]/, "?")
-    printf "%s\"%s\"", (NR > 1 ? "," : ""), $0
-  }
-  END { printf "]" }'
-}
-
+# kind PATH: sets k to symlink, dir, file, other or missing (no subshell: a builtin test).
 kind() {
-  if [ -L "$1" ]; then echo symlink
-  elif [ -d "$1" ]; then echo dir
-  elif [ -f "$1" ]; then echo file
-  elif [ -e "$1" ]; then echo other
-  else echo missing
+  if [ -L "$1" ]; then k=symlink
+  elif [ -d "$1" ]; then k=dir
+  elif [ -f "$1" ]; then k=file
+  elif [ -e "$1" ]; then k=other
+  else k=missing
   fi
 }
 
-# Key store listing: "L <ls -lnq line>" for every entry, "S name" for a symlinked key file
-# (not followed), then "F name" and "P <pem line>" per regular key file.
+# Key store: "L <ls -lnq line>" for every entry, "S name" for a symlinked key file (not
+# followed), "F name" and "P <pem line>" per regular key file.
 keys() {
-  d=$1
-  [ "$(kind "$d")" = dir ] || return 0
-  ls -lnq "$d" 2>/dev/null | sed -n 's/^/L /p'
-  files=
-  for f in "$d"/localhost.pub "$d"/root-*.pub; do
+  kind "$1"
+  [ "$k" = dir ] || return 0
+  echo "%%P L "
+  ls -lnq "$1" 2>/dev/null
+  echo "%%P"
+  for f in "$1"/localhost.pub "$1"/root-*.pub; do
     b=${f##*/}
     case $b in
       localhost.pub) ;;
@@ -49,60 +56,110 @@ keys() {
         case $ip in ''|*[!0-9.]*) continue ;; esac ;;
       *) continue ;;
     esac
-    if [ -L "$f" ]; then echo "S $b"
-    elif [ -f "$f" ]; then files="$files $f"
+    if [ -L "$f" ]; then echo "%%S S $b"
+    elif [ -f "$f" ]; then echo "%%F $f"
     fi
   done
-  [ -n "$files" ] || return 0
-  # $files is word-split on purpose: names are strictly [0-9.a-z-] and CF has no blanks.
-  awk 'FNR == 1 { n = FILENAME; sub(/.*\//, "", n); print "F " n; inblk = 0; c = 0 }
-       /^-----BEGIN RSA PUBLIC KEY-----/ { inblk = 1 }
-       inblk && c < 64 { print "P " $0; c++ }
-       /^-----END RSA PUBLIC KEY-----/ { inblk = 0 }' $files </dev/null
 }
 
-# One cksum line per regular file below a directory, relative paths, sorted.
+# One cksum line per regular file below a directory, ./relative paths (csync sorts them).
 tree() {
-  [ "$(kind "$1")" = dir ] || return 0
-  (cd "$1" && find . -type f -exec cksum {} + 2>/dev/null | sort)
+  kind "$1"
+  [ "$k" = dir ] || return 0
+  echo "%%D $1"
+  find "$1" -type f -exec cksum {} + 2>/dev/null
+  echo "%%D"
 }
 
-printf '{"format":1,"hostname":%s' "$(uname -n | j)"
-printf ',"cf":{"dir":"%s","ppkeys":"%s","inputs":"%s"}' \
-  "$(kind "$CF")" "$(kind "$CF/ppkeys")" "$(kind "$CF/inputs")"
-printf ',"keys":%s' "$(keys "$CF/ppkeys" | j)"
-printf ',"inputs":%s' "$(tree "$CF/inputs" | j)"
-
-if [ "$ROLE" = member ]; then
-  if command -v cmviewcl >/dev/null 2>&1; then
-    out=$(cmviewcl -v -f line 2>&1); rc=$?
-  else
-    out="cmviewcl: command not found"; rc=127
+# A file's lines through one of the awk's readers (I or T), or null when it is no file.
+optfile() {
+  if [ -f "$2" ] && [ ! -L "$2" ]; then echo "%%J ["; echo "%%$1 $2"; echo "%%J ]"
+  else echo "%%J null"
   fi
-  printf ',"cmviewcl":{"rc":%d,"lines":%s}' "$rc" "$(printf '%s\n' "$out" | j)"
-  mounted=false
-  [ "$(kind "$MOUNT/dsau/cfengine_master")" = dir ] && mounted=true
-  printf ',"pkgfs":{"mount":"%s","mounted":%s' "$(kind "$MOUNT")" "$mounted"
-  if [ $mounted = true ]; then
-    printf ',"keys":%s' "$(keys "$MOUNT/$MKEYS" | j)"
-    printf ',"inputs":%s' "$(tree "$MOUNT/$MINPUTS" | j)"
-    printf ',"inventory":%s' "$( [ -f "$MOUNT/$STATE/inventory" ] && grep -E '^[0-9.]+$' "$MOUNT/$STATE/inventory" | j || echo null)"
-    printf ',"lock":%s' "$( [ -f "$MOUNT/$STATE/lock.json" ] && head -c 4096 "$MOUNT/$STATE/lock.json" | j || echo null)"
-  fi
-  printf '}'
-elif [ "$ROLE" = master ]; then
-  printf ',"master":{"inputs_dir":"%s","inputs":%s' "$(kind "$MINPUTS")" "$(tree "$MINPUTS" | j)"
-  printf ',"inventory":%s' "$( [ -f "$STATE/inventory" ] && grep -E '^[0-9.]+$' "$STATE/inventory" | j || echo null)"
-  printf ',"lock":%s}' "$( [ -f "$STATE/lock.json" ] && head -c 4096 "$STATE/lock.json" | j || echo null)"
-fi
-
-# ssh trust: public keys only; a line that is not a key (a symlink to /etc/shadow...) is dropped.
-sshkeys() {
-  awk '/^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+\/=]+/ ||
-       / (ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+\/=]+/ { print }' "$@" 2>/dev/null </dev/null
 }
-pubs=
-for f in "$HOME"/.ssh/id_*.pub; do [ -f "$f" ] && [ ! -L "$f" ] && pubs="$pubs $f"; done
-printf ',"ssh":{"public":%s' "$( [ -n "$pubs" ] && sshkeys $pubs | j || echo '[]')"
-printf ',"authorized":%s}' "$( [ -f "$HOME/.ssh/authorized_keys" ] && sshkeys "$HOME/.ssh/authorized_keys" | j || echo '[]')"
-printf '}\n'
+
+{
+  echo '%%J {"format":1,"hostname":['
+  uname -n
+  kind "$CF"; echo "%%J ],\"cf\":{\"dir\":\"$k\""
+  kind "$CF/ppkeys"; echo "%%J ,\"ppkeys\":\"$k\""
+  kind "$CF/inputs"; echo "%%J ,\"inputs\":\"$k\"},\"keys\":["
+  keys "$CF/ppkeys"
+  echo '%%J ],"inputs":['
+  tree "$CF/inputs"
+  echo '%%J ]'
+
+  if [ "$ROLE" = member ]; then
+    echo '%%J ,"cmviewcl":{"lines":['
+    if command -v cmviewcl >/dev/null 2>&1; then
+      cmviewcl -v -f line 2>&1; rc=$?
+    else
+      echo "cmviewcl: command not found"; rc=127
+    fi
+    case $rc in *[!0-9]*|'') rc=1 ;; esac
+    echo "%%J ],\"rc\":$rc}"
+    kind "$MOUNT/dsau/cfengine_master"
+    if [ "$k" = dir ]; then mounted=true; else mounted=false; fi
+    kind "$MOUNT"; echo "%%J ,\"pkgfs\":{\"mount\":\"$k\",\"mounted\":$mounted"
+    if [ $mounted = true ]; then
+      echo '%%J ,"keys":['; keys "$MOUNT/$MKEYS"
+      echo '%%J ],"inputs":['; tree "$MOUNT/$MINPUTS"
+      echo '%%J ],"inventory":'; optfile I "$MOUNT/$STATE/inventory"
+      echo '%%J ,"lock":'; optfile T "$MOUNT/$STATE/lock.json"
+    fi
+    echo '%%J }'
+  elif [ "$ROLE" = master ]; then
+    kind "$MINPUTS"; echo "%%J ,\"master\":{\"inputs_dir\":\"$k\",\"inputs\":["
+    tree "$MINPUTS"
+    echo '%%J ],"inventory":'; optfile I "$STATE/inventory"
+    echo '%%J ,"lock":'; optfile T "$STATE/lock.json"
+    echo '%%J }'
+  fi
+
+  # ssh trust: public keys only; a line that is not a key (a symlink to /etc/shadow...) is dropped.
+  echo '%%J ,"ssh":{"public":['
+  for f in "$HOME"/.ssh/id_*.pub; do [ -f "$f" ] && [ ! -L "$f" ] && echo "%%A $f"; done
+  echo '%%J ],"authorized":['
+  [ -f "$HOME/.ssh/authorized_keys" ] && echo "%%A $HOME/.ssh/authorized_keys"
+  echo '%%J ]}}'
+} | awk '
+function el(s) {
+  gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); gsub(/\r/, "\\r", s)
+  gsub(/[\001-\037\177]/, "?", s)
+  printf "%s\"%s\"", (first ? "" : ","), s
+  first = 0
+}
+function sshkey(s) {
+  return s ~ /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+\/=]+/ ||
+         s ~ / (ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+\/=]+/
+}
+function readfile(how, path,    line, n, inblk, c, used) {
+  if (how == "F") { n = path; sub(/.*\//, "", n); el("F " n) }
+  while ((getline line < path) > 0) {
+    if (how == "F") {
+      if (line ~ /^-----BEGIN RSA PUBLIC KEY-----/) inblk = 1
+      if (inblk && c < 64) { el("P " line); c++ }
+      if (line ~ /^-----END RSA PUBLIC KEY-----/) inblk = 0
+    } else if (how == "A") { if (sshkey(line)) el(line) }
+    else if (how == "I") { if (line ~ /^[0-9.]+$/) el(line) }
+    else if (how == "T") {
+      if (used + length(line) + 1 > 4096) { el(substr(line, 1, 4096 - used)); break }
+      el(line); used += length(line) + 1
+    }
+  }
+  close(path)
+}
+/^%%/ {
+  op = substr($0, 3, 1); arg = substr($0, 5)
+  if (op == "J") { printf "%s", arg; first = (arg ~ /\[$/) }
+  else if (op == "P") pfx = arg
+  else if (op == "D") strip = arg
+  else if (op == "S") el(arg)
+  else if (op == "F" || op == "A" || op == "I" || op == "T") readfile(op, arg)
+  next
+}
+{
+  if (strip != "") { i = index($0, " " strip "/"); if (i) $0 = substr($0, 1, i) "." substr($0, i + 1 + length(strip)) }
+  el(pfx $0)
+}
+END { printf "\n" }'

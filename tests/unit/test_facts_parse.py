@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reconciler.facts import mode_from_ls, parse_probe, parse_ssh_key_line
+from reconciler.facts import mode_from_ls, parse_key_listing, parse_probe, parse_ssh_key_line
 from tests.keys import fp, public
 
 GOOD = {
@@ -80,3 +80,20 @@ def test_ssh_key_lines_with_options_and_comments():
     assert k.type == "ssh-ed25519" and k.fingerprint.startswith("SHA256:")
     assert k.line.startswith("ssh-ed25519 AAAA") and "root@n1" not in k.line
     assert parse_ssh_key_line("root:x:0:0") is None
+
+
+def test_equal_key_files_of_one_run_are_one_object_and_unequal_ones_are_not():
+    def listing(mode: str, label: str) -> list[str]:
+        pem = public(label).strip().splitlines()
+        return [f"L {mode} 1 0 0 251 Nov 25 09:24 root-10.0.0.1.pub", "F root-10.0.0.1.pub", *[f"P {p}" for p in pem]]
+
+    shared: dict = {}
+    a = parse_key_listing(listing("-rw-r--r--", "cluster"), shared)["root-10.0.0.1.pub"]
+    b = parse_key_listing(listing("-rw-r--r--", "cluster"), shared)["root-10.0.0.1.pub"]
+    other_mode = parse_key_listing(listing("-rw-rw-rw-", "cluster"), shared)["root-10.0.0.1.pub"]
+    other_key = parse_key_listing(listing("-rw-r--r--", "other"), shared)["root-10.0.0.1.pub"]
+    assert a is b and a.fingerprint == fp("cluster")
+    assert other_mode is not a and other_mode.mode == 0o666
+    assert other_key is not a and other_key.fingerprint == fp("other")
+    unshared = parse_key_listing(listing("-rw-r--r--", "cluster"))["root-10.0.0.1.pub"]
+    assert unshared == a and unshared is not a

@@ -1,0 +1,276 @@
+"""csync against Ansible and pyinfra on the same lab, in the same run.
+
+    python -m bench [--sizes 50 200] [--repeat 3] [--json FILE]     (root; starts and stops labs)
+
+For each size N it starts a lab of N hosts (3 members, N-3 clients, scenario `seed`) and
+times, alternating the order on every repetition (the machine is noisy: compare ratios):
+
+  floor     a bare fabric `hostname` fan-out, one round trip per host (python -m bench.floor)
+  csync     `csync plan`: probe every host + plan
+  ansible   ansible-playbook, forks = N, pipelining, ControlPersist, no fact gathering, one
+            `raw` task per host running the very script csync's probe runs (per role)
+  pyinfra   `pyinfra INVENTORY fact server.Command command=<the member probe script>`,
+            --parallel N (one command for every host: pyinfra's fact CLI takes one argument
+            list; on a client the member script only adds a `command -v`)
+  apply     `csync apply --auto-approve` of the `seed` scenario (reseeded before each run,
+            outside the timing)
+
+Every tool is run as its command line program (start-up included) and checked: the peers'
+answers are parsed by csync's own parser and counted, csync's plan must have no unknown
+host, the floor must hear every host. Ansible and pyinfra come from the `bench` extra:
+pip install -e '.[bench]'. Prints a table and writes JSON (default bench-results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from reconciler import commands
+from reconciler.facts import parse_probe
+from reconciler.loader import load_desired_state
+from reconciler.model import DesiredState
+
+MEMBERS = 3
+TOOLS = ("floor", "csync", "ansible", "pyinfra")
+
+
+class BenchError(Exception):
+    pass
+
+
+def _run(argv: list[str], *, env: dict | None = None, cwd: Path | None = None, ok: tuple[int, ...] = (0,)) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    seconds = time.monotonic() - start
+    if done.returncode not in ok:
+        raise BenchError(f"{' '.join(argv[:3])}... exited {done.returncode}: {(done.stderr or done.stdout)[-600:]}")
+    return seconds, done
+
+
+def _probe_docs_ok(state: DesiredState, stdout_of: dict[str, str], role_of: Callable[[str], str]) -> int:
+    """How many hosts answered with a probe document csync's parser accepts."""
+    good = 0
+    for host in state.all_hosts:
+        out = stdout_of.get(host.name)
+        if out is None:
+            continue
+        facts = parse_probe(host.name, host.address, role_of(host.name), out.replace("\r\n", "\n").encode(), 0)
+        good += facts.reachable and facts.hostname == host.name
+    return good
+
+
+class Peers:
+    """Ansible's and pyinfra's working files for one lab."""
+
+    def __init__(self, work: Path, state: DesiredState, state_file: Path):
+        self.work, self.state, self.state_file = work, state, state_file
+        a = state.access
+        self.key, self.known_hosts, self.port = str(a.identity_file), str(a.known_hosts), a.port
+        self.n = len(state.all_hosts)
+        self.scripts = {role: commands.probe(state, role).script for role in ("member", "client")}
+        self._write_ansible()
+        self._write_pyinfra()
+
+    def role(self, name: str) -> str:
+        return self.state.role_of(name)
+
+    # --- Ansible ---------------------------------------------------------------------------
+    def _write_ansible(self) -> None:
+        d = self.work / "ansible"
+        (d / "cp").mkdir(parents=True)
+        for role, script in self.scripts.items():
+            (d / f"probe-{role}.sh").write_text(script)
+        (d / "ansible.cfg").write_text(f"""[defaults]
+forks = {self.n}
+host_key_checking = True
+gathering = explicit
+retry_files_enabled = False
+deprecation_warnings = False
+callbacks_enabled = ansible.builtin.tree
+[callback_tree]
+directory = {d / 'tree'}
+[ssh_connection]
+pipelining = True
+ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes
+control_path_dir = {d / 'cp'}
+""")
+        lines = ["[all:vars]", "ansible_user=root", f"ansible_port={self.port}", f"ansible_ssh_private_key_file={self.key}",
+                 "[members]"]
+        lines += [f"{h.name} ansible_host={h.address}" for h in self.state.master_hosts]
+        lines += ["[clients]"] + [f"{h.name} ansible_host={h.address}" for h in self.state.clients]
+        lines += ["[members:vars]", "probe_role=member", "[clients:vars]", "probe_role=client"]
+        (d / "inventory.ini").write_text("\n".join(lines) + "\n")
+        (d / "probe.yml").write_text("""- hosts: all
+  gather_facts: false
+  tasks:
+    - raw: "{{ lookup('file', 'probe-' + probe_role + '.sh') }}"
+      changed_when: false
+""")
+
+    def ansible(self) -> float:
+        d = self.work / "ansible"
+        shutil.rmtree(d / "tree", ignore_errors=True)
+        env = dict(os.environ, ANSIBLE_CONFIG=str(d / "ansible.cfg"))
+        seconds, _ = _run(["ansible-playbook", "-i", "inventory.ini", "probe.yml"], env=env, cwd=d)
+        outs = {}
+        for f in (d / "tree").iterdir():
+            outs[f.name] = json.loads(f.read_text()).get("stdout", "")
+        got = _probe_docs_ok(self.state, outs, self.role)
+        if got != self.n:
+            raise BenchError(f"ansible: {got} of {self.n} hosts gave a usable probe answer")
+        return seconds
+
+    def stop_ansible(self) -> None:
+        """Close the ControlPersist masters Ansible left (each exits on `ssh -O exit`)."""
+        for sock in (self.work / "ansible" / "cp").glob("*"):
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab"], capture_output=True, timeout=30)
+
+    # --- pyinfra ---------------------------------------------------------------------------
+    def _write_pyinfra(self) -> None:
+        d = self.work / "pyinfra"
+        d.mkdir()
+        data = {"ssh_user": "root", "ssh_port": self.port, "ssh_key": self.key, "ssh_known_hosts_file": self.known_hosts,
+                "ssh_strict_host_key_checking": "yes"}
+        hosts = [(h.name, dict(data, ssh_hostname=h.address)) for h in self.state.all_hosts]
+        (d / "inventory.py").write_text(f"hosts = {hosts!r}\n")
+
+    def pyinfra(self) -> float:
+        d = self.work / "pyinfra"
+        seconds, done = _run(["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", "server.Command",
+                              f"command={self.scripts['member']}"], cwd=d)
+        (result,) = json.loads(done.stdout).values()
+        got = _probe_docs_ok(self.state, {k: v or "" for k, v in result.items()}, lambda _name: "member")
+        if got != self.n:
+            raise BenchError(f"pyinfra: {got} of {self.n} hosts gave a usable probe answer")
+        return seconds
+
+
+def csync_plan(state_file: Path, out: Path) -> float:
+    seconds, done = _run(["csync", "plan", "-f", str(state_file), "--format", "json", "--out", str(out)])
+    plan = json.loads(out.read_text())
+    if plan["unknown"] or not plan["actions"]:
+        raise BenchError(f"csync plan: {len(plan['unknown'])} unknown, {len(plan['actions'])} actions")
+    return seconds
+
+
+def floor(state_file: Path, n: int) -> float:
+    seconds, done = _run([sys.executable, "-m", "bench.floor", str(state_file)])
+    if int(done.stdout.strip() or 0) != n:
+        raise BenchError(f"floor: {done.stdout.strip()} of {n} hosts answered")
+    return seconds
+
+
+def bench_size(n: int, repeat: int, work: Path) -> dict:
+    from reconciler.lab import Lab
+
+    lab = Lab(work / "lab")
+    lab.up(members=MEMBERS, clients=n - MEMBERS, scenario="seed")
+    peers = None
+    try:
+        state_file = Path(lab.desired_state_path)
+        state = load_desired_state([state_file])
+        peers = Peers(work, state, state_file)
+        runners = {
+            "floor": lambda: floor(state_file, n),
+            "csync": lambda: csync_plan(state_file, work / "plan.json"),
+            "ansible": peers.ansible,
+            "pyinfra": peers.pyinfra,
+        }
+        times: dict[str, list[float]] = {t: [] for t in (*TOOLS, "apply")}
+        for r in range(repeat):
+            order = TOOLS[r % len(TOOLS):] + TOOLS[:r % len(TOOLS)]  # rotate: no tool always first
+            for tool in order:
+                times[tool].append(runners[tool]())
+            lab.reseed("seed")
+            seconds, _ = _run(["csync", "apply", "-f", str(state_file), "--auto-approve"])
+            times["apply"].append(seconds)
+            _, check = _run(["csync", "plan", "-f", str(state_file), "--detailed-exitcode"], ok=(0, 2))
+            if check.returncode != 0:
+                raise BenchError("csync apply did not converge the seed scenario")
+            lab.reseed("seed")
+            print(f"  N={n} round {r + 1}/{repeat}: " + ", ".join(f"{t} {times[t][-1]:.2f}s" for t in (*order, "apply")), flush=True)
+    finally:
+        if peers:
+            peers.stop_ansible()
+        lab.down()
+    return {"hosts": n, "members": MEMBERS, "clients": n - MEMBERS, "times": times}
+
+
+def summarise(row: dict) -> dict:
+    med = {t: statistics.median(v) for t, v in row["times"].items()}
+    return {
+        **row,
+        "median": med,
+        "spread": {t: [min(v), max(v)] for t, v in row["times"].items()},
+        "ratios": {
+            "csync_plan_over_floor": med["csync"] / med["floor"],
+            "pyinfra_over_csync_plan": med["pyinfra"] / med["csync"],
+            "ansible_over_csync_plan": med["ansible"] / med["csync"],
+            "apply_over_plan": med["apply"] / med["csync"],
+        },
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    print()
+    print(f"{'hosts':>5}  {'tool':<14} {'median s':>9} {'min..max s':>13} {'x floor':>8} {'x csync plan':>13}")
+    for row in rows:
+        m, s = row["median"], row["spread"]
+        for tool, label in (("floor", "fabric floor"), ("csync", "csync plan"), ("pyinfra", "pyinfra"), ("ansible", "ansible"), ("apply", "csync apply")):
+            print(f"{row['hosts']:>5}  {label:<14} {m[tool]:>9.2f} {s[tool][0]:>6.2f}..{s[tool][1]:<5.2f} "
+                  f"{m[tool] / m['floor']:>8.2f} {m[tool] / m['csync']:>13.2f}")
+    print()
+    for row in rows:
+        r = row["ratios"]
+        print(f"N={row['hosts']}: csync plan {r['csync_plan_over_floor']:.2f}x the floor (target <= 1.3x); "
+              f"pyinfra {r['pyinfra_over_csync_plan']:.1f}x slower (target >= 3x); ansible {r['ansible_over_csync_plan']:.1f}x slower "
+              f"(target >= 10x); apply {r['apply_over_plan']:.2f}x the plan (target <= 3x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="lab sizes (hosts, 3 of them members)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", default="bench-results.json", help="where to write the results")
+    args = p.parse_args(argv)
+    missing = [tool for tool in ("csync", "ansible-playbook", "pyinfra", "ssh") if shutil.which(tool) is None]
+    if missing:
+        print(f"python -m bench: not installed: {', '.join(missing)}; run: pip install -e '.[bench]'", file=sys.stderr)
+        return 3
+    if any(n <= MEMBERS for n in args.sizes):
+        print(f"python -m bench: sizes must exceed {MEMBERS} (the members)", file=sys.stderr)
+        return 64
+    rows = []
+    try:
+        for n in args.sizes:
+            with tempfile.TemporaryDirectory(prefix=f"csync-bench-{n}-") as d:
+                rows.append(summarise(bench_size(n, args.repeat, Path(d))))
+    except BenchError as e:
+        print(f"python -m bench: {e}", file=sys.stderr)
+        return 1
+    print_table(rows)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform(),
+               "ansible": _version(["ansible", "--version"]), "pyinfra": _version(["pyinfra", "--version"])}
+    Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    print(f"results written to {args.json}")
+    return 0
+
+
+def _version(argv: list[str]) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
+    return out[0].strip() if out else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The csync steps of the pipelines in examples/ci (GitHub Actions and GitLab CI call the
+# same steps, and csync's own end-to-end test runs them): copy this file to ci/csync-ci.sh
+# in the repository that holds the desired state.
+#
+#   csync-ci.sh pr             validate; plan to Markdown (the review comment) and JSON (the
+#                              artefact that is applied after the merge)
+#   csync-ci.sh apply [PLAN]   apply exactly the reviewed PLAN; when it is stale (exit 4) or
+#                              missing: fail (CSYNC_APPLY_MODE=reviewed, the default) or, with
+#                              CSYNC_APPLY_MODE=fresh, plan afresh, show it and apply that
+#   csync-ci.sh drift          plan --detailed-exitcode: exit 2 when the site drifted
+#
+# Exit codes are csync's own (0 ok, 1 error, 2 drift, 3 invalid, 4 stale, 5 locked), passed
+# through unchanged: nothing here ends in `|| true`, and pipelines run with pipefail.
+#
+# Environment: CSYNC_STATE (desired-state file or directory; default desired-state),
+# CSYNC_OUT (output directory; default csync-out), CSYNC_APPLY_MODE (reviewed | fresh),
+# CSYNC (the csync command; default csync).
+set -euo pipefail
+
+CSYNC=${CSYNC:-csync}
+STATE=${CSYNC_STATE:-desired-state}
+OUT=${CSYNC_OUT:-csync-out}
+MODE=${CSYNC_APPLY_MODE:-reviewed}
+
+say() { printf 'csync-ci: %s\n' "$*" >&2; }
+annotate() {  # a GitHub Actions annotation (level, text) when running there
+  if [ "${GITHUB_ACTIONS:-}" = true ]; then printf '::%s::%s\n' "$1" "$2"; fi
+}
+run() { $CSYNC "$@"; }  # $CSYNC may be a command with arguments: split on purpose
+
+pr() {
+  mkdir -p "$OUT"
+  run validate -f "$STATE"
+  local rc=0
+  # exit 0: planned; 1: blocked or unknown items (the comment still shows them), then fail
+  run plan -f "$STATE" --format markdown --out "$OUT/plan.json" > "$OUT/plan.md" || rc=$?
+  {
+    echo "<!-- csync-plan -->"
+    cat "$OUT/plan.md"
+    echo
+    if [ "$rc" -eq 0 ]; then
+      echo "The JSON plan is kept as this run's artefact; merging applies exactly it (a stale plan is refused)."
+    else
+      echo "**csync plan exited $rc**: this plan is not applicable as it stands."
+    fi
+  } > "$OUT/comment.md"
+  cat "$OUT/plan.md"
+  return "$rc"
+}
+
+apply() {
+  local plan=${1:-$OUT/reviewed/plan.json} rc=0
+  mkdir -p "$OUT"
+  if [ -f "$plan" ]; then
+    run apply -f "$STATE" "$plan" || rc=$?
+    if [ "$rc" -ne 4 ]; then
+      return "$rc"
+    fi
+    say "STALE: the reviewed plan $plan no longer matches the desired state or the hosts (exit 4)."
+    annotate error "csync: the reviewed plan is stale (exit 4)"
+    if [ "$MODE" != fresh ]; then
+      say "Nothing was applied. Plan again on a pull request and review it (or set CSYNC_APPLY_MODE=fresh)."
+      return 4
+    fi
+  else
+    say "no reviewed plan at $plan."
+    annotate error "csync: no reviewed plan was found for this commit"
+    if [ "$MODE" != fresh ]; then
+      say "Nothing was applied. Open a pull request: its plan is what a merge applies (or set CSYNC_APPLY_MODE=fresh)."
+      return 1
+    fi
+  fi
+  say "CSYNC_APPLY_MODE=fresh: applying a fresh plan, which NO ONE REVIEWED; it is shown here and in $OUT/fresh-plan.md."
+  annotate warning "csync: applied a fresh, unreviewed plan (CSYNC_APPLY_MODE=fresh)"
+  run plan -f "$STATE" --format markdown --out "$OUT/fresh-plan.json" | tee "$OUT/fresh-plan.md"
+  run apply -f "$STATE" "$OUT/fresh-plan.json"
+}
+
+drift() {
+  mkdir -p "$OUT"
+  local rc=0
+  run plan -f "$STATE" --detailed-exitcode --format markdown > "$OUT/drift.md" || rc=$?
+  cat "$OUT/drift.md"
+  if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$OUT/drift.md" >> "$GITHUB_STEP_SUMMARY"; fi
+  case $rc in
+    0) say "no drift: the site matches $STATE." ;;
+    2) say "DRIFT: the site differs from $STATE (exit 2); the plan above is what apply would change."
+       annotate error "csync: the site drifted from its desired state" ;;
+    *) say "csync plan failed (exit $rc)." ;;
+  esac
+  return "$rc"
+}
+
+case "${1:-}" in
+  pr) pr ;;
+  apply) shift; apply "$@" ;;
+  drift) drift ;;
+  *) say "usage: csync-ci.sh pr | apply [PLANFILE] | drift"; exit 64 ;;
+esac

@@ -1,0 +1,92 @@
+"""csync import's pure parts: the discovery output, the access written, the round-trip merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler import importer
+from reconciler.model import Access
+
+DISCOVERY = """@hostname
+node2.lab.example
+@cmviewcl
+name=c1
+node:node1|status=up
+@rc 0
+@package-files
+package_name csync
+ip_address 10.0.0.10
+fs_directory /csync
+@hosts
+
+10.0.0.1 node1.lab.example node1
+10.0.0.2 node2
+::1 localhost
+@standalone
+@end
+"""
+
+
+def test_the_discovery_output_is_parsed_by_section():
+    d = importer.parse_discovery(DISCOVERY)
+    assert d.complete and d.cmviewcl_rc == 0 and d.cmviewcl == ["name=c1", "node:node1|status=up"]
+    assert dict(d.package_files) == {"package_name": "csync", "ip_address": "10.0.0.10", "fs_directory": "/csync"}
+    assert d.etc_hosts == {"node1.lab.example": "10.0.0.1", "node1": "10.0.0.1", "node2": "10.0.0.2"}
+    assert importer.short_name(d.hostname) == "node2" and not d.standalone
+    assert not importer.parse_discovery(DISCOVERY.replace("@end\n", "")).complete  # a cut-off answer
+
+
+def test_access_paths_are_written_relative_to_the_output_file(tmp_path):
+    access = Access.model_validate({"identity_file": str(tmp_path / "keys" / "id"), "known_hosts": "~/.ssh/kh", "port": 2222,
+                                    "connect_timeout": 5.0})
+    data = importer.access_data(access, None, tmp_path / "site")
+    assert data == {"identity_file": "../keys/id", "known_hosts": "~/.ssh/kh", "port": 2222, "connect_timeout": 5}
+    assert importer.access_data(access, None, None)["identity_file"] == str(tmp_path / "keys" / "id")
+
+
+EXISTING = """\
+# our site
+version: 1
+site: prod   # production
+master:
+  mode: serviceguard
+  cluster: c1
+  package: {name: csync, address: 10.0.0.10, mount: /csync, node: node1}
+  members:
+    - {name: node1, address: 10.0.0.1}  # rack A
+    - {name: old, address: 10.0.0.9}
+clients:
+  - {name: web1, address: 10.0.1.99}  # front
+keys: {distribution: regenerate, cfrun: all-members, prune: true}
+"""
+
+
+def test_merging_keeps_comments_order_and_choices_and_follows_the_site():
+    found = importer.Found({
+        "version": 1, "site": "c1",
+        "master": {"mode": "serviceguard", "cluster": "c1",
+                   "package": {"name": "csync", "address": "10.0.0.10", "mount": "/srv/csync", "node": "node1"},
+                   "members": [{"name": "node1", "address": "10.0.0.1"}, {"name": "node2", "address": "10.0.0.2"}]},
+        "clients": [{"name": "web1", "address": "10.0.1.1"}, {"name": "db1", "address": "10.0.1.2"}],
+        "keys": {"distribution": "copy", "cfrun": "none", "prune": False},
+    }, [])
+    doc = importer.read_existing_text(EXISTING)
+    out = importer.dump(importer.merge_document(doc, found, None))
+    assert out == """\
+# our site
+version: 1
+site: prod   # production
+master:
+  mode: serviceguard
+  cluster: c1
+  package: {name: csync, address: 10.0.0.10, mount: /srv/csync, node: node1}
+  members:
+    - {name: node1, address: 10.0.0.1}  # rack A
+    - {name: node2, address: 10.0.0.2}
+clients:
+  - {name: web1, address: 10.0.1.1}   # front
+  - {name: db1, address: 10.0.1.2}
+keys: {distribution: regenerate, cfrun: all-members, prune: true}
+"""
+    assert importer.known_addresses(importer.read_existing_text(EXISTING)) == {
+        "node1": "10.0.0.1", "old": "10.0.0.9", "web1": "10.0.1.99", "@package": "10.0.0.10", "@mount": "/csync"}
