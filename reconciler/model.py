@@ -479,6 +479,8 @@ def format_loc(loc: Loc) -> str:
     for part in loc:
         if part == "[key]":
             continue
+        if isinstance(part, str) and not (part.isascii() and part.isprintable() and part.strip() == part and part):
+            part = show(part)  # a key the user cannot see (a newline, a look-alike): quoted, escaped
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -91,6 +91,13 @@ def test_host_names_a_shell_a_path_or_an_eye_could_misread_are_refused(yaml_name
     ]
 
 
+def test_a_key_with_a_newline_is_shown_escaped_on_one_line():
+    # found by tests/test_loader_fuzz.py: the field path printed the raw key, breaking the line
+    (problem,) = problems(("site.yaml", BASE + 'access:\n  hosts:\n    "we\\nb": {port: 22}\n'))
+    assert "\n" not in problem
+    assert problem.startswith("site.yaml:14:5: access.hosts.'we\\nb': ")
+
+
 def test_a_host_name_must_be_text():
     assert problems(client("  - {name: 42, address: 10.0.0.22}")) == [
         "site.yaml:12:12: clients[1].name: expected text, found the number 42; put it in quotes if it is meant as text"
