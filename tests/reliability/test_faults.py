@@ -160,3 +160,36 @@ def test_csync_killed_while_a_host_script_runs_leaves_no_drafts_and_the_next_app
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Took over an expired lock" in r.stdout and killed["id"] in r.stdout
     assert fresh_plan(path).clean and lock_text(lab) is None and temp_files(lab) == []
+
+
+def test_the_lock_node_hung_mid_apply_costs_a_connect_timeout_not_the_lock_commands_and_unlock_frees_it(lab_factory, tmp_path):
+    # node1 runs the package and holds the lock; it freezes after wave 1 starts. Its work
+    # fails, the clients' work is done, and releasing the lock gives up after the connect
+    # timeout (not the lock script's 90 s), saying how to free the lock.
+    lab = lab_factory("fresh", members=2, clients=2)
+    lab.exec("node2", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # wave 1: dispatch on node1
+    drop_keys(lab, "client1", PKG)  # wave 2: copy on client1
+    path = desired(lab, tmp_path, command_timeout=3, connect_timeout=2)
+    try:
+        report = apply_in_process(path, tmp_path, Hook(lambda n: lab.isolate("node1") if n == 1 else None))
+        by_kind = {(r.action.kind, r.action.host): r for r in report.results}
+        hung = by_kind[("dispatch-member", "node1")]
+        assert hung.outcome == "failed" and "timed out after 2s without an answer" in hung.detail, hung.detail
+        assert by_kind[("copy-key", "client1")].outcome == "done"
+        assert [f.address for f in report.final_plan.unknown] == ["member.node1"]
+        records = read(journals(tmp_path)[0])
+        [notice] = [r["message"] for r in records if r["type"] == "notice" and "could not release" in r["message"]]
+        assert "timed out after 2s" in notice and f"csync unlock {report_run_id(records)}" in notice
+    finally:
+        lab.restore("node1")
+    held = json.loads(lock_text(lab))
+    assert held["id"] == report_run_id(records)
+    r = csync(tmp_path, "unlock", held["id"], "-f", str(path), "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--lock-timeout", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert temp_files(lab) == [] and lock_text(lab) is None
+
+
+def report_run_id(records: list[dict]) -> str:
+    return records[0]["run_id"]
