@@ -21,6 +21,7 @@ from reconciler.journal import read
 from tests.reliability.support import (
     DISPATCHER,
     PKG,
+    PPKEYS,
     Hook,
     apply_in_process,
     csync,
@@ -193,3 +194,32 @@ def test_the_lock_node_hung_mid_apply_costs_a_connect_timeout_not_the_lock_comma
 
 def report_run_id(records: list[dict]) -> str:
     return records[0]["run_id"]
+
+
+def test_sigterm_while_a_host_script_runs_lets_it_finish_then_releases_and_reports(lab_factory, tmp_path):
+    lab = lab_factory("fresh", members=3, clients=2)
+    lab.exec("node3", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # wave 1: dispatch (slow)
+    drop_keys(lab, "client2", PKG)
+    cluster_key = lab.exec("client1", f"cat {PPKEYS}/root-{PKG}.pub", check=True).stdout
+    lab.exec("client1", ["/bin/sh", "-c", f"cat > {PPKEYS}/root-127.0.10.99.pub"], input=cluster_key, check=True)  # a later wave: removed
+    hang_program(lab, "node1", DISPATCHER, seconds=3, then="/opt/dsau/lib/csync_dispatcher")
+    path = desired(lab, tmp_path)
+    assert csync_plan(tmp_path, "-f", str(path), "--out", "plan.json").returncode == 0
+    proc = spawn(tmp_path, "apply", "plan.json", "-f", str(path))
+
+    def dispatching() -> bool:
+        return bool(journals(tmp_path)) and any(r["type"] == "action-start" and r["kind"] == "dispatch-member" for r in read(journals(tmp_path)[0]))
+
+    wait_for(dispatching, 60, "the dispatch to be sent")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    records = read(journals(tmp_path)[0])
+    ends = {r["kind"]: r for r in records if r["type"] == "action-end"}
+    assert ends["dispatch-member"]["outcome"] == "done"  # the script already sent ran to its end, and was verified
+    assert ends["remove-key"]["outcome"] == "skipped" and "interrupted by SIGTERM" in ends["remove-key"]["error"]
+    assert records[-1]["type"] == "run-end" and records[-1]["outcome"] == "interrupted"
+    assert lab.exec("client1", f"test -f {PPKEYS}/root-127.0.10.99.pub").returncode == 0
+    assert lock_text(lab) is None and temp_files(lab) == []
+    left = fresh_plan(path)
+    assert sorted(a.kind for a in left.actions) == sorted(r["kind"] for r in ends.values() if r["outcome"] != "done")
