@@ -118,8 +118,14 @@ def enable_switching(package: str) -> RemoteCommand:
 
 
 def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
+    """Run the dispatcher for ``member``, only where the package runs: the package can move
+    (a failover, an operator) between the plan's last look and this script, and the
+    dispatcher must never run on a node that no longer has the package filesystem."""
     argv = [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, _check(_NAME, member, "member name")]
-    return RemoteCommand(quote_argv(argv), quote_argv(argv))
+    mount = state.master.package.mount
+    guard = (f"[ -d {shlex.quote(mount + '/dsau/cfengine_master')} ] || "
+             "{ echo 'the package does not run on this node any more (its filesystem is not mounted here); not dispatching' >&2; exit 3; }")
+    return RemoteCommand(f"{guard}\n{quote_argv(argv)}", quote_argv(argv))
 
 
 def regenerate_keys(state: DesiredState, client_addresses: list[str]) -> RemoteCommand:

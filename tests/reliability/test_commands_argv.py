@@ -108,7 +108,9 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
     assert commands_of(commands.enable_switching(pkg.name).script.splitlines()[1]) == [["cmmodpkg", "-e", pkg.name]]
 
     # DSAU tools
-    assert words(commands.dispatch_member(state, member).script) == [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, member]
+    dispatch = commands.dispatch_member(state, member).script.splitlines()
+    assert words(dispatch[0].split(" || ")[0]) == ["[", "-d", f"{pkg.mount}/dsau/cfengine_master", "]"]
+    assert words(dispatch[-1]) == [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, member]
     clients = [c.address for c in state.clients]
     assert words(commands.regenerate_keys(state, clients).script) == [state.paths.wizard, "regenerate-keys", *clients]
 

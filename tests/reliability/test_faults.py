@@ -223,3 +223,24 @@ def test_sigterm_while_a_host_script_runs_lets_it_finish_then_releases_and_repor
     assert lock_text(lab) is None and temp_files(lab) == []
     left = fresh_plan(path)
     assert sorted(a.kind for a in left.actions) == sorted(r["kind"] for r in ends.values() if r["outcome"] != "done")
+
+
+def test_the_package_moved_by_hand_mid_apply_the_dispatch_does_not_run_on_the_old_owner(lab_factory, tmp_path):
+    # node1 stays up but the package moves to node2 between the waves: the dispatch planned
+    # on node1 must not run the dispatcher there (whatever the dispatcher itself would do)
+    lab = lab_factory("seed", members=3, clients=2)
+    hang_program(lab, "node1", DISPATCHER, seconds=0, then="/opt/dsau/lib/csync_dispatcher")  # leaves a trace on stderr when run
+    path = desired(lab, tmp_path)
+
+    def move(number):
+        if number == 2:
+            lab.exec("node1", "PATH=/usr/local/sbin:$PATH; cmhaltpkg csync && cmrunpkg -n node2 csync && cmmodpkg -e csync", check=True)
+
+    report = apply_in_process(path, tmp_path, Hook(move))
+    [dispatch] = [r for r in report.results if r.action.kind == "dispatch-member"]
+    assert dispatch.action.host == "node1" and dispatch.outcome == "failed"
+    assert "does not run on this node any more" in dispatch.detail and "csync-test-hang" not in dispatch.detail, dispatch.detail
+    assert [(a.kind, a.host) for a in report.final_plan.actions] == [("dispatch-member", "node2")]
+    assert not report.final_plan.unknown and temp_files(lab) == []
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
