@@ -16,6 +16,7 @@ The core never prints: progress goes to `Events` (the CLI's views and the journa
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import signal
 import threading
@@ -319,6 +320,15 @@ def parse_batch(result: CommandResult, nonce: str, count: int) -> list[tuple[int
     return [(out_rc[i] if out_rc[i] is not None else err_rc[i], out[i], err[i]) for i in range(count)]
 
 
+def batch_timeout(result: CommandResult, nonce: str) -> int | None:
+    """The seconds after which the batch's watchdog stopped it on the host, if it did."""
+    marker = f"@@{nonce} timeout "
+    for line in result.stderr.decode("utf-8", "replace").splitlines():
+        if line.startswith(marker) and line[len(marker):].strip().isdigit():
+            return int(line[len(marker):])
+    return None
+
+
 def _split(data: bytes, nonce: str, count: int) -> tuple[list[int | None], list[str]]:
     marker = f"@@{nonce} "
     codes: list[int | None] = [None] * count
@@ -498,9 +508,10 @@ class Executor:
 
     def _run_batch(self, host: Host, actions: list[Action], nonce: str) -> CommandResult:
         """Send the host's actions of a wave as one script; raises TransportError."""
-        script = commands.batch([script_for(self.state, a).script for a in actions], nonce)
-        timeout = self.state.access.command_timeout * len(actions)
-        return self.pool.connect(host).run(commands.SHELL, stdin=script.script.encode(), timeout=timeout)
+        timeout = max(1, math.ceil(self.state.access.command_timeout * len(actions)))
+        script = commands.batch([script_for(self.state, a).script for a in actions], nonce, timeout=timeout)
+        return self.pool.connect(host).run(commands.SHELL, stdin=script.script.encode(),
+                                           timeout=timeout + commands.BATCH_TIMEOUT_GRACE)
 
     def _run_host(self, number: int, host: Host, actions: list[Action], *, probe_after: bool) -> list[tuple[Action, float]]:
         """One round trip for the host's actions of this wave, then (unless another host's
@@ -520,6 +531,9 @@ class Executor:
         try:
             result = self._run_batch(host, actions, nonce)
             parts = parse_batch(result, nonce, len(actions))
+            timed_out = batch_timeout(result, nonce)
+            if timed_out is not None:
+                lost = f"timed out after {timed_out} s (access.command_timeout per action); stopped on the host"
         except TransportError as e:
             # no session opened: the script never reached the host
             lost = e.reason if self._commands_sent(host) != sent_before else f"not sent: {e.reason}"

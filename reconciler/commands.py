@@ -153,8 +153,14 @@ def enable_switching(package: str) -> RemoteCommand:
 
 
 def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
+    """Run the dispatcher for ``member``, only where the package runs: the package can move
+    (a failover, an operator) between the plan's last look and this script, and the
+    dispatcher must never run on a node that no longer has the package filesystem."""
     argv = [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, _check(_NAME, member, "member name")]
-    return RemoteCommand(quote_argv(argv), quote_argv(argv))
+    mount = state.master.package.mount
+    guard = (f"[ -d {shlex.quote(mount + '/dsau/cfengine_master')} ] || "
+             "{ echo 'the package does not run on this node any more (its filesystem is not mounted here); not dispatching' >&2; exit 3; }")
+    return RemoteCommand(f"{guard}\n{quote_argv(argv)}", quote_argv(argv))
 
 
 def regenerate_keys(state: DesiredState, client_addresses: list[str]) -> RemoteCommand:
@@ -244,20 +250,46 @@ def cfagent_check(server_address: str) -> RemoteCommand:
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 
 
-def batch(scripts: list[str], nonce: str) -> RemoteCommand:
+def batch(scripts: list[str], nonce: str, timeout: int | None = None) -> RemoteCommand:
     """Action scripts for one host as one script: each runs in its own subshell (its exit,
     cd and umask stay inside), with stdin from /dev/null (the batch itself is on stdin),
     between marker lines that carry its exit code on both stdout and stderr. ``nonce`` is
-    random per batch, so an action's output cannot forge a marker."""
+    random per batch, so an action's output cannot forge a marker.
+
+    With ``timeout`` (seconds), a watchdog ends the batch on the host when it runs longer:
+    it prints ``@@<nonce> timeout <seconds>`` on stderr and signals the batch's process
+    group (TERM, then KILL 2 s later). sshd makes every session's command a process-group
+    leader, so this reaches the programs the actions started (a hung dispatcher), which
+    would otherwise outlive a run that gave up on them. The caller waits a little longer
+    than ``timeout`` (`BATCH_TIMEOUT_GRACE`) so that it reads what the host said."""
     n = _check(_NONCE, nonce, "batch nonce")
     parts = []
+    if timeout is not None:
+        t = int(timeout)
+        if t < 1:
+            raise UnsafeValue(f"refusing batch timeout {timeout!r}")
+        # the loop's sleeps do not hold the channel's output open: a batch that ends in time
+        # kills the watchdog and returns at once
+        parts.append(
+            "( trap '' TERM; s=0\n"
+            f"  while [ $s -lt {t} ]; do sleep 1 </dev/null >/dev/null 2>&1; s=$((s + 1)); done\n"
+            f"  printf '\\n@@{n} timeout {t}\\n' >&2; kill -TERM 0; sleep 2 </dev/null >/dev/null 2>&1; kill -KILL 0\n"
+            ") </dev/null >/dev/null &\nCSYNC_WATCHDOG=$!"
+        )
     for i, script in enumerate(scripts):
         parts.append(
             f"printf '\\n@@{n} begin {i}\\n'; printf '\\n@@{n} begin {i}\\n' >&2\n"
             f"(\n{script}\n) </dev/null\n"
             f"rc=$?; printf '\\n@@{n} end {i} %d\\n' $rc; printf '\\n@@{n} end {i} %d\\n' $rc >&2"
         )
+    if timeout is not None:
+        parts.append("kill -KILL $CSYNC_WATCHDOG 2>/dev/null")
     return RemoteCommand("\n".join(parts) + "\n", f"{len(scripts)} action(s)")
+
+
+# Seconds the driver waits for a batch beyond its on-host timeout (the watchdog's TERM,
+# KILL and the last output on the way back).
+BATCH_TIMEOUT_GRACE = 5
 
 
 # --- The site lock and the inventory (csync's own state on the master) ------------------

@@ -55,7 +55,7 @@ _SG_NAME_MAX = 39
 _USER_MAX = 32
 
 LABEL_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-SG_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,38}$"
+SG_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,37}[A-Za-z0-9])?$"
 USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 ABS_PATH_PATTERN = r"^/([A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*)?$"
 
@@ -107,6 +107,9 @@ def _sg_name(value: str) -> str:
         raise ValueError(f"{what}: it is {len(value)} characters long; the limit is {_SG_NAME_MAX}")
     if not value[0].isalnum():
         raise ValueError(f"{what}: it must start with a letter or a digit")
+    if not value[-1].isalnum():
+        # Serviceguard's rule; csync's commands refuse such a name too (commands._NAME)
+        raise ValueError(f"{what}: it must end with a letter or a digit")
     return value
 
 

@@ -376,6 +376,8 @@ class _Builder:
             view = self.views.get(host.name)
             if view is None:
                 continue
+            if self.key_store_refused(host, view):
+                continue
             for file, (fp, whose) in sorted(want[host.name].items()):
                 current = view.keys.get(file)
                 if fp is None:
@@ -388,6 +390,21 @@ class _Builder:
                 self.plan_key_fix(host, view, file, fp, whose, current, problem, self._key_address(host.name, file))
 
     key_problem = staticmethod(key_problem)
+
+    def key_store_refused(self, host: Host, view: _HostView) -> bool:
+        """A ppkeys that exists but is not a directory (a symbolic link, a file) is neither
+        read nor written through (commands refuse it): blocked, with what to do, rather than
+        planning key actions that can only fail."""
+        kind = view.facts.ppkeys_dir
+        if kind not in ("symlink", "file", "other"):
+            return False
+        what = {"symlink": "a symbolic link", "file": "a file", "other": "not a directory"}[kind]
+        self.blocked.append(Finding(
+            address=self._host_address(host.name), host=host.name,
+            message=f"{self.state.paths.cfengine_dir}/{dsau.PPKEYS_SUBDIR} is {what}; csync neither reads nor writes keys through it: "
+                    f"make it a directory (mode 700) holding the keys, then plan again",
+        ))
+        return True
 
     def plan_key_fix(self, host: Host, view: _HostView, file: str, fp: str, whose: str, current: KeyFile | None, problem: str, address: str) -> None:
         depends = []

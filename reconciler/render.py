@@ -127,6 +127,8 @@ def render_facts_text(facts: Iterable[HostFacts], *, color: bool = False) -> str
             detail.append(f.cluster_error)
         if f.package_fs and f.package_fs.mounted:
             detail.append("package filesystem mounted")
+        if f.ppkeys_dir in ("symlink", "file", "other"):
+            detail.append(f"ppkeys is {'a symbolic link' if f.ppkeys_dir == 'symlink' else 'not a directory'} (not read)")
         bad = [k.name for k in f.keys.values() if k.problem]
         if bad:
             detail.append(f"unusable: {', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}")

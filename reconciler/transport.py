@@ -126,6 +126,9 @@ class Session:
     connection: Connection
     commands_sent: int = 0
     closed: bool = False
+    # Opening a channel is one protocol round trip: a host that does not answer it within
+    # the connect timeout is hung, whatever the command's own (longer) timeout.
+    open_timeout: float | None = None
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float) -> CommandResult:
         """Run one shell command string (built by reconciler.commands) and collect output."""
@@ -133,9 +136,12 @@ class Session:
         if transport is None or not transport.is_active():
             raise TransportError("connection lost", kind="unreachable")
         start = time.monotonic()
+        opening = min(timeout, self.open_timeout) if self.open_timeout else timeout
         try:
-            channel = transport.open_session(timeout=timeout)
+            channel = transport.open_session(timeout=opening)
         except (paramiko.SSHException, OSError, EOFError) as e:
+            if "Timeout" in str(e):
+                raise TransportError(f"cannot open a session: timed out after {opening:g}s without an answer (host hung or overloaded)", kind="timeout") from e
             raise TransportError(f"cannot open a session: {e or type(e).__name__}", kind="unreachable") from e
         self.commands_sent += 1
         try:
@@ -284,7 +290,7 @@ class Pool:
             if time.monotonic() - started >= settings.connect_timeout * 0.9 or isinstance(e, TimeoutError):
                 raise TransportError(f"no SSH answer within {settings.connect_timeout:g}s (host hung or overloaded)", kind="timeout") from e
             raise TransportError(f"ssh handshake failed: {text}", kind="unreachable") from e
-        session = Session(host=host, connection=conn)
+        session = Session(host=host, connection=conn, open_timeout=settings.connect_timeout)
         self.sessions[host.name] = session
         return session
 
