@@ -7,11 +7,16 @@ times, alternating the order on every repetition (the machine is noisy: compare 
 
   floor     a bare fabric `hostname` fan-out, one round trip per host (python -m bench.floor)
   csync     `csync plan`: probe every host + plan
-  ansible   ansible-playbook, forks = N, pipelining, ControlPersist, no fact gathering, one
-            `raw` task per host running the very script csync's probe runs (per role)
-  pyinfra   `pyinfra INVENTORY fact server.Command command=<the member probe script>`,
-            --parallel N (one command for every host: pyinfra's fact CLI takes one argument
-            list; on a client the member script only adds a `command -v`)
+  ansible   ansible-playbook, forks = N, pipelining, ControlPersist, no fact gathering, the
+            way an Ansible user gathers these facts: modules (stat, find, slurp of every key
+            file, shell for cksum and cmviewcl, slurp of authorized_keys)
+  pyinfra   `pyinfra INVENTORY fact ...`, --parallel N, pyinfra's own facts for the same
+            data (Hostname, Directory, FindFiles, FileContents of the key files every host
+            shares, a cksum and a cmviewcl Command, AuthorizedKeys); it reads less than csync
+            (not the members' copies of the clients' keys: their names differ per host)
+  ansible-script, pyinfra-script
+            the same two tools running csync's own probe script (one `raw` task per host,
+            one server.Command fact): what is left is the tools' transport and start-up
   apply     `csync apply --auto-approve` of the `seed` scenario (reseeded before each run,
             outside the timing)
 
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -36,13 +42,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import commands
+from reconciler import commands, dsau
 from reconciler.facts import parse_probe
 from reconciler.loader import load_desired_state
 from reconciler.model import DesiredState
 
 MEMBERS = 3
-TOOLS = ("floor", "csync", "ansible", "pyinfra")
+TOOLS = ("floor", "csync", "ansible", "pyinfra", "ansible-script", "pyinfra-script")
 
 
 class BenchError(Exception):
@@ -91,16 +97,17 @@ class Peers:
         (d / "cp").mkdir(parents=True)
         for role, script in self.scripts.items():
             (d / f"probe-{role}.sh").write_text(script)
-        (d / "ansible.cfg").write_text(f"""[defaults]
+        for cfg, tree in (("ansible.cfg", True), ("modules.cfg", False)):
+            (d / cfg).write_text(f"""[defaults]
 forks = {self.n}
 host_key_checking = True
 gathering = explicit
 retry_files_enabled = False
 deprecation_warnings = False
-callbacks_enabled = ansible.builtin.tree
+""" + (f"""callbacks_enabled = ansible.builtin.tree
 [callback_tree]
 directory = {d / 'tree'}
-[ssh_connection]
+""" if tree else "") + f"""[ssh_connection]
 pipelining = True
 ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes
 control_path_dir = {d / 'cp'}
@@ -117,8 +124,42 @@ control_path_dir = {d / 'cp'}
     - raw: "{{ lookup('file', 'probe-' + probe_role + '.sh') }}"
       changed_when: false
 """)
+        cf = str(self.state.paths.cfengine_dir)
+        (d / "modules.yml").write_text(f"""- hosts: all
+  gather_facts: false
+  tasks:
+    - command: uname -n
+      changed_when: false
+    - stat: {{path: "{cf}/{{{{ item }}}}", follow: false, get_checksum: false}}
+      loop: [".", ppkeys, inputs]
+    - find: {{paths: "{cf}/ppkeys", patterns: "localhost.pub,root-*.pub", file_type: any}}
+      register: keyfiles
+    - slurp: {{src: "{{{{ item.path }}}}"}}
+      loop: "{{{{ keyfiles.files }}}}"
+      loop_control: {{label: "{{{{ item.path }}}}"}}
+    - shell: find {cf}/inputs -type f -exec cksum {{}} +
+      changed_when: false
+    - shell: cmviewcl -v -f line
+      when: probe_role == "member"
+      changed_when: false
+    - stat: {{path: /root/.ssh/authorized_keys, get_checksum: false}}
+      register: ak
+    - slurp: {{src: /root/.ssh/authorized_keys}}
+      when: ak.stat.exists
+""")
 
     def ansible(self) -> float:
+        """Ansible's modules; every host must end with every task ok and none failed."""
+        d = self.work / "ansible"
+        env = dict(os.environ, ANSIBLE_CONFIG=str(d / "modules.cfg"))
+        seconds, done = _run(["ansible-playbook", "-i", "inventory.ini", "modules.yml"], env=env, cwd=d)
+        recap = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", done.stdout, re.M)
+        got = sum(1 for host, ok, unreachable, failed in recap if int(ok) >= 6 and unreachable == failed == "0")
+        if got != self.n:
+            raise BenchError(f"ansible: {got} of {self.n} hosts gathered every fact")
+        return seconds
+
+    def ansible_script(self) -> float:
         d = self.work / "ansible"
         shutil.rmtree(d / "tree", ignore_errors=True)
         env = dict(os.environ, ANSIBLE_CONFIG=str(d / "ansible.cfg"))
@@ -146,6 +187,27 @@ control_path_dir = {d / 'cp'}
         (d / "inventory.py").write_text(f"hosts = {hosts!r}\n")
 
     def pyinfra(self) -> float:
+        """pyinfra's own facts; every host must answer every one."""
+        d = self.work / "pyinfra"
+        cf = str(self.state.paths.cfengine_dir)
+        shared = [dsau.OWN_PUBLIC_KEY, dsau.peer_key_name(self.state.master.package.address),
+                  *(dsau.peer_key_name(h.address) for h in self.state.master_hosts)]
+        facts = ["server.Hostname", "files.Directory", f"path={cf}", "files.Directory", f"path={cf}/ppkeys",
+                 "files.Directory", f"path={cf}/inputs", "files.FindFiles", f"path={cf}/ppkeys"]
+        for name in shared:
+            facts += ["files.FileContents", f"path={cf}/ppkeys/{name}"]
+        facts += ["server.Command", f"command=find {cf}/inputs -type f -exec cksum {{}} +",
+                  "server.Command", "command=cmviewcl -v -f line 2>&1 || true", "server.AuthorizedKeys", "user=root"]
+        seconds, done = _run(["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", *facts], cwd=d)
+        result = json.loads(done.stdout)
+        hostnames = next(v for k, v in result.items() if k.startswith("server.Hostname"))
+        listings = next(v for k, v in result.items() if k.startswith("files.FindFiles"))
+        got = sum(1 for h in self.state.all_hosts if hostnames.get(h.name) == h.name and listings.get(h.name))
+        if len(result) != len(shared) + 8 or got != self.n:
+            raise BenchError(f"pyinfra: {len(result)} facts, {got} of {self.n} hosts answered them")
+        return seconds
+
+    def pyinfra_script(self) -> float:
         d = self.work / "pyinfra"
         seconds, done = _run(["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", "server.Command",
                               f"command={self.scripts['member']}"], cwd=d)
@@ -186,6 +248,8 @@ def bench_size(n: int, repeat: int, work: Path) -> dict:
             "csync": lambda: csync_plan(state_file, work / "plan.json"),
             "ansible": peers.ansible,
             "pyinfra": peers.pyinfra,
+            "ansible-script": peers.ansible_script,
+            "pyinfra-script": peers.pyinfra_script,
         }
         times: dict[str, list[float]] = {t: [] for t in (*TOOLS, "apply")}
         for r in range(repeat):
@@ -224,11 +288,12 @@ def summarise(row: dict) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     print()
-    print(f"{'hosts':>5}  {'tool':<14} {'median s':>9} {'min..max s':>13} {'x floor':>8} {'x csync plan':>13}")
+    print(f"{'hosts':>5}  {'tool':<16} {'median s':>9} {'min..max s':>13} {'x floor':>8} {'x csync plan':>13}")
     for row in rows:
         m, s = row["median"], row["spread"]
-        for tool, label in (("floor", "fabric floor"), ("csync", "csync plan"), ("pyinfra", "pyinfra"), ("ansible", "ansible"), ("apply", "csync apply")):
-            print(f"{row['hosts']:>5}  {label:<14} {m[tool]:>9.2f} {s[tool][0]:>6.2f}..{s[tool][1]:<5.2f} "
+        for tool, label in (("floor", "fabric floor"), ("csync", "csync plan"), ("pyinfra", "pyinfra facts"), ("ansible", "ansible modules"),
+                            ("pyinfra-script", "pyinfra+probe"), ("ansible-script", "ansible+probe"), ("apply", "csync apply")):
+            print(f"{row['hosts']:>5}  {label:<16} {m[tool]:>9.2f} {s[tool][0]:>6.2f}..{s[tool][1]:<5.2f} "
                   f"{m[tool] / m['floor']:>8.2f} {m[tool] / m['csync']:>13.2f}")
     print()
     for row in rows:
