@@ -49,7 +49,17 @@ def load_state(paths: tuple[Path, ...]):
     return load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
 
 
-@click.group(cls=ErrorMappingGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+# Commands kept in modules of their own are imported when used (cligroup.ErrorMappingGroup).
+LAZY_COMMANDS = {
+    "apply": "reconciler.cli_apply:apply",
+    "unlock": "reconciler.cli_apply:unlock",
+    "import": "reconciler.cli_import:import_",
+    "trust": "reconciler.cli_trust:trust",
+    "lab": "reconciler.lab.cli:lab",
+}
+
+
+@click.group(cls=ErrorMappingGroup, lazy=LAZY_COMMANDS, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="csync")
 def main() -> None:
     """csync: reconcile a DSAU configuration-synchronization site with its desired state.
@@ -222,18 +232,8 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
 
 if __name__ == "__main__":
     # `python -m reconciler.cli`: run the importable module, which the command modules
-    # below import from; running this copy would import it a second time, half-built.
+    # (LAZY_COMMANDS) import from; running this copy would import it a second time.
     from reconciler.cli import main as _main
 
     _main()
 
-from reconciler.cli_apply import apply, unlock  # noqa: E402
-from reconciler.cli_import import import_  # noqa: E402
-from reconciler.cli_trust import trust  # noqa: E402
-from reconciler.lab.cli import lab  # noqa: E402
-
-main.add_command(apply)
-main.add_command(unlock)
-main.add_command(import_)
-main.add_command(trust)
-main.add_command(lab)

@@ -8,6 +8,7 @@ so `csync lab` can run on its own without importing the whole command line.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import NoReturn
 
@@ -25,6 +26,22 @@ def fail(error: CsyncError) -> NoReturn:
 
 
 class ErrorMappingGroup(click.Group):
+    """``lazy``: subcommands by name -> "module:attribute", imported only when they run (or
+    when help lists them): `csync plan` need not load the lab, trust or import code."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _, attr = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
         try:
