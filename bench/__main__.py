@@ -79,8 +79,8 @@ def _probe_docs_ok(state: DesiredState, stdout_of: dict[str, str], role_of: Call
 class Peers:
     """Ansible's and pyinfra's working files for one lab."""
 
-    def __init__(self, work: Path, state: DesiredState, state_file: Path):
-        self.work, self.state, self.state_file = work, state, state_file
+    def __init__(self, work: Path, state: DesiredState):
+        self.work, self.state = work, state
         a = state.access
         self.key, self.known_hosts, self.port = str(a.identity_file), str(a.known_hosts), a.port
         self.n = len(state.all_hosts)
@@ -219,7 +219,7 @@ control_path_dir = {d / 'cp'}
 
 
 def csync_plan(state_file: Path, out: Path) -> float:
-    seconds, done = _run(["csync", "plan", "-f", str(state_file), "--format", "json", "--out", str(out)])
+    seconds, _ = _run(["csync", "plan", "-f", str(state_file), "--format", "json", "--out", str(out)])
     plan = json.loads(out.read_text())
     if plan["unknown"] or not plan["actions"]:
         raise BenchError(f"csync plan: {len(plan['unknown'])} unknown, {len(plan['actions'])} actions")
@@ -242,7 +242,7 @@ def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS) 
     try:
         state_file = Path(lab.desired_state_path)
         state = load_desired_state([state_file])
-        peers = Peers(work, state, state_file)
+        peers = Peers(work, state)
         runners = {
             "floor": lambda: floor(state_file, n),
             "csync": lambda: csync_plan(state_file, work / "plan.json"),

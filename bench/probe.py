@@ -13,16 +13,16 @@ import sys
 import tempfile
 import time
 
+from bench.floor import hostname_fan_out
 from reconciler.loader import load_desired_state
 from reconciler.probe import probe_site
-from reconciler.transport import Pool, fan_out
+from reconciler.transport import Pool
 
 
 def bare_fan_out(state) -> float:
     start = time.monotonic()
-    with Pool(state.access) as pool:
-        out = fan_out(state.all_hosts, lambda h: pool.connect(h).run("hostname", timeout=30).stdout, parallelism=state.access.parallelism)
-    assert len(out) == len(state.all_hosts)
+    answered = hostname_fan_out(state)
+    assert answered == len(state.all_hosts), f"{answered} of {len(state.all_hosts)} hosts answered"
     return time.monotonic() - start
 
 

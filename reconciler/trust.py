@@ -206,9 +206,8 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
     unchecked: list[str] = []  # clients whose own key is unknown (unreachable, no usable localhost.pub)
     # Clients outer, members inner: each client's facts are read once, not once per member
     # (8 members x 100,000 clients are 800,000 cells); the common case is checked inline.
-    member_facts = [(m, facts.get(m.name)) for m in masters]
-    member_keys = [(m.name, file_of[m.name], own[m.name], mf.keys if mf is not None and mf.reachable else None,
-                    _offers(mf, m.name)) for m, mf in member_facts]
+    member_views = [(m.name, mf, file_of[m.name], own[m.name], mf.keys if mf is not None and mf.reachable else None,
+                     _offers(mf, m.name)) for m in masters for mf in (facts.get(m.name),)]
     for m in masters:
         cfrun[m.name] = {}
         lacking[m.name] = []
@@ -216,7 +215,7 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         cf = facts.get(c.name)
         c_own, c_file = own[c.name], file_of[c.name]
         c_keys = cf.keys if cf is not None and cf.reachable and c_own is not None else None
-        for (m, mf), (m_name, m_file, m_own, m_keys, offers) in zip(member_facts, member_keys):
+        for m_name, mf, m_file, m_own, m_keys, offers in member_views:
             if c_keys is not None and m_keys is not None and m_own is not None:
                 k1, k2 = m_keys.get(c_file), c_keys.get(m_file)
                 if (k1 is not None and k2 is not None and k1.fingerprint == c_own and k2.fingerprint == m_own
