@@ -22,11 +22,11 @@ import resource
 import subprocess
 import time
 
-from reconciler import dsau
-from reconciler.facts import HostFacts, KeyFile, PackageFilesystem
-from reconciler.model import DesiredState
-from reconciler.planner import make_plan
-from reconciler.serviceguard import ClusterView, NodeView, PackageNode, PackageView
+from reconciler.domain import dsau
+from reconciler.observe.facts import HostFacts, KeyFile, PackageFilesystem
+from reconciler.desired.model import DesiredState
+from reconciler.plan.planner import make_plan
+from reconciler.domain.serviceguard import ClusterView, NodeView, PackageNode, PackageView
 
 
 def ip(n: int) -> str:

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import dsau
+from reconciler.domain import dsau
 from reconciler.errors import CsyncError
 from reconciler.lab import keys as keymod
 from reconciler.lab import scenarios, topology

@@ -8,13 +8,16 @@ tests/unit/test_golden_plans.py`, and the diff is reviewed with the change.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from reconciler.facts import SshKey, unreachable
-from reconciler.planner import make_plan
+from tests import keys as test_keys
+
+from reconciler.observe.facts import SshKey, unreachable
+from reconciler.plan.planner import make_plan
 from tests.unit.sitefacts import (
     PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone_facts, with_keys,
 )
@@ -73,8 +76,31 @@ SITES = {"fresh": _fresh, "seed": _seed, "standalone": _standalone, "failover": 
          "regenerate": _regenerate, "prune": _prune}
 
 
+@pytest.fixture
+def stored_keys(monkeypatch):
+    """The sites' keys from tests/data/golden/keys.json (public halves only), so a plan's
+    fingerprints are the same in every run; a new label is added to the file."""
+    path = GOLDEN / "keys.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    generated = test_keys.public
+
+    def public(label: str) -> str:
+        if label not in stored:
+            stored[label] = generated(label)
+            path.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
+        return stored[label]
+
+    def fp(label: str) -> str:
+        fingerprint, problem = test_keys.public_key_fingerprint(public(label))
+        assert problem is None
+        return fingerprint
+
+    monkeypatch.setattr(test_keys, "public", public)
+    monkeypatch.setattr(test_keys, "fp", fp)
+
+
 @pytest.mark.parametrize("name", sorted(SITES))
-def test_plan_is_identical_to_its_golden_file(name):
+def test_plan_is_identical_to_its_golden_file(name, stored_keys):
     state, facts = SITES[name]()
     text = make_plan(state, facts, git_commit="0" * 40).to_json()
     golden = GOLDEN / f"{name}.json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import importer
-from reconciler.model import Access
+from reconciler.importer import discover as importer
+from reconciler.desired.model import Access
 
 DISCOVERY = """@hostname
 node2.lab.example

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from reconciler import __version__
-from reconciler.cligroup import ErrorMappingGroup
+from reconciler.cli.group import ErrorMappingGroup
 from reconciler.errors import ExitCode
 
 DEFAULT_DESIRED_STATE = "desired-state"
@@ -44,17 +44,17 @@ def desired_state_option(func):
 
 
 def load_state(paths: tuple[Path, ...]):
-    from reconciler.loader import load_desired_state
+    from reconciler.desired.loader import load_desired_state
 
     return load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
 
 
 # Commands kept in modules of their own are imported when used (cligroup.ErrorMappingGroup).
 LAZY_COMMANDS = {
-    "apply": "reconciler.cli_apply:apply",
-    "unlock": "reconciler.cli_apply:unlock",
-    "import": "reconciler.cli_import:import_",
-    "trust": "reconciler.cli_trust:trust",
+    "apply": "reconciler.cli.apply:apply",
+    "unlock": "reconciler.cli.apply:unlock",
+    "import": "reconciler.cli.importing:import_",
+    "trust": "reconciler.cli.trust:trust",
     "lab": "reconciler.lab.cli:lab",
 }
 
@@ -88,7 +88,7 @@ def validate(paths: tuple[Path, ...]) -> int:
 @main.command()
 def schema() -> int:
     """Print the JSON Schema of the desired state."""
-    from reconciler.schema import schema_json
+    from reconciler.desired.schema import schema_json
 
     click.echo(schema_json(), nl=False)
     return ExitCode.OK
@@ -132,7 +132,7 @@ def target_options(func):
 
 
 def open_pool(state, accept_new: bool):
-    from reconciler.transport import Pool
+    from reconciler.driver.transport import Pool
 
     return Pool(state.access, accept_new_host_keys=accept_new)
 
@@ -151,7 +151,7 @@ def plan_site(state, paths, *, accept_new: bool, quiet: bool):
 
 
 def emit_plan(plan, fmt: str) -> None:
-    from reconciler import render
+    from reconciler.views import plan as render
 
     if fmt == "json":
         click.echo(plan.to_json(), nl=False)
@@ -196,7 +196,7 @@ def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 def show(planfile, fmt) -> int:
     """Render a saved plan."""
-    from reconciler.plan import Plan
+    from reconciler.plan.artefact import Plan
 
     emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt)
     return ExitCode.OK
@@ -209,9 +209,9 @@ def show(planfile, fmt) -> int:
 @accept_new_option
 def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     """Probe the hosts and show what csync sees (exit 1 if any host did not answer)."""
-    from reconciler import render
+    from reconciler.views import plan as render
     from reconciler.errors import InvalidInput
-    from reconciler.probe import probe_site
+    from reconciler.observe.probe import probe_site
 
     state = load_state(paths)
     declared = {h.name for h in state.all_hosts}
@@ -231,9 +231,9 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m reconciler.cli`: run the importable module, which the command modules
+    # `python -m reconciler.cli.main`: run the importable module, which the command modules
     # (LAZY_COMMANDS) import from; running this copy would import it a second time.
-    from reconciler.cli import main as _main
+    from reconciler.cli.main import main as _main
 
     _main()
 

@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler import commands, dsau
-from reconciler.facts import HostFacts, KeyFile, KeyStoreReader, own_fingerprint
-from reconciler.model import DesiredState, Host
-from reconciler.plan import PHASES, Action, Finding, Plan, fingerprint
-from reconciler.serviceguard import PackageView
-from reconciler.trust import TrustReport, trust_report
+from reconciler.driver import commands
+from reconciler.domain import dsau
+from reconciler.observe.facts import HostFacts, KeyFile, KeyStoreReader, own_fingerprint
+from reconciler.desired.model import DesiredState, Host
+from reconciler.plan.artefact import PHASES, Action, Finding, Plan, fingerprint
+from reconciler.domain.serviceguard import PackageView
+from reconciler.trust.predict import TrustReport, trust_report
 
 WRITABLE_BY_OTHERS = 0o022
 

@@ -1,8 +1,8 @@
 """`csync trust` (registered on the main group by reconciler/cli.py): the members x clients
 trust matrix and the failover verdict, from the facts and optionally from live checks.
 
-The work is reconciler.trust's (prediction) and reconciler.trust_live's (live checks); the
-views are reconciler.render_trust's. This module probes, prints and picks the exit code.
+The work is reconciler.trust.predict's (prediction) and reconciler.trust.live's (live checks); the
+views are reconciler.views.trust's. This module probes, prints and picks the exit code.
 Nothing here changes a host.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli import Progress, _color, accept_new_option, desired_state_option, load_state, open_pool
+from reconciler.cli.main import Progress, _color, accept_new_option, desired_state_option, load_state, open_pool
 from reconciler.errors import CsyncError, ExitCode
 
 NOT_READY = 2
@@ -45,8 +45,8 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     authenticate the master at the package address, can each member take over the package.
     Clients whose rows are alike are grouped. See docs/TRUST.md.
     """
-    from reconciler import render_trust
-    from reconciler.trust_live import assess
+    from reconciler.views import trust as render_trust
+    from reconciler.trust.live import assess
 
     state = load_state(paths)
     interactive = fmt == "text" and out is None

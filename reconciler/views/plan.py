@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 import click
 
-from reconciler.facts import HostFacts
-from reconciler.plan import Action, Finding, Plan
+from reconciler.observe.facts import HostFacts
+from reconciler.plan.artefact import Action, Finding, Plan
 
 _SYMBOL = {
     "start-package": ("+", "green"),

@@ -26,16 +26,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reconciler import __version__, commands
+from reconciler import __version__
+from reconciler.driver import commands
 from reconciler.errors import InvalidInput, StalePlan
-from reconciler.facts import HostFacts
-from reconciler.journal import Journal, scrub
-from reconciler.lock import Interrupted, SiteLock, lock_node, session_runner, who
-from reconciler.model import DesiredState, Host
-from reconciler.plan import Action, Plan, fingerprint
-from reconciler.planner import key_problem, make_plan, precondition_hosts, precondition_now, regeneration_drift
-from reconciler.probe import probe_host, probe_site
-from reconciler.transport import CommandResult, Pool, TransportError, fan_out
+from reconciler.observe.facts import HostFacts
+from reconciler.apply.journal import Journal, scrub
+from reconciler.apply.lock import Interrupted, SiteLock, lock_node, session_runner, who
+from reconciler.desired.model import DesiredState, Host
+from reconciler.plan.artefact import Action, Plan, fingerprint
+from reconciler.plan.planner import key_problem, make_plan, precondition_hosts, precondition_now, regeneration_drift
+from reconciler.observe.probe import probe_host, probe_site
+from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
 
 Outcome = Literal["done", "failed", "skipped", "stale"]
 OUTCOMES: tuple[Outcome, ...] = ("done", "failed", "skipped", "stale")
@@ -592,7 +593,7 @@ def update_inventory(state: DesiredState, pool: Pool, facts: Mapping[str, HostFa
     node = inventory_node(state, facts)
     if node is None:
         return Inventory(None, None, error="not updated: the package filesystem is not mounted on any reachable member")
-    from reconciler import dsau
+    from reconciler.domain import dsau
 
     where = f"{state.master.package.mount}/{dsau.PACKAGE_CSYNC_STATE}" if state.is_cluster else dsau.STANDALONE_CSYNC_STATE  # type: ignore[union-attr]
     path = f"{where}/{commands.INVENTORY_FILE}"

@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler import dsau
-from reconciler.facts import HostFacts
-from reconciler.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.observe.facts import HostFacts
+from reconciler.desired.model import DesiredState
 
 # What is wrong with the file a check reads (Cause.kind).
 MISSING = "missing"  # the file is not there

@@ -12,13 +12,13 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from reconciler import dsau
+from reconciler.domain import dsau
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reconciler.model import DesiredState
+    from reconciler.desired.model import DesiredState
 
-_PROBE_SCRIPT = resources.files("reconciler").joinpath("probe.sh").read_text(encoding="utf-8")
+_PROBE_SCRIPT = resources.files("reconciler.driver").joinpath("probe.sh").read_text(encoding="utf-8")
 
 
 # Scripts travel on standard input to a POSIX shell: the command line stays short and

@@ -29,7 +29,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from reconciler.model import Access, Host
+from reconciler.desired.model import Access, Host
 
 # paramiko logs a traceback for every failed handshake from its transport thread; csync
 # reports each failure itself, once, as a fact.
@@ -131,7 +131,7 @@ class Session:
     open_timeout: float | None = None
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float) -> CommandResult:
-        """Run one shell command string (built by reconciler.commands) and collect output."""
+        """Run one shell command string (built by reconciler.driver.commands) and collect output."""
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError("connection lost", kind="unreachable")

@@ -35,13 +35,14 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconciler import commands, dsau
+from reconciler.driver import commands
+from reconciler.domain import dsau
 from reconciler.errors import CsyncError, InvalidInput
-from reconciler.facts import HostFacts
-from reconciler.model import Access, DesiredState, Host, Paths, is_host_name, is_ipv4
-from reconciler.probe import probe_site
-from reconciler.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
-from reconciler.transport import Pool, TransportError
+from reconciler.observe.facts import HostFacts
+from reconciler.desired.model import Access, DesiredState, Host, Paths, is_host_name, is_ipv4
+from reconciler.observe.probe import probe_site
+from reconciler.domain.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
+from reconciler.driver.transport import Pool, TransportError
 
 
 class ImportFailed(CsyncError):
@@ -541,7 +542,7 @@ def dump(doc: Any) -> str:
 def check(text: str, where: Path) -> None:
     """Validate the YAML about to be written, as `csync validate` would, from the directory
     it goes to (so relative key paths resolve as they will)."""
-    from reconciler.loader import load_desired_state
+    from reconciler.desired.loader import load_desired_state
 
     try:
         where.mkdir(parents=True, exist_ok=True)

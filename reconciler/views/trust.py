@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import click
 
-from reconciler import dsau
-from reconciler.trust import Cause, Check
-from reconciler.trust_live import SUFFIX, LiveResult, TrustView
+from reconciler.domain import dsau
+from reconciler.trust.predict import Cause, Check
+from reconciler.trust.live import SUFFIX, LiveResult, TrustView
 
 FORMAT_VERSION = 1
 CLIENT = "<client>"

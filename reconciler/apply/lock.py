@@ -10,7 +10,7 @@ found it running (after the first started it) cannot both hold the lock.
 A lock is a lease: the host's clock writes `expires_epoch`, a background thread renews it
 while the apply runs, and a lock whose lease has run out (its apply was killed) is taken
 over by the next apply, only if the file is still byte for byte the expired one.
-The remote side is built in reconciler.commands; this module decides and explains.
+The remote side is built in reconciler.driver.commands; this module decides and explains.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from reconciler import __version__, commands
+from reconciler import __version__
+from reconciler.driver import commands
 from reconciler.errors import CsyncError, LockHeld
-from reconciler.model import DesiredState, Host
-from reconciler.transport import CommandResult, TransportError
+from reconciler.desired.model import DesiredState, Host
+from reconciler.driver.transport import CommandResult, TransportError
 
 LEASE_ENV = "CSYNC_LOCK_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 120
@@ -371,7 +372,7 @@ def lock_node(state: DesiredState, member_facts) -> Host:
     the first declared member."""
     if not state.is_cluster:
         return state.master.host  # type: ignore[union-attr]
-    from reconciler.planner import make_plan
+    from reconciler.plan.planner import make_plan
 
     node = make_plan(state, member_facts).package_node
     if node:

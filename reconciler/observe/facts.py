@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler import dsau
-from reconciler.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
 
 Role = Literal["member", "master", "client"]
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]

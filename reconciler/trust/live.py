@@ -1,6 +1,6 @@
 """`csync trust --live`: the site's own checks, run, parsed and compared with the prediction.
 
-The prediction (reconciler.trust) says, from the facts, whether each cfrun (member ->
+The prediction (reconciler.trust.predict) says, from the facts, whether each cfrun (member ->
 client) and each cfagent (client -> master address) will authenticate. The live check runs
 them: on each member one `cfrun` to every client, on each client one `cfagent` against the
 master's address (commands.cfrun_check / cfagent_check), one script per host, in parallel.
@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reconciler import commands
-from reconciler.model import DesiredState, Host
-from reconciler.transport import Pool, TransportError, fan_out
-from reconciler.trust import MISSING, NO_SERVER, OTHER_KEY, OWN_KEY, UNKNOWN_KEY, UNUSABLE, Check, TrustReport
+from reconciler.driver import commands
+from reconciler.desired.model import DesiredState, Host
+from reconciler.driver.transport import Pool, TransportError, fan_out
+from reconciler.trust.predict import MISSING, NO_SERVER, OTHER_KEY, OWN_KEY, UNKNOWN_KEY, UNUSABLE, Check, TrustReport
 
 # docs/LAB.md, "Output grammar": <tool> <address>: ok | <message> [<where> <detail>]
 LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")
@@ -317,8 +317,8 @@ def assess(
     on_checked: Callable[[Host, object], None] | None = None,
 ) -> TrustView:
     """Probe, predict, and with ``live`` run and compare the live checks."""
-    from reconciler.probe import probe_site
-    from reconciler.trust import trust_report
+    from reconciler.observe.probe import probe_site
+    from reconciler.trust.predict import trust_report
 
     site = probe_site(state, pool, on_done=on_probed)
     report = trust_report(state, site.hosts)

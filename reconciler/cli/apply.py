@@ -1,7 +1,7 @@
 """`csync apply` and `csync unlock` (registered on the main group by reconciler/cli.py).
 
 The views live here: rich progress on a terminal, one plain line per action otherwise
-(CI logs). The work is reconciler.apply's; this module prints and picks exit codes.
+(CI logs). The work is reconciler.apply.run's; this module prints and picks exit codes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli import (
+from reconciler.cli.main import (
     DEFAULT_DESIRED_STATE,
     EXIT_CODES_HELP,
     _color,
@@ -29,7 +29,7 @@ _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skip
 
 def _render_plan(plan, color: bool) -> str:
     try:
-        from reconciler.render import render_text
+        from reconciler.views.plan import render_text
     except ImportError:  # pragma: no cover - render.py is the lead's; a bare listing until it lands
         lines = [plan.summary()] + [f"  {a.address} on {a.host}: {a.command}  ({a.reason})" for a in plan.actions]
         return "\n".join(lines) + "\n"
@@ -207,12 +207,12 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
 
     Exit 0 only when every action was done and verified and a fresh plan is empty.
     """
-    from reconciler.apply import ApplyOptions, StopFlag, run_apply
-    from reconciler.journal import Journal
-    from reconciler.lock import lease_seconds
+    from reconciler.apply.run import ApplyOptions, StopFlag, run_apply
+    from reconciler.apply.journal import Journal
+    from reconciler.apply.lock import lease_seconds
     from reconciler.pipeline import git_commit_of
-    from reconciler.plan import Plan
-    from reconciler.transport import Pool
+    from reconciler.plan.artefact import Plan
+    from reconciler.driver.transport import Pool
 
     interactive = sys.stdin.isatty()
     if planfile is None and not auto_approve and not interactive:
@@ -270,8 +270,8 @@ def unlock(lock_id, paths, force, accept_new_host_keys) -> int:
     Without --force, only a lock whose lease has expired is released: a live lease means
     its apply is still renewing it. The lock is looked for on every master host.
     """
-    from reconciler.lock import session_runner, unlock as release
-    from reconciler.transport import Pool
+    from reconciler.apply.lock import session_runner, unlock as release
+    from reconciler.driver.transport import Pool
 
     state = load_state(paths)
     with Pool(state.access, accept_new_host_keys=accept_new_host_keys) as pool:
@@ -283,8 +283,8 @@ def unlock(lock_id, paths, force, accept_new_host_keys) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m reconciler.cli_apply apply ...`: the main group with these commands on it
-    from reconciler.cli import main
+    # `python -m reconciler.cli.apply apply ...`: the main group with these commands on it
+    from reconciler.cli.main import main
 
     for command in (apply, unlock):
         if command.name not in main.commands:

@@ -38,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from reconciler import dsau
+from reconciler.domain import dsau
 
 Loc = tuple[str | int, ...]
 Role = Literal["member", "master", "client"]
