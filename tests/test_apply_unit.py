@@ -25,7 +25,8 @@ from reconciler.errors import InvalidInput, StalePlan
 from reconciler.observe.facts import HostFacts, PackageFilesystem, SshKey, unreachable
 from reconciler.apply.journal import scrub
 from reconciler.plan.artefact import Action, Plan, fingerprint
-from reconciler.plan.planner import make_plan, precondition_now
+from reconciler.plan.kinds import precondition_now
+from reconciler.plan.planner import make_plan
 from reconciler.driver.transport import CommandResult, TransportError
 from tests.unit.sitefacts import INPUTS, PKG_IP, converged, key, member_ip, site, standalone_facts, with_keys
 from tests.unit.test_planner import _ssh, seed_facts

@@ -5,7 +5,7 @@ The executor runs the plan's waves in order. In a wave, every host is worked on 
 action in its own subshell between result markers), then the host is probed again (one
 round trip), which both verifies what was done and serves as the next wave's re-check.
 Before an action runs, its precondition is recomputed from fresh facts by
-`planner.precondition_now` and compared with the plan's fingerprint: a difference means
+`kinds.precondition_now` and compared with the plan's fingerprint: a difference means
 the action is stale and is not run. A failed (or stale, or skipped) action blocks only the
 actions that depend on it. After the last wave every host has been probed again, and a
 new plan made from those facts decides whether the site converged.
@@ -34,7 +34,8 @@ from reconciler.apply.journal import Journal, scrub
 from reconciler.apply.lock import Interrupted, SiteLock, lock_node, session_runner, who
 from reconciler.desired.model import DesiredState, Host
 from reconciler.plan.artefact import Action, Plan, fingerprint
-from reconciler.plan.planner import key_problem, make_plan, precondition_hosts, precondition_now, regeneration_drift
+from reconciler.plan.kinds import precondition_hosts, precondition_now, script_for, touched_hosts, verify, verify_hosts
+from reconciler.plan.planner import make_plan
 from reconciler.observe.probe import probe_host, probe_site
 from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
 
@@ -51,97 +52,6 @@ def plan_digest(plan: Plan) -> str:
 
 
 # --- what an action runs, touches and must leave ------------------------------------------
-
-
-def script_for(state: DesiredState, action: Action) -> commands.RemoteCommand:
-    """The command of ``action``, rebuilt by the driver from its typed params (the plan's
-    `command` is only its display form, and must match)."""
-    p = action.params
-    kind = action.kind
-    if kind == "start-package":
-        return commands.start_package(p["package"], p["node"])
-    if kind == "enable-switching":
-        return commands.enable_switching(p["package"])
-    if kind == "dispatch-member":
-        return commands.dispatch_member(state, p["member"])
-    if kind == "authorize-ssh":
-        return commands.authorize_ssh(list(p["lines"]))
-    if kind == "copy-key":
-        return commands.copy_key(state, p["source"], p["file"])
-    if kind == "install-key":
-        return commands.install_key(state, p["file"], p["pem"], p["fingerprint"])
-    if kind == "regenerate-keys":
-        return commands.regenerate_keys(state, list(p["clients"]))
-    if kind == "remove-key":
-        return commands.remove_key(state, p["file"])
-    raise ValueError(f"unknown action kind {kind!r}")
-
-
-def touched_hosts(state: DesiredState, action: Action) -> set[str]:
-    """Hosts whose facts an action may change (their earlier probes are then out of date)."""
-    if action.kind in ("start-package", "enable-switching", "dispatch-member"):
-        # the package mounts on one node and cmviewcl changes on all; the dispatcher
-        # installs the new member's key on every member
-        return {m.name for m in state.members} | {action.host}
-    if action.kind == "regenerate-keys":
-        return {h.name for h in state.all_hosts}
-    return {action.host}
-
-
-def verify_hosts(state: DesiredState, action: Action) -> set[str]:
-    """Hosts whose fresh facts show whether an action did its job."""
-    if action.kind == "dispatch-member":
-        return {action.params["member"]}
-    if action.kind == "regenerate-keys":
-        return {h.name for h in state.all_hosts}
-    return {action.host}
-
-
-def verify(state: DesiredState, action: Action, facts: Mapping[str, HostFacts]) -> tuple[str | None, dict]:
-    """(what is still wrong or None, the verified facts) for an action that ran, from fresh
-    facts of `verify_hosts`. Never includes key material."""
-    for name in sorted(verify_hosts(state, action)):
-        f = facts.get(name)
-        if f is None or not f.reachable:
-            return f"cannot verify: {name} is unreachable ({f.reason if f else 'not probed'})", {}
-    e, kind = action.expected, action.kind
-    here = facts[action.host]
-    if kind in ("copy-key", "install-key"):
-        key = here.keys.get(e["file"])
-        seen = {"file": e["file"], "fingerprint": key.fingerprint if key else None, "mode": f"{key.mode:04o}" if key and key.mode is not None else None}
-        problem = key_problem(key, e["fingerprint"])
-        return (f"{e['file']} {problem}, not {e['fingerprint']}" if problem else None), seen
-    if kind == "remove-key":
-        present = e["file"] in here.keys
-        return (f"{e['file']} is still there" if present else None), {"file": e["file"], "absent": not present}
-    if kind in ("start-package", "enable-switching"):
-        view = here.cluster.packages.get(action.params["package"]) if here.cluster else None
-        if view is None:
-            return f"Serviceguard on {action.host} does not show package {action.params['package']} ({here.cluster_error or 'no cluster view'})", {}
-        seen = {"package": {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}}
-        want = e.get("package", {})
-        if kind == "start-package" and not (view.running and view.owner == want.get("owner")):
-            return f"package {view.name} is {view.status}/{view.state} on {view.owner or 'no node'}, not running on {want.get('owner')}", seen
-        if view.autorun != "enabled":
-            return f"package {view.name} switching (AUTO_RUN) is {view.autorun}, not enabled", seen
-        return None, seen
-    if kind == "dispatch-member":
-        member = facts[action.params["member"]]
-        want = e["member"]
-        seen = {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}}
-        if member.own_fingerprint != want["own_key"]:
-            return f"{member.name} holds {member.own_fingerprint or 'no usable key'} as its own key, not the cluster key {want['own_key']}", seen
-        if want.get("inputs") is not None and member.inputs_digest != want["inputs"]:
-            return f"{member.name}'s inputs ({member.inputs_digest}) differ from the master's ({want['inputs']})", seen
-        return None, seen
-    if kind == "authorize-ssh":
-        missing = sorted(set(e["authorized"]) - set(here.ssh_authorized))
-        return (f"root's authorized_keys still lacks {', '.join(missing)}" if missing else None), {"authorized": sorted(e["authorized"])}
-    if kind == "regenerate-keys":
-        drift, cluster_key = regeneration_drift(state, facts)
-        seen = {"drift": drift[:20], "cluster_key": cluster_key}
-        return (f"{len(drift)} key file(s) still differ: {', '.join(drift[:5])}" if drift else None), seen
-    return f"no verification for action kind {kind!r}", {}
 
 
 def differences(planned: Any, now: Any, path: str = "") -> list[str]:

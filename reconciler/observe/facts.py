@@ -11,50 +11,25 @@ import base64
 import binascii
 import hashlib
 import json
-import re
-from collections.abc import Mapping
 from typing import Literal
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from reconciler.domain import dsau
+from reconciler.domain.base import Frozen
+from reconciler.domain.keys import KEY_FILE_NAME, KeyFile, own_fingerprint, public_key_fingerprint
+from reconciler.desired.model import Role
 from reconciler.domain.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
 
-Role = Literal["member", "master", "client"]
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]
 
-_KEY_NAME = re.compile(r"^(localhost\.pub|root-(\d{1,3}\.){3}\d{1,3}\.pub)$")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KeyFile(_Frozen):
-    """A cfengine public key file in a ppkeys directory."""
-
-    name: str
-    kind: Literal["file", "symlink", "other"] = "file"
-    mode: int | None = Field(None, description="permission bits, e.g. 0o644")
-    size: int | None = None
-    fingerprint: str | None = Field(None, description="SHA256 of the public key's DER, base64")
-    pem: str | None = Field(None, description="the public key PEM block (public material only)")
-    problem: str | None = Field(None, description="why this file is not a usable key")
-
-    @property
-    def usable(self) -> bool:
-        return self.kind == "file" and self.fingerprint is not None and self.problem is None
-
-
-class SshKey(_Frozen):
+class SshKey(Frozen):
     type: str
     fingerprint: str
     line: str = Field(description="'type base64' of the public key (no options, no comment)")
 
 
-class PackageFilesystem(_Frozen):
+class PackageFilesystem(Frozen):
     """What the node running the package sees on the package's filesystem."""
 
     mounted: bool
@@ -64,7 +39,7 @@ class PackageFilesystem(_Frozen):
     lock: str | None = None
 
 
-class MasterFiles(_Frozen):
+class MasterFiles(Frozen):
     """A standalone master's own master files."""
 
     inputs_digest: str | None = None
@@ -89,7 +64,7 @@ class KeyStoreReader:
         return self.keys.get(dsau.peer_key_name(address))
 
 
-class HostFacts(KeyStoreReader, _Frozen):
+class HostFacts(KeyStoreReader, Frozen):
     name: str
     address: str
     role: Role
@@ -109,12 +84,6 @@ class HostFacts(KeyStoreReader, _Frozen):
     ssh_public_keys: tuple[SshKey, ...] = ()
     ssh_authorized: tuple[str, ...] = ()
     probe_seconds: float | None = None
-
-
-def own_fingerprint(keys: Mapping[str, KeyFile]) -> str | None:
-    """The fingerprint of a host's own key (localhost.pub) when it is a usable key."""
-    k = keys.get(dsau.OWN_PUBLIC_KEY)
-    return k.fingerprint if k and k.usable else None
 
 
 def unreachable(name: str, address: str, role: Role, reason: str, kind: str) -> HostFacts:
@@ -250,13 +219,13 @@ def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str,
         tag, _, rest = line.partition(" ")
         if tag == "L":
             parts = rest.split(None, 8)
-            if len(parts) == 9 and _KEY_NAME.match(parts[8]):
+            if len(parts) == 9 and KEY_FILE_NAME.match(parts[8]):
                 size = int(parts[4]) if parts[4].isdigit() else None
                 # two listing lines for one name: a forged name; trust neither
                 listing[parts[8]] = ("ambiguous", None, None) if parts[8] in listing else (parts[0], mode_from_ls(parts[0]), size)
-        elif tag == "S" and _KEY_NAME.match(rest):
+        elif tag == "S" and KEY_FILE_NAME.match(rest):
             symlinks.add(rest)
-        elif tag == "F" and _KEY_NAME.match(rest):
+        elif tag == "F" and KEY_FILE_NAME.match(rest):
             current = rest
             pems[current] = []
         elif tag == "P" and current is not None:
@@ -282,27 +251,6 @@ def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str,
         if name not in result and not modestr.startswith(("-", "l")):
             result[name] = KeyFile(name=name, kind="other", mode=mode, problem="not a regular file")
     return dict(sorted(result.items()))
-
-
-def public_key_fingerprint(pem: str | None) -> tuple[str | None, str | None]:
-    """(fingerprint, problem): SHA256 of an RSA public key's PKCS#1 DER, or why there is none."""
-    if not pem:
-        return None, "holds no RSA public key"
-    if not pem.rstrip().endswith(dsau.PUBLIC_KEY_PEM_END):
-        return None, "truncated key (no END line)"
-    body = "".join(line.strip() for line in pem.splitlines() if line and not line.startswith("-----"))
-    try:
-        der = base64.b64decode(body, validate=True)
-        key = serialization.load_pem_public_key(pem.encode("ascii"))
-    except (binascii.Error, ValueError, TypeError, UnicodeEncodeError):
-        return None, "not an RSA public key"
-    if not isinstance(key, rsa.RSAPublicKey):
-        return None, "not an RSA public key"
-    return fingerprint_der(der), None
-
-
-def fingerprint_der(der: bytes) -> str:
-    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
 
 
 def tree_digest(cksum_lines: list[str]) -> str:

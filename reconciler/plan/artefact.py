@@ -11,29 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal, get_args
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
 from reconciler import __version__
+from reconciler.domain.base import Frozen
 from reconciler.errors import InvalidInput, StalePlan
+from reconciler.plan.kinds import spec_of
 
 FORMAT_VERSION = 1
 
-ActionKind = Literal[
-    "start-package",
-    "enable-switching",
-    "dispatch-member",
-    "authorize-ssh",
-    "copy-key",
-    "install-key",
-    "regenerate-keys",
-    "remove-key",
-]
-
-# The order of phases is the order of the kinds above: an action never runs before the
-# phases listed before its own.
-PHASES: tuple[str, ...] = get_args(ActionKind)
 
 
 def canonical_json(data: Any) -> str:
@@ -44,13 +32,9 @@ def fingerprint(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()[:32]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Action(_Frozen):
+class Action(Frozen):
     address: str = Field(description="the resource this action changes, e.g. client.web1.key[root-10.0.0.1.pub]")
-    kind: ActionKind
+    kind: str = Field(description="one of the kinds of reconciler/plan/kinds.py")
     host: str = Field(description="name of the host the action runs on")
     host_address: str
     command: str = Field(description="the command, as shown to the user")
@@ -63,13 +47,19 @@ class Action(_Frozen):
     expected: dict[str, Any] = Field(default_factory=dict, description="the state the action must leave")
     replaces: bool = False
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        spec_of(kind)  # ValueError naming the kinds csync knows
+        return kind
+
     @property
     def id(self) -> str:
         """Unique within a plan: a resource may need two actions (start, then enable)."""
         return f"{self.kind}:{self.address}"
 
 
-class Finding(_Frozen):
+class Finding(Frozen):
     """Something the plan cannot change: blocked work, unknown resources, notices."""
 
     address: str
@@ -77,7 +67,7 @@ class Finding(_Frozen):
     message: str
 
 
-class Plan(_Frozen):
+class Plan(Frozen):
     format_version: int = FORMAT_VERSION
     tool_version: str = __version__
     site: str
@@ -116,11 +106,13 @@ class Plan(_Frozen):
         return c
 
     def summary(self) -> str:
-        c = self.counts()
-        start = c.get("start-package", 0) + c.get("enable-switching", 0) + c.get("dispatch-member", 0)
-        add = c.get("copy-key", 0) + c.get("install-key", 0) + c.get("authorize-ssh", 0)
-        parts = [f"{start} to start/dispatch", f"{add} keys to add", f"{c.get('replace', 0)} to replace", f"{c.get('remove-key', 0)} to remove"]
-        if c.get("regenerate-keys"):
+        by: dict[str, int] = {}
+        for a in self.actions:
+            what = "replace" if a.replaces else spec_of(a.kind).summary
+            by[what] = by.get(what, 0) + 1
+        parts = [f"{by.get('start', 0)} to start/dispatch", f"{by.get('add', 0)} keys to add", f"{by.get('replace', 0)} to replace",
+                 f"{by.get('remove', 0)} to remove"]
+        if by.get("regenerate"):
             parts.append("key regeneration")
         text = "Plan: " + ", ".join(parts) + "."
         if self.blocked:

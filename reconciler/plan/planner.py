@@ -17,66 +17,14 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.driver import commands
 from reconciler.domain import dsau
-from reconciler.observe.facts import HostFacts, KeyFile, KeyStoreReader, own_fingerprint
+from reconciler.domain.base import Frozen
+from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem, own_fingerprint
+from reconciler.observe.facts import HostFacts, KeyStoreReader
+from reconciler.plan import kinds
 from reconciler.desired.model import DesiredState, Host
-from reconciler.plan.artefact import PHASES, Action, Finding, Plan, fingerprint
-from reconciler.domain.serviceguard import PackageView
+from reconciler.plan.artefact import Action, Finding, Plan, fingerprint
 from reconciler.trust.predict import TrustReport, trust_report
-
-WRITABLE_BY_OTHERS = 0o022
-
-
-def key_state(key: KeyFile | None) -> dict:
-    """The facts about one key file that an action is planned from (no key material)."""
-    if key is None:
-        return {"present": False}
-    return {"present": True, "kind": key.kind, "fingerprint": key.fingerprint, "mode": key.mode}
-
-
-# --- preconditions: how each kind's facts are recorded, shared by make_plan and apply ----
-# (precondition_now, at the end of this module, recomputes them from fresh facts)
-
-
-def key_precondition(file: str, current: KeyFile | None, desired: str | None, source: KeyFile | None = None, source_file: str | None = None) -> dict:
-    """copy-key / install-key: the target file as found; for a copy, the source as found."""
-    pre = {"file": file, "current": key_state(current), "desired": desired}
-    if source_file is not None:
-        pre["source"] = {"file": source_file, "fingerprint": source.fingerprint if source and is_verified_copy(source) else None}
-    return pre
-
-
-def package_precondition(view: PackageView | None) -> dict:
-    """start-package / enable-switching: the package as Serviceguard shows it."""
-    state = None if view is None else {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}
-    return {"package": state}
-
-
-def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
-    """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
-    return {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}, "package_node": package_node, "cluster_key": cluster_key}
-
-
-def key_problem(current: KeyFile | None, fp: str) -> str | None:
-    """Why a key file does not verifiably hold the key ``fp``, or None when it does."""
-    if current is None:
-        return "missing"
-    if current.kind == "symlink":
-        return "is a symbolic link"
-    if not current.usable:
-        return current.problem or "not a usable key"
-    if current.fingerprint != fp:
-        return f"holds another key ({current.fingerprint})"
-    if current.mode is not None and current.mode & WRITABLE_BY_OTHERS:
-        return f"is writable by others (mode {current.mode:04o})"
-    return None
-
-
-def is_verified_copy(key: KeyFile) -> bool:
-    """A key file whose content may be copied to another name: checked by content, not name."""
-    return key.usable and not (key.mode is not None and key.mode & WRITABLE_BY_OTHERS)
-
 
 @dataclass(slots=True)
 class _Pending:
@@ -171,8 +119,10 @@ class _Builder:
     def _key_address(self, host: str, file: str) -> str:
         return f"{self._host_address(host)}.key[{file}]"
 
-    def _add(self, kind, address, host: Host, cmd: commands.RemoteCommand, reason, *, params, precondition, expected, depends_on=(), replaces=False) -> _Pending:
-        action = _Pending(kind=kind, address=address, host=host.name, params=params, depends_on=tuple(sorted(set(depends_on))), fields=dict(
+    def _add(self, spec: kinds.KindSpec, address: str, host: Host, params: Frozen, reason: str, *, precondition: dict, expected: dict,
+             depends_on=(), replaces: bool = False) -> _Pending:
+        cmd = spec.build(self.state, params)
+        action = _Pending(kind=spec.name, address=address, host=host.name, params=spec.dump(params), depends_on=tuple(sorted(set(depends_on))), fields=dict(
             host_address=host.address,
             command=cmd.display,
             reason=reason,
@@ -213,16 +163,16 @@ class _Builder:
         if view is None:
             self.blocked.append(Finding(address=address, host=source.name, message=f"package {pkg.name} is not configured in cluster {master.cluster}"))
             return
-        precondition = package_precondition(view)
+        precondition = kinds.package_precondition(view)
         if view.running:
             self.package_node = view.owner
             if pkg.node and view.owner != pkg.node:
                 self.notices.append(Finding(address=address, host=view.owner, message=f"runs on {view.owner}, not on the preferred node {pkg.node}; csync does not move a running package"))
             if view.autorun != "enabled" and view.owner in self.views:
                 owner = self.state.host(view.owner)
-                self._add("enable-switching", address, owner, commands.enable_switching(pkg.name),
+                self._add(kinds.ENABLE_SWITCHING, address, owner, kinds.PackageParams(package=pkg.name),
                           f"package {pkg.name} runs on {view.owner} with switching {view.autorun}: it would not fail over",
-                          params={"package": pkg.name}, precondition=precondition, expected={"package": {"autorun": "enabled"}})
+                          precondition=precondition, expected={"package": {"autorun": "enabled"}})
             return
         declared = {m.name for m in self.state.members}
         order = view.node_order() or [m.name for m in self.state.members]
@@ -236,8 +186,8 @@ class _Builder:
         if pkg.node and node != pkg.node:
             why += f"; the preferred node {pkg.node} is not up, so the next adoptive node"
         host = self.state.host(node)
-        action = self._add("start-package", address, host, commands.start_package(pkg.name, node), why,
-                           params={"package": pkg.name, "node": node}, precondition=precondition,
+        action = self._add(kinds.START_PACKAGE, address, host, kinds.StartPackageParams(package=pkg.name, node=node), why,
+                           precondition=precondition,
                            expected={"package": {"owner": node, "running": True, "autorun": "enabled"}})
         self.package_node = node
         self.package_action = action.id
@@ -309,11 +259,10 @@ class _Builder:
             if owner_view is None:
                 self.unknown.append(Finding(address=address, host=m.name, message=f"needs dispatching, but {owner.name}, which runs the package, is unreachable"))
                 continue
-            precondition = dispatch_precondition(view.facts, owner.name, self.cluster_key.fingerprint)
+            precondition = kinds.dispatch_precondition(view.facts, owner.name, self.cluster_key.fingerprint)
             action = self._add(
-                "dispatch-member", address, owner, commands.dispatch_member(self.state, m.name),
+                kinds.DISPATCH_MEMBER, address, owner, kinds.DispatchParams(member=m.name),
                 f"{m.name} {' and '.join(problems)} (not configured as an adoptive node)",
-                params={"member": m.name},
                 precondition=precondition,
                 expected={"member": {"own_key": self.cluster_key.fingerprint, "inputs": self.master_inputs}},
                 depends_on=[self.package_action] if self.package_action else [],
@@ -422,18 +371,18 @@ class _Builder:
         if self.cluster_key and fp == self.cluster_key.fingerprint:
             source = next((n for n in view.cluster_key_copies(fp) if n != file), None)
         if source is not None:
-            precondition = key_precondition(file, current, fp, view.keys[source], source)
-            self._add("copy-key", address, host, commands.copy_key(self.state, source, file), reason,
-                      params={"file": file, "source": source}, precondition=precondition,
+            precondition = kinds.key_precondition(file, current, fp, view.keys[source], source)
+            self._add(kinds.COPY_KEY, address, host, kinds.CopyKeyParams(file=file, source=source), reason,
+                      precondition=precondition,
                       expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
         else:
-            precondition = key_precondition(file, current, fp)
+            precondition = kinds.key_precondition(file, current, fp)
             key = self.key_source(fp)
             if key is None or not key.pem:
                 self.unknown.append(Finding(address=address, host=host.name, message=f"{reason}, but csync has no copy of that key to install"))
                 return
-            self._add("install-key", address, host, commands.install_key(self.state, file, key.pem, fp), reason,
-                      params={"file": file, "pem": key.pem, "fingerprint": fp}, precondition=precondition,
+            self._add(kinds.INSTALL_KEY, address, host, kinds.InstallKeyParams(file=file, pem=key.pem, fingerprint=fp), reason,
+                      precondition=precondition,
                       expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
         view.keys[file] = KeyFile(name=file, fingerprint=fp, mode=dsau.KEY_FILE_MODE)
         view.planned.add(file)
@@ -474,15 +423,14 @@ class _Builder:
             missing = sorted(fp for fp in master_keys if fp not in self.views[c.name].facts.ssh_authorized)
             if missing:
                 lines = [master_keys[fp].line for fp in missing]
-                action = self._add("authorize-ssh", f"client.{c.name}.ssh", c, commands.authorize_ssh(lines),
+                action = self._add(kinds.AUTHORIZE_SSH, f"client.{c.name}.ssh", c, kinds.AuthorizeSshParams(lines=lines),
                                    f"root on {c.name} does not accept ssh from the master's key(s) {', '.join(missing)} (key regeneration needs it)",
-                                   params={"lines": lines}, precondition={"authorized": list(self.views[c.name].facts.ssh_authorized)},
+                                   precondition=kinds.authorized_precondition(self.views[c.name].facts),
                                    expected={"authorized": missing})
                 depends.append(action.id)
         addresses = [c.address for c in s.clients]
-        self._add("regenerate-keys", address, runner, commands.regenerate_keys(s, addresses),
+        self._add(kinds.REGENERATE_KEYS, address, runner, kinds.RegenerateParams(clients=addresses),
                   f"{len(drift)} key file(s) differ ({', '.join(drift[:3])}{', ...' if len(drift) > 3 else ''}); distribution is 'regenerate'",
-                  params={"clients": addresses},
                   precondition={"drift": drift, "cluster_key": self.cluster_key.fingerprint if self.cluster_key else None},
                   expected={"consistent": True}, depends_on=depends)
 
@@ -508,9 +456,9 @@ class _Builder:
                     self.notices.append(Finding(address=address, host=host.name, message=f"{file} is for an address not declared, and csync cannot prove it manages it; left alone"))
                     continue
                 why = "in the site's inventory" if ip in inventory else "holds the cluster key"
-                self._add("remove-key", address, host, commands.remove_key(s, file),
-                          f"{ip} is no longer declared ({why})", params={"file": file},
-                          precondition={"file": file, "current": key_state(key)}, expected={"file": file, "absent": True})
+                self._add(kinds.REMOVE_KEY, address, host, kinds.RemoveKeyParams(file=file),
+                          f"{ip} is no longer declared ({why})",
+                          precondition=kinds.removal_precondition(file, key), expected={"file": file, "absent": True})
 
     def inventory(self) -> set[str]:
         if self.state.is_cluster:
@@ -525,13 +473,13 @@ class _Builder:
     def predicted_trust(self) -> TrustReport:
         """The trust matrix of the site as this plan would leave it."""
         for a in self.actions:
-            if a.kind == "remove-key" and a.host in self.views:
+            if a.kind == kinds.REMOVE_KEY.name and a.host in self.views:
                 self.views[a.host].keys.pop(a.params["file"], None)
         predicted: dict = {name: _Predicted(v.facts, v.keys) for name, v in self.views.items()}
         for f in self.facts.values():
             predicted.setdefault(f.name, f)
         report = trust_report(self.state, predicted, package_node=self.package_node)
-        if any(a.kind == "regenerate-keys" for a in self.actions):
+        if any(a.kind == kinds.REGENERATE_KEYS.name for a in self.actions):
             return dataclasses.replace(report, failover_ready=False, reasons=("keys are regenerated: readiness is known after apply",))
         return report
 
@@ -545,21 +493,14 @@ class _Builder:
         def wave(a: _Pending) -> int:
             if a.id not in waves:
                 deps = [wave(by_id[d]) + 1 for d in a.depends_on if d in by_id]
-                waves[a.id] = max([_GROUP[a.kind], *deps])
+                waves[a.id] = max([kinds.spec_of(a.kind).phase, *deps])
             return waves[a.id]
 
         for a in self.actions:
             wave(a)
         dense = {w: i + 1 for i, w in enumerate(sorted(set(waves.values())))}
-        phase = {k: i for i, k in enumerate(PHASES)}
-        order = sorted(self.actions, key=lambda a: (dense[waves[a.id]], phase[a.kind], a.host, a.address))
+        order = sorted(self.actions, key=lambda a: (dense[waves[a.id]], kinds.ORDER[a.kind], a.host, a.address))
         return tuple(a.action(dense[waves[a.id]]) for a in order)
-
-
-_GROUP = {
-    "start-package": 0, "enable-switching": 0, "dispatch-member": 1, "authorize-ssh": 2,
-    "copy-key": 3, "install-key": 3, "regenerate-keys": 3, "remove-key": 4,
-}
 
 
 def _through_members(state: DesiredState, facts: Mapping[str, HostFacts]) -> _Builder:
@@ -623,49 +564,3 @@ def regeneration_drift(state: DesiredState, facts: Mapping[str, HostFacts]) -> t
     """(key files that differ, cluster key) as the regenerate phase sees them."""
     b = _through_members(state, facts)
     return b.regeneration_drift(), b.cluster_key.fingerprint if b.cluster_key else None
-
-
-def precondition_hosts(state: DesiredState, action: Action) -> set[str]:
-    """The hosts whose facts `precondition_now` reads for ``action``."""
-    if action.kind == "dispatch-member":
-        return {action.host, action.params["member"]}
-    if action.kind == "regenerate-keys":
-        return {h.name for h in state.all_hosts}
-    return {action.host}
-
-
-def precondition_now(state: DesiredState, action: Action, facts: Mapping[str, HostFacts]) -> dict:
-    """The precondition of ``action`` computed from fresh ``facts`` with the functions the
-    planner used to record it; apply compares the two fingerprints before running it.
-
-    ``facts`` must hold every host of `precondition_hosts`. What the plan decided rather
-    than observed (the key a file should hold) is taken from the action itself.
-    """
-    here = facts[action.host]
-    kind, params = action.kind, action.params
-    if kind in ("copy-key", "install-key"):
-        file = params["file"]
-        source_file = params.get("source") if kind == "copy-key" else None
-        source = here.keys.get(source_file) if source_file else None
-        return key_precondition(file, here.keys.get(file), action.precondition.get("desired"), source, source_file)
-    if kind == "remove-key":
-        return {"file": params["file"], "current": key_state(here.keys.get(params["file"]))}
-    if kind in ("start-package", "enable-switching"):
-        view = here.cluster.packages.get(params["package"]) if here.cluster else None
-        return package_precondition(view)
-    if kind == "dispatch-member":
-        view = here.cluster.packages.get(state.master.package.name) if here.cluster else None
-        runs_here = view is not None and view.running and view.owner == action.host
-        pkgfs = here.package_fs
-        key = pkgfs.cluster_key if runs_here and pkgfs and pkgfs.mounted else None
-        return dispatch_precondition(
-            facts[params["member"]],
-            view.owner if view is not None and view.running else None,
-            key.fingerprint if key and key.usable else None,
-        )
-    if kind == "authorize-ssh":
-        return {"authorized": list(here.ssh_authorized)}
-    if kind == "regenerate-keys":
-        drift, cluster_key = regeneration_drift(state, facts)
-        return {"drift": drift, "cluster_key": cluster_key}
-    raise ValueError(f"no precondition for action kind {kind!r}")

@@ -12,21 +12,12 @@ import click
 
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
+from reconciler.plan.kinds import spec_of
 
-_SYMBOL = {
-    "start-package": ("+", "green"),
-    "enable-switching": ("~", "yellow"),
-    "dispatch-member": ("+", "green"),
-    "authorize-ssh": ("+", "green"),
-    "copy-key": ("+", "green"),
-    "install-key": ("+", "green"),
-    "regenerate-keys": ("-/+", "yellow"),
-    "remove-key": ("-", "red"),
-}
 
 
 def _symbol(a: Action) -> tuple[str, str]:
-    return ("-/+", "yellow") if a.replaces else _SYMBOL[a.kind]
+    return ("-/+", "yellow") if a.replaces else spec_of(a.kind).symbol
 
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
