@@ -15,8 +15,8 @@ import time
 
 from bench.floor import hostname_fan_out
 from reconciler.desired.loader import load_desired_state
-from reconciler.observe.probe import probe_site
 from reconciler.driver.transport import Pool
+from reconciler.observe.probe import probe_site
 
 
 def bare_fan_out(state) -> float:

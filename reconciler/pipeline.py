@@ -6,12 +6,12 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.observe.facts import HostFacts
 from reconciler.desired.model import DesiredState
+from reconciler.driver.transport import Pool
+from reconciler.observe.facts import HostFacts
+from reconciler.observe.probe import SiteFacts, probe_site
 from reconciler.plan.artefact import Plan
 from reconciler.plan.planner import make_plan
-from reconciler.observe.probe import SiteFacts, probe_site
-from reconciler.driver.transport import Pool
 
 
 def git_commit_of(paths: Sequence[Path]) -> str | None:

@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.domain import dsau
-from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
 from reconciler.apply.journal import Journal, read
-from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir, rsa_pair
-from reconciler.desired.loader import load_desired_state
 from reconciler.apply.lock import SiteLock, session_runner
-from reconciler.pipeline import refresh_and_plan
-from reconciler.observe.probe import probe_site
+from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
+from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir, rsa_pair
+from reconciler.pipeline import refresh_and_plan
 
 pytestmark = pytest.mark.lab
 
@@ -203,7 +202,7 @@ def test_a_saved_plan_skips_as_stale_an_action_whose_key_was_changed_by_hand(lab
     assert r.returncode == 1, r.stdout + r.stderr
     stale = f"client.client2.key[root-{PKG}.pub]"
     assert f"STALE   {stale}" in r.stdout and "current.present: planned False, now True" in r.stdout
-    assert f"ok      client.client1.key[root-127.0.10.3.pub]" in r.stdout
+    assert "ok      client.client1.key[root-127.0.10.3.pub]" in r.stdout
     remaining = fresh_plan(path)
     assert [a.address for a in remaining.actions] == [stale] and remaining.actions[0].replaces
 

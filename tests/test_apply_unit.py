@@ -9,8 +9,7 @@ from collections import Counter
 
 import pytest
 
-from reconciler.driver import commands
-from reconciler.domain import dsau
+from reconciler.apply.journal import scrub
 from reconciler.apply.run import (
     ActionResult,
     Events,
@@ -21,16 +20,25 @@ from reconciler.apply.run import (
     parse_batch,
     plan_digest,
 )
+from reconciler.domain import dsau
+from reconciler.driver import commands
+from reconciler.driver.transport import CommandResult, TransportError
 from reconciler.errors import InvalidInput, StalePlan
 from reconciler.observe.facts import HostFacts, PackageFilesystem, SshKey, unreachable
-from reconciler.apply.journal import scrub
 from reconciler.plan.artefact import Action, Plan, fingerprint
 from reconciler.plan.kinds import precondition_now
 from reconciler.plan.planner import make_plan
-from reconciler.driver.transport import CommandResult, TransportError
-from tests.unit.sitefacts import INPUTS, PKG_IP, converged, key, member_ip, site, standalone_facts, with_keys
+from tests.unit.sitefacts import (
+    INPUTS,
+    PKG_IP,
+    converged,
+    key,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
+)
 from tests.unit.test_planner import _ssh, seed_facts
-
 
 # --- a simulated site: what each action does to the hosts' facts -------------------------
 

@@ -10,7 +10,6 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from reconciler.domain import dsau
 from reconciler.desired.model import (
     CONFLICT_ERROR,
     Access,
@@ -21,6 +20,7 @@ from reconciler.desired.model import (
     format_loc,
     semantic_problems,
 )
+from reconciler.domain import dsau
 
 SITE = {
     "version": 1,

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from reconciler import __version__
-from reconciler.driver import commands
-from reconciler.errors import CsyncError, LockHeld
 from reconciler.desired.model import DesiredState, Host
+from reconciler.domain.package import decide_package
+from reconciler.driver import commands
 from reconciler.driver.transport import CommandResult, TransportError
+from reconciler.errors import CsyncError, LockHeld
 
 LEASE_ENV = "CSYNC_LOCK_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 120
@@ -372,9 +373,7 @@ def lock_node(state: DesiredState, member_facts) -> Host:
     the first declared member."""
     if not state.is_cluster:
         return state.master.host  # type: ignore[union-attr]
-    from reconciler.plan.planner import make_plan
-
-    node = make_plan(state, member_facts).package_node
+    node = decide_package(state, member_facts).node
     if node:
         return state.host(node)
     preferred = state.master.package.node  # type: ignore[union-attr]

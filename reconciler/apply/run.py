@@ -27,17 +27,25 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from reconciler import __version__
-from reconciler.driver import commands
-from reconciler.errors import InvalidInput, StalePlan
-from reconciler.observe.facts import HostFacts
 from reconciler.apply.journal import Journal, scrub
 from reconciler.apply.lock import Interrupted, SiteLock, lock_node, session_runner, who
 from reconciler.desired.model import DesiredState, Host
-from reconciler.plan.artefact import Action, Plan, fingerprint
-from reconciler.plan.kinds import precondition_hosts, precondition_now, script_for, touched_hosts, verify, verify_hosts
-from reconciler.plan.planner import make_plan
-from reconciler.observe.probe import probe_host, probe_site
+from reconciler.domain.package import package_server
+from reconciler.driver import commands
 from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
+from reconciler.errors import InvalidInput, StalePlan
+from reconciler.observe.facts import HostFacts
+from reconciler.observe.probe import probe_host, probe_site
+from reconciler.plan.artefact import Action, Plan, fingerprint
+from reconciler.plan.kinds import (
+    precondition_hosts,
+    precondition_now,
+    script_for,
+    touched_hosts,
+    verify,
+    verify_hosts,
+)
+from reconciler.plan.planner import make_plan
 
 Outcome = Literal["done", "failed", "skipped", "stale"]
 OUTCOMES: tuple[Outcome, ...] = ("done", "failed", "skipped", "stale")
@@ -475,11 +483,9 @@ def inventory_node(state: DesiredState, facts: Mapping[str, HostFacts]) -> Host 
     package filesystem mounted."""
     if not state.is_cluster:
         return state.master.host  # type: ignore[union-attr]
-    for m in state.members:
-        f = facts.get(m.name)
-        if f and f.reachable and f.package_fs and f.package_fs.mounted:
-            return m
-    return None
+    node = package_server(state, facts)
+    f = facts.get(node or "")
+    return state.host(node) if node and f and f.package_fs and f.package_fs.mounted else None
 
 
 def declared_addresses(state: DesiredState) -> list[str]:

@@ -109,7 +109,13 @@ class RichView(TextView):
     def __init__(self, color: bool, lock_timeout: float):
         super().__init__(color, lock_timeout)
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.console = Console(highlight=False, no_color=not color)
         self._progress_cls = lambda: Progress(
@@ -207,12 +213,12 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
 
     Exit 0 only when every action was done and verified and a fresh plan is empty.
     """
-    from reconciler.apply.run import ApplyOptions, StopFlag, run_apply
     from reconciler.apply.journal import Journal
     from reconciler.apply.lock import lease_seconds
+    from reconciler.apply.run import ApplyOptions, StopFlag, run_apply
+    from reconciler.driver.transport import Pool
     from reconciler.pipeline import git_commit_of
     from reconciler.plan.artefact import Plan
-    from reconciler.driver.transport import Pool
 
     interactive = sys.stdin.isatty()
     if planfile is None and not auto_approve and not interactive:
@@ -270,7 +276,8 @@ def unlock(lock_id, paths, force, accept_new_host_keys) -> int:
     Without --force, only a lock whose lease has expired is released: a live lease means
     its apply is still renewing it. The lock is looked for on every master host.
     """
-    from reconciler.apply.lock import session_runner, unlock as release
+    from reconciler.apply.lock import session_runner
+    from reconciler.apply.lock import unlock as release
     from reconciler.driver.transport import Pool
 
     state = load_state(paths)

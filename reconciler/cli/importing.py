@@ -32,9 +32,9 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     on any host. Review the result, commit it, and `csync plan` shows what csync would
     still change (nothing on a healthy site).
     """
-    from reconciler.importer import discover as importer
     from reconciler.desired.loader import load_access_file
     from reconciler.desired.model import Access, Paths, is_host_name
+    from reconciler.importer import discover as importer
 
     if site is not None and not is_host_name(site):
         raise click.BadParameter(f"{site!r} is not a valid site name (letters, digits and '-')", param_hint="--site")

@@ -209,9 +209,9 @@ def show(planfile, fmt) -> int:
 @accept_new_option
 def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     """Probe the hosts and show what csync sees (exit 1 if any host did not answer)."""
-    from reconciler.views import plan as render
     from reconciler.errors import InvalidInput
     from reconciler.observe.probe import probe_site
+    from reconciler.views import plan as render
 
     state = load_state(paths)
     declared = {h.name for h in state.all_hosts}

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.main import Progress, _color, accept_new_option, desired_state_option, load_state, open_pool
+from reconciler.cli.main import (
+    Progress,
+    _color,
+    accept_new_option,
+    desired_state_option,
+    load_state,
+    open_pool,
+)
 from reconciler.errors import CsyncError, ExitCode
 
 NOT_READY = 2
@@ -45,8 +52,8 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     authenticate the master at the package address, can each member take over the package.
     Clients whose rows are alike are grouped. See docs/TRUST.md.
     """
-    from reconciler.views import trust as render_trust
     from reconciler.trust.live import assess
+    from reconciler.views import trust as render_trust
 
     state = load_state(paths)
     interactive = fmt == "text" and out is None

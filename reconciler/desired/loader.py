@@ -35,8 +35,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from reconciler.desired.model import (
+    CONFLICT_ERROR,
+    Access,
+    DesiredState,
+    Loc,
+    format_loc,
+    show,
+)
 from reconciler.errors import InvalidInput
-from reconciler.desired.model import CONFLICT_ERROR, Access, DesiredState, Loc, format_loc, show
 
 MAX_FILE_BYTES = 1024 * 1024
 # The deepest field (access.hosts.NAME.port) is four levels down; far deeper nesting is

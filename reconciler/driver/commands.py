@@ -11,9 +11,9 @@ import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from reconciler.domain import dsau
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState

@@ -35,14 +35,25 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconciler.driver import commands
+from reconciler.desired.model import (
+    Access,
+    DesiredState,
+    Host,
+    Paths,
+    is_host_name,
+    is_ipv4,
+)
 from reconciler.domain import dsau
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    CmviewclParseError,
+    parse_cmviewcl_line,
+)
+from reconciler.driver import commands
+from reconciler.driver.transport import Pool, TransportError
 from reconciler.errors import CsyncError, InvalidInput
 from reconciler.observe.facts import HostFacts
-from reconciler.desired.model import Access, DesiredState, Host, Paths, is_host_name, is_ipv4
 from reconciler.observe.probe import probe_site
-from reconciler.domain.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
-from reconciler.driver.transport import Pool, TransportError
 
 
 class ImportFailed(CsyncError):

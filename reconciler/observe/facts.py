@@ -15,11 +15,20 @@ from typing import Literal
 
 from pydantic import Field
 
+from reconciler.desired.model import Role
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
-from reconciler.domain.keys import KEY_FILE_NAME, KeyFile, own_fingerprint, public_key_fingerprint
-from reconciler.desired.model import Role
-from reconciler.domain.serviceguard import ClusterView, CmviewclParseError, parse_cmviewcl_line
+from reconciler.domain.keys import (
+    KEY_FILE_NAME,
+    KeyFile,
+    own_fingerprint,
+    public_key_fingerprint,
+)
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    CmviewclParseError,
+    parse_cmviewcl_line,
+)
 
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]
 

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reconciler.driver import commands
-from reconciler.observe.facts import HostFacts, Role, parse_probe, unreachable
 from reconciler.desired.model import DesiredState, Host
+from reconciler.driver import commands
 from reconciler.driver.transport import Pool, TransportError, fan_out
+from reconciler.observe.facts import HostFacts, Role, parse_probe, unreachable
 
 
 @dataclass

@@ -13,18 +13,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.desired.model import DesiredState, Host
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
-from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem, own_fingerprint
+from reconciler.domain.keys import (
+    KeyFile,
+    is_verified_copy,
+    key_problem,
+    own_fingerprint,
+)
+from reconciler.domain.package import decide_package, infer_cluster_key
 from reconciler.observe.facts import HostFacts, KeyStoreReader
 from reconciler.plan import kinds
-from reconciler.desired.model import DesiredState, Host
 from reconciler.plan.artefact import Action, Finding, Plan, fingerprint
 from reconciler.trust.predict import TrustReport, trust_report
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -91,6 +97,7 @@ class _Builder:
     views: dict[str, _HostView] = field(default_factory=dict)
     cluster_key: KeyFile | None = None
     cluster_key_source: str | None = None
+    cluster_key_inferred: bool = False  # read from the members' own keys, not the package filesystem
     master_inputs: str | None = None
     package_node: str | None = None
     package_action: str | None = None  # id of start-package, when planned
@@ -136,61 +143,25 @@ class _Builder:
 
     # --- package -----------------------------------------------------------------------
     def plan_package(self) -> None:
-        master = self.state.master
-        pkg = master.package
+        pkg = self.state.master.package
         address = f"package.{pkg.name}"
-        reachable = [m for m in self.state.members if m.name in self.views]
-        views = [(m, self.views[m.name].facts) for m in reachable]
-        with_cluster = [(m, f) for m, f in views if f.cluster is not None]
-        if not with_cluster:
-            why = "; ".join(f"{m.name}: {f.cluster_error}" for m, f in views if f.cluster_error) or "no member answered"
-            self.unknown.append(Finding(address=address, message=f"cluster state unknown ({why})"))
+        d = decide_package(self.state, {name: v.facts for name, v in self.views.items()})
+        for note in d.notes:
+            {"blocked": self.blocked, "unknown": self.unknown, "notice": self.notices}[note.level].append(
+                Finding(address=note.address, host=note.host, message=note.message))
+        self.package_node = d.node
+        if d.view is None or d.node is None:
             return
-        source, facts = with_cluster[0]
-        cluster = facts.cluster
-        assert cluster is not None
-        if cluster.name and cluster.name != master.cluster:
-            self.blocked.append(Finding(address=address, host=source.name, message=f"{source.name} belongs to cluster {cluster.name!r}, not {master.cluster!r} as declared"))
-            return
-        for m in self.state.members:
-            if m.name not in cluster.nodes:
-                self.blocked.append(Finding(
-                    address=f"member.{m.name}", host=m.name,
-                    message=f"{m.name} is not a node of cluster {master.cluster} according to Serviceguard; "
-                            f"add it to the cluster first (cmapplyconf); csync does not edit cluster configuration",
-                ))
-        view = cluster.packages.get(pkg.name)
-        if view is None:
-            self.blocked.append(Finding(address=address, host=source.name, message=f"package {pkg.name} is not configured in cluster {master.cluster}"))
-            return
-        precondition = kinds.package_precondition(view)
-        if view.running:
-            self.package_node = view.owner
-            if pkg.node and view.owner != pkg.node:
-                self.notices.append(Finding(address=address, host=view.owner, message=f"runs on {view.owner}, not on the preferred node {pkg.node}; csync does not move a running package"))
-            if view.autorun != "enabled" and view.owner in self.views:
-                owner = self.state.host(view.owner)
-                self._add(kinds.ENABLE_SWITCHING, address, owner, kinds.PackageParams(package=pkg.name),
-                          f"package {pkg.name} runs on {view.owner} with switching {view.autorun}: it would not fail over",
-                          precondition=precondition, expected={"package": {"autorun": "enabled"}})
-            return
-        declared = {m.name for m in self.state.members}
-        order = view.node_order() or [m.name for m in self.state.members]
-        candidates = ([pkg.node] if pkg.node else []) + [n for n in order if n != pkg.node]
-        up = [n for n in candidates if n in declared and n in cluster.nodes and cluster.nodes[n].up and n in order]
-        if not up:
-            self.blocked.append(Finding(address=address, message=f"package {pkg.name} is {view.status}/{view.state} and no declared member that can run it is up"))
-            return
-        node = up[0]
-        why = f"package {pkg.name} is {view.status} ({view.state})"
-        if pkg.node and node != pkg.node:
-            why += f"; the preferred node {pkg.node} is not up, so the next adoptive node"
-        host = self.state.host(node)
-        action = self._add(kinds.START_PACKAGE, address, host, kinds.StartPackageParams(package=pkg.name, node=node), why,
-                           precondition=precondition,
-                           expected={"package": {"owner": node, "running": True, "autorun": "enabled"}})
-        self.package_node = node
-        self.package_action = action.id
+        precondition = kinds.package_precondition(d.view)
+        node = self.state.host(d.node) if d.node in self.views else None
+        if d.enable_switching and node is not None:
+            self._add(kinds.ENABLE_SWITCHING, address, node, kinds.PackageParams(package=pkg.name), d.why,
+                      precondition=precondition, expected={"package": {"autorun": "enabled"}})
+        if d.start:
+            action = self._add(kinds.START_PACKAGE, address, self.state.host(d.node), kinds.StartPackageParams(package=pkg.name, node=d.node),
+                               d.why, precondition=precondition,
+                               expected={"package": {"owner": d.node, "running": True, "autorun": "enabled"}})
+            self.package_action = action.id
 
     # --- the cluster (or standalone master) key ------------------------------------------
     def determine_cluster_key(self) -> None:
@@ -218,18 +189,10 @@ class _Builder:
                 self.blocked.append(Finding(address=f"package.{self.state.master.package.name}", host=self.package_node, message=f"the package filesystem on {self.package_node} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
             return
         # Package down: the members that were configured hold the cluster key as their own.
-        held = Counter()
-        keys: dict[str, KeyFile] = {}
-        for m in self.state.members:
-            v = self.views.get(m.name)
-            if v and v.own:
-                held[v.own] += 1
-                keys[v.own] = v.keys[dsau.OWN_PUBLIC_KEY]
-        ranked = held.most_common()
-        if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-            fp = ranked[0][0]
-            holders = sorted(m.name for m in self.state.members if self.views.get(m.name) and self.views[m.name].own == fp)
-            self.cluster_key = keys[fp]
+        fp, holders = infer_cluster_key(self.state, {m.name: v.own for m in self.state.members if (v := self.views.get(m.name))})
+        if fp is not None:
+            self.cluster_key = self.views[holders[0]].keys[dsau.OWN_PUBLIC_KEY]
+            self.cluster_key_inferred = True
             self.cluster_key_source = f"the own key of {', '.join(holders)} (the package filesystem is not mounted)"
         else:
             self.blocked.append(Finding(address="site.keys", message="cannot tell the cluster key: the package filesystem is not mounted and the members do not agree on one key; start the package and plan again"))
@@ -360,7 +323,7 @@ class _Builder:
         depends = []
         if host.name in self.dispatched:
             depends.append(self.dispatched[host.name])
-        if self.package_action and self.cluster_key and fp == self.cluster_key.fingerprint and "not mounted" in (self.cluster_key_source or ""):
+        if self.package_action and self.cluster_key and fp == self.cluster_key.fingerprint and self.cluster_key_inferred:
             # the key was inferred while the package is down: confirm it by starting first
             depends.append(self.package_action)
         replaces = current is not None

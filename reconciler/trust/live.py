@@ -22,10 +22,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reconciler.driver import commands
 from reconciler.desired.model import DesiredState, Host
+from reconciler.driver import commands
 from reconciler.driver.transport import Pool, TransportError, fan_out
-from reconciler.trust.predict import MISSING, NO_SERVER, OTHER_KEY, OWN_KEY, UNKNOWN_KEY, UNUSABLE, Check, TrustReport
+from reconciler.trust.predict import (
+    MISSING,
+    NO_SERVER,
+    OTHER_KEY,
+    OWN_KEY,
+    UNKNOWN_KEY,
+    UNUSABLE,
+    Check,
+    TrustReport,
+)
 
 # docs/LAB.md, "Output grammar": <tool> <address>: ok | <message> [<where> <detail>]
 LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reconciler.domain import dsau
-from reconciler.observe.facts import HostFacts
 from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.domain.package import infer_cluster_key, package_server
+from reconciler.observe.facts import HostFacts
 
 # What is wrong with the file a check reads (Cause.kind).
 MISSING = "missing"  # the file is not there
@@ -168,27 +168,13 @@ def _names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + ("..." if len(names) > shown else "")
 
 
-def members_cluster_key(state: DesiredState, facts: Mapping[str, HostFacts]) -> str | None:
-    """The cluster key while the package filesystem is not mounted: the own key most members
-    hold, if one key is held by more members than any other (as the planner infers it)."""
-    held = Counter(fp for m in state.members if (fp := _own(facts.get(m.name))))
-    ranked = held.most_common(2)
-    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        return ranked[0][0]
-    return None
-
-
 def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None) -> TrustReport:
     """Predict every cfrun (member -> client), every cfagent (client -> master) and each
     member's readiness to take over the package."""
     masters = state.master_hosts
     server_address = state.master.package.address if state.is_cluster else state.master.host.address
     if state.is_cluster and package_node is None:
-        for m in masters:
-            f = facts.get(m.name)
-            if f and f.cluster and (pkg := f.cluster.packages.get(state.master.package.name)) and pkg.running:
-                package_node = pkg.owner
-                break
+        package_node = package_server(state, facts)
     server = package_node if state.is_cluster else state.master.host.name
     cluster_key = _own(facts.get(server)) if server else None
     if state.is_cluster:
@@ -196,7 +182,7 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         if owner and owner.package_fs and owner.package_fs.cluster_key and owner.package_fs.cluster_key.usable:
             cluster_key = owner.package_fs.cluster_key.fingerprint
         if server is None:
-            cluster_key = members_cluster_key(state, facts)
+            cluster_key = infer_cluster_key(state, {m.name: _own(facts.get(m.name)) for m in state.members})[0]
 
     own = {h.name: _own(facts.get(h.name)) for h in state.all_hosts}
     file_of = {h.name: dsau.peer_key_name(h.address) for h in state.all_hosts}

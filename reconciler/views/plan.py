@@ -15,7 +15,6 @@ from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
 
 
-
 def _symbol(a: Action) -> tuple[str, str]:
     return ("-/+", "yellow") if a.replaces else spec_of(a.kind).symbol
 

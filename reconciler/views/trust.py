@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import click
 
 from reconciler.domain import dsau
-from reconciler.trust.predict import Cause, Check
 from reconciler.trust.live import SUFFIX, LiveResult, TrustView
+from reconciler.trust.predict import Cause, Check
 
 FORMAT_VERSION = 1
 CLIENT = "<client>"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.domain import dsau
 from reconciler.apply.journal import read
-from reconciler.lab.runtime import LAB_MOUNT, key_dir
-from reconciler.desired.loader import load_desired_state
 from reconciler.apply.lock import SiteLock, session_runner
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
+from reconciler.lab.runtime import LAB_MOUNT, key_dir
 
 pytestmark = pytest.mark.lab
 

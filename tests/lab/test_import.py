@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from reconciler.desired.loader import load_desired_state
 from reconciler.domain import dsau
 from reconciler.lab.runtime import key_dir
-from reconciler.desired.loader import load_desired_state
 
 pytestmark = pytest.mark.lab
 

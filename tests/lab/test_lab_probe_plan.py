@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.domain import dsau
-from reconciler.observe.facts import public_key_fingerprint
-from reconciler.lab.runtime import LAB_MOUNT, key_dir
 from reconciler.desired.loader import load_desired_state
-from reconciler.pipeline import refresh_and_plan
-from reconciler.observe.probe import probe_site
+from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
+from reconciler.lab.runtime import LAB_MOUNT, key_dir
+from reconciler.observe.facts import public_key_fingerprint
+from reconciler.observe.probe import probe_site
+from reconciler.pipeline import refresh_and_plan
 
 pytestmark = pytest.mark.lab
 

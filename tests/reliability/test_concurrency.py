@@ -10,12 +10,20 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from reconciler.apply.journal import read
-from tests.reliability.support import PKG, desired, drop_keys, fresh_plan, journals, lock_text, spawn, temp_files
+from tests.reliability.support import (
+    PKG,
+    desired,
+    drop_keys,
+    fresh_plan,
+    journals,
+    lock_text,
+    spawn,
+    temp_files,
+)
 
 pytestmark = pytest.mark.lab
 

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.support import PKG, PPKEYS, csync, desired, fresh_plan, key_store, temp_files
+from tests.reliability.support import (
+    PKG,
+    PPKEYS,
+    csync,
+    desired,
+    fresh_plan,
+    key_store,
+    temp_files,
+)
 
 pytestmark = pytest.mark.lab
 

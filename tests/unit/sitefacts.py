@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from reconciler.domain import dsau
-from reconciler.observe.facts import HostFacts, KeyFile, PackageFilesystem
 from reconciler.desired.model import DesiredState
-from reconciler.domain.serviceguard import ClusterView, NodeView, PackageNode, PackageView
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    NodeView,
+    PackageNode,
+    PackageView,
+)
+from reconciler.observe.facts import HostFacts, KeyFile, PackageFilesystem
 from tests import keys as test_keys
 
 PKG_IP = "10.1.0.10"

@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests import keys as test_keys
-
 from reconciler.observe.facts import SshKey, unreachable
 from reconciler.plan.planner import make_plan
+from tests import keys as test_keys
 from tests.unit.sitefacts import (
-    PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone_facts, with_keys,
+    PKG_IP,
+    client_ip,
+    cluster_view,
+    converged,
+    keyset,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
 )
 from tests.unit.test_planner import seed_facts
 

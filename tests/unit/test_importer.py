@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from reconciler.importer import discover as importer
 from reconciler.desired.model import Access
+from reconciler.importer import discover as importer
 
 DISCOVERY = """@hostname
 node2.lab.example

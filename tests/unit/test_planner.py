@@ -6,7 +6,15 @@ from reconciler.domain import dsau
 from reconciler.observe.facts import HostFacts, SshKey, unreachable
 from reconciler.plan.planner import make_plan
 from tests.unit.sitefacts import (
-    PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone_facts, with_keys,
+    PKG_IP,
+    client_ip,
+    cluster_view,
+    converged,
+    keyset,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
 )
 
 

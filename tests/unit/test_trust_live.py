@@ -7,10 +7,32 @@ import json
 import re
 
 from reconciler.driver import commands
-from reconciler.views.trust import client_label, group_clients, render_html, render_json, render_text, verdict_line
+from reconciler.trust.live import (
+    LiveReport,
+    LiveResult,
+    TrustView,
+    compare,
+    interpret,
+    parse_check_output,
+    verdict,
+)
 from reconciler.trust.predict import trust_report
-from reconciler.trust.live import LiveReport, LiveResult, TrustView, compare, interpret, parse_check_output, verdict
-from tests.unit.sitefacts import PKG_IP, client_ip, converged, member_ip, site, with_keys
+from reconciler.views.trust import (
+    client_label,
+    group_clients,
+    render_html,
+    render_json,
+    render_text,
+    verdict_line,
+)
+from tests.unit.sitefacts import (
+    PKG_IP,
+    client_ip,
+    converged,
+    member_ip,
+    site,
+    with_keys,
+)
 from tests.unit.test_planner import seed_facts
 
 PP = "/var/opt/dsau/cfengine/ppkeys"
