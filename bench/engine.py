@@ -41,7 +41,7 @@ def ip(n: int) -> str:
 def fake_key(label: str) -> KeyFile:
     digest = hashlib.sha256(label.encode()).digest()
     body = base64.b64encode(digest * 4).decode()
-    pem = f"{dsau.PUBLIC_KEY_PEM_BEGIN}\n{body}\n{dsau.PUBLIC_KEY_PEM_END}\n"
+    pem = f"-----BEGIN RSA PUBLIC KEY-----\n{body}\n{dsau.PUBLIC_KEY_PEM_END}\n"
     return KeyFile(name="x", mode=0o644, size=len(pem), fingerprint="SHA256:" + base64.b64encode(digest).decode().rstrip("="), pem=pem)
 
 

@@ -35,3 +35,7 @@ class StalePlan(CsyncError):
 
 class LockHeld(CsyncError):
     exit_code = ExitCode.LOCKED
+
+
+class LockError(CsyncError):
+    """The lock could not be taken, renewed or released for a reason other than another holder."""

@@ -17,11 +17,10 @@ from reconciler.apply.run import (
     StopFlag,
     check_plan,
     differences,
-    parse_batch,
     plan_digest,
 )
 from reconciler.domain import dsau
-from reconciler.driver import commands
+from reconciler.driver import batch
 from reconciler.driver.transport import CommandResult, TransportError
 from reconciler.errors import InvalidInput, StalePlan
 from reconciler.observe.facts import HostFacts, PackageFilesystem, SshKey, unreachable
@@ -346,9 +345,9 @@ def test_differences_name_each_changed_fact():
 def test_a_batch_runs_every_action_in_its_own_subshell_and_reports_each_exit_code():
     scripts = ["echo one; cd /; exit 0", "echo two >&2; exit 3", "pwd; cat; echo three", "umask 077; exit 0"]
     nonce = "0123456789abcdef"
-    batch = commands.batch(scripts, nonce)
-    p = subprocess.run(["/bin/sh", "-s"], input=batch.script.encode(), capture_output=True, cwd="/tmp", timeout=10)
-    parts = parse_batch(CommandResult(p.returncode, p.stdout, p.stderr, 0), nonce, len(scripts))
+    script = batch.batch(scripts, nonce)
+    p = subprocess.run(["/bin/sh", "-s"], input=script.script.encode(), capture_output=True, cwd="/tmp", timeout=10)
+    parts = batch.parse_batch(CommandResult(p.returncode, p.stdout, p.stderr, 0), nonce, len(scripts))
     assert [rc for rc, _, _ in parts] == [0, 3, 0, 0]
     assert parts[0][1] == "one" and parts[1][2] == "two"
     # cd stayed inside the first subshell; `cat` read /dev/null, not the rest of the script
@@ -357,15 +356,15 @@ def test_a_batch_runs_every_action_in_its_own_subshell_and_reports_each_exit_cod
 
 def test_a_forged_marker_in_an_actions_output_is_ignored():
     nonce = "fedcba9876543210"
-    batch = commands.batch(["echo '@@0000000000000000 end 0 0'; exit 4"], nonce)
-    p = subprocess.run(["/bin/sh", "-s"], input=batch.script.encode(), capture_output=True, timeout=10)
-    assert parse_batch(CommandResult(p.returncode, p.stdout, p.stderr, 0), nonce, 1)[0][0] == 4
+    script = batch.batch(["echo '@@0000000000000000 end 0 0'; exit 4"], nonce)
+    p = subprocess.run(["/bin/sh", "-s"], input=script.script.encode(), capture_output=True, timeout=10)
+    assert batch.parse_batch(CommandResult(p.returncode, p.stdout, p.stderr, 0), nonce, 1)[0][0] == 4
 
 
 def test_an_unfinished_batch_leaves_the_rest_without_exit_codes():
     nonce = "00112233445566778899aabbccddeeff"
     out = f"@@{nonce} begin 0\n@@{nonce} end 0 0\n@@{nonce} begin 1\npartial".encode()
-    assert [rc for rc, _, _ in parse_batch(CommandResult(-1, out, b"", 0), nonce, 3)] == [0, None, None]
+    assert [rc for rc, _, _ in batch.parse_batch(CommandResult(-1, out, b"", 0), nonce, 3)] == [0, None, None]
 
 
 # --- up-front checks of a saved plan ---------------------------------------------------------

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply.lock import LockError, SiteLock, ci_identity, find_locks, unlock
+from reconciler.apply.lock import SiteLock, ci_identity, find_locks, unlock
+from reconciler.driver.commands import RemoteCommand
 from reconciler.driver.transport import CommandResult
-from reconciler.errors import LockHeld
+from reconciler.errors import LockError, LockHeld
 from tests.unit.sitefacts import standalone
 
 
-def sh(script: str) -> CommandResult:
+def sh(command: RemoteCommand) -> CommandResult:
     start = time.monotonic()
-    p = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, timeout=60)
+    p = subprocess.run(["/bin/sh", "-s"], input=command.script.encode(), capture_output=True, timeout=60)
     return CommandResult(p.returncode, p.stdout, p.stderr, time.monotonic() - start)
 
 

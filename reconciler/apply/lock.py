@@ -24,15 +24,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from reconciler import __version__
 from reconciler.desired.model import DesiredState, Host
 from reconciler.domain.package import decide_package
 from reconciler.driver import commands
 from reconciler.driver.transport import CommandResult, TransportError
-from reconciler.errors import CsyncError, LockHeld
+from reconciler.domain import dsau
+from reconciler.driver import sitestate
+from reconciler.driver.sitestate import LockRecord, LockReply, parse_reply
+from reconciler.errors import CsyncError, LockError, LockHeld
 
 LEASE_ENV = "CSYNC_LOCK_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 120
@@ -41,11 +42,7 @@ MIN_LEASE_SECONDS = 3
 LOCK_COMMAND_TIMEOUT = 90.0  # a lock script may wait up to a minute for the node's mutex
 POLL_SECONDS = 2.0
 
-Runner = Callable[[str], CommandResult]
-
-
-class LockError(CsyncError):
-    """The lock could not be taken, renewed or released for a reason other than another holder."""
+Runner = Callable[[commands.RemoteCommand], CommandResult]
 
 
 class Interrupted(CsyncError):
@@ -103,96 +100,6 @@ def who() -> dict:
     return {"user": user_name(), "host": socket.gethostname(), "pid": os.getpid(), "ci": ci_identity()}
 
 
-def _iso(epoch: int | None) -> str:
-    if epoch is None:
-        return "an unknown time"
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class LockRecord:
-    """A lock file as found on a node: what it says, where, and its checksum."""
-
-    node: str
-    path: str
-    checksum: str  # "crc:size" of the file, for compare-and-swap
-    data: dict | None  # None: not a csync lock record (damaged)
-    host_now: int  # the node's clock when it was read
-
-    @property
-    def id(self) -> str | None:
-        return self.data.get("id") if self.data else None
-
-    @property
-    def expires_epoch(self) -> int | None:
-        value = self.data.get("expires_epoch") if self.data else None
-        return value if isinstance(value, int) else None
-
-    @property
-    def expired(self) -> bool:
-        return self.expires_epoch is not None and self.expires_epoch <= self.host_now
-
-    def holder(self) -> str:
-        """'user@host (pid N, CI ...)' of the apply that holds it."""
-        if self.data is None:
-            return "an unreadable lock file"
-        d = self.data
-        text = f"{d.get('user', '?')}@{d.get('host', '?')} (pid {d.get('pid', '?')}"
-        ci = d.get("ci")
-        if isinstance(ci, dict) and ci:
-            job = ", ".join(f"{k}={v}" for k, v in ci.items() if k != "system")
-            text += f", {ci.get('system', 'ci')} job {job}"
-        return text + ")"
-
-    def describe(self) -> str:
-        if self.data is None:
-            return f"{self.node}:{self.path} exists but is not a csync lock record; inspect it and remove it by hand"
-        since = _iso(self.data.get("acquired_epoch"))
-        left = (self.expires_epoch or 0) - self.host_now
-        lease = f"lease expired {-left} s ago" if left <= 0 else f"lease expires in {left} s unless renewed"
-        plan = f", plan {self.data['plan_digest']}" if self.data.get("plan_digest") else ""
-        return f"lock {self.id} of {self.holder()} since {since} ({lease}{plan}) at {self.node}:{self.path}"
-
-
-@dataclass
-class _Reply:
-    now: int | None = None
-    records: list[LockRecord] = field(default_factory=list)
-    tags: dict[str, list[str]] = field(default_factory=dict)
-
-    def has(self, tag: str) -> bool:
-        return tag in self.tags
-
-
-def parse_reply(node: str, result: CommandResult, what: str) -> _Reply:
-    """The tagged lines a lock script prints (see commands.lock_acquire)."""
-    if result.exit_code != 0:
-        raise LockError(f"{what} on {node} failed (exit {result.exit_code}): {result.stderr_text() or 'no message'}")
-    reply = _Reply()
-    pending: tuple[str, str] | None = None
-    for line in result.stdout.decode("utf-8", "replace").splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag == "NOW" and rest.strip().isdigit():
-            reply.now = int(rest)
-        elif tag == "LOCK":
-            path, _, checksum = rest.rpartition(" ")
-            pending = (path, checksum)
-        elif tag == "CONTENT" and pending is not None:
-            try:
-                data = json.loads(rest)
-            except json.JSONDecodeError:
-                data = None
-            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-                data = None
-            reply.records.append(LockRecord(node, pending[0], pending[1], data, reply.now or 0))
-            pending = None
-        elif tag:
-            reply.tags.setdefault(tag, []).append(rest)
-    if reply.now is None and not reply.has("BUSY"):
-        raise LockError(f"{what} on {node}: no answer from the lock script ({result.stderr_text() or 'empty output'})")
-    return reply
-
-
 def _record(fields: dict) -> str:
     """The lock's JSON object without its closing brace: the node appends its clock's times."""
     text = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
@@ -211,7 +118,7 @@ class SiteLock:
         lock_id: str | None = None,
         lease: int | None = None,
         plan_digest: str | None = None,
-        local_dir: str = commands.dsau.STANDALONE_CSYNC_STATE,
+        local_dir: str = dsau.STANDALONE_CSYNC_STATE,
     ):
         self.state = state
         self.node = node
@@ -243,12 +150,12 @@ class SiteLock:
         }
         if self.acquired_epoch is not None:
             fields["acquired_epoch"] = self.acquired_epoch
-            fields["acquired_at"] = _iso(self.acquired_epoch)
+            fields["acquired_at"] = sitestate.iso_time(self.acquired_epoch)
         return fields
 
-    def _call(self, command: commands.RemoteCommand, what: str) -> _Reply:
+    def _call(self, command: commands.RemoteCommand, what: str) -> LockReply:
         try:
-            result = self.run(command.script)
+            result = self.run(command)
         except TransportError as e:
             raise LockError(f"{what} on {self.node.name} ({self.node.address}): {e.reason}") from None
         return parse_reply(self.node.name, result, what)
@@ -263,7 +170,7 @@ class SiteLock:
         while True:
             start = time.monotonic()
             reply = self._call(
-                commands.lock_acquire(self.state, self.id, _record(self._fields()), self.lease, takeover, local_dir=self.local_dir),
+                sitestate.lock_acquire(self.state, self.id, _record(self._fields()), self.lease, takeover, local_dir=self.local_dir),
                 "taking the site lock",
             )
             if reply.has("ACQUIRED"):
@@ -308,7 +215,7 @@ class SiteLock:
         with self._mutex:
             start = time.monotonic()
             reply = self._call(
-                commands.lock_renew(self.state, self.id, _record(self._fields()), self.lease, local_dir=self.local_dir),
+                sitestate.lock_renew(self.state, self.id, _record(self._fields()), self.lease, local_dir=self.local_dir),
                 "renewing the site lock",
             )
             if reply.has("LOST"):
@@ -354,15 +261,15 @@ class SiteLock:
         if self._thread is not None:
             self._thread.join(timeout=LOCK_COMMAND_TIMEOUT)
         with self._mutex:
-            reply = self._call(commands.lock_release(self.state, self.id, local_dir=self.local_dir), "releasing the site lock")
+            reply = self._call(sitestate.lock_release(self.state, self.id, local_dir=self.local_dir), "releasing the site lock")
         return reply.tags.get("RELEASED", [])
 
 
 def session_runner(pool, host: Host) -> Runner:
     """Run lock scripts over the pool's connection to ``host`` (a transport.Pool)."""
 
-    def run(script: str) -> CommandResult:
-        return pool.connect(host).run(commands.SHELL, stdin=script.encode(), timeout=LOCK_COMMAND_TIMEOUT)
+    def run(command: commands.RemoteCommand) -> CommandResult:
+        return pool.connect(host).run_script(command, timeout=LOCK_COMMAND_TIMEOUT)
 
     return run
 
@@ -386,20 +293,20 @@ def lock_node(state: DesiredState, member_facts) -> Host:
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def find_locks(state: DesiredState, runners: dict[str, Runner], *, local_dir: str = commands.dsau.STANDALONE_CSYNC_STATE) -> tuple[list[LockRecord], dict[str, str]]:
+def find_locks(state: DesiredState, runners: dict[str, Runner], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> tuple[list[LockRecord], dict[str, str]]:
     """Every lock file on the master hosts, and the hosts that could not be asked (why)."""
     records: list[LockRecord] = []
     errors: dict[str, str] = {}
     for name, run in runners.items():
         try:
-            result = run(commands.lock_show(state, local_dir=local_dir).script)
+            result = run(sitestate.lock_show(state, local_dir=local_dir))
             records += parse_reply(name, result, "reading the site lock").records
         except (TransportError, LockError) as e:
             errors[name] = getattr(e, "reason", None) or str(e)
     return records, errors
 
 
-def unlock(state: DesiredState, lock_id: str, runners: dict[str, Runner], *, force: bool, local_dir: str = commands.dsau.STANDALONE_CSYNC_STATE) -> list[LockRecord]:
+def unlock(state: DesiredState, lock_id: str, runners: dict[str, Runner], *, force: bool, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> list[LockRecord]:
     """Remove the lock ``lock_id`` wherever it is held; without ``force`` only once its lease
     has expired. Returns the records removed."""
     if not _ID.match(lock_id):
@@ -419,7 +326,7 @@ def unlock(state: DesiredState, lock_id: str, runners: dict[str, Runner], *, for
     removed: list[LockRecord] = []
     for node in sorted({r.node for r in mine}):
         at_node = [r for r in mine if r.node == node]
-        reply = parse_reply(node, runners[node](commands.lock_remove(state, [r.checksum for r in at_node], local_dir=local_dir).script), "removing the site lock")
+        reply = parse_reply(node, runners[node](sitestate.lock_remove(state, [r.checksum for r in at_node], local_dir=local_dir)), "removing the site lock")
         released = set(reply.tags.get("RELEASED", []))
         removed += [r for r in at_node if r.path in released]
         changed = [r for r in at_node if r.path not in released]

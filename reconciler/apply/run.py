@@ -31,7 +31,7 @@ from reconciler.apply.journal import Journal, scrub
 from reconciler.apply.lock import Interrupted, SiteLock, lock_node, session_runner, who
 from reconciler.desired.model import DesiredState, Host
 from reconciler.domain.package import package_server
-from reconciler.driver import commands
+from reconciler.driver import batch, sitestate
 from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
 from reconciler.errors import InvalidInput, StalePlan
 from reconciler.observe.facts import HostFacts
@@ -231,46 +231,6 @@ class StopFlag:
 # --- the executor ----------------------------------------------------------------------------
 
 
-def parse_batch(result: CommandResult, nonce: str, count: int) -> list[tuple[int | None, str, str]]:
-    """(exit code or None when the action did not finish, stdout, stderr) per action of a
-    `commands.batch` script."""
-    out_rc, out = _split(result.stdout, nonce, count)
-    err_rc, err = _split(result.stderr, nonce, count)
-    return [(out_rc[i] if out_rc[i] is not None else err_rc[i], out[i], err[i]) for i in range(count)]
-
-
-def batch_timeout(result: CommandResult, nonce: str) -> int | None:
-    """The seconds after which the batch's watchdog stopped it on the host, if it did."""
-    marker = f"@@{nonce} timeout "
-    for line in result.stderr.decode("utf-8", "replace").splitlines():
-        if line.startswith(marker) and line[len(marker):].strip().isdigit():
-            return int(line[len(marker):])
-    return None
-
-
-def _split(data: bytes, nonce: str, count: int) -> tuple[list[int | None], list[str]]:
-    marker = f"@@{nonce} "
-    codes: list[int | None] = [None] * count
-    chunks: list[list[str]] = [[] for _ in range(count)]
-    current: int | None = None
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.startswith(marker):
-            parts = line.split()
-            try:
-                index = int(parts[2])
-                if parts[1] == "begin" and 0 <= index < count:
-                    current = index
-                elif parts[1] == "end" and 0 <= index < count:
-                    codes[index] = int(parts[3])
-                    current = None
-            except (IndexError, ValueError):
-                pass
-            continue
-        if current is not None:
-            chunks[current].append(line)
-    return codes, ["\n".join(c).strip() for c in chunks]
-
-
 def _tail(text: str, limit: int = 400) -> str:
     text = scrub(text.strip())
     return text if len(text) <= limit else "..." + text[-limit:]
@@ -428,9 +388,8 @@ class Executor:
     def _run_batch(self, host: Host, actions: list[Action], nonce: str) -> CommandResult:
         """Send the host's actions of a wave as one script; raises TransportError."""
         timeout = max(1, math.ceil(self.state.access.command_timeout * len(actions)))
-        script = commands.batch([script_for(self.state, a).script for a in actions], nonce, timeout=timeout)
-        return self.pool.connect(host).run(commands.SHELL, stdin=script.script.encode(),
-                                           timeout=timeout + commands.BATCH_TIMEOUT_GRACE)
+        script = batch.batch([script_for(self.state, a).script for a in actions], nonce, timeout=timeout)
+        return self.pool.connect(host).run_script(script, timeout=timeout + batch.BATCH_TIMEOUT_GRACE)
 
     def _run_host(self, number: int, host: Host, actions: list[Action], *, probe_after: bool) -> list[tuple[Action, float]]:
         """One round trip for the host's actions of this wave, then (unless another host's
@@ -449,8 +408,8 @@ class Executor:
         sent_before = self._commands_sent(host)
         try:
             result = self._run_batch(host, actions, nonce)
-            parts = parse_batch(result, nonce, len(actions))
-            timed_out = batch_timeout(result, nonce)
+            parts = batch.parse_batch(result, nonce, len(actions))
+            timed_out = batch.batch_timeout(result, nonce)
             if timed_out is not None:
                 lost = f"timed out after {timed_out} s (access.command_timeout per action); stopped on the host"
         except TransportError as e:
@@ -512,15 +471,14 @@ def update_inventory(state: DesiredState, pool: Pool, facts: Mapping[str, HostFa
     from reconciler.domain import dsau
 
     where = f"{state.master.package.mount}/{dsau.PACKAGE_CSYNC_STATE}" if state.is_cluster else dsau.STANDALONE_CSYNC_STATE  # type: ignore[union-attr]
-    path = f"{where}/{commands.INVENTORY_FILE}"
+    path = f"{where}/{sitestate.INVENTORY_FILE}"
     try:
-        result = pool.connect(node).run(commands.SHELL, stdin=commands.inventory_update(state, declared_addresses(state)).script.encode(), timeout=state.access.command_timeout)
+        result = pool.connect(node).run_script(sitestate.inventory_update(state, declared_addresses(state)), timeout=state.access.command_timeout)
     except TransportError as e:
         return Inventory(node.name, path, error=f"not updated: {e.reason}")
     if result.exit_code != 0:
         return Inventory(node.name, path, error=f"not updated: exit {result.exit_code}: {_tail(result.stderr.decode('utf-8', 'replace'))}")
-    count = next((int(line.split()[1]) for line in result.stdout.decode().splitlines() if line.startswith("INVENTORY ") and line.split()[1].isdigit()), None)
-    return Inventory(node.name, path, addresses=count)
+    return Inventory(node.name, path, addresses=sitestate.parse_inventory_reply(result))
 
 
 class JournalEvents(Events):

@@ -16,10 +16,11 @@ DISPATCHER = "/opt/dsau/bin/csync_dispatcher"
 WIZARD = "/opt/dsau/sbin/csync_wizard"
 CSSHSETUP = "/opt/dsau/bin/csshsetup"  # [ours] location
 
-# Relative to the package mount point [doc].
-PACKAGE_MASTER_INPUTS = "dsau/cfengine_master/inputs"
+# Relative to the package mount point [doc]: the master's cfengine tree.
+PACKAGE_MASTER_DIR = "dsau/cfengine_master"
+PACKAGE_MASTER_INPUTS = f"{PACKAGE_MASTER_DIR}/inputs"
 # The cluster key pair on the package filesystem [ours].
-PACKAGE_CLUSTER_KEY_DIR = "dsau/cfengine_master/ppkeys"
+PACKAGE_CLUSTER_KEY_DIR = f"{PACKAGE_MASTER_DIR}/ppkeys"
 # csync's own record of the addresses it has managed for this site (prune inventory) and its
 # apply lock, kept on the master: the package filesystem, or the standalone master [ours].
 PACKAGE_CSYNC_STATE = "dsau/csync"
@@ -31,7 +32,6 @@ OWN_PRIVATE_KEY = "localhost.priv"  # never read by csync
 PEER_KEY_PREFIX = "root-"
 PEER_KEY_SUFFIX = ".pub"
 KEY_FILE_MODE = 0o644  # [ours] what cfkey leaves on a .pub file
-PUBLIC_KEY_PEM_BEGIN = "-----BEGIN RSA PUBLIC KEY-----"
 PUBLIC_KEY_PEM_END = "-----END RSA PUBLIC KEY-----"
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+from reconciler.driver.commands import SHELL, RemoteCommand
 from reconciler.desired.model import Access, Host
 
 # paramiko logs a traceback for every failed handshake from its transport thread; csync
@@ -158,6 +159,10 @@ class Session:
         finally:
             channel.close()
         return CommandResult(status, out, err, time.monotonic() - start)
+
+    def run_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
+        """The one way csync runs a script on a host: `SHELL` with the script on stdin."""
+        return self.run(SHELL, stdin=command.script.encode(), timeout=timeout)
 
     def close(self) -> None:
         if not self.closed:

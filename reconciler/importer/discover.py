@@ -3,7 +3,7 @@
 Starting from one host (the standalone master, or any member of the Serviceguard cluster
 that runs the csync package), import finds:
 
-- from the host itself (`commands.discover`): its name, `cmviewcl -v -f line` (cluster,
+- from the host itself (`driver.discovery.discover`): its name, `cmviewcl -v -f line` (cluster,
   nodes, the package, its owner and node order), the package's ASCII file in the csync
   package directory (relocatable address, mount point) and /etc/hosts, where Serviceguard
   wants every node named (the members' addresses);
@@ -26,7 +26,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,60 +49,16 @@ from reconciler.domain.serviceguard import (
     CmviewclParseError,
     parse_cmviewcl_line,
 )
-from reconciler.driver import commands
 from reconciler.driver.transport import Pool, TransportError
 from reconciler.errors import CsyncError, InvalidInput
+from reconciler.driver import discovery
+from reconciler.driver.discovery import Discovery, parse_discovery
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
 
 
 class ImportFailed(CsyncError):
     """The site could not be described: a host unreachable, not a master or member, ..."""
-
-
-@dataclass
-class Discovery:
-    """What `commands.discover` printed, parsed."""
-
-    hostname: str | None = None
-    cmviewcl_rc: int | None = None
-    cmviewcl: list[str] = field(default_factory=list)
-    package_files: list[tuple[str, str]] = field(default_factory=list)
-    etc_hosts: dict[str, str] = field(default_factory=dict)  # name -> address (first line wins)
-    standalone: bool = False
-    complete: bool = False
-
-
-def parse_discovery(text: str) -> Discovery:
-    d = Discovery()
-    section = None
-    for line in text.splitlines():
-        if line.startswith("@"):
-            tag, _, rest = line.partition(" ")
-            if tag == "@rc" and section == "cmviewcl":
-                d.cmviewcl_rc = int(rest) if rest.strip().isdigit() else None
-            elif tag == "@end":
-                d.complete = True
-            else:
-                section = tag[1:]
-            continue
-        if section == "hostname" and d.hostname is None and line.strip():
-            d.hostname = line.strip()
-        elif section == "cmviewcl":
-            d.cmviewcl.append(line)
-        elif section == "package-files":
-            key, _, value = line.partition(" ")
-            if value.strip():
-                d.package_files.append((key, value.strip()))
-        elif section == "hosts" and line.split():
-            address, *names = line.split()
-            if is_ipv4(address):
-                for name in names:
-                    d.etc_hosts.setdefault(name, address)
-                    d.etc_hosts.setdefault(name.split(".")[0], address)
-        elif section == "standalone" and line.strip() == "yes":
-            d.standalone = True
-    return d
 
 
 def short_name(hostname: str | None) -> str | None:
@@ -198,10 +154,9 @@ class Importer:
         what = name or self.entry
         try:
             session = pool.connect(host)
-            result = session.run(commands.SHELL, stdin=commands.discover(
+            result = session.run_script(discovery.discover(
                 package_files_dir=self.paths.package_files_dir,
-                standalone_master_inputs=self.paths.standalone_master_inputs).script.encode(),
-                timeout=self.access.command_timeout)
+                standalone_master_inputs=self.paths.standalone_master_inputs), timeout=self.access.command_timeout)
         except TransportError as e:
             hint = " (first contact? pass --accept-new-host-keys)" if e.kind == "host-key" and "CHANGED" not in e.reason else ""
             raise ImportFailed(f"cannot probe {what} ({address}): {e.reason}{hint}; check the connection settings "

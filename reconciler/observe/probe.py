@@ -43,11 +43,7 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
     start = time.monotonic()
     try:
         session = pool.connect(host)
-        result = session.run(
-            commands.SHELL,
-            stdin=commands.probe(state, role).script.encode(),
-            timeout=state.access.command_timeout,
-        )
+        result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout)
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
     facts = parse_probe(host.name, host.address, role, result.stdout, result.exit_code, result.stderr, shared=shared)

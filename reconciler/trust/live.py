@@ -161,7 +161,7 @@ def _run(pool: Pool, state: DesiredState, host: Host, tool: str, command: comman
     start = time.monotonic()
     try:
         session = pool.connect(host)
-        result = session.run(commands.SHELL, stdin=command.script.encode(), timeout=state.access.command_timeout)
+        result = session.run_script(command, timeout=state.access.command_timeout)
     except TransportError as e:
         return HostRun(host.name, error=e.reason, seconds=time.monotonic() - start)
     return interpret(host.name, tool, targets, result.exit_code, result.stdout, result.stderr, time.monotonic() - start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reconciler.desired.model import Access
+from reconciler.driver.discovery import parse_discovery
 from reconciler.importer import discover as importer
 
 DISCOVERY = """@hostname
@@ -26,12 +27,12 @@ fs_directory /csync
 
 
 def test_the_discovery_output_is_parsed_by_section():
-    d = importer.parse_discovery(DISCOVERY)
+    d = parse_discovery(DISCOVERY)
     assert d.complete and d.cmviewcl_rc == 0 and d.cmviewcl == ["name=c1", "node:node1|status=up"]
     assert dict(d.package_files) == {"package_name": "csync", "ip_address": "10.0.0.10", "fs_directory": "/csync"}
     assert d.etc_hosts == {"node1.lab.example": "10.0.0.1", "node1": "10.0.0.1", "node2": "10.0.0.2"}
     assert importer.short_name(d.hostname) == "node2" and not d.standalone
-    assert not importer.parse_discovery(DISCOVERY.replace("@end\n", "")).complete  # a cut-off answer
+    assert not parse_discovery(DISCOVERY.replace("@end\n", "")).complete  # a cut-off answer
 
 
 def test_access_paths_are_written_relative_to_the_output_file(tmp_path):

@@ -130,7 +130,7 @@ def test_install_key_when_the_client_holds_no_verified_copy():
     plan = make_plan(state, facts)
     assert [a.kind for a in plan.actions] == ["install-key", "install-key"]
     install = plan.actions[0]
-    assert install.params["pem"].startswith(dsau.PUBLIC_KEY_PEM_BEGIN)
+    assert install.params["pem"].startswith("-----BEGIN RSA PUBLIC KEY-----")
     assert install.expected["fingerprint"] == plan.cluster_key
     assert "PRIVATE" not in plan.to_json()
 
