@@ -212,6 +212,19 @@ class Lab:
         """The emulated Serviceguard's release (what ``cmversion`` prints)."""
         return self.topology.get("sg_release") or sgcluster.DEFAULT_RELEASE
 
+    def set_sg_release(self, release: str) -> str:
+        """[ours] Change the emulated Serviceguard's release of a running lab (as an upgrade
+        or a downgrade would, without its rolling steps); the next command sees it. Returns
+        the release as cmversion prints it."""
+        try:
+            release = sgcluster.normalize_release(release)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        topo = self.topology
+        topo["sg_release"] = release
+        self.state.write_json("lab.json", topo)
+        return release
+
     def known_hosts_name(self, address: str) -> str:
         """The name ``address`` has in this lab's known_hosts (``[addr]:port`` off port 22)."""
         return topology.known_hosts_name(address, self.port)
