@@ -42,10 +42,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import commands, dsau
-from reconciler.facts import parse_probe
-from reconciler.loader import load_desired_state
-from reconciler.model import DesiredState
+from reconciler.desired.loader import load_desired_state
+from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.driver import commands
+from reconciler.observe.facts import parse_probe
 
 MEMBERS = 3
 TOOLS = ("floor", "csync", "ansible", "pyinfra", "ansible-script", "pyinfra-script")

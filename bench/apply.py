@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconciler.apply import ApplyOptions, Events, StopFlag, run_apply
-from reconciler.journal import Journal
-from reconciler.loader import load_desired_state
-from reconciler.probe import probe_site
-from reconciler.transport import Pool
+from reconciler.apply.journal import Journal
+from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.desired.loader import load_desired_state
+from reconciler.driver.transport import Pool
+from reconciler.observe.probe import probe_site
 
 
 def main(argv=None) -> int:

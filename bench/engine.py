@@ -17,16 +17,21 @@ import argparse
 import base64
 import hashlib
 import json
-import sys
 import resource
 import subprocess
+import sys
 import time
 
-from reconciler import dsau
-from reconciler.facts import HostFacts, KeyFile, PackageFilesystem
-from reconciler.model import DesiredState
-from reconciler.planner import make_plan
-from reconciler.serviceguard import ClusterView, NodeView, PackageNode, PackageView
+from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    NodeView,
+    PackageNode,
+    PackageView,
+)
+from reconciler.observe.facts import HostFacts, KeyFile, PackageFilesystem
+from reconciler.plan.planner import make_plan
 
 
 def ip(n: int) -> str:

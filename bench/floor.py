@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from reconciler.loader import load_desired_state
-from reconciler.model import DesiredState
-from reconciler.transport import Pool, fan_out
+from reconciler.desired.loader import load_desired_state
+from reconciler.desired.model import DesiredState
+from reconciler.driver.transport import Pool, fan_out
 
 
 def hostname_fan_out(state: DesiredState) -> int:

@@ -14,9 +14,9 @@ import tempfile
 import time
 
 from bench.floor import hostname_fan_out
-from reconciler.loader import load_desired_state
-from reconciler.probe import probe_site
-from reconciler.transport import Pool
+from reconciler.desired.loader import load_desired_state
+from reconciler.driver.transport import Pool
+from reconciler.observe.probe import probe_site
 
 
 def bare_fan_out(state) -> float:

@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import dsau
-from reconciler.apply import ApplyOptions, Events, StopFlag, run_apply
-from reconciler.journal import Journal
-from reconciler.loader import load_desired_state
-from reconciler.transport import Pool
+from reconciler.apply.journal import Journal
+from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
 
 PPKEYS = f"{dsau.CFENGINE_DIR}/{dsau.PPKEYS_SUBDIR}"
 

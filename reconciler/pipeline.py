@@ -6,12 +6,12 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from reconciler.facts import HostFacts
-from reconciler.model import DesiredState
-from reconciler.plan import Plan
-from reconciler.planner import make_plan
-from reconciler.probe import SiteFacts, probe_site
-from reconciler.transport import Pool
+from reconciler.desired.model import DesiredState
+from reconciler.driver.transport import Pool
+from reconciler.observe.facts import HostFacts
+from reconciler.observe.probe import SiteFacts, probe_site
+from reconciler.plan.artefact import Plan
+from reconciler.plan.planner import make_plan
 
 
 def git_commit_of(paths: Sequence[Path]) -> str | None:

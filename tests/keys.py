@@ -7,7 +7,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from reconciler.facts import public_key_fingerprint
+from reconciler.observe.facts import public_key_fingerprint
 
 
 @lru_cache(maxsize=None)

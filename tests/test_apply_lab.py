@@ -17,15 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import dsau
-from reconciler.apply import ApplyOptions, Events, StopFlag, run_apply
-from reconciler.journal import Journal, read
+from reconciler.apply.journal import Journal, read
+from reconciler.apply.lock import SiteLock, session_runner
+from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
 from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir, rsa_pair
-from reconciler.loader import load_desired_state
-from reconciler.lock import SiteLock, session_runner
 from reconciler.pipeline import refresh_and_plan
-from reconciler.probe import probe_site
-from reconciler.transport import Pool
 
 pytestmark = pytest.mark.lab
 
@@ -49,16 +48,16 @@ def desired(lab: Lab, where: Path, *, command_timeout: float | None = None, conn
 
 
 def csync(cwd: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli_apply", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.apply", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def csync_plan(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def spawn(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reconciler.cli_apply", *args], cwd=cwd, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "reconciler.cli.apply", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
@@ -203,7 +202,7 @@ def test_a_saved_plan_skips_as_stale_an_action_whose_key_was_changed_by_hand(lab
     assert r.returncode == 1, r.stdout + r.stderr
     stale = f"client.client2.key[root-{PKG}.pub]"
     assert f"STALE   {stale}" in r.stdout and "current.present: planned False, now True" in r.stdout
-    assert f"ok      client.client1.key[root-127.0.10.3.pub]" in r.stdout
+    assert "ok      client.client1.key[root-127.0.10.3.pub]" in r.stdout
     remaining = fresh_plan(path)
     assert [a.address for a in remaining.actions] == [stale] and remaining.actions[0].replaces
 

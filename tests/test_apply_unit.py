@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from reconciler import commands, dsau
-from reconciler.apply import (
+from reconciler.apply.journal import scrub
+from reconciler.apply.run import (
     ActionResult,
     Events,
     Executor,
@@ -20,15 +20,25 @@ from reconciler.apply import (
     parse_batch,
     plan_digest,
 )
+from reconciler.domain import dsau
+from reconciler.driver import commands
+from reconciler.driver.transport import CommandResult, TransportError
 from reconciler.errors import InvalidInput, StalePlan
-from reconciler.facts import HostFacts, PackageFilesystem, SshKey, unreachable
-from reconciler.journal import scrub
-from reconciler.plan import Action, Plan, fingerprint
-from reconciler.planner import make_plan, precondition_now
-from reconciler.transport import CommandResult, TransportError
-from tests.unit.sitefacts import INPUTS, PKG_IP, converged, key, member_ip, site, standalone_facts, with_keys
+from reconciler.observe.facts import HostFacts, PackageFilesystem, SshKey, unreachable
+from reconciler.plan.artefact import Action, Plan, fingerprint
+from reconciler.plan.kinds import precondition_now
+from reconciler.plan.planner import make_plan
+from tests.unit.sitefacts import (
+    INPUTS,
+    PKG_IP,
+    converged,
+    key,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
+)
 from tests.unit.test_planner import _ssh, seed_facts
-
 
 # --- a simulated site: what each action does to the hosts' facts -------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler.lock import ci_identity
+from reconciler.apply.lock import ci_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = ROOT / "examples" / "ci"
@@ -101,10 +101,10 @@ def test_the_pre_commit_hook_runs_csync_validate(tmp_path):
     files = re.compile(hook["files"])
     assert files.search("desired-state/site.yaml") and files.search("sites/prod/desired-state/clients.yml")
     assert not files.search("docs/site.yaml")
-    # run the entry as pre-commit does, from the repository's root (csync = python -m reconciler.cli)
+    # run the entry as pre-commit does, from the repository's root (csync = python -m reconciler.cli.main)
     (tmp_path / "desired-state").mkdir()
     shutil.copy(ROOT / "desired-state" / "lab.yaml", tmp_path / "desired-state" / "lab.yaml")
-    run = [sys.executable, "-m", "reconciler.cli", *argv[1:]]
+    run = [sys.executable, "-m", "reconciler.cli.main", *argv[1:]]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     ok = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
     assert ok.returncode == 0 and "valid: site lab" in ok.stdout, ok.stderr

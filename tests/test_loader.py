@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.desired.loader import (
+    MAX_FILE_BYTES,
+    DesiredStateInvalid,
+    Diagnostic,
+    load_access_file,
+    load_desired_state,
+)
 from reconciler.errors import ExitCode, InvalidInput
-from reconciler.loader import MAX_FILE_BYTES, Diagnostic, DesiredStateInvalid, load_access_file, load_desired_state
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests/data/desired"

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.loader import DesiredStateInvalid, load_desired_state
-from reconciler.model import DesiredState
+from reconciler.desired.loader import DesiredStateInvalid, load_desired_state
+from reconciler.desired.model import DesiredState
 
 VALID: dict[str, Any] = {
     "version": 1,

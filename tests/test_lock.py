@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.apply.lock import LockError, SiteLock, ci_identity, find_locks, unlock
+from reconciler.driver.transport import CommandResult
 from reconciler.errors import LockHeld
-from reconciler.lock import LockError, SiteLock, ci_identity, find_locks, unlock
-from reconciler.transport import CommandResult
 from tests.unit.sitefacts import standalone
 
 

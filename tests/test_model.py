@@ -10,8 +10,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from reconciler import dsau
-from reconciler.model import (
+from reconciler.desired.model import (
     CONFLICT_ERROR,
     Access,
     DesiredState,
@@ -21,6 +20,7 @@ from reconciler.model import (
     format_loc,
     semantic_problems,
 )
+from reconciler.domain import dsau
 
 SITE = {
     "version": 1,
@@ -189,7 +189,7 @@ def test_semantic_rules_never_fail_on_any_shape():
 def test_every_field_is_documented():
     from pydantic import BaseModel
 
-    from reconciler import model
+    from reconciler.desired import model
 
     models = [m for m in vars(model).values() if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == model.__name__]
     undocumented = [f"{m.__name__}.{name}" for m in models for name, f in m.model_fields.items() if not f.description]

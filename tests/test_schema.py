@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.schema import SCHEMA_DIALECT, desired_state_schema, schema_json
+from reconciler.desired.schema import SCHEMA_DIALECT, desired_state_schema, schema_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "schemas/desired-state.schema.json"

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from reconciler.cligroup import ErrorMappingGroup
+from reconciler.cli.group import ErrorMappingGroup
 from reconciler.errors import ExitCode
 
 

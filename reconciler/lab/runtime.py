@@ -41,13 +41,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import dsau
+from reconciler.domain import dsau
 from reconciler.errors import CsyncError
 from reconciler.lab import keys as keymod
 from reconciler.lab import scenarios, topology
 from reconciler.lab.emulators import labhost, sgcluster
 from reconciler.lab.keys import rsa_pair  # noqa: F401 - part of this module's API for tests
-from reconciler.lab.topology import CLUSTER, LAB_MOUNT, PACKAGE, PACKAGE_ADDRESS, LabHost  # noqa: F401
+from reconciler.lab.topology import (  # noqa: F401
+    CLUSTER,
+    LAB_MOUNT,
+    PACKAGE,
+    PACKAGE_ADDRESS,
+    LabHost,
+)
 
 SSHD = "/usr/sbin/sshd"
 SYSTEM_PYTHON = "/usr/bin/python3"  # what the emulated commands run with, inside the hosts

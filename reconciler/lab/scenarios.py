@@ -36,7 +36,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import dsau
+from reconciler.domain import dsau
 from reconciler.lab import topology
 from reconciler.lab.topology import LabHost
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import dsau
-from reconciler.journal import read
+from reconciler.apply.journal import read
+from reconciler.apply.lock import SiteLock, session_runner
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
 from reconciler.lab.runtime import LAB_MOUNT, key_dir
-from reconciler.loader import load_desired_state
-from reconciler.lock import SiteLock, session_runner
-from reconciler.transport import Pool
 
 pytestmark = pytest.mark.lab
 
@@ -54,9 +54,9 @@ def make_repo(tmp_path: Path, lab) -> tuple[Path, str]:
 
 
 def step(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """One pipeline step, as the CI job runs it (csync = this checkout's reconciler.cli)."""
+    """One pipeline step, as the CI job runs it (csync = this checkout's reconciler.cli.main)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_", "GITLAB"))}
-    environ |= {"CSYNC": f"{sys.executable} -m reconciler.cli", "PYTHONPATH": os.pathsep.join(sys.path),
+    environ |= {"CSYNC": f"{sys.executable} -m reconciler.cli.main", "PYTHONPATH": os.pathsep.join(sys.path),
                 "CSYNC_STATE": "desired-state"}
     environ |= env or {}
     return subprocess.run(["bash", "ci/csync-ci.sh", *args], cwd=repo, capture_output=True, text=True, timeout=600, env=environ)

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from reconciler import dsau
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
 from reconciler.lab.runtime import key_dir
-from reconciler.loader import load_desired_state
 
 pytestmark = pytest.mark.lab
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
 
 

@@ -20,14 +20,14 @@ import paramiko
 import pytest
 from click.testing import CliRunner
 
-from reconciler import dsau
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import parse_cmviewcl_line
 from reconciler.lab import Lab, LabError
 from reconciler.lab import runtime as lab_runtime
 from reconciler.lab.cli import lab as lab_cli
 from reconciler.lab.runtime import LAB_MOUNT, key_dir
 from reconciler.lab.scenarios import repo_desired_state
-from reconciler.loader import load_desired_state
-from reconciler.serviceguard import parse_cmviewcl_line
 
 pytestmark = pytest.mark.lab
 

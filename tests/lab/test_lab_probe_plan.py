@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import dsau
-from reconciler.facts import public_key_fingerprint
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
 from reconciler.lab.runtime import LAB_MOUNT, key_dir
-from reconciler.loader import load_desired_state
+from reconciler.observe.facts import public_key_fingerprint
+from reconciler.observe.probe import probe_site
 from reconciler.pipeline import refresh_and_plan
-from reconciler.probe import probe_site
-from reconciler.transport import Pool
 
 pytestmark = pytest.mark.lab
 
@@ -27,7 +27,7 @@ def plan_of(lab):
 
 
 def csync(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_hosts_have_their_own_names_and_files(lab):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.loader import load_desired_state
-from reconciler.transport import Pool
-from reconciler.trust_live import TrustView, assess
+from reconciler.desired.loader import load_desired_state
+from reconciler.driver.transport import Pool
+from reconciler.trust.live import TrustView, assess
 
 pytestmark = pytest.mark.lab
 
@@ -25,7 +25,7 @@ CLIENT = {f"client{i}": f"127.0.10.{20 + i}" for i in range(1, 5)}
 
 
 def csync(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], capture_output=True, text=True, timeout=180)
 
 
 def sh(lab, host: str, line: str) -> None:
@@ -171,11 +171,11 @@ def test_a_live_check_that_does_not_run_or_answers_garbage_is_a_problem_not_a_re
 def test_the_plans_failover_prediction_holds_after_apply(reseed, tmp_path):
     lab = reseed("seed")
     path = str(lab.desired_state_path)
-    plan = subprocess.run([sys.executable, "-m", "reconciler.cli", "plan", "-f", path, "--format", "json"],
+    plan = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "plan", "-f", path, "--format", "json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["failover_ready_after"] is True
-    applied = subprocess.run([sys.executable, "-m", "reconciler.cli", "apply", "-f", path, "--auto-approve"],
+    applied = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "apply", "-f", path, "--auto-approve"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     view = checked(lab)

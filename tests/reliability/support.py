@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from reconciler import dsau
+from reconciler.domain import dsau
 from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir  # noqa: F401  (re-exported)
 from tests.test_apply_lab import (  # noqa: F401  (re-exported)
     PKG,

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from reconciler import commands, dsau
-from reconciler.model import DesiredState
+from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.driver import commands
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 

@@ -10,12 +10,20 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from reconciler.journal import read
-from tests.reliability.support import PKG, desired, drop_keys, fresh_plan, journals, lock_text, spawn, temp_files
+from reconciler.apply.journal import read
+from tests.reliability.support import (
+    PKG,
+    desired,
+    drop_keys,
+    fresh_plan,
+    journals,
+    lock_text,
+    spawn,
+    temp_files,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -28,7 +36,7 @@ def test_parallel_plans_agree_and_change_nothing(lab_factory, tmp_path):
     before = {h.name: lab.exec(h.name, "ls -la --time-style=+%s /var/opt/dsau/cfengine/ppkeys").stdout for h in lab.hosts}
 
     def plan(_):
-        return subprocess.run([sys.executable, "-m", "reconciler.cli", "plan", "-f", str(path), "--format", "json", "--detailed-exitcode"],
+        return subprocess.run([sys.executable, "-m", "reconciler.cli.main", "plan", "-f", str(path), "--format", "json", "--detailed-exitcode"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(8) as pool:

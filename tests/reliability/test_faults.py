@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from reconciler.journal import read
+from reconciler.apply.journal import read
 from tests.reliability.support import (
     DISPATCHER,
     PKG,

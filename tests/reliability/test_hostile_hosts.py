@@ -13,13 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.support import PKG, PPKEYS, csync, desired, fresh_plan, key_store, temp_files
+from tests.reliability.support import (
+    PKG,
+    PPKEYS,
+    csync,
+    desired,
+    fresh_plan,
+    key_store,
+    temp_files,
+)
 
 pytestmark = pytest.mark.lab
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def replace_program(lab, host: str, name: str, body: str) -> None:

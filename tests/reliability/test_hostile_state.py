@@ -125,7 +125,7 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """The csync command line, in this process (click's runner: exit code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from reconciler.cli import main
+    from reconciler.cli.main import main
 
     here = os.getcwd()
     os.chdir(cwd)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from reconciler import dsau
-from reconciler.facts import HostFacts, KeyFile, PackageFilesystem
-from reconciler.model import DesiredState
-from reconciler.serviceguard import ClusterView, NodeView, PackageNode, PackageView
-from tests.keys import fp, public
+from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    NodeView,
+    PackageNode,
+    PackageView,
+)
+from reconciler.observe.facts import HostFacts, KeyFile, PackageFilesystem
+from tests import keys as test_keys
 
 PKG_IP = "10.1.0.10"
 INPUTS = "sha256:inputs-v1"
@@ -62,7 +67,7 @@ def standalone_facts(clients: int = 2) -> tuple[DesiredState, dict[str, HostFact
 
 
 def key(name: str, label: str, mode: int = 0o644) -> KeyFile:
-    return KeyFile(name=name, mode=mode, size=251, fingerprint=fp(label), pem=public(label))
+    return KeyFile(name=name, mode=mode, size=251, fingerprint=test_keys.fp(label), pem=test_keys.public(label))
 
 
 def keyset(**files: str) -> dict[str, KeyFile]:

@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from reconciler.facts import mode_from_ls, parse_key_listing, parse_probe, parse_ssh_key_line
+from reconciler.observe.facts import (
+    mode_from_ls,
+    parse_key_listing,
+    parse_probe,
+    parse_ssh_key_line,
+)
 from tests.keys import fp, public
 
 GOOD = {

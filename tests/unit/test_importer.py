@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from reconciler import importer
-from reconciler.model import Access
+from reconciler.desired.model import Access
+from reconciler.importer import discover as importer
 
 DISCOVERY = """@hostname
 node2.lab.example

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from reconciler import dsau
-from reconciler.facts import HostFacts, SshKey, unreachable
-from reconciler.planner import make_plan
+from reconciler.domain import dsau
+from reconciler.observe.facts import HostFacts, SshKey, unreachable
+from reconciler.plan.planner import make_plan
 from tests.unit.sitefacts import (
-    PKG_IP, client_ip, cluster_view, converged, keyset, member_ip, site, standalone_facts, with_keys,
+    PKG_IP,
+    client_ip,
+    cluster_view,
+    converged,
+    keyset,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
 )
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import commands
-from reconciler.facts import parse_probe
+from reconciler.driver import commands
+from reconciler.observe.facts import parse_probe
 from tests.keys import fp, keypair, public
 
 SECRET = "TOP-SECRET-SHADOW-LINE"

@@ -1,11 +1,28 @@
-"""The trust predictions (reconciler.trust), one rule per test, on constructed facts."""
+"""The trust predictions (reconciler.trust.predict), one rule per test, on constructed facts."""
 
 from __future__ import annotations
 
-from reconciler import dsau
-from reconciler.facts import unreachable
-from reconciler.trust import MISSING, NO_SERVER, OTHER_KEY, OWN_KEY, UNREACHABLE, Cause, trust_report
-from tests.unit.sitefacts import PKG_IP, client_ip, converged, keyset, member_ip, site, standalone_facts, with_keys
+from reconciler.domain import dsau
+from reconciler.observe.facts import unreachable
+from reconciler.trust.predict import (
+    MISSING,
+    NO_SERVER,
+    OTHER_KEY,
+    OWN_KEY,
+    UNREACHABLE,
+    Cause,
+    trust_report,
+)
+from tests.unit.sitefacts import (
+    PKG_IP,
+    client_ip,
+    converged,
+    keyset,
+    member_ip,
+    site,
+    standalone_facts,
+    with_keys,
+)
 from tests.unit.test_planner import seed_facts
 
 

@@ -6,11 +6,33 @@ from __future__ import annotations
 import json
 import re
 
-from reconciler import commands
-from reconciler.render_trust import client_label, group_clients, render_html, render_json, render_text, verdict_line
-from reconciler.trust import trust_report
-from reconciler.trust_live import LiveReport, LiveResult, TrustView, compare, interpret, parse_check_output, verdict
-from tests.unit.sitefacts import PKG_IP, client_ip, converged, member_ip, site, with_keys
+from reconciler.driver import commands
+from reconciler.trust.live import (
+    LiveReport,
+    LiveResult,
+    TrustView,
+    compare,
+    interpret,
+    parse_check_output,
+    verdict,
+)
+from reconciler.trust.predict import trust_report
+from reconciler.views.trust import (
+    client_label,
+    group_clients,
+    render_html,
+    render_json,
+    render_text,
+    verdict_line,
+)
+from tests.unit.sitefacts import (
+    PKG_IP,
+    client_ip,
+    converged,
+    member_ip,
+    site,
+    with_keys,
+)
 from tests.unit.test_planner import seed_facts
 
 PP = "/var/opt/dsau/cfengine/ppkeys"
@@ -273,7 +295,7 @@ def csync(*args: str, cwd=None):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
 def test_cli_invalid_desired_state_exits_3_with_the_file_and_line(tmp_path):

@@ -1,0 +1,1 @@
+"""Apply: lock, execute a plan's waves, verify, record, prove convergence."""

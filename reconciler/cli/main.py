@@ -1,0 +1,239 @@
+"""The `csync` command line: the only module that prints for the user or exits.
+
+Heavy modules (fabric, paramiko, rich) are imported inside the commands that need them so
+that `csync validate` and `csync --help` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler import __version__
+from reconciler.cli.group import ErrorMappingGroup
+from reconciler.errors import ExitCode
+
+DEFAULT_DESIRED_STATE = "desired-state"
+
+EXIT_CODES_HELP = f"""
+\b
+Exit codes:
+  {ExitCode.OK}   success (plan: no changes; apply: converged)
+  {ExitCode.ERROR}   error: a host unreachable, an action failed or blocked, not converged
+  {ExitCode.CHANGES}   plan --detailed-exitcode: the plan has changes
+  {ExitCode.INVALID}   the desired state (or another input file) is invalid
+  {ExitCode.STALE}   a saved plan is stale: the desired state or the hosts changed since
+  {ExitCode.LOCKED}   another apply holds the site's lock
+  {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
+  130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
+"""
+
+
+def desired_state_option(func):
+    return click.option(
+        "-f",
+        "--file",
+        "paths",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help=f"Desired-state file or directory of *.yaml files (repeatable). Default: {DEFAULT_DESIRED_STATE}/",
+    )(func)
+
+
+def load_state(paths: tuple[Path, ...]):
+    from reconciler.desired.loader import load_desired_state
+
+    return load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
+
+
+# Commands kept in modules of their own are imported when used (cligroup.ErrorMappingGroup).
+LAZY_COMMANDS = {
+    "apply": "reconciler.cli.apply:apply",
+    "unlock": "reconciler.cli.apply:unlock",
+    "import": "reconciler.cli.importing:import_",
+    "trust": "reconciler.cli.trust:trust",
+    "lab": "reconciler.lab.cli:lab",
+}
+
+
+@click.group(cls=ErrorMappingGroup, lazy=LAZY_COMMANDS, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="csync")
+def main() -> None:
+    """csync: reconcile a DSAU configuration-synchronization site with its desired state.
+
+    Describe the cfengine master (a Serviceguard cluster running the csync package, or a
+    standalone host), its managed clients and the key policy in YAML; `csync plan` probes
+    the hosts over SSH and shows the ordered actions that would close the difference;
+    `csync apply` carries them out, verifies each, and proves convergence.
+    """
+
+
+@main.command()
+@desired_state_option
+def validate(paths: tuple[Path, ...]) -> int:
+    """Check the desired state without contacting any host."""
+    state = load_state(paths)
+    where = ", ".join(str(p) for p in paths) or f"{DEFAULT_DESIRED_STATE}/"
+    if state.is_cluster:
+        master = f"cluster {state.master.cluster} ({len(state.members)} members, package {state.master.package.name})"
+    else:
+        master = f"standalone master {state.master.host.name}"
+    click.echo(f"{where}: valid: site {state.site}, {master}, {len(state.clients)} clients")
+    return ExitCode.OK
+
+
+@main.command()
+def schema() -> int:
+    """Print the JSON Schema of the desired state."""
+    from reconciler.desired.schema import schema_json
+
+    click.echo(schema_json(), nl=False)
+    return ExitCode.OK
+
+
+def _color(stream=None) -> bool:
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+class Progress:
+    """"probed 12/200" on a terminal's stderr; silent otherwise."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self.total, self.label, self.enabled, self.done = total, label, enabled and sys.stderr.isatty(), 0
+
+    def __call__(self, _item=None) -> None:
+        self.done += 1
+        if self.enabled:
+            sys.stderr.write(f"\r{self.label} {self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * (len(self.label) + 20) + "\r")
+            sys.stderr.flush()
+
+
+def accept_new_option(func):
+    return click.option(
+        "--accept-new-host-keys",
+        is_flag=True,
+        help="Allow first contact with hosts missing from known_hosts and record their keys "
+        "(a changed key is always refused).",
+    )(func)
+
+
+def target_options(func):
+    func = click.option("--exclude", "excludes", multiple=True, metavar="ADDR", help="Leave out actions on this resource address (repeatable).")(func)
+    return click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only actions on this resource address and what they depend on (repeatable).")(func)
+
+
+def open_pool(state, accept_new: bool):
+    from reconciler.driver.transport import Pool
+
+    return Pool(state.access, accept_new_host_keys=accept_new)
+
+
+def plan_site(state, paths, *, accept_new: bool, quiet: bool):
+    """Probe the site and plan; returns (plan, facts)."""
+    from reconciler.pipeline import git_commit_of, refresh_and_plan
+
+    progress = Progress(len(state.all_hosts), "probed", enabled=not quiet)
+    with open_pool(state, accept_new) as pool:
+        plan, facts = refresh_and_plan(
+            state, pool, git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]), on_probed=progress
+        )
+    progress.finish()
+    return plan, facts
+
+
+def emit_plan(plan, fmt: str) -> None:
+    from reconciler.views import plan as render
+
+    if fmt == "json":
+        click.echo(plan.to_json(), nl=False)
+    elif fmt == "markdown":
+        click.echo(render.render_markdown(plan), nl=False)
+    else:
+        click.echo(render.render_text(plan, color=_color()), nl=False)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@desired_state_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan (JSON) for `csync apply PLANFILE`.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
+@target_options
+@accept_new_option
+def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_keys) -> int:
+    """Probe the hosts and show the ordered actions that would reach the desired state.
+
+    Never changes a host. Unreachable hosts are listed as unknown, never as converged;
+    blocked work (a declared member Serviceguard does not know, no member up) is listed
+    with what to do.
+    """
+    state = load_state(paths)
+    the_plan, _ = plan_site(state, paths, accept_new=accept_new_host_keys, quiet=fmt != "text")
+    if targets or excludes:
+        the_plan = the_plan.select(targets, excludes)
+    if out:
+        out.write_text(the_plan.to_json(), encoding="utf-8")
+    emit_plan(the_plan, fmt)
+    if out and fmt == "text":
+        click.echo(f"Saved the plan to {out}; apply exactly it with: csync apply {out}")
+    if the_plan.blocked or the_plan.unknown:
+        return ExitCode.ERROR
+    if detailed_exitcode and the_plan.has_changes:
+        return ExitCode.CHANGES
+    return ExitCode.OK
+
+
+@main.command()
+@click.argument("planfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def show(planfile, fmt) -> int:
+    """Render a saved plan."""
+    from reconciler.plan.artefact import Plan
+
+    emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt)
+    return ExitCode.OK
+
+
+@main.command()
+@desired_state_option
+@click.option("--host", "hosts", multiple=True, metavar="NAME", help="Only this host (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@accept_new_option
+def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
+    """Probe the hosts and show what csync sees (exit 1 if any host did not answer)."""
+    from reconciler.errors import InvalidInput
+    from reconciler.observe.probe import probe_site
+    from reconciler.views import plan as render
+
+    state = load_state(paths)
+    declared = {h.name for h in state.all_hosts}
+    unknown = [h for h in hosts if h not in declared]
+    if unknown:
+        raise InvalidInput(f"--host {', '.join(unknown)}: not declared in the desired state (declared: {', '.join(sorted(declared))})")
+    progress = Progress(len(hosts) or len(state.all_hosts), "probed", enabled=fmt == "text")
+    with open_pool(state, accept_new_host_keys) as pool:
+        site = probe_site(state, pool, only=hosts or None, on_done=progress)
+    progress.finish()
+    if fmt == "json":
+        click.echo(render.facts_json(site.hosts.values()), nl=False)
+    else:
+        click.echo(render.render_facts_text(site.hosts.values(), color=_color()), nl=False)
+        click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
+    return ExitCode.ERROR if site.unreachable else ExitCode.OK
+
+
+if __name__ == "__main__":
+    # `python -m reconciler.cli.main`: run the importable module, which the command modules
+    # (LAZY_COMMANDS) import from; running this copy would import it a second time.
+    from reconciler.cli.main import main as _main
+
+    _main()
+

@@ -1,0 +1,1 @@
+"""The desired state: pydantic model, YAML loader with file:line diagnostics, JSON Schema."""

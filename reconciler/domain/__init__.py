@@ -1,0 +1,1 @@
+"""What DSAU, Serviceguard and cfengine are: paths and names, parsers of their output, pure decisions."""

@@ -1,0 +1,1 @@
+"""Import: write the desired state of a live site."""

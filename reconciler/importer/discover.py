@@ -1,0 +1,571 @@
+"""`csync import`: the desired state that describes a live site as it is today.
+
+Starting from one host (the standalone master, or any member of the Serviceguard cluster
+that runs the csync package), import finds:
+
+- from the host itself (`commands.discover`): its name, `cmviewcl -v -f line` (cluster,
+  nodes, the package, its owner and node order), the package's ASCII file in the csync
+  package directory (relocatable address, mount point) and /etc/hosts, where Serviceguard
+  wants every node named (the members' addresses);
+- from the master's key store (the `root-<IP>.pub` files in the members' or the standalone
+  master's ppkeys): the clients' addresses;
+- from a probe of every client: its name (`uname -n`), and whether the clients hold the
+  members' keys (`keys.cfrun`).
+
+What cannot be seen on the hosts is not invented: `keys.distribution` is `copy` and
+`keys.prune` is `false` (import never turns on deleting keys); the output says so in a
+comment. Importing into an existing file updates it in place (ruamel.yaml round trip):
+comments, order and the choices it already holds (site, keys, paths, access) are kept;
+hosts are updated by name, new ones appended, vanished ones removed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from reconciler.desired.model import (
+    Access,
+    DesiredState,
+    Host,
+    Paths,
+    is_host_name,
+    is_ipv4,
+)
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import (
+    ClusterView,
+    CmviewclParseError,
+    parse_cmviewcl_line,
+)
+from reconciler.driver import commands
+from reconciler.driver.transport import Pool, TransportError
+from reconciler.errors import CsyncError, InvalidInput
+from reconciler.observe.facts import HostFacts
+from reconciler.observe.probe import probe_site
+
+
+class ImportFailed(CsyncError):
+    """The site could not be described: a host unreachable, not a master or member, ..."""
+
+
+@dataclass
+class Discovery:
+    """What `commands.discover` printed, parsed."""
+
+    hostname: str | None = None
+    cmviewcl_rc: int | None = None
+    cmviewcl: list[str] = field(default_factory=list)
+    package_files: list[tuple[str, str]] = field(default_factory=list)
+    etc_hosts: dict[str, str] = field(default_factory=dict)  # name -> address (first line wins)
+    standalone: bool = False
+    complete: bool = False
+
+
+def parse_discovery(text: str) -> Discovery:
+    d = Discovery()
+    section = None
+    for line in text.splitlines():
+        if line.startswith("@"):
+            tag, _, rest = line.partition(" ")
+            if tag == "@rc" and section == "cmviewcl":
+                d.cmviewcl_rc = int(rest) if rest.strip().isdigit() else None
+            elif tag == "@end":
+                d.complete = True
+            else:
+                section = tag[1:]
+            continue
+        if section == "hostname" and d.hostname is None and line.strip():
+            d.hostname = line.strip()
+        elif section == "cmviewcl":
+            d.cmviewcl.append(line)
+        elif section == "package-files":
+            key, _, value = line.partition(" ")
+            if value.strip():
+                d.package_files.append((key, value.strip()))
+        elif section == "hosts" and line.split():
+            address, *names = line.split()
+            if is_ipv4(address):
+                for name in names:
+                    d.etc_hosts.setdefault(name, address)
+                    d.etc_hosts.setdefault(name.split(".")[0], address)
+        elif section == "standalone" and line.strip() == "yes":
+            d.standalone = True
+    return d
+
+
+def short_name(hostname: str | None) -> str | None:
+    """The unqualified host name of `uname -n` output, if it is a valid one."""
+    if not hostname:
+        return None
+    name = hostname.strip().split(".")[0]
+    return name if is_host_name(name) else None
+
+
+def resolve(entry: str) -> str:
+    if is_ipv4(entry):
+        return entry
+    try:
+        infos = socket.getaddrinfo(entry, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise ImportFailed(f"--from {entry}: cannot resolve the name ({e}); give the host's IPv4 address") from None
+    address = infos[0][4][0]
+    if not is_ipv4(address):
+        raise ImportFailed(f"--from {entry}: resolves to {address}, which csync cannot use; give the host's IPv4 address")
+    return address
+
+
+def _label(prefix: str, address: str) -> str:
+    return f"{prefix}-{address.replace('.', '-')}"
+
+
+def _key_addresses(facts: HostFacts) -> set[str]:
+    """The addresses of the root-<IP>.pub files in a host's key store."""
+    out = set()
+    for name in facts.keys:
+        if name.startswith(dsau.PEER_KEY_PREFIX) and name.endswith(dsau.PEER_KEY_SUFFIX):
+            ip = name[len(dsau.PEER_KEY_PREFIX):-len(dsau.PEER_KEY_SUFFIX)]
+            if is_ipv4(ip):
+                out.add(ip)
+    return out
+
+
+def _ip_key(address: str) -> tuple[int, ...]:
+    return tuple(int(o) for o in address.split("."))
+
+
+@dataclass
+class Found:
+    """The site as import found it: plain desired-state data (ordered) and notes for the user."""
+
+    data: dict[str, Any]
+    notes: list[str]
+
+
+class Importer:
+    def __init__(self, entry: str, access: Access, *, accept_new_host_keys: bool = False, paths: Paths | None = None,
+                 known: dict[str, str] | None = None, on_note: Callable[[str], None] | None = None):
+        self.entry = entry
+        self.access = access
+        self.accept_new = accept_new_host_keys
+        self.paths = paths or Paths()
+        self.known = known or {}  # name -> address already declared (an existing output file)
+        self.notes: list[str] = []
+        self.on_note = on_note
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if self.on_note:
+            self.on_note(text)
+
+    def _state(self, master: dict, clients: list[Host] = ()) -> DesiredState:
+        """A provisional desired state, to probe with (overrides of undeclared names dropped)."""
+        names = {h.name for h in clients}
+        if master["mode"] == "serviceguard":
+            names |= {m.name for m in master["members"]}
+        else:
+            names.add(master["host"].name)
+        access = self.access.model_copy(update={"hosts": {n: o for n, o in self.access.hosts.items() if n in names}})
+        return DesiredState(version=1, site="import", master=master, clients=list(clients), access=access, paths=self.paths)
+
+    def run(self) -> Found:
+        address = resolve(self.entry)
+        with Pool(self.access, accept_new_host_keys=self.accept_new) as pool:
+            found = self._discover(pool, address)
+            if found.cmviewcl_rc == 0:
+                return self._cluster(pool, address, found)
+            if found.standalone:
+                return self._standalone(pool, address, found)
+        why = next((line for line in reversed(found.cmviewcl) if line.strip()), "no output")
+        raise ImportFailed(
+            f"{self.entry} ({address}) is neither a member of a Serviceguard cluster (cmviewcl: {why[:200]}) nor a "
+            f"standalone master (no {self.paths.standalone_master_inputs}); start from the master or a cluster member"
+        )
+
+    def _discover(self, pool: Pool, address: str, name: str | None = None) -> Discovery:
+        host = Host(name=name or _label("entry", address), address=address)
+        what = name or self.entry
+        try:
+            session = pool.connect(host)
+            result = session.run(commands.SHELL, stdin=commands.discover(
+                package_files_dir=self.paths.package_files_dir,
+                standalone_master_inputs=self.paths.standalone_master_inputs).script.encode(),
+                timeout=self.access.command_timeout)
+        except TransportError as e:
+            hint = " (first contact? pass --accept-new-host-keys)" if e.kind == "host-key" and "CHANGED" not in e.reason else ""
+            raise ImportFailed(f"cannot probe {what} ({address}): {e.reason}{hint}; check the connection settings "
+                               f"(--access FILE: user, port, identity_file, known_hosts)") from None
+        found = parse_discovery(result.stdout.decode("utf-8", "replace"))
+        if not found.complete:
+            err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})"
+                               + (f": {err[-1][:200]}" if err else ""))
+        return found
+
+    # --- a Serviceguard cluster ----------------------------------------------------------------
+    def _cluster(self, pool: Pool, address: str, found: Discovery) -> Found:
+        try:
+            cluster = parse_cmviewcl_line(found.cmviewcl)
+        except CmviewclParseError as e:
+            raise ImportFailed(f"{self.entry}: cmviewcl output not understood: {e}") from None
+        if not cluster.name:
+            raise ImportFailed(f"{self.entry}: cmviewcl names no cluster")
+        package = self._package(cluster, found)
+        view = cluster.packages[package]
+        conf = dict(found.package_files)  # last value of each key
+        member_names = list(cluster.nodes) or [n.name for n in view.nodes]
+        entry_name = short_name(found.hostname)
+        members = []
+        for name in member_names:
+            where = self.known.get(name) or found.etc_hosts.get(name) or (address if name == entry_name else None)
+            if where is None:
+                raise ImportFailed(
+                    f"cannot tell the address of member {name}: it is not in /etc/hosts on {self.entry}; "
+                    f"add it there (Serviceguard wants every node there), or declare it in the output file and import again")
+            if not is_host_name(name):
+                raise ImportFailed(f"member {name!r} of cluster {cluster.name} is not a host name csync accepts")
+            members.append(Host(name=name, address=where))
+        if not ("ip_address" in conf and "fs_directory" in conf):
+            # a member not configured yet (added while the package was down) lacks the
+            # package's file: ask the others
+            for m in members:
+                if m.address == address:
+                    continue
+                try:
+                    other = self._discover(pool, m.address, name=m.name)
+                except ImportFailed as e:
+                    self.note(f"could not read the package's file on member {m.name}: {e}")
+                    continue
+                if other.cmviewcl_rc == 0:
+                    more = dict(other.package_files)
+                    if more.get("package_name", package) == package and "ip_address" in more:
+                        conf = {**more, **conf}
+                        break
+        pkg_address = conf.get("ip_address") if is_ipv4(conf.get("ip_address")) else self.known.get("@package")
+        if pkg_address is None:
+            raise ImportFailed(
+                f"cannot tell the relocatable address of package {package}: no ip_address in {self.paths.package_files_dir}/*.conf "
+                f"on {self.entry}; declare master.package.address in the output file and import again")
+        mount = conf.get("fs_directory") or self.known.get("@mount")
+        if not mount:
+            mount = "/csync"
+            self.note(f"no fs_directory in the package's file on {self.entry}: the mount point is assumed to be {mount}; check it")
+        order = view.node_order() if any(n.order for n in view.nodes) else []
+        node = order[0] if order else view.owner
+        package_data: dict[str, Any] = {"name": package, "address": pkg_address, "mount": mount}
+        if node in member_names:
+            package_data["node"] = node
+        master = {"mode": "serviceguard", "cluster": cluster.name, "package": package_data, "members": members}
+        try:
+            state = self._state(master)
+        except ValidationError as e:
+            raise ImportFailed(f"the cluster as found does not make a valid desired state: {_first_error(e)}") from None
+        facts = probe_site(state, pool).hosts
+        for f in facts.values():
+            if not f.reachable:
+                self.note(f"member {f.name} ({f.address}) did not answer ({f.reason}); its key store was not read")
+        declared = {m.address for m in members} | {pkg_address}
+        in_store = set().union(*(_key_addresses(f) for f in facts.values() if f.reachable)) if facts else set()
+        if not any(f.reachable for f in facts.values()):
+            raise ImportFailed("no member answered: the master's key store (the clients) cannot be read")
+        if view.running and not any(f.package_fs and f.package_fs.mounted for f in facts.values()):
+            self.note(f"package {package} runs on {view.owner}, but its filesystem was not found mounted at {mount}")
+        clients, cfrun = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found)
+        site = cluster.name if is_host_name(cluster.name) else "site"
+        package_data_out = dict(package_data)
+        data = {
+            "version": 1,
+            "site": site,
+            "master": {"mode": "serviceguard", "cluster": cluster.name, "package": package_data_out,
+                       "members": [{"name": m.name, "address": m.address} for m in members]},
+            "clients": clients,
+            "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
+        }
+        if not view.running:
+            self.note(f"package {package} is {view.status} ({view.state}): csync keeps it running, so plan will start it")
+        return Found(data, self.notes)
+
+    def _package(self, cluster: ClusterView, found: Discovery) -> str:
+        configured = [v for k, v in found.package_files if k == "package_name" and v in cluster.packages]
+        if configured:
+            return configured[0]
+        if "csync" in cluster.packages:
+            return "csync"
+        if len(cluster.packages) == 1:
+            return next(iter(cluster.packages))
+        names = ", ".join(sorted(cluster.packages)) or "none"
+        raise ImportFailed(
+            f"{self.entry} is a member of cluster {cluster.name}, but which package is the csync master cannot be told "
+            f"(packages: {names}; no package file in {self.paths.package_files_dir})")
+
+    # --- a standalone master --------------------------------------------------------------------
+    def _standalone(self, pool: Pool, address: str, found: Discovery) -> Found:
+        name = short_name(found.hostname)
+        if name is None:
+            raise ImportFailed(f"{self.entry}: its name {found.hostname!r} (uname -n) is not a host name csync accepts")
+        master = {"mode": "standalone", "host": Host(name=name, address=address)}
+        state = self._state(master)
+        facts = probe_site(state, pool).hosts[name]
+        if not facts.reachable:
+            raise ImportFailed(f"cannot probe {name} ({address}): {facts.reason}")
+        clients, cfrun = self._clients(pool, state, sorted(_key_addresses(facts) - {address}, key=_ip_key), [address], found)
+        data = {
+            "version": 1,
+            "site": name,
+            "master": {"mode": "standalone", "host": {"name": name, "address": address}},
+            "clients": clients,
+            "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
+        }
+        return Found(data, self.notes)
+
+    # --- the clients ----------------------------------------------------------------------------
+    def _clients(self, pool: Pool, state: DesiredState, addresses: list[str], master_addresses: list[str],
+                 found: Discovery) -> tuple[list[dict], str]:
+        """The clients at ``addresses`` (the key store's), named by their own `uname -n`."""
+        if not addresses:
+            return [], "all-members"
+        provisional = [Host(name=_label("client", a), address=a) for a in addresses]
+        probe_state = state.model_copy(update={"clients": provisional})
+        facts = probe_site(probe_state, pool, only=[h.name for h in provisional]).hosts
+        by_address_known = {a: n for n, a in self.known.items() if not n.startswith("@")}
+        by_address_hosts = {}
+        for n, a in found.etc_hosts.items():
+            if is_host_name(n):
+                by_address_hosts.setdefault(a, n)
+        clients: list[dict] = []
+        names: dict[str, str] = {}
+        with_member_keys = answered = 0
+        for host in provisional:
+            f = facts[host.name]
+            name = short_name(f.hostname) if f.reachable else None
+            name = name or by_address_known.get(host.address) or by_address_hosts.get(host.address)
+            if f.reachable:
+                answered += 1
+                held = _key_addresses(f)
+                with_member_keys += any(a in held for a in master_addresses)
+            elif name:
+                self.note(f"client {name} ({host.address}) did not answer ({f.reason}); declared from the key store")
+            if name is None:
+                self.note(f"{dsau.peer_key_name(host.address)} is in the master's key store, but {host.address} did not answer "
+                          f"({f.reason}) and has no name in /etc/hosts: not declared")
+                continue
+            if name.lower() in names:
+                raise ImportFailed(f"clients {names[name.lower()]} and {host.address} both call themselves {name}; "
+                                   "fix the host names (or the key store) and import again")
+            names[name.lower()] = host.address
+            clients.append({"name": name, "address": host.address})
+        cfrun = "all-members" if answered == 0 or with_member_keys * 2 >= answered else "none"
+        return clients, cfrun
+
+
+def _first_error(error: ValidationError) -> str:
+    e = error.errors(include_url=False)[0]
+    return f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+
+
+# --- writing the YAML -----------------------------------------------------------------------------
+
+def _yaml() -> YAML:
+    y = YAML()  # round trip
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 200
+    return y
+
+
+def _flow(mapping: dict) -> CommentedMap:
+    m = CommentedMap(mapping)
+    m.fa.set_flow_style()
+    return m
+
+
+def _hosts_seq(hosts: list[dict]) -> CommentedSeq:
+    return CommentedSeq([_flow(h) for h in hosts])
+
+
+def access_data(access: Access, fields: set[str] | None, out_dir: Path | None) -> dict:
+    """The access settings as a mapping to write: the fields that were given; key paths
+    relative to the output file's directory (absolute on standard output); '~' kept."""
+    dumped = access.model_dump(mode="json", exclude_none=True)
+    wanted = fields if fields is not None else set(access.model_fields_set)
+    data = {k: v for k, v in dumped.items() if k in wanted and not (k == "hosts" and not v)}
+
+    def place(value: str) -> str:
+        if value.startswith("~"):
+            return value
+        absolute = os.path.abspath(value)
+        return os.path.relpath(absolute, out_dir) if out_dir is not None else absolute
+
+    for section in [data, *(data.get("hosts") or {}).values()]:
+        for key in ("identity_file", "known_hosts"):
+            if isinstance(section.get(key), str):
+                section[key] = place(section[key])
+    if "hosts" in data:
+        data["hosts"] = {n: {k: v for k, v in o.items() if v is not None} for n, o in data["hosts"].items()}
+    for section in [data, *(data.get("hosts") or {}).values()]:
+        for key, value in section.items():
+            if isinstance(value, float) and value.is_integer():
+                section[key] = int(value)  # 5, as written, not 5.0
+    return data
+
+
+def new_document(found: Found, access: dict | None, source: str) -> CommentedMap:
+    d = found.data
+    doc = CommentedMap()
+    doc["version"] = 1
+    doc["site"] = d["site"]
+    master = CommentedMap()
+    for k, v in d["master"].items():
+        if k == "members":
+            master[k] = _hosts_seq(v)
+        elif k in ("package", "host"):
+            master[k] = _flow(v)
+        else:
+            master[k] = v
+    doc["master"] = master
+    doc["clients"] = _hosts_seq(d["clients"])
+    doc["keys"] = _flow(d["keys"])
+    if access:
+        doc["access"] = CommentedMap(access)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.yaml_set_start_comment(
+        f"The site as `csync import --from {source}` found it on {stamp}.\n"
+        "keys.distribution and keys.prune cannot be seen on the hosts: copy and false (import never\n"
+        "turns on deleting keys) are assumed; change them to what the site should do.")
+    return doc
+
+
+def _merge_hosts(seq: Any, hosts: list[dict]) -> Any:
+    if not isinstance(seq, list):
+        return _hosts_seq(hosts)
+    wanted = {h["name"]: h for h in hosts}
+    for i in reversed(range(len(seq))):
+        item = seq[i]
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in wanted:
+            del seq[i]
+            continue
+        if item.get("address") != wanted[name]["address"]:
+            item["address"] = wanted[name]["address"]
+    present = {item.get("name") for item in seq}
+    for h in hosts:
+        if h["name"] not in present:
+            seq.append(_flow(h))
+    return seq
+
+
+def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
+    """Update an existing desired-state document in place (round-trip: comments, order and
+    the choices it holds are kept): the master and the hosts from the site; site, keys,
+    paths kept when present; access replaced only when --access was given."""
+    d = found.data
+    if not isinstance(doc, dict):
+        raise InvalidInput("the output file is not a YAML mapping; choose another -o FILE")
+    doc.setdefault("version", 1)
+    if "site" not in doc:
+        doc["site"] = d["site"]
+    old = doc.get("master")
+    new = d["master"]
+    if not isinstance(old, dict) or old.get("mode") != new["mode"]:
+        doc["master"] = new_document(found, None, "").get("master")
+    else:
+        for k, v in new.items():
+            if k == "members":
+                old[k] = _merge_hosts(old.get(k), v)
+            elif k in ("package", "host") and isinstance(old.get(k), dict):
+                target = old[k]
+                for pk, pv in v.items():
+                    if target.get(pk) != pv:
+                        target[pk] = pv
+                if k == "package" and "node" not in v and "node" in target:
+                    del target["node"]
+            elif k in ("package", "host"):
+                old[k] = _flow(v)
+            elif old.get(k) != v:
+                old[k] = v
+    doc["clients"] = _merge_hosts(doc.get("clients"), d["clients"])
+    if "keys" not in doc:
+        doc["keys"] = _flow(d["keys"])
+    if access is not None:
+        if isinstance(doc.get("access"), dict):
+            target = doc["access"]
+            for k in [k for k in target if k not in access]:
+                del target[k]
+            for k, v in access.items():
+                if target.get(k) != v:
+                    target[k] = v
+        else:
+            doc["access"] = CommentedMap(access)
+    return doc
+
+
+def read_existing(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    return read_existing_text(text, str(path))
+
+
+def read_existing_text(text: str, name: str = "the output file") -> Any:
+    """A YAML document loaded for a round trip (comments and order kept)."""
+    try:
+        return _yaml().load(text)
+    except Exception as e:  # ruamel's parser and scanner errors have no common public base
+        raise InvalidInput(f"{name}: not valid YAML, so it cannot be updated: {e}") from None
+
+
+def known_addresses(doc: Any) -> dict[str, str]:
+    """name -> address of the hosts an existing document declares ('@package', '@mount' too)."""
+    out: dict[str, str] = {}
+    if not isinstance(doc, dict):
+        return out
+    master = doc.get("master") if isinstance(doc.get("master"), dict) else {}
+    hosts = list(master.get("members") or []) + ([master["host"]] if isinstance(master.get("host"), dict) else [])
+    hosts += list(doc.get("clients") or [])
+    for h in hosts:
+        if isinstance(h, dict) and isinstance(h.get("name"), str) and is_ipv4(h.get("address")):
+            out[h["name"]] = h["address"]
+    pkg = master.get("package") if isinstance(master.get("package"), dict) else {}
+    if is_ipv4(pkg.get("address")):
+        out["@package"] = pkg["address"]
+    if isinstance(pkg.get("mount"), str):
+        out["@mount"] = pkg["mount"]
+    return out
+
+
+def dump(doc: Any) -> str:
+    buf = io.StringIO()
+    _yaml().dump(doc, buf)
+    return buf.getvalue()
+
+
+def check(text: str, where: Path) -> None:
+    """Validate the YAML about to be written, as `csync validate` would, from the directory
+    it goes to (so relative key paths resolve as they will)."""
+    from reconciler.desired.loader import load_desired_state
+
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".csync-import-", suffix=".yaml", dir=where)
+    except OSError as e:
+        raise InvalidInput(f"cannot write in {where}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            load_desired_state([tmp])
+        except InvalidInput as e:
+            raise ImportFailed(f"the imported desired state does not validate (please report this):\n{e}") from None
+    finally:
+        os.unlink(tmp)

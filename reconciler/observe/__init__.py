@@ -1,0 +1,1 @@
+"""Facts: the one-round-trip probe and the typed facts it yields."""

@@ -1,0 +1,81 @@
+"""Probe: every host's facts in one round trip, in parallel.
+
+One connection per host (bounded by `access.parallelism`), one command per host: the probe
+script of reconciler/probe.sh for the host's role. Hosts that cannot be probed come back
+as facts with `reachable=False` and the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from reconciler.desired.model import DesiredState, Host
+from reconciler.driver import commands
+from reconciler.driver.transport import Pool, TransportError, fan_out
+from reconciler.observe.facts import HostFacts, Role, parse_probe, unreachable
+
+
+@dataclass
+class SiteFacts:
+    """The facts of every probed host, by name, and what probing them cost."""
+
+    hosts: dict[str, HostFacts]
+    seconds: float = 0.0
+    commands_sent: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> HostFacts:
+        return self.hosts[name]
+
+    @property
+    def unreachable(self) -> list[HostFacts]:
+        return [f for f in self.hosts.values() if not f.reachable]
+
+
+def roles(state: DesiredState) -> list[tuple[Host, Role]]:
+    master_role: Role = "member" if state.is_cluster else "master"
+    return [(h, master_role) for h in state.master_hosts] + [(c, "client") for c in state.clients]
+
+
+def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: dict | None = None) -> HostFacts:
+    """Probe one host over the pool's connection to it; never raises for host trouble."""
+    start = time.monotonic()
+    try:
+        session = pool.connect(host)
+        result = session.run(
+            commands.SHELL,
+            stdin=commands.probe(state, role).script.encode(),
+            timeout=state.access.command_timeout,
+        )
+    except TransportError as e:
+        return unreachable(host.name, host.address, role, e.reason, e.kind)
+    facts = parse_probe(host.name, host.address, role, result.stdout, result.exit_code, result.stderr, shared=shared)
+    return facts.model_copy(update={"probe_seconds": round(time.monotonic() - start, 4)})
+
+
+def probe_site(
+    state: DesiredState,
+    pool: Pool,
+    *,
+    only: Iterable[str] | None = None,
+    on_done: Callable[[HostFacts], None] | None = None,
+) -> SiteFacts:
+    """Probe every declared host (or only the named ones) in parallel."""
+    wanted = set(only) if only is not None else None
+    targets = [(h, r) for h, r in roles(state) if wanted is None or h.name in wanted]
+    role_of = {h.name: r for h, r in targets}
+    start = time.monotonic()
+    shared: dict = {}  # equal key files parsed once and kept once (facts.parse_key_listing)
+    results = fan_out(
+        [h for h, _ in targets],
+        lambda h: probe_host(pool, state, h, role_of[h.name], shared),
+        parallelism=state.access.parallelism,
+        on_done=(lambda _h, f: on_done(f)) if on_done else None,
+    )
+    hosts = {h.name: results[h.name] for h, _ in targets}  # declared order, not completion order
+    return SiteFacts(
+        hosts=hosts,
+        seconds=time.monotonic() - start,
+        commands_sent={name: s.commands_sent for name, s in pool.sessions.items()},
+    )

@@ -1,0 +1,1 @@
+"""Planning: desired state x facts -> the ordered, self-contained Plan."""

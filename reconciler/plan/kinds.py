@@ -1,0 +1,351 @@
+"""Every kind of action csync can plan, each in one place: its spec.
+
+A spec says everything csync knows about its kind: the phase it belongs to (the order of
+DSAU's flows), its typed parameters, the remote command built from them, the facts it is
+planned from (recorded by the planner, recomputed by apply before it runs: the same
+function), the hosts it reads, touches and is verified on, how it is verified, and how a
+view shows it. Adding a kind is one new spec here plus its tests; the name of each kind is
+written in this module and nowhere else in `reconciler/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from pydantic import ValidationError
+
+from reconciler.desired.model import DesiredState
+from reconciler.domain.base import Frozen
+from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem
+from reconciler.domain.serviceguard import PackageView
+from reconciler.driver import commands
+from reconciler.observe.facts import HostFacts
+
+if TYPE_CHECKING:
+    from reconciler.plan.artefact import Action
+
+Facts = Mapping[str, HostFacts]
+Summary = Literal["start", "add", "remove", "regenerate"]
+P = TypeVar("P", bound=Frozen)
+
+
+# --- typed parameters ------------------------------------------------------------------------
+class PackageParams(Frozen):
+    package: str
+
+
+class StartPackageParams(Frozen):
+    package: str
+    node: str
+
+
+class DispatchParams(Frozen):
+    member: str
+
+
+class AuthorizeSshParams(Frozen):
+    lines: list[str]
+
+
+class CopyKeyParams(Frozen):
+    file: str
+    source: str
+
+
+class InstallKeyParams(Frozen):
+    file: str
+    pem: str
+    fingerprint: str
+
+
+class RegenerateParams(Frozen):
+    clients: list[str]
+
+
+class RemoveKeyParams(Frozen):
+    file: str
+
+
+# --- the facts an action is planned from (recorded by the planner, recomputed by apply) ----
+def key_state(key: KeyFile | None) -> dict:
+    """The facts about one key file that an action is planned from (no key material)."""
+    if key is None:
+        return {"present": False}
+    return {"present": True, "kind": key.kind, "fingerprint": key.fingerprint, "mode": key.mode}
+
+
+def key_precondition(file: str, current: KeyFile | None, desired: str | None, source: KeyFile | None = None,
+                     source_file: str | None = None) -> dict:
+    """copy-key / install-key: the target file as found; for a copy, the source as found."""
+    pre: dict[str, Any] = {"file": file, "current": key_state(current), "desired": desired}
+    if source_file is not None:
+        pre["source"] = {"file": source_file, "fingerprint": source.fingerprint if source and is_verified_copy(source) else None}
+    return pre
+
+
+def package_state(view: PackageView | None) -> dict | None:
+    return None if view is None else {"status": view.status, "state": view.state, "owner": view.owner, "autorun": view.autorun}
+
+
+def package_precondition(view: PackageView | None) -> dict:
+    """start-package / enable-switching: the package as Serviceguard shows it."""
+    return {"package": package_state(view)}
+
+
+def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
+    """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
+    return {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}, "package_node": package_node,
+            "cluster_key": cluster_key}
+
+
+def removal_precondition(file: str, current: KeyFile | None) -> dict:
+    return {"file": file, "current": key_state(current)}
+
+
+def authorized_precondition(facts: HostFacts) -> dict:
+    return {"authorized": list(facts.ssh_authorized)}
+
+
+# --- the spec ------------------------------------------------------------------------------
+Verdict = tuple[str | None, dict]  # (what is still wrong, or None; the verified facts)
+
+
+@dataclass(frozen=True)
+class KindSpec(Generic[P]):
+    name: str
+    phase: int  # the DSAU flow an action belongs to: its earliest wave (0 first)
+    summary: Summary  # how the plan's summary line counts it
+    symbol: tuple[str, str]  # (sign, colour) in views
+    params: type[P]
+    build: Callable[[DesiredState, P], commands.RemoteCommand]
+    precondition_now: Callable[[DesiredState, Action, P, Facts], dict]
+    verify: Callable[[DesiredState, Action, P, Facts], Verdict]
+    reads: Callable[[DesiredState, Action, P], set[str]] | None = None  # default: the host it runs on
+    touches: Callable[[DesiredState, Action, P], set[str]] | None = None
+    verified_on: Callable[[DesiredState, Action, P], set[str]] | None = None
+
+    def typed(self, params: Mapping[str, Any]) -> P:
+        """The action's params as this kind's type; raises ValueError naming what is wrong."""
+        try:
+            return self.params.model_validate(dict(params))
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "params"
+            raise ValueError(f"{self.name} params: {where}: {first['msg']}") from None
+
+    def dump(self, params: P) -> dict:
+        return params.model_dump(mode="json")
+
+
+# --- per-kind behaviour ------------------------------------------------------------------------
+def _package_view(here: HostFacts, package: str) -> PackageView | None:
+    return here.cluster.packages.get(package) if here.cluster else None
+
+
+def _package_now(state: DesiredState, a: Action, p: Any, facts: Facts) -> dict:
+    return package_precondition(_package_view(facts[a.host], p.package))
+
+
+def _verify_package(state: DesiredState, a: Action, p: Any, facts: Facts, *, started: bool) -> Verdict:
+    here = facts[a.host]
+    view = _package_view(here, p.package)
+    if view is None:
+        return f"Serviceguard on {a.host} does not show package {p.package} ({here.cluster_error or 'no cluster view'})", {}
+    seen = {"package": package_state(view)}
+    want = a.expected.get("package", {})
+    if started and not (view.running and view.owner == want.get("owner")):
+        return f"package {view.name} is {view.status}/{view.state} on {view.owner or 'no node'}, not running on {want.get('owner')}", seen
+    if view.autorun != "enabled":
+        return f"package {view.name} switching (AUTO_RUN) is {view.autorun}, not enabled", seen
+    return None, seen
+
+
+def _cluster_wide(state: DesiredState, a: Action, p: Any) -> set[str]:
+    # the package mounts on one node and cmviewcl changes on all; the dispatcher installs
+    # the new member's key on every member
+    return {m.name for m in state.members} | {a.host}
+
+
+def _every_host(state: DesiredState, a: Action, p: Any) -> set[str]:
+    return {h.name for h in state.all_hosts}
+
+
+def _dispatch_now(state: DesiredState, a: Action, p: DispatchParams, facts: Facts) -> dict:
+    here = facts[a.host]
+    view = _package_view(here, state.master.package.name)  # type: ignore[union-attr]
+    runs_here = view is not None and view.running and view.owner == a.host
+    pkgfs = here.package_fs
+    key = pkgfs.cluster_key if runs_here and pkgfs and pkgfs.mounted else None
+    return dispatch_precondition(facts[p.member], view.owner if view is not None and view.running else None,
+                                 key.fingerprint if key and key.usable else None)
+
+
+def _verify_dispatch(state: DesiredState, a: Action, p: DispatchParams, facts: Facts) -> Verdict:
+    member = facts[p.member]
+    want = a.expected["member"]
+    seen = {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}}
+    if member.own_fingerprint != want["own_key"]:
+        return f"{member.name} holds {member.own_fingerprint or 'no usable key'} as its own key, not the cluster key {want['own_key']}", seen
+    if want.get("inputs") is not None and member.inputs_digest != want["inputs"]:
+        return f"{member.name}'s inputs ({member.inputs_digest}) differ from the master's ({want['inputs']})", seen
+    return None, seen
+
+
+def _verify_authorized(state: DesiredState, a: Action, p: AuthorizeSshParams, facts: Facts) -> Verdict:
+    missing = sorted(set(a.expected["authorized"]) - set(facts[a.host].ssh_authorized))
+    return (f"root's authorized_keys still lacks {', '.join(missing)}" if missing else None), {"authorized": sorted(a.expected["authorized"])}
+
+
+def _key_now(state: DesiredState, a: Action, p: CopyKeyParams | InstallKeyParams, facts: Facts) -> dict:
+    here = facts[a.host]
+    source_file = p.source if isinstance(p, CopyKeyParams) else None
+    source = here.keys.get(source_file) if source_file else None
+    return key_precondition(p.file, here.keys.get(p.file), a.precondition.get("desired"), source, source_file)
+
+
+def _verify_key(state: DesiredState, a: Action, p: Any, facts: Facts) -> Verdict:
+    e = a.expected
+    key = facts[a.host].keys.get(e["file"])
+    seen = {"file": e["file"], "fingerprint": key.fingerprint if key else None,
+            "mode": f"{key.mode:04o}" if key and key.mode is not None else None}
+    problem = key_problem(key, e["fingerprint"])
+    return (f"{e['file']} {problem}, not {e['fingerprint']}" if problem else None), seen
+
+
+def _regenerate_now(state: DesiredState, a: Action, p: RegenerateParams, facts: Facts) -> dict:
+    from reconciler.plan.planner import regeneration_drift
+
+    drift, cluster_key = regeneration_drift(state, facts)
+    return {"drift": drift, "cluster_key": cluster_key}
+
+
+def _verify_regenerated(state: DesiredState, a: Action, p: RegenerateParams, facts: Facts) -> Verdict:
+    from reconciler.plan.planner import regeneration_drift
+
+    drift, cluster_key = regeneration_drift(state, facts)
+    seen = {"drift": drift[:20], "cluster_key": cluster_key}
+    return (f"{len(drift)} key file(s) still differ: {', '.join(drift[:5])}" if drift else None), seen
+
+
+def _verify_removed(state: DesiredState, a: Action, p: RemoveKeyParams, facts: Facts) -> Verdict:
+    present = p.file in facts[a.host].keys
+    return (f"{p.file} is still there" if present else None), {"file": p.file, "absent": not present}
+
+
+START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
+    "start-package", 0, "start", ("+", "green"), StartPackageParams,
+    build=lambda s, p: commands.start_package(p.package, p.node),
+    precondition_now=_package_now,
+    verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
+    touches=_cluster_wide,
+)
+ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
+    "enable-switching", 0, "start", ("~", "yellow"), PackageParams,
+    build=lambda s, p: commands.enable_switching(p.package),
+    precondition_now=_package_now,
+    verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
+    touches=_cluster_wide,
+)
+DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
+    "dispatch-member", 1, "start", ("+", "green"), DispatchParams,
+    build=lambda s, p: commands.dispatch_member(s, p.member),
+    precondition_now=_dispatch_now,
+    verify=_verify_dispatch,
+    reads=lambda s, a, p: {a.host, p.member},
+    touches=_cluster_wide,
+    verified_on=lambda s, a, p: {p.member},
+)
+AUTHORIZE_SSH: KindSpec[AuthorizeSshParams] = KindSpec(
+    "authorize-ssh", 2, "add", ("+", "green"), AuthorizeSshParams,
+    build=lambda s, p: commands.authorize_ssh(list(p.lines)),
+    precondition_now=lambda s, a, p, f: authorized_precondition(f[a.host]),
+    verify=_verify_authorized,
+)
+COPY_KEY: KindSpec[CopyKeyParams] = KindSpec(
+    "copy-key", 3, "add", ("+", "green"), CopyKeyParams,
+    build=lambda s, p: commands.copy_key(s, p.source, p.file),
+    precondition_now=_key_now,
+    verify=_verify_key,
+)
+INSTALL_KEY: KindSpec[InstallKeyParams] = KindSpec(
+    "install-key", 3, "add", ("+", "green"), InstallKeyParams,
+    build=lambda s, p: commands.install_key(s, p.file, p.pem, p.fingerprint),
+    precondition_now=_key_now,
+    verify=_verify_key,
+)
+REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
+    "regenerate-keys", 3, "regenerate", ("-/+", "yellow"), RegenerateParams,
+    build=lambda s, p: commands.regenerate_keys(s, list(p.clients)),
+    precondition_now=_regenerate_now,
+    verify=_verify_regenerated,
+    reads=_every_host,
+    touches=_every_host,
+    verified_on=_every_host,
+)
+REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
+    "remove-key", 4, "remove", ("-", "red"), RemoveKeyParams,
+    build=lambda s, p: commands.remove_key(s, p.file),
+    precondition_now=lambda s, a, p, f: removal_precondition(p.file, f[a.host].keys.get(p.file)),
+    verify=_verify_removed,
+)
+
+# In the order of DSAU's flows: within a wave, actions are listed in this order.
+KINDS: dict[str, KindSpec[Any]] = {k.name: k for k in (
+    START_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, AUTHORIZE_SSH, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, REMOVE_KEY,
+)}
+ORDER: dict[str, int] = {name: i for i, name in enumerate(KINDS)}
+
+
+def spec_of(kind: str) -> KindSpec[Any]:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown action kind {kind!r} (csync knows {', '.join(KINDS)})") from None
+
+
+# --- what apply asks of an action, through its spec ----------------------------------------------
+def script_for(state: DesiredState, action: Action) -> commands.RemoteCommand:
+    """The command of ``action``, rebuilt by the driver from its typed params (the plan's
+    `command` is only its display form, and must match)."""
+    spec = spec_of(action.kind)
+    return spec.build(state, spec.typed(action.params))
+
+
+def precondition_hosts(state: DesiredState, action: Action) -> set[str]:
+    """The hosts whose facts `precondition_now` reads for ``action``."""
+    spec = spec_of(action.kind)
+    return spec.reads(state, action, spec.typed(action.params)) if spec.reads else {action.host}
+
+
+def precondition_now(state: DesiredState, action: Action, facts: Facts) -> dict:
+    """The precondition of ``action`` computed from fresh ``facts`` with the functions the
+    planner used to record it; apply compares the two fingerprints before running it.
+    ``facts`` must hold every host of `precondition_hosts`. What the plan decided rather than
+    observed (the key a file should hold) is taken from the action itself."""
+    spec = spec_of(action.kind)
+    return spec.precondition_now(state, action, spec.typed(action.params), facts)
+
+
+def touched_hosts(state: DesiredState, action: Action) -> set[str]:
+    """Hosts whose facts an action may change (their earlier probes are then out of date)."""
+    spec = spec_of(action.kind)
+    return spec.touches(state, action, spec.typed(action.params)) if spec.touches else {action.host}
+
+
+def verify_hosts(state: DesiredState, action: Action) -> set[str]:
+    """Hosts whose fresh facts show whether an action did its job."""
+    spec = spec_of(action.kind)
+    return spec.verified_on(state, action, spec.typed(action.params)) if spec.verified_on else {action.host}
+
+
+def verify(state: DesiredState, action: Action, facts: Facts) -> Verdict:
+    """(what is still wrong or None, the verified facts) for an action that ran, from fresh
+    facts of `verify_hosts`. Never includes key material."""
+    for name in sorted(verify_hosts(state, action)):
+        f = facts.get(name)
+        if f is None or not f.reachable:
+            return f"cannot verify: {name} is unreachable ({f.reason if f else 'not probed'})", {}
+    spec = spec_of(action.kind)
+    return spec.verify(state, action, spec.typed(action.params), facts)

@@ -1,0 +1,1 @@
+"""Failover readiness: the trust matrix predicted from facts, and proven live."""

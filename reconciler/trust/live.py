@@ -1,0 +1,337 @@
+"""`csync trust --live`: the site's own checks, run, parsed and compared with the prediction.
+
+The prediction (reconciler.trust.predict) says, from the facts, whether each cfrun (member ->
+client) and each cfagent (client -> master address) will authenticate. The live check runs
+them: on each member one `cfrun` to every client, on each client one `cfagent` against the
+master's address (commands.cfrun_check / cfagent_check), one script per host, in parallel.
+Nothing is changed on any host: both commands only authenticate.
+
+`parse_check_output` and `compare` are pure; `run_live_checks` does the I/O.
+
+A disagreement is a cell where the live check and the prediction differ (ok against
+failed), or where both fail but the live failure names a file on a host that the prediction
+does not give as a cause. Either is a bug in csync or a fact csync does not see (a private
+key that does not match its public key, a network filter, a tool that behaves otherwise).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reconciler.desired.model import DesiredState, Host
+from reconciler.driver import commands
+from reconciler.driver.transport import Pool, TransportError, fan_out
+from reconciler.trust.predict import (
+    MISSING,
+    NO_SERVER,
+    OTHER_KEY,
+    OWN_KEY,
+    UNKNOWN_KEY,
+    UNUSABLE,
+    Check,
+    TrustReport,
+)
+
+# docs/LAB.md, "Output grammar": <tool> <address>: ok | <message> [<where> <detail>]
+LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")
+FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable)$")
+
+# Which predicted cause kinds explain a live complaint about the same file on the same host.
+# A symbolic link is unusable to csync (never followed) but read through by cfengine, so it
+# may show as any complaint. A caller without a usable own key (OWN_KEY) fails on that file
+# whatever the complaint.
+_EXPLAINS = {
+    "missing": {MISSING, UNUSABLE},
+    "unreadable": {UNUSABLE},
+    "mismatch": {OTHER_KEY, UNKNOWN_KEY, UNUSABLE},
+}
+SUFFIX = "a bug in csync or a fact csync does not see"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    """One target's line: ok, or the tool's message and where it failed."""
+
+    ok: bool
+    line: str
+    message: str = ""
+    where: str = ""  # local | remote | unreachable
+    path: str = ""  # the key file complained about (local/remote)
+    detail: str = ""  # missing | mismatch | unreadable, or the unreachable reason
+
+    @property
+    def symbol(self) -> str:
+        return "ok" if self.ok else "FAIL"
+
+
+def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[str, LiveResult], list[str]]:
+    """(results by target address, problems) from a cfrun/cfagent output.
+
+    Only lines of ``tool`` for one of ``targets`` count; a target with no line, or with
+    two, has no result; every line that does not follow the grammar is a problem."""
+    wanted = set(targets)
+    found: dict[str, list[LiveResult]] = {}
+    problems: list[str] = []
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        if not line.strip():
+            continue
+        m = LINE.match(line)
+        if not m:
+            problems.append(f"unexpected line: {line[:200]!r}")
+            continue
+        if m.group(1) != tool:
+            problems.append(f"a {m.group(1)} line in {tool}'s output: {line[:200]!r}")
+            continue
+        address = m.group(2)
+        if address not in wanted:
+            problems.append(f"a line for {address}, which was not asked for: {line[:200]!r}")
+            continue
+        if m.group(3) == "ok":
+            result = LiveResult(ok=True, line=line)
+        else:
+            where, detail = m.group(5), m.group(6)
+            path = ""
+            if where in ("local", "remote"):
+                d = FILE_DETAIL.match(detail)
+                if not d:
+                    problems.append(f"unexpected {where} detail for {address}: {detail[:200]!r}")
+                    continue
+                path, detail = d.group(1), d.group(2)
+            result = LiveResult(ok=False, line=line, message=m.group(4), where=where, path=path, detail=detail)
+        found.setdefault(address, []).append(result)
+    results: dict[str, LiveResult] = {}
+    for address in targets:
+        got = found.get(address, [])
+        if len(got) == 1:
+            results[address] = got[0]
+        elif not got:
+            problems.append(f"no {tool} line for {address}")
+        else:
+            problems.append(f"{len(got)} {tool} lines for {address}; trusting none")
+    return results, problems
+
+
+@dataclass(frozen=True)
+class HostRun:
+    """The live check on one host: results by target address, or why it did not run."""
+
+    host: str
+    results: dict[str, LiveResult] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def interpret(host: str, tool: str, targets: list[str], exit_code: int, stdout: bytes, stderr: bytes, seconds: float = 0.0) -> HostRun:
+    """A HostRun from a live-check script's exit code and output (pure)."""
+    err = stderr.decode("utf-8", "replace").strip().splitlines()
+    last = err[-1][:200] if err else ""
+    if exit_code == commands.LIVE_TOOL_MISSING:
+        return HostRun(host, error=last or f"{tool} not found", seconds=seconds)
+    if exit_code not in (0, 1):
+        return HostRun(host, error=f"{tool} exited {exit_code}" + (f": {last}" if last else ""), seconds=seconds)
+    results, problems = parse_check_output(tool, stdout.decode("utf-8", "replace"), targets)
+    if exit_code == 0 and any(not r.ok for r in results.values()):
+        problems.append(f"{tool} exited 0 but reported a failure")
+    return HostRun(host, results=results, problems=tuple(problems), seconds=seconds)
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    """Every live check: cfrun[member][client] and cfagent[client] (None: no result)."""
+
+    cfrun: dict[str, dict[str, LiveResult | None]]
+    cfagent: dict[str, LiveResult | None]
+    errors: tuple[str, ...] = ()  # "host: why" for every check that did not run or answered badly
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Every check on a host that answered the probe ran and answered for every target
+        (a check without a result on such a host is always in ``errors``)."""
+        return not self.errors
+
+
+def _run(pool: Pool, state: DesiredState, host: Host, tool: str, command: commands.RemoteCommand, targets: list[str]) -> HostRun:
+    start = time.monotonic()
+    try:
+        session = pool.connect(host)
+        result = session.run(commands.SHELL, stdin=command.script.encode(), timeout=state.access.command_timeout)
+    except TransportError as e:
+        return HostRun(host.name, error=e.reason, seconds=time.monotonic() - start)
+    return interpret(host.name, tool, targets, result.exit_code, result.stdout, result.stderr, time.monotonic() - start)
+
+
+# Members whose cfrun runs at once. Each cfrun already reaches its clients in parallel, and
+# every one of those dialogues costs the client a cfservd; more would only make clients time
+# out (on a site where many hosts share a machine, as in the lab).
+CFRUN_MEMBERS_AT_ONCE = 2
+
+
+def run_live_checks(
+    state: DesiredState,
+    pool: Pool,
+    report: TrustReport,
+    *,
+    on_done: Callable[[Host, object], None] | None = None,
+) -> LiveReport:
+    """Run cfagent on every client that answered the probe (against the master's address),
+    then cfrun on every member that answered (to every client), in parallel."""
+    start = time.monotonic()
+    client_addresses = [c.address for c in state.clients]
+    name_of = {c.address: c.name for c in state.clients}
+    cfagent = commands.cfagent_check(report.server_address)
+    clients = [c for c in state.clients if c.name not in report.unreachable]
+    runs: dict[str, HostRun] = fan_out(
+        clients,
+        lambda h: _run(pool, state, h, "cfagent", cfagent, [report.server_address]),
+        parallelism=state.access.parallelism,
+        on_done=on_done,
+    )  # type: ignore[assignment]
+    if client_addresses:
+        cfrun = commands.cfrun_check(client_addresses)
+        members = [m for m in state.master_hosts if m.name not in report.unreachable]
+        runs.update(fan_out(
+            members,
+            lambda h: _run(pool, state, h, "cfrun", cfrun, client_addresses),
+            parallelism=min(state.access.parallelism, CFRUN_MEMBERS_AT_ONCE),
+            on_done=on_done,
+        ))  # type: ignore[arg-type]
+    errors: list[str] = []
+    for name, run in runs.items():
+        if run.error:
+            errors.append(f"{name}: {run.error}")
+        errors.extend(f"{name}: {p}" for p in run.problems)
+    cfrun_results: dict[str, dict[str, LiveResult | None]] = {}
+    for m in state.master_hosts:
+        run = runs.get(m.name)
+        cfrun_results[m.name] = {name_of[a]: (run.results.get(a) if run else None) for a in client_addresses}
+    cfagent_results = {
+        c.name: (runs[c.name].results.get(report.server_address) if c.name in runs else None) for c in state.clients
+    }
+    return LiveReport(cfrun=cfrun_results, cfagent=cfagent_results, errors=tuple(sorted(errors)), seconds=time.monotonic() - start)
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    check: str  # cfrun | cfagent
+    member: str | None  # the cfrun caller; None for cfagent
+    client: str
+    predicted: str  # ok | FAIL
+    live: str  # ok | FAIL
+    predicted_problems: tuple[str, ...]
+    live_line: str
+    why: str
+
+    @property
+    def where(self) -> str:
+        return f"cfrun {self.member} -> {self.client}" if self.check == "cfrun" else f"cfagent on {self.client}"
+
+    @property
+    def message(self) -> str:
+        return f"{self.where}: {self.why} ({SUFFIX})"
+
+
+def _explained(live: LiveResult, predicted: Check, local: str, remote: str | None) -> bool:
+    """Whether a predicted cause accounts for the live failure."""
+    if live.where == "unreachable":
+        return any(c.kind == NO_SERVER for c in predicted.causes)
+    host = local if live.where == "local" else remote
+    file = posixpath.basename(live.path)
+    kinds = _EXPLAINS.get(live.detail, set())
+    return any(c.host == host and c.file == file and (c.kind in kinds or c.kind == OWN_KEY) for c in predicted.causes)
+
+
+def _compare_cell(check: str, member: str | None, client: str, predicted: Check, live: LiveResult | None,
+                  local: str, remote: str | None) -> Disagreement | None:
+    if predicted.ok is None or live is None:
+        return None  # a host did not answer the probe, or the live check gave no answer: nothing to compare
+    if predicted.ok and live.ok:
+        return None
+    if predicted.ok and not live.ok and live.where == "unreachable":
+        why = (f"predicted ok, but the live check did not reach its peer: {live.line} (csync's probe does not test the "
+               f"network between hosts; a filter, a hung host or an overloaded one)")
+    elif predicted.ok and not live.ok:
+        why = f"predicted ok, but the live check failed: {live.line}"
+    elif not predicted.ok and live.ok:
+        why = f"predicted to fail ({'; '.join(predicted.problems)}), but the live check succeeded"
+    elif _explained(live, predicted, local, remote):
+        return None
+    else:
+        why = f"both fail, but the live failure has no predicted cause: {live.line}; predicted: {'; '.join(predicted.problems)}"
+    return Disagreement(check, member, client, predicted.symbol, live.symbol, predicted.problems, live.line, why)
+
+
+def compare(report: TrustReport, live: LiveReport) -> list[Disagreement]:
+    """Every cell where the live check and the prediction disagree, in matrix order."""
+    server = report.server
+    out: list[Disagreement] = []
+    for m in report.members:
+        for c in report.clients:
+            d = _compare_cell("cfrun", m, c, report.cfrun[m][c], live.cfrun.get(m, {}).get(c), local=m, remote=c)
+            if d:
+                out.append(d)
+    for c in report.clients:
+        d = _compare_cell("cfagent", None, c, report.cfagent[c], live.cfagent.get(c), local=c, remote=server)
+        if d:
+            out.append(d)
+    return out
+
+
+def verdict(report: TrustReport, live: LiveReport | None, disagreements: list[Disagreement]) -> tuple[bool, tuple[str, ...]]:
+    """(failover-ready, why not): the prediction's, and with live checks, also that they ran
+    completely and agree with it (a prediction the site contradicts proves nothing)."""
+    reasons = list(report.reasons)
+    if live is not None:
+        if disagreements:
+            reasons.append(f"{len(disagreements)} live check(s) disagree with the prediction ({SUFFIX})")
+        if not live.complete:
+            shown = "; ".join(live.errors[:3]) + ("; ..." if len(live.errors) > 3 else "")
+            reasons.append(f"{len(live.errors)} live check problem(s): {shown}")
+    return not reasons, tuple(reasons)
+
+
+@dataclass(frozen=True)
+class TrustView:
+    """Everything one `csync trust` run shows: the prediction, and with --live the checks."""
+
+    report: TrustReport
+    failover_ready: bool
+    reasons: tuple[str, ...]
+    live: LiveReport | None = None
+    disagreements: tuple[Disagreement, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_disagreeing", {(d.member, d.client) for d in self.disagreements})
+
+    def disagrees(self, member: str | None, client: str) -> bool:
+        """Whether the live check of this cell (member None: cfagent) disagrees."""
+        return (member, client) in self._disagreeing  # type: ignore[attr-defined]
+
+
+def assess(
+    state: DesiredState,
+    pool: Pool,
+    *,
+    live: bool,
+    on_probed: Callable[[object], None] | None = None,
+    on_checked: Callable[[Host, object], None] | None = None,
+) -> TrustView:
+    """Probe, predict, and with ``live`` run and compare the live checks."""
+    from reconciler.observe.probe import probe_site
+    from reconciler.trust.predict import trust_report
+
+    site = probe_site(state, pool, on_done=on_probed)
+    report = trust_report(state, site.hosts)
+    live_report = run_live_checks(state, pool, report, on_done=on_checked) if live else None
+    disagreements = compare(report, live_report) if live_report is not None else []
+    ready, reasons = verdict(report, live_report, disagreements)
+    return TrustView(report, ready, reasons, live_report, tuple(disagreements))

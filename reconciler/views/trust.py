@@ -1,0 +1,341 @@
+"""Views of the trust matrix (`csync trust`): text for a terminal, JSON, a self-contained HTML page.
+
+The core never prints; these functions return text and the CLI writes it. Clients whose
+row of cells is the same (the same outcome for every member's cfrun and for cfagent, for
+the same reasons with the client's own name and address taken out) are shown as one
+group, so a site of 8 members and 200 clients fits a terminal: a converged site is one
+line, and each kind of breakage one group that names its causes once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from dataclasses import dataclass
+
+import click
+
+from reconciler.domain import dsau
+from reconciler.trust.live import SUFFIX, LiveResult, TrustView
+from reconciler.trust.predict import Cause, Check
+
+FORMAT_VERSION = 1
+CLIENT = "<client>"
+AGENT = "cfagent"
+
+
+def verdict_line(view: TrustView) -> str:
+    if view.failover_ready:
+        checked = " (predicted from the facts and confirmed by the live checks)" if view.live else " (predicted from the facts)"
+        return f"failover-ready: yes{checked}"
+    return f"failover-ready: no: {'; '.join(view.reasons)}"
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+
+def _normal(cause: Cause, client: str, address: str) -> Cause:
+    """``cause`` with the client's own name and key file replaced by placeholders."""
+    own_file = dsau.peer_key_name(address)
+    return dataclasses.replace(
+        cause,
+        host=CLIENT if cause.host == client else cause.host,
+        whose=CLIENT if cause.whose == client else cause.whose,
+        file=f"root-{CLIENT}.pub" if cause.file == own_file else cause.file,
+    )
+
+
+def _problems(check: Check, client: str, address: str) -> tuple[str, ...]:
+    return tuple(_normal(c, client, address).describe() for c in check.causes)
+
+
+def _cell(view: TrustView, member: str | None, client: str) -> str:
+    check = view.report.cfrun[member][client] if member else view.report.cfagent[client]
+    return check.symbol + ("!" if view.disagrees(member, client) else "")
+
+
+@dataclass(frozen=True)
+class ClientGroup:
+    clients: tuple[str, ...]
+    cells: tuple[str, ...]  # one per member, then cfagent: ok | FAIL | ? (+ "!" when the live check disagrees)
+    problems: tuple[tuple[str, tuple[str, ...]], ...]  # (column, causes with <client> for the client)
+
+    @property
+    def ok(self) -> bool:
+        return all(c == "ok" for c in self.cells)
+
+
+def group_clients(view: TrustView) -> list[ClientGroup]:
+    """Clients with identical rows, in order of first appearance."""
+    r = view.report
+    groups: dict[tuple, list[str]] = {}
+    for c in r.clients:
+        address = r.addresses.get(c, "")
+        checks = [(m, r.cfrun[m][c]) for m in r.members] + [(AGENT, r.cfagent[c])]
+        cells = tuple(_cell(view, m, c) for m in r.members) + (_cell(view, None, c),)
+        problems = tuple((col, _problems(chk, c, address)) for col, chk in checks if chk.ok is not True)
+        groups.setdefault((cells, problems), []).append(c)
+    out = []
+    for (cells, problems), names in groups.items():
+        if len(names) == 1:  # a group of one names its client
+            c = names[0]
+            checks = [(m, r.cfrun[m][c]) for m in r.members] + [(AGENT, r.cfagent[c])]
+            problems = tuple((col, chk.problems) for col, chk in checks if chk.ok is not True)
+        out.append(ClientGroup(tuple(names), cells, problems))
+    return out
+
+
+def client_label(names: tuple[str, ...], order: tuple[str, ...], *, runs_shown: int = 3) -> str:
+    """'client1..client180, client190 (181)': runs of consecutive clients in declared order."""
+    index = {n: i for i, n in enumerate(order)}
+    runs: list[list[str]] = []
+    for n in names:
+        if runs and index[n] == index[runs[-1][-1]] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [r[0] if len(r) == 1 else (f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}..{r[-1]}") for r in runs[:runs_shown]]
+    if len(runs) > runs_shown:
+        parts.append(f"... ({len(runs) - runs_shown} more runs)")
+    return f"{', '.join(parts)} ({len(names)})"
+
+
+# --- text ----------------------------------------------------------------------------------
+
+_COLOURS = {"ok": "green", "FAIL": "red", "?": "yellow"}
+
+
+def render_text(view: TrustView, *, color: bool = False) -> str:
+    def style(text: str, **kw) -> str:
+        return click.style(text, **kw) if color else text
+
+    def cell(symbol: str, w: int) -> str:
+        padded = symbol.ljust(w)
+        return style(padded, fg="magenta" if symbol.endswith("!") else _COLOURS.get(symbol, None), bold=symbol != "ok")
+
+    r = view.report
+    out = [style(verdict_line(view), bold=True, fg="green" if view.failover_ready else "red"), ""]
+    if r.package:
+        where = f"package {r.package} at {r.server_address}, " + (f"running on {r.server}" if r.server else "not running")
+        out.append(f"site {r.site}: {where}" + (f"; cluster key {r.cluster_key}" if r.cluster_key else "; cluster key unknown"))
+    else:
+        out.append(f"site {r.site}: standalone master {r.server} at {r.server_address}")
+    for host, why in r.unreachable.items():
+        out.append(style(f"  unreachable: {host}: {why}", fg="yellow"))
+    out.append("")
+
+    if r.package:
+        out.append(style("Takeover", bold=True) + " (can each member run the package and serve every client?)")
+    else:
+        out.append(style("Master", bold=True) + " (does it hold every client's key?)")
+    name_w = max([len(t.member) for t in r.takeover] + [4])
+    for t in r.takeover:
+        sym = "?" if t.can_take_over is None else ("yes" if t.can_take_over else "no")
+        colour = "yellow" if t.can_take_over is None else ("green" if t.can_take_over else "red")
+        out.append(f"  {t.member.ljust(name_w)}  {style(sym.ljust(3), fg=colour, bold=sym != 'yes')}  {'; '.join(t.problems)}".rstrip())
+    out.append("")
+
+    columns = list(r.members) + [AGENT]
+    widths = [max(len(c), 5) for c in columns]
+    legend = []
+    if sum(w + 1 for w in widths) > 60:  # long member names: short column labels
+        columns = [f"m{i}" for i in range(1, len(r.members) + 1)] + [AGENT]
+        widths = [max(len(c), 5) for c in columns]
+        legend = [f"  {c} = {m}" for c, m in zip(columns, r.members)]
+    groups = group_clients(view)
+    labels = [client_label(g.clients, r.clients) for g in groups]
+    label_w = min(max([len(x) for x in labels] + [7]), 44)
+    out.append(style("Clients", bold=True) + f" (cfrun from each member; cfagent against {r.server_address}); alike clients grouped")
+    out.extend(legend)
+    out.append("  " + "".ljust(label_w) + "  " + " ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for g, label in zip(groups, labels):
+        cells = " ".join(cell(s, w) for s, w in zip(g.cells, widths)).rstrip()
+        if len(label) > label_w:
+            out.append(f"  {label}")
+            label = ""
+        out.append(f"  {label.ljust(label_w)}  {cells}")
+        if len(g.problems) > 1 and len({p for _, p in g.problems}) == 1:  # e.g. a client that did not answer
+            out.append(f"      all: {'; '.join(g.problems[0][1])}")
+            continue
+        for column, problems in g.problems:
+            shown = column if column == AGENT else columns[r.members.index(column)]
+            out.append(f"      {shown}: {'; '.join(problems)}")
+    out.append("")
+    if view.live is not None:
+        live = view.live
+        ran = sum(1 for row in live.cfrun.values() for x in row.values() if x) + sum(1 for x in live.cfagent.values() if x)
+        out.append(style("Live checks", bold=True) + f": {ran} answered in {live.seconds:.1f}s")
+        if view.disagreements:
+            out.append(style(f"  {len(view.disagreements)} disagreement(s) with the prediction ({SUFFIX}):", fg="magenta", bold=True))
+            out.extend(f"  ! {d.where}: {d.why}" for d in view.disagreements)
+        else:
+            out.append("  every live check agrees with the prediction")
+        out.extend(style(f"  problem: {e}", fg="yellow") for e in live.errors)
+        out.append("")
+    out.append("ok: will authenticate; FAIL: will not (causes listed under the row); ?: unknown (a host did not answer)"
+               + ("; !: the live check disagrees" if view.live is not None else ""))
+    return "\n".join(out) + "\n"
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def _live_dict(result: LiveResult | None) -> dict | None:
+    return None if result is None else dataclasses.asdict(result)
+
+
+def _check_dict(check: Check) -> dict:
+    return {"ok": check.ok, "problems": list(check.problems), "causes": [dataclasses.asdict(c) for c in check.causes]}
+
+
+def to_dict(view: TrustView) -> dict:
+    r = view.report
+    doc: dict = {
+        "format_version": FORMAT_VERSION,
+        "site": r.site,
+        "failover_ready": view.failover_ready,
+        "reasons": list(view.reasons),
+        "predicted_failover_ready": r.failover_ready,
+        "server_address": r.server_address,
+        "server": r.server,
+        "package_node": r.package_node,
+        "cluster_key": r.cluster_key,
+        "members": list(r.members),
+        "clients": list(r.clients),
+        "unreachable": dict(r.unreachable),
+        "takeover": [dataclasses.asdict(t) for t in r.takeover],
+        "cfrun": [],
+        "cfagent": [],
+    }
+    for m in r.members:
+        for c in r.clients:
+            cell = {"member": m, "client": c, **_check_dict(r.cfrun[m][c])}
+            if view.live is not None:
+                cell["live"] = _live_dict(view.live.cfrun.get(m, {}).get(c))
+            doc["cfrun"].append(cell)
+    for c in r.clients:
+        cell = {"client": c, **_check_dict(r.cfagent[c])}
+        if view.live is not None:
+            cell["live"] = _live_dict(view.live.cfagent.get(c))
+        doc["cfagent"].append(cell)
+    if view.live is not None:
+        doc["live"] = {"seconds": round(view.live.seconds, 3), "errors": list(view.live.errors)}
+        doc["disagreements"] = [
+            {**dataclasses.asdict(d), "predicted_problems": list(d.predicted_problems), "message": d.message}
+            for d in view.disagreements
+        ]
+    return doc
+
+
+def render_json(view: TrustView) -> str:
+    return json.dumps(to_dict(view), indent=2) + "\n"
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; margin: 24px; color: #1d2330; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 12px; }
+h2 { font-size: 17px; margin: 22px 0 8px; }
+.verdict { padding: 12px 16px; border-radius: 6px; font-size: 18px; font-weight: bold; color: #fff; }
+.verdict.yes { background: #1e7d32; } .verdict.no { background: #b3261e; }
+.verdict ul { margin: 6px 0 0; font-size: 14px; font-weight: normal; }
+.meta { color: #444; font-size: 14px; margin: 10px 0; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #c9ced6; padding: 4px 8px; text-align: center; }
+th { background: #eef1f5; }
+th.client, td.client { text-align: left; font-weight: bold; background: #f7f8fa; }
+td.ok { background: #34a853; color: #fff; }
+td.fail { background: #d93025; color: #fff; font-weight: bold; }
+td.unknown { background: #9aa0a6; color: #fff; }
+td.disagree { outline: 3px solid #8e24aa; outline-offset: -3px; }
+td.problems { text-align: left; }
+.legend span { display: inline-block; padding: 2px 8px; margin-right: 10px; border-radius: 3px; color: #fff; font-size: 13px; }
+.legend .ok { background: #34a853; } .legend .fail { background: #d93025; } .legend .unknown { background: #9aa0a6; }
+.legend .disagree { background: #fff; color: #1d2330; outline: 3px solid #8e24aa; }
+ul.causes { margin: 4px 0 10px; font-size: 13px; }
+.note { font-size: 13px; color: #444; }
+"""
+
+_CLASS = {True: "ok", False: "fail", None: "unknown"}
+_SHOW = {True: "ok", False: "FAIL", None: "?"}
+
+
+def _td(check: Check, disagree: bool, live: LiveResult | None, with_live: bool) -> str:
+    tip = "; ".join(check.problems) or "will authenticate"
+    if with_live:
+        tip += f"\nlive: {live.line if live else 'no answer'}"
+    cls = _CLASS[check.ok] + (" disagree" if disagree else "")
+    return f'<td class="{cls}" title="{html.escape(tip)}">{_SHOW[check.ok]}{"!" if disagree else ""}</td>'
+
+
+def render_html(view: TrustView) -> str:
+    """A self-contained page (inline CSS, no scripts, no network resources)."""
+    r = view.report
+    e = html.escape
+    with_live = view.live is not None
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>csync trust: site {e(r.site)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>csync trust: site {e(r.site)}</h1>",
+        f'<div class="verdict {"yes" if view.failover_ready else "no"}">failover-ready: {"yes" if view.failover_ready else "no"}',
+    ]
+    if view.reasons:
+        parts.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in view.reasons) + "</ul>")
+    parts.append("</div>")
+    if r.package:
+        where = f"package {r.package} at {r.server_address}, " + (f"running on {r.server}" if r.server else "not running")
+        where += f"; cluster key {r.cluster_key or 'unknown'}"
+    else:
+        where = f"standalone master {r.server} at {r.server_address}"
+    parts.append(f'<p class="meta">{e(where)}; {len(r.members)} member(s), {len(r.clients)} client(s)'
+                 + ("; live checks run" if with_live else "; predicted from the facts (no live checks)") + "</p>")
+    if r.unreachable:
+        parts.append("<p class=\"meta\">Unreachable: " + "; ".join(f"{e(h)}: {e(w)}" for h, w in r.unreachable.items()) + "</p>")
+
+    parts.append('<h2>Takeover</h2><table><tr><th class="client">member</th><th>can take over</th><th>problems</th></tr>')
+    for t in r.takeover:
+        sym = "?" if t.can_take_over is None else ("yes" if t.can_take_over else "no")
+        parts.append(f'<tr><td class="client">{e(t.member)}</td><td class="{_CLASS[t.can_take_over]}">{sym}</td>'
+                     f'<td class="problems">{e("; ".join(t.problems))}</td></tr>')
+    parts.append("</table>")
+
+    parts.append(f"<h2>Trust matrix</h2><p class=\"note\">cfrun from each member to each client; cfagent on each client "
+                 f"against {e(r.server_address)}. Hover a cell for its causes.</p>")
+    parts.append('<p class="legend"><span class="ok">ok: will authenticate</span><span class="fail">FAIL: will not</span>'
+                 '<span class="unknown">?: unknown (a host did not answer)</span>'
+                 + ('<span class="disagree">!: the live check disagrees</span>' if with_live else "") + "</p>")
+    header = "".join(f'<th title="{e(r.addresses.get(m, ""))}">{e(m)}</th>' for m in r.members)
+    parts.append(f'<table><tr><th class="client">client</th>{header}<th>cfagent</th></tr>')
+    for c in r.clients:
+        cells = "".join(
+            _td(r.cfrun[m][c], view.disagrees(m, c), view.live.cfrun.get(m, {}).get(c) if with_live else None, with_live)
+            for m in r.members
+        )
+        cells += _td(r.cfagent[c], view.disagrees(None, c), view.live.cfagent.get(c) if with_live else None, with_live)
+        parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
+    parts.append("</table>")
+
+    failing = [g for g in group_clients(view) if not g.ok]
+    if failing:
+        parts.append("<h2>Problems</h2>")
+        for g in failing:
+            parts.append(f"<p><b>{e(client_label(g.clients, r.clients))}</b></p><ul class=\"causes\">")
+            for column, problems in g.problems:
+                parts.append(f"<li><b>{e(column)}</b>: {e('; '.join(problems))}</li>")
+            parts.append("</ul>")
+    if with_live:
+        parts.append("<h2>Live checks</h2>")
+        if view.disagreements:
+            parts.append(f"<p>{len(view.disagreements)} disagreement(s) with the prediction ({e(SUFFIX)}):</p><ul class=\"causes\">")
+            parts.extend(f"<li>{e(d.where)}: {e(d.why)}</li>" for d in view.disagreements)
+            parts.append("</ul>")
+        else:
+            parts.append("<p>Every live check agrees with the prediction.</p>")
+        if view.live.errors:
+            parts.append("<ul class=\"causes\">" + "".join(f"<li>{e(x)}</li>" for x in view.live.errors) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
