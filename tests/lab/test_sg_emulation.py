@@ -14,12 +14,12 @@ import contextlib
 import pytest
 from click.testing import CliRunner
 
-from reconciler import dsau
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.domain.serviceguard import parse_cmviewcl_line
 from reconciler.lab import Lab, LabError
 from reconciler.lab.cli import lab as lab_cli
 from reconciler.lab.emulators import sgcluster
-from reconciler.loader import load_desired_state
-from reconciler.serviceguard import parse_cmviewcl_line
 
 pytestmark = pytest.mark.lab
 
