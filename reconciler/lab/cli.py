@@ -44,10 +44,13 @@ def lab() -> None:
 @click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default="fresh", show_default=True,
               help="fresh: converged; seed: the manual's excerpt (a member added while the package was down); "
                    "standalone: a converged standalone master.")
-def up(directory: str, members: int, clients: int, scenario: str) -> int:
+@click.option("--sg-release", default=None, metavar="RELEASE",
+              help="The emulated Serviceguard's release (default A.11.20.00). Before A.11.19 the commands "
+                   "have no -t preview and no maintenance mode; before A.11.20 no -d (detach).")
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
@@ -123,6 +126,52 @@ _simple("node-down", "node_down", "Kill a host (its files stay); a member's pack
 _simple("node-up", "node_up", "Boot a host again; a member rejoins the cluster.", "{host} is up")
 _simple("isolate", "isolate", "Freeze a host: it stops answering ssh, keeping its files.", "{host} is isolated")
 _simple("restore", "restore", "Undo isolate.", "{host} answers again")
+
+
+@lab.command(name="pkg-state")
+@dir_option
+@click.option("--node", default=None, metavar="NODE", help="starting: the node it starts on (default: its first eligible node).")
+@click.argument("package")
+@click.argument("state", type=click.Choice(["starting", "halting", "release"]))
+def pkg_state(directory: str, node: str | None, package: str, state: str) -> int:
+    """Hold PACKAGE in a transitory state (starting, halting) or finish it (release). [lab only]
+
+    As a run or halt script that has not finished: cmviewcl shows it, cmrunpkg and cmhaltpkg
+    refuse it. release completes the transition (running, or halted)."""
+    _lab(directory).pkg_state(package, state, node)
+    click.echo(f"package {package}: {state}", err=True)
+    return ExitCode.OK
+
+
+@lab.command(name="lag-inputs")
+@dir_option
+@click.option("--file", "file_", default="cf.motd", show_default=True, help="The inputs file the commit changes.")
+@click.argument("member")
+def lag_inputs(directory: str, file_: str, member: str) -> int:
+    """A policy commit MEMBER has not fetched yet: one master inputs file changes, every other
+    host's copy follows, MEMBER's stays old (as before cfagent's hourly run)."""
+    line = _lab(directory).lag_inputs(member, file_)
+    click.echo(f"inputs/{file_} of {member} now lags the master's (added: {line})", err=True)
+    return ExitCode.OK
+
+
+@lab.command(name="desired-state")
+@dir_option
+@click.option("--without", multiple=True, metavar="MEMBER", help="Leave this member out (repeatable).")
+@click.option("-o", "--output", default=None, metavar="FILE", help="Write it to FILE instead of stdout.")
+def desired_state(directory: str, without: tuple[str, ...], output: str | None) -> int:
+    """Print the lab's desired state (YAML), less the members given with --without."""
+    text = _lab(directory).desired_state_text(without)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            with open(output, "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise click.ClickException(f"cannot write {output}: {e.strerror}") from None
+        click.echo(f"desired state written to {output}", err=True)
+    return ExitCode.OK
 
 
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

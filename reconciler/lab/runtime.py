@@ -213,6 +213,24 @@ class Lab:
     def scenario(self) -> str:
         return self.topology["scenario"]
 
+    @property
+    def sg_release(self) -> str:
+        """The emulated Serviceguard's release (what ``cmversion`` prints)."""
+        return self.topology.get("sg_release") or sgcluster.DEFAULT_RELEASE
+
+    def set_sg_release(self, release: str) -> str:
+        """[ours] Change the emulated Serviceguard's release of a running lab (as an upgrade
+        or a downgrade would, without its rolling steps); the next command sees it. Returns
+        the release as cmversion prints it."""
+        try:
+            release = sgcluster.normalize_release(release)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+        topo = self.topology
+        topo["sg_release"] = release
+        self.state.write_json("lab.json", topo)
+        return release
+
     def known_hosts_name(self, address: str) -> str:
         """The name ``address`` has in this lab's known_hosts (``[addr]:port`` off port 22)."""
         return topology.known_hosts_name(address, self.port)
@@ -236,8 +254,10 @@ class Lab:
             self._save_runtime(runtime)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh") -> float:
-        """Start the lab; returns the seconds until every host's sshd listened.
+    def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh", sg_release: str | None = None) -> float:
+        """Start the lab; returns the seconds until every host's sshd listened. ``sg_release``
+        is the emulated Serviceguard's release (default A.11.20.00; e.g. A.11.19, A.11.18):
+        it decides which options the Serviceguard commands know (docs/LAB.md).
 
         Raises LabError when the machine lacks something, a lab already runs in this
         directory, or a host does not start (then nothing is left running)."""
@@ -245,6 +265,7 @@ class Lab:
         check_machine()
         try:
             hosts = topology.lab_hosts(members, clients, scenario)
+            release = sgcluster.normalize_release(sg_release or sgcluster.DEFAULT_RELEASE)
         except ValueError as e:
             raise LabError(str(e)) from None
         if self.running():
@@ -258,7 +279,7 @@ class Lab:
         for attempt in range(3):
             port = self._choose_port([h.address for h in hosts], excluded)
             t = time.monotonic()
-            self._write_static(hosts, scenario, port, lab_keys)
+            self._write_static(hosts, scenario, port, lab_keys, release)
             built = self._write_scenario(scenario, lab_keys)
             self.timings["files"] = time.monotonic() - t
             t = time.monotonic()
@@ -398,6 +419,64 @@ class Lab:
         """Undo ``isolate``."""
         self._signal(name, signal.SIGCONT, isolated=False)
 
+    def pkg_state(self, package: str, state: str, node: str | None = None) -> None:
+        """[ours] Hold ``package`` in a transitory state, as a run or halt script that has not
+        finished would: ``starting`` (a halted package, on ``node``, default its first eligible
+        node; not mounted yet) or ``halting`` (a running package; still mounted); ``release``
+        finishes the transition (starting: mounted and running; halting: halted, AUTO_RUN
+        disabled as after cmhaltpkg). cmrunpkg and cmhaltpkg refuse a package in transition."""
+        if not self.topology.get("package"):
+            raise LabError("a standalone lab has no Serviceguard package")
+        if node is not None:
+            self.hosts[node]
+        try:
+            with sgcluster.Cluster.edit(self.state) as cluster:
+                cluster.freeze(package, state, node)
+        except sgcluster.SgError as e:
+            raise LabError(str(e).removeprefix("lab pkg-state: ")) from None
+
+    def lag_inputs(self, member: str, file: str = "cf.motd") -> str:
+        """[ours] A policy commit that ``member`` has not fetched yet (as before cfagent's hourly
+        run): one line is appended to ``file`` of the master's inputs on the package filesystem,
+        and every other host that holds ``inputs/<file>`` gets the new copy, as if its cfagent
+        had already run; ``member``'s copy stays as it was. Returns the line added."""
+        if not self.topology.get("package"):
+            raise LabError("lag-inputs needs a cluster lab (the master inputs are on the package filesystem)")
+        if self.hosts[member].role != topology.ROLE_MEMBER:
+            raise LabError(f"{member} is not a cluster member")
+        if "/" in file or file in ("", ".", ".."):
+            raise LabError(f"{file!r} is not a file name of the inputs directory")
+        master = self.state_dir / sgcluster.PKGFS / dsau.PACKAGE_MASTER_INPUTS / file
+        if not master.is_file():
+            raise LabError(f"the master inputs have no file {file}")
+        line = f"# policy commit {time.strftime('%Y-%m-%dT%H:%M:%S')} (not yet fetched by {member})\n"
+        text = master.read_text() + line
+        labhost.write_atomic(str(master), text.encode(), 0o644)
+        inputs = f"{dsau.CFENGINE_DIR}/{dsau.INPUTS_SUBDIR}/{file}"
+        for h in self.hosts:
+            if h.name == member or h.role == topology.ROLE_MASTER:
+                continue
+            copy = self.host_path(h.name, inputs)
+            if copy.is_file():
+                labhost.write_atomic(str(copy), text.encode(), copy.stat().st_mode & 0o7777)
+        return line.rstrip("\n")
+
+    def desired_state_text(self, without: Sequence[str] = ()) -> str:
+        """The lab's desired state (as in desired-state.yaml), less the members named in
+        ``without``: the site as an administrator who no longer declares them would write it."""
+        hosts = list(self.hosts)
+        for name in without:
+            if self.hosts[name].role != topology.ROLE_MEMBER:
+                raise LabError(f"{name} is not a cluster member")
+        header = (f"# The desired state of the csync lab in {self.dir}"
+                  + (f", without member(s) {', '.join(without)}" if without else "") + ".")
+        try:
+            return scenarios.desired_state_yaml([h for h in hosts if h.name not in without], self.scenario,
+                                                identity_file=str(self.admin_key), known_hosts=str(self.known_hosts),
+                                                port=self.port, header=header)
+        except ValueError as e:
+            raise LabError(str(e)) from None
+
     def exec(self, name: str, command: str | Sequence[str], *, timeout: float = 60, input: str | None = None,
              check: bool = False) -> subprocess.CompletedProcess:
         """Run ``command`` in host ``name`` (its mount and UTS namespaces), as root, without
@@ -474,12 +553,14 @@ class Lab:
             admin_public=data["admin_public"].encode(),
         )
 
-    def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys) -> None:
+    def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys,
+                      release: str = sgcluster.DEFAULT_RELEASE) -> None:
         """Everything that does not change while the lab runs: topology, programs, host keys,
         sshd configs, the emulated cfengine network's key."""
         package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT}
         topo = {"format": 1, "scenario": scenario, "port": port, "cluster": None if package is None else CLUSTER,
-                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role} for h in hosts]}
+                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role} for h in hosts],
+                "sg_release": release}
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
         self._install_programs()

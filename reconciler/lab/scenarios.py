@@ -42,7 +42,8 @@ from reconciler.lab.topology import LabHost
 
 # Commands installed in each role's directories, as links to the programs in the lab's
 # state/bin (the in-host path of that directory is /run/csync-lab/bin).
-SERVICEGUARD_COMMANDS = ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg", "cmrunnode", "cmhaltnode")
+SERVICEGUARD_COMMANDS = ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg", "cmrunnode", "cmhaltnode", "cmruncl", "cmhaltcl",
+                         "cmversion")
 CFENGINE_COMMANDS = ("cfagent", "cfrun", "cfservd", "cfkey")
 BIN = "/run/csync-lab/bin"
 CFSERVD_MARKER = f"{dsau.CFENGINE_DIR}/cfservd.started"  # [ours]
@@ -262,9 +263,13 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
     if scenario == "standalone":
         out += ["  mode: standalone", f"  host: {{name: {masters[0].name}, address: {masters[0].address}}}"]
     else:
+        if not masters:
+            raise ValueError("a cluster's desired state needs at least one member")
+        # The preferred node must be a declared member: the first one left if it is not.
+        node = topology.PREFERRED_NODE if any(m.name == topology.PREFERRED_NODE for m in masters) else masters[0].name
         out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
                 f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
-                f"mount: {topology.LAB_MOUNT}, node: {topology.PREFERRED_NODE}}}",
+                f"mount: {topology.LAB_MOUNT}, node: {node}}}",
                 "  members:"]
         out += [f"    - {{name: {m.name}, address: {m.address}}}" for m in masters]
     out.append("clients:" if clients else "clients: []")

@@ -214,7 +214,9 @@ def _answering(lab: labhost.LabState, address: str) -> str:
     address, or for the package address the node that runs the package."""
     package = lab.package()
     if package and address == package["address"]:
-        owner = next((p.get("owner") for p in sgcluster.Cluster.read(lab).packages if p["address"] == address), None)
+        # [ours] a package that is still starting does not answer yet; a detached one still does.
+        owner = next((p.get("owner") for p in sgcluster.Cluster.read(lab).packages
+                      if p["address"] == address and p["status"] != "starting"), None)
         if not owner:
             raise Refused(f"Couldn't connect to {address}", f"unreachable package {package['name']} is not running")
         return lab.host(owner)["address"]

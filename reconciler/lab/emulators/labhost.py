@@ -26,11 +26,11 @@ import os
 import subprocess
 
 IN_HOST_STATE = "/run/csync-lab"
-CFENGINE_DIR = "/var/opt/dsau/cfengine"  # [doc] mirrors reconciler.dsau.CFENGINE_DIR
+CFENGINE_DIR = "/var/opt/dsau/cfengine"  # [doc] mirrors reconciler.domain.dsau.CFENGINE_DIR
 PPKEYS = f"{CFENGINE_DIR}/ppkeys"
 INPUTS = f"{CFENGINE_DIR}/inputs"
 PACKAGE_MASTER_INPUTS = "dsau/cfengine_master/inputs"  # [doc] relative to the package mount
-PACKAGE_CLUSTER_KEYS = "dsau/cfengine_master/ppkeys"  # [ours] mirrors reconciler.dsau
+PACKAGE_CLUSTER_KEYS = "dsau/cfengine_master/ppkeys"  # [ours] mirrors reconciler.domain.dsau
 STANDALONE_MASTER_INPUTS = "/var/opt/dsau/cfengine_master/inputs"  # [doc]
 PACKAGE_FILES_DIR = "/etc/cmcluster/csync"  # [doc]
 CFSERVD_MARKER = f"{CFENGINE_DIR}/cfservd.started"  # [ours] "cfservd runs here"

@@ -2,11 +2,16 @@
 """Emulated Serviceguard commands of the csync lab, chosen by the name they are called by:
 
     cmviewcl [-v] [-f table|line] [-l cluster|node|package] [-p pkg]... [-n node]...
-    cmrunpkg [-v] [-n node] pkg...
-    cmhaltpkg [-v] pkg...
-    cmmodpkg {-e|-d} [-v] [-n node]... pkg...
-    cmrunnode [-v] [node...]          (default: this node)
-    cmhaltnode [-f] [-v] [node...]    (default: this node)
+    cmrunpkg [-v] [-t] [-n node] pkg...
+    cmhaltpkg [-v] [-t] [-n node] pkg...
+    cmmodpkg {-e [-t]|-d} [-v] [-n node]... pkg...      cmmodpkg -m on|off [-n node] pkg...
+    cmrunnode [-v] [-t] [node...]             (default: this node)
+    cmhaltnode [-f|-d] [-v] [-t] [node...]    (default: this node)
+    cmruncl [-v] [-t]        cmhaltcl [-f|-d] [-v]        cmversion
+
+The options follow the lab's Serviceguard release (lab.json ``sg_release``, default
+A.11.20.00): -t and cmmodpkg -m exist from A.11.19, -d from A.11.20, -f line from A.11.18;
+an older release rejects them as unknown options (exit 2), as an older Serviceguard would.
 
 Installed as links in each cluster member's /usr/local/sbin (clients have none). The rules
 live in sgcluster.py; this file parses command lines and prints. Output formats are those of
@@ -34,12 +39,48 @@ except ImportError:
 USAGE = {
     "cmviewcl": "cmviewcl [-v] [-f table|line] [-l cluster|node|package] [-p package]... [-n node]...",
     "cmrunpkg": "cmrunpkg [-v] [-n node] package...",
-    "cmhaltpkg": "cmhaltpkg [-v] package...",
+    "cmhaltpkg": "cmhaltpkg [-v] [-n node]... package...",
     "cmmodpkg": "cmmodpkg {-e|-d} [-v] [-n node]... package...",
     "cmrunnode": "cmrunnode [-v] [node...]",
     "cmhaltnode": "cmhaltnode [-f] [-v] [node...]",
+    "cmruncl": "cmruncl [-v]",
+    "cmhaltcl": "cmhaltcl [-f] [-v]",
+    "cmversion": "cmversion",
 }
-OPTIONS = {"cmviewcl": "vf:l:p:n:", "cmrunpkg": "vn:", "cmhaltpkg": "v", "cmmodpkg": "edvn:", "cmrunnode": "v", "cmhaltnode": "fv"}
+# Further synopsis lines of later releases (the first line above stays as it was).
+USAGE_PREVIEW = {  # A.11.19
+    "cmrunpkg": "cmrunpkg -t [-v] [-n node] package...",
+    "cmhaltpkg": "cmhaltpkg -t [-v] [-n node]... package...",
+    "cmmodpkg": "cmmodpkg -e -t [-v] [-n node]... package...\n       cmmodpkg -m on|off [-v] [-n node] package...",
+    "cmrunnode": "cmrunnode -t [-v] [node...]",
+    "cmhaltnode": "cmhaltnode -t [-f] [-v] [node...]",
+    "cmruncl": "cmruncl -t [-v]",
+}
+USAGE_DETACH = {  # A.11.20
+    "cmhaltnode": "cmhaltnode -d [-v] [node...]",
+    "cmhaltcl": "cmhaltcl -d [-v]",
+}
+OPTIONS = {"cmviewcl": "vf:l:p:n:", "cmrunpkg": "vn:", "cmhaltpkg": "vn:", "cmmodpkg": "edvn:", "cmrunnode": "v",
+           "cmhaltnode": "fv", "cmruncl": "v", "cmhaltcl": "fv", "cmversion": ""}
+PREVIEW_OPTIONS = {"cmrunpkg": "t", "cmhaltpkg": "t", "cmmodpkg": "tm:", "cmrunnode": "t", "cmhaltnode": "t", "cmruncl": "t"}
+DETACH_OPTIONS = {"cmhaltnode": "d", "cmhaltcl": "d"}
+
+
+def release() -> str:
+    """The lab's Serviceguard release (lab.json ``sg_release``)."""
+    return labhost.LabState().topology.get("sg_release") or sgcluster.DEFAULT_RELEASE
+
+
+def options_of(tool: str, rel: tuple[int, int]) -> tuple[str, str]:
+    """(getopt option string, usage text) of ``tool`` in release ``rel``."""
+    opts, usage = OPTIONS[tool], [USAGE[tool]]
+    if rel >= sgcluster.PREVIEW_SINCE and tool in PREVIEW_OPTIONS:
+        opts += PREVIEW_OPTIONS[tool]
+        usage.append(USAGE_PREVIEW[tool])
+    if rel >= sgcluster.DETACH_SINCE and tool in DETACH_OPTIONS:
+        opts += DETACH_OPTIONS[tool]
+        usage.append(USAGE_DETACH[tool])
+    return opts, "\n       ".join(usage)
 
 
 class Usage(Exception):
@@ -152,6 +193,8 @@ def cmviewcl(opts: dict, args: list[str]) -> None:
     level = opts.get("-l", [None])[-1]
     if fmt not in ("table", "line"):
         raise Usage(f"-f {fmt}: the format is table or line")
+    if fmt == "line" and sgcluster.release_tuple(release()) < sgcluster.LINE_FORMAT_SINCE:
+        raise Usage(f"-f {fmt}: the format is table (release {release()})")
     if level not in (None, "cluster", "node", "package"):
         raise Usage(f"-l {level}: the level is cluster, node or package")
     cluster = sgcluster.Cluster.read(labhost.LabState())
@@ -174,53 +217,115 @@ def _this_node() -> str:
     return os.uname().nodename
 
 
+def _change(tool: str, opts: dict, pkgs: list[str], body) -> list[str]:
+    """Run ``body(cluster)`` on the cluster under its lock, or, with -t, on a copy that is
+    never written: then print the predicted actions as HP's preview does [doc: "Previewing the
+    Effect of Cluster Changes": package:P|node:N|action:A lines, then "<command>: Command
+    preview completed successfully"]."""
+    lab = labhost.LabState()
+    if "-t" not in opts:
+        with sgcluster.Cluster.edit(lab) as cluster:
+            body(cluster)
+        return cluster.log
+    cluster = sgcluster.Cluster.previewing(lab)
+    for pkg in pkgs:
+        cluster.no_preview_in_maintenance(pkg, tool)
+    body(cluster)
+    return cluster.actions + [f"{tool}: Command preview completed successfully"]
+
+
 def cmrunpkg(opts: dict, args: list[str]) -> list[str]:
     if not args:
         raise Usage("name the package to run")
     if len(opts.get("-n", [])) > 1:
         raise Usage("give -n at most once")
     node = opts.get("-n", [_this_node()])[0]
-    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
-        for pkg in args:
-            cluster.run_package(pkg, node)
-    return cluster.log
+    return _change("cmrunpkg", opts, args, lambda c: [c.run_package(pkg, node) for pkg in args])
 
 
 def cmhaltpkg(opts: dict, args: list[str]) -> list[str]:
     if not args:
         raise Usage("name the package to halt")
-    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+    nodes = opts.get("-n", [])
+
+    def body(cluster: sgcluster.Cluster) -> None:
+        for name in nodes:
+            cluster.node(name, "cmhaltpkg")
         for pkg in args:
+            p = cluster.package(pkg, "cmhaltpkg")
+            if nodes and p.get("owner") not in nodes:  # [doc] fails unless running on the named nodes
+                raise sgcluster.SgError(f"cmhaltpkg: Unable to halt package {pkg}: package is not running on node "
+                                        f"{', '.join(nodes)}.")
             cluster.halt_package(pkg)
-    return cluster.log
+
+    return _change("cmhaltpkg", opts, args, body)
 
 
 def cmmodpkg(opts: dict, args: list[str]) -> list[str]:
-    if ("-e" in opts) == ("-d" in opts):
-        raise Usage("give exactly one of -e and -d")
     if not args:
         raise Usage("name the package")
-    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+    if "-m" in opts:
+        if "-e" in opts or "-d" in opts or "-t" in opts:
+            raise Usage("-m cannot be combined with -e, -d or -t")
+        mode = opts["-m"][-1]
+        if mode not in ("on", "off"):
+            raise Usage(f"-m {mode}: give -m on or -m off")
+        if len(opts.get("-n", [])) > 1:
+            raise Usage("a package is in maintenance mode on one node: give -n at most once")
+        node = opts.get("-n", [None])[0]
+        with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
+            for pkg in args:
+                cluster.maintenance(pkg, mode == "on", node)
+        return cluster.log[-1:]
+    if ("-e" in opts) == ("-d" in opts):
+        raise Usage("give exactly one of -e and -d")
+    if "-t" in opts and "-d" in opts:
+        raise Usage("-t previews -e only")
+
+    def body(cluster: sgcluster.Cluster) -> None:
         for pkg in args:
             for node in opts.get("-n", [None]):
                 cluster.modify_package(pkg, "-e" in opts, node)
-    return cluster.log[-1:]  # one "Completed successfully" line, as on HP-UX
+
+    log = _change("cmmodpkg", opts, args, body)
+    return log if "-t" in opts else log[-1:]  # one "Completed successfully" line, as on HP-UX
 
 
 def cmrunnode(opts: dict, args: list[str]) -> list[str]:
-    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
-        cluster.run_nodes(args or [_this_node()])
-    return cluster.log
+    return _change("cmrunnode", opts, [], lambda c: c.run_nodes(args or [_this_node()]))
 
 
 def cmhaltnode(opts: dict, args: list[str]) -> list[str]:
-    with sgcluster.Cluster.edit(labhost.LabState()) as cluster:
-        cluster.halt_nodes(args or [_this_node()], force="-f" in opts)
-    return cluster.log
+    if "-d" in opts and "-f" in opts:
+        raise Usage("-d and -f are mutually exclusive")
+    return _change("cmhaltnode", opts, [], lambda c: c.halt_nodes(args or [_this_node()], force="-f" in opts,
+                                                                    detach="-d" in opts))
+
+
+def cmruncl(opts: dict, args: list[str]) -> list[str]:
+    if args:
+        raise Usage(f"unexpected argument {args[0]!r}")
+    return _change("cmruncl", opts, [], lambda c: c.run_cluster())
+
+
+def cmhaltcl(opts: dict, args: list[str]) -> list[str]:
+    if args:
+        raise Usage(f"unexpected argument {args[0]!r}")
+    if "-d" in opts and "-f" in opts:
+        raise Usage("-d and -f are mutually exclusive")
+    return _change("cmhaltcl", opts, [], lambda c: c.halt_cluster(force="-f" in opts, detach="-d" in opts))
+
+
+def cmversion(opts: dict, args: list[str]) -> list[str]:
+    """The Serviceguard release, e.g. A.11.20.00 [ours: the format of swlist's revision]."""
+    if args:
+        raise Usage(f"unexpected argument {args[0]!r}")
+    return [release()]
 
 
 COMMANDS = {"cmviewcl": cmviewcl, "cmrunpkg": cmrunpkg, "cmhaltpkg": cmhaltpkg, "cmmodpkg": cmmodpkg,
-            "cmrunnode": cmrunnode, "cmhaltnode": cmhaltnode}
+            "cmrunnode": cmrunnode, "cmhaltnode": cmhaltnode, "cmruncl": cmruncl, "cmhaltcl": cmhaltcl,
+            "cmversion": cmversion}
 
 
 def main(argv: list[str]) -> int:
@@ -228,14 +333,16 @@ def main(argv: list[str]) -> int:
     if tool not in COMMANDS:
         sys.stderr.write(f"{tool}: not a Serviceguard command of the lab ({', '.join(COMMANDS)})\n")
         return 2
+    usage = USAGE[tool]
     try:
-        pairs, args = getopt.getopt(argv[1:], OPTIONS[tool])
+        option_string, usage = options_of(tool, sgcluster.release_tuple(release()))
+        pairs, args = getopt.getopt(argv[1:], option_string)
         opts: dict[str, list] = {}
         for flag, value in pairs:
             opts.setdefault(flag, []).append(value)
         log = COMMANDS[tool](opts, args)
     except (getopt.GetoptError, Usage) as e:
-        sys.stderr.write(f"{tool}: {e}\nusage: {USAGE[tool]}\n")
+        sys.stderr.write(f"{tool}: {e}\nusage: {usage}\n")
         return 2
     except sgcluster.SgError as e:
         sys.stderr.write(f"{e}\n")

@@ -19,6 +19,26 @@ The rules [doc] where HP documents them, [ours] where the lab chooses:
 - A node that fails is ``down``/``failed``; one halted by cmhaltnode is ``down``/``halted``;
   a node whose host boots again rejoins at once (AUTOSTART_CMCLD=1) [ours].
 - The cluster is ``up`` while any node is up, ``down`` otherwise.
+- ``cmrunpkg`` refuses a node whose switching is disabled for the package [doc: a package may
+  be run on a new node "provided that the package is enabled for the new node"].
+- Live Application Detach (A.11.20) [doc]: ``cmhaltnode -d`` / ``cmhaltcl -d`` halt the node(s)
+  and leave their packages running, unmonitored: status and state ``detached``. A detached
+  package cannot be run; it can be halted from a node still in the cluster, not while the
+  cluster is down; ``cmrunnode`` / ``cmruncl`` re-attach it. A package in maintenance mode
+  cannot be detached. A detached package whose node died (lab node-down) stays ``detached``
+  until the node rejoins; then Serviceguard finds it failed, halts it and restarts it on
+  another eligible node.
+- Maintenance mode (A.11.19) [doc]: ``cmmodpkg -m on [-n node] pkg`` needs AUTO_RUN disabled;
+  a running package only on its own node, a halted one only with ``-n`` (an up node of its
+  list). A running package in maintenance is ``up``/``maintenance``; it runs only on its
+  maintenance node; ``cmhaltpkg`` leaves it in maintenance; its node halting or failing takes
+  it out of maintenance, halted and not restarted. A halted package in maintenance shows
+  ``down``/``maintenance`` [ours].
+- Transitory states ``starting`` / ``halting`` are made only by the lab (``Cluster.freeze``,
+  ``csync lab pkg-state``) [ours]; ``cmrunpkg`` / ``cmhaltpkg`` refuse such a package [doc].
+- Preview (``-t``, A.11.19) [doc]: the command is run on a copy of the cluster that is never
+  written, and the actions it would take are printed in HP's format
+  ``package:P|node:N|action:starting``; refused on a package in maintenance mode [doc].
 """
 
 from __future__ import annotations
@@ -32,6 +52,29 @@ except ImportError:  # ... and as a top-level module next to it inside the hosts
 
 STATE_FILE = "cluster.json"
 PKGFS = "pkgfs"
+
+# Serviceguard releases [doc: "Managing Serviceguard", 15th edition (A.11.18, 2008) documents
+# cmviewcl -f line; 16th edition (A.11.19, March 2009) adds maintenance mode and the -t preview;
+# 18th edition (A.11.20, September 2010) adds Live Application Detach].
+DEFAULT_RELEASE = "A.11.20.00"  # [ours] the lab's default
+LINE_FORMAT_SINCE = (11, 18)
+PREVIEW_SINCE = (11, 19)
+MAINTENANCE_SINCE = (11, 19)
+DETACH_SINCE = (11, 20)
+TRANSITORY = ("starting", "halting")
+
+
+def normalize_release(text: str) -> str:
+    """``A.11.19`` -> ``A.11.19.00``; ValueError for anything that is not ``A.NN.NN[.NN]``."""
+    parts = text.strip().split(".")
+    if len(parts) not in (3, 4) or parts[0] != "A" or not all(p.isdigit() and len(p) == 2 for p in parts[1:]):
+        raise ValueError(f"{text!r} is not a Serviceguard release (A.11.20 or A.11.20.00)")
+    return ".".join(parts + ["00"] * (4 - len(parts)))
+
+
+def release_tuple(release: str) -> tuple[int, int]:
+    parts = release.split(".")
+    return int(parts[1]), int(parts[2])
 
 
 class SgError(Exception):
@@ -61,10 +104,14 @@ def new_cluster(name: str, nodes: list[str], package: dict | None) -> dict:
 class Cluster:
     """The cluster as a command sees it. Change it only inside ``Cluster.edit(lab)``."""
 
-    def __init__(self, data: dict, lab: labhost.LabState):
+    def __init__(self, data: dict, lab: labhost.LabState, preview: bool = False):
         self.data = data
         self.lab = lab
         self.log: list[str] = []  # what the command prints on success
+        # preview (-t): mounts are not touched and nothing is written; the actions the
+        # command would take are recorded in HP's preview format instead.
+        self.preview = preview
+        self.actions: list[str] = []
 
     @classmethod
     def read(cls, lab: labhost.LabState) -> Cluster:
@@ -80,6 +127,11 @@ class Cluster:
             yield cluster
             cluster._refresh_status()
             lab.write_json(STATE_FILE, cluster.data)
+
+    @classmethod
+    def previewing(cls, lab: labhost.LabState) -> Cluster:
+        """A copy of the cluster to run a command on with ``-t``: never written back."""
+        return cls(lab.read_json(STATE_FILE), lab, preview=True)
 
     # --- lookups -------------------------------------------------------------------------
     @property
@@ -133,6 +185,8 @@ class Cluster:
 
     # --- the package filesystem ----------------------------------------------------------
     def _mount(self, pkg: dict, node: str) -> None:
+        if self.preview:
+            return
         pid = self.lab.pid_of(node)
         if pid is None:
             raise SgError(f"Unable to mount the filesystem of package {pkg['name']} on node {node}: node is not reachable.")
@@ -142,23 +196,39 @@ class Cluster:
             raise SgError(f"Unable to mount {mount} on node {node}: {done.stderr.decode(errors='replace').strip()}")
 
     def _unmount(self, pkg: dict, node: str) -> None:
+        if self.preview:
+            return
         pid = self.lab.pid_of(node)
         if pid is None:
             return  # the node's namespace died with it, and its mounts with it
         # Lazy: a shell whose working directory is in the filesystem must not block a halt.
         labhost.in_mount_ns(pid, ["/bin/sh", "-c", f"! mountpoint -q {pkg['mount']} || umount -l {pkg['mount']}"])
 
+    def _action(self, pkg: dict, node: str, action: str) -> None:
+        self.actions.append(f"package:{pkg['name']}|node:{node}|action:{action}")
+
     def _start(self, pkg: dict, node: str) -> None:
         self._mount(pkg, node)
-        pkg.update(status="up", state="running", owner=node)
+        self._action(pkg, node, "starting")
+        in_maintenance = pkg.get("maintenance") == node
+        pkg.update(status="up", state="maintenance" if in_maintenance else "running", owner=node)
 
     def _halt(self, pkg: dict) -> None:
         if pkg.get("owner"):
             self._unmount(pkg, pkg["owner"])
-        pkg.update(status="down", state="halted", owner=None)
+            self._action(pkg, pkg["owner"], "halting")
+        pkg.update(status="down", state="maintenance" if pkg.get("maintenance") else "halted", owner=None)
 
     def _fail_over(self, pkg: dict, failed: str) -> None:
         """The package's node went away: restart it on the next adoptive node, if allowed."""
+        self._action(pkg, failed, "failing")
+        if pkg.get("maintenance"):
+            # [doc] "If the node the package is running on is halted or crashes, the package
+            # will no longer be in maintenance mode but will not be automatically started."
+            pkg.pop("maintenance", None)
+            pkg.update(status="down", state="halted", owner=None)
+            self.log.append(f"Package {pkg['name']} halted and taken out of maintenance mode: its node {failed} left the cluster.")
+            return
         pkg.update(status="down", state="halted", owner=None)
         if pkg["autorun"] != "enabled":
             return
@@ -172,7 +242,8 @@ class Cluster:
     def _settle(self) -> None:
         """Start every halted package whose global switching is enabled, as Serviceguard does."""
         for pkg in self.packages:
-            if pkg["status"] != "up" and pkg["autorun"] == "enabled":
+            if (pkg["status"] == "down" and pkg["state"] in ("halted", "failed") and not pkg.get("maintenance")
+                    and pkg["autorun"] == "enabled"):
                 target = self._adoptive(pkg, after=None)
                 if target is not None:
                     self._start(pkg, target)
@@ -182,15 +253,39 @@ class Cluster:
         self.data["status"] = self.status
 
     # --- commands ------------------------------------------------------------------------
+    def _not_transitory(self, pkg: dict, what: str, cmd: str) -> None:
+        if pkg["status"] in TRANSITORY:
+            raise SgError(f"{cmd}: Unable to {what} package {pkg['name']}: package is {pkg['status']} on node "
+                          f"{pkg.get('owner')}; try again when it is no longer in a transitory state.")
+
+    def no_preview_in_maintenance(self, pkg_name: str, cmd: str) -> None:
+        """[doc] "You cannot use the -t option with any command operating on a package in
+        maintenance mode"."""
+        pkg = self.package(pkg_name, cmd)
+        if pkg.get("maintenance"):
+            raise SgError(f"{cmd}: Unable to preview: package {pkg_name} is in maintenance mode on node {pkg['maintenance']}.")
+
     def run_package(self, pkg_name: str, node_name: str, cmd: str = "cmrunpkg") -> None:
         pkg = self.package(pkg_name, cmd)
         node = self.node(node_name, cmd)
         if pkg["status"] == "up":
             raise SgError(f"{cmd}: Unable to run package {pkg_name}: package is already running on node {pkg['owner']}.")
+        if pkg["status"] == "detached":
+            # [doc] "You cannot run a package that has been detached": halt it first.
+            raise SgError(f"{cmd}: Unable to run package {pkg_name}: package is detached on node {pkg['owner']}. "
+                          f"Halt it first (cmhaltpkg {pkg_name}).")
+        self._not_transitory(pkg, "run", cmd)
         if self.switching(pkg, node_name) is None:
             raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node is not configured to run the package.")
         if node["status"] != "up":
             raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node is not running (status {node['status']}, state {node['state']}).")
+        if self.switching(pkg, node_name) != "enabled":
+            raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node switching is disabled for the "
+                          f"package on this node (enable it with cmmodpkg -e -n {node_name} {pkg_name}).")
+        if pkg.get("maintenance") and pkg["maintenance"] != node_name:
+            # [doc] "While the package is in maintenance mode on a node, you can run the package only on that node."
+            raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: package is in maintenance mode "
+                          f"on node {pkg['maintenance']} and can run only there.")
         self.log.append(f"Running package {pkg_name} on node {node_name}")
         try:
             self._start(pkg, node_name)
@@ -200,7 +295,12 @@ class Cluster:
 
     def halt_package(self, pkg_name: str, cmd: str = "cmhaltpkg") -> None:
         pkg = self.package(pkg_name, cmd)
-        if pkg["status"] != "up":
+        self._not_transitory(pkg, "halt", cmd)
+        if pkg["status"] == "detached" and self.status != "up":
+            # [doc] "You cannot halt detached packages while the cluster is down."
+            raise SgError(f"{cmd}: Unable to halt package {pkg_name}: package is detached and the cluster is down; "
+                          f"start the cluster (cmruncl) to re-attach it first.")
+        if pkg["status"] not in ("up", "detached"):
             raise SgError(f"{cmd}: Unable to halt package {pkg_name}: package is not running.")
         self.log.append(f"Halting package {pkg_name}")
         self._halt(pkg)
@@ -217,9 +317,52 @@ class Cluster:
                 raise SgError(f"{cmd}: Node {node_name} is not configured to run package {pkg_name}.")
             entry["switching"] = value
         else:
+            if enable and pkg.get("maintenance"):
+                # [ours] a package in maintenance mode is never started or failed over by
+                # Serviceguard [doc]; the lab refuses to enable its global switching.
+                raise SgError(f"{cmd}: Unable to enable switching of package {pkg_name}: package is in maintenance mode "
+                              f"on node {pkg['maintenance']}; take it out first (cmmodpkg -m off {pkg_name}).")
+            if enable and pkg["status"] == "detached" and self.preview:
+                raise SgError(f"{cmd}: Unable to preview: cmmodpkg -e -t is not supported for detached package {pkg_name}.")
             pkg["autorun"] = value
         if enable:
             self._settle()
+        self.log.append(f"{cmd}: Completed successfully on all packages specified")
+
+    def maintenance(self, pkg_name: str, on: bool, node_name: str | None, cmd: str = "cmmodpkg") -> None:
+        """``cmmodpkg -m on|off [-n node] pkg`` [doc: Managing Serviceguard, "Maintaining a
+        Package: Maintenance Mode", rules for a package in maintenance mode]."""
+        pkg = self.package(pkg_name, cmd)
+        if node_name is not None:
+            self.node(node_name, cmd)
+        if not on:
+            if pkg.get("maintenance"):  # [ours] -m off of a package not in maintenance succeeds
+                pkg.pop("maintenance")
+                pkg["state"] = {"up": "running", "down": "halted"}.get(pkg["status"], pkg["state"])
+            self.log.append(f"{cmd}: Completed successfully on all packages specified")
+            return
+        where = f"{cmd}: Unable to place package {pkg_name} in maintenance mode"
+        if pkg["status"] == "detached":
+            raise SgError(f"{where}: package is detached on node {pkg['owner']}.")
+        self._not_transitory(pkg, "place in maintenance mode", cmd)
+        if pkg["autorun"] == "enabled":
+            raise SgError(f"{where}: package switching is enabled; disable it first (cmmodpkg -d {pkg_name}).")
+        if pkg["status"] == "up":
+            if node_name is not None and node_name != pkg["owner"]:
+                raise SgError(f"{where} on node {node_name}: package is running on node {pkg['owner']}; "
+                              f"a running package can be placed in maintenance mode only on its own node.")
+            node_name = pkg["owner"]
+        elif node_name is None:
+            raise SgError(f"{where}: package is not running; name the node with -n.")
+        if pkg.get("maintenance") and pkg["maintenance"] != node_name:
+            raise SgError(f"{where} on node {node_name}: package is already in maintenance mode on node {pkg['maintenance']}.")
+        if self.switching(pkg, node_name) is None:
+            raise SgError(f"{where} on node {node_name}: node is not configured to run the package.")
+        node = self.node(node_name, cmd)
+        if node["status"] != "up":
+            raise SgError(f"{where} on node {node_name}: node is not running (status {node['status']}, state {node['state']}).")
+        pkg["maintenance"] = node_name
+        pkg["state"] = "maintenance"
         self.log.append(f"{cmd}: Completed successfully on all packages specified")
 
     def run_nodes(self, names: list[str], cmd: str = "cmrunnode") -> None:
@@ -232,14 +375,30 @@ class Cluster:
                 continue
             node.update(status="up", state="running")
             self.log.append(f"Node {name} joined cluster {self.name}.")
+            self._reattach(name)
         self._settle()
         self.log.append(f"{cmd}: Completed successfully on all nodes specified")
 
-    def halt_nodes(self, names: list[str], force: bool, cmd: str = "cmhaltnode") -> None:
+    def _reattach(self, name: str) -> None:
+        """[doc] Restarting a node re-attaches its detached packages: Serviceguard monitors
+        them again (it does not check mount points, so the lab does not either)."""
+        for pkg in self.packages:
+            if pkg["status"] == "detached" and pkg.get("owner") == name:
+                pkg.update(status="up", state="running")
+                self.log.append(f"Package {pkg['name']} re-attached on node {name}.")
+
+    def halt_nodes(self, names: list[str], force: bool, cmd: str = "cmhaltnode", detach: bool = False) -> None:
         for name in names:
             self.node(name, cmd)
-        running = [(p, p["owner"]) for p in self.packages if p["status"] == "up" and p["owner"] in names]
-        if running and not force:
+        running = [(p, p["owner"]) for p in self.packages if p["status"] in ("up", *TRANSITORY) and p["owner"] in names]
+        if detach:
+            for pkg, owner in running:
+                if pkg.get("maintenance"):  # [doc] a package in maintenance mode cannot be detached
+                    raise SgError(f"{cmd}: Unable to halt node {owner} with -d: package {pkg['name']} is in maintenance "
+                                  f"mode and cannot be detached.")
+                if pkg["status"] in TRANSITORY:  # [ours] like halt_aborted [doc]: no detach mid-transition
+                    raise SgError(f"{cmd}: Unable to halt node {owner} with -d: package {pkg['name']} is {pkg['status']}.")
+        elif running and not force:
             pkg, owner = running[0]
             raise SgError(f"{cmd}: Unable to halt node {owner}: package {pkg['name']} is running on it. "
                           f"Use -f to halt the node and fail its packages over.")
@@ -250,32 +409,92 @@ class Cluster:
                 self.log.append(f"{cmd}: Node {name} is not running.")
                 continue
             for pkg, owner in running:
-                if owner == name:
+                if owner == name and detach:
+                    pkg.update(status="detached", state="detached")  # still running, mount kept
+                    self._action(pkg, name, "detaching")
+                    self.log.append(f"Package {pkg['name']} detached on node {name}.")
+                elif owner == name:
                     self.log.append(f"Halting package {pkg['name']} on node {name}")
                     self._unmount(pkg, name)
             node.update(status="down", state="halted")
             halted.append(name)
             self.log.append(f"Node {name} halted.")
         # Only once every named node is down, so no package fails over to one of them.
-        for pkg, owner in running:
-            if owner in halted:
-                self._fail_over(pkg, owner)
+        if not detach:
+            for pkg, owner in running:
+                if owner in halted:
+                    self._fail_over(pkg, owner)
         self.log.append(f"{cmd}: Completed successfully on all nodes specified")
+
+    def halt_cluster(self, force: bool, detach: bool, cmd: str = "cmhaltcl") -> None:
+        """``cmhaltcl [-f|-d]``: every node halts [doc]; without -f or -d a running package
+        refuses it [ours, as cmhaltnode]."""
+        up = [n["name"] for n in self.nodes if n["status"] == "up"]
+        running = [p for p in self.packages if p["status"] in ("up", *TRANSITORY)]
+        if running and not (force or detach):
+            raise SgError(f"{cmd}: Unable to halt cluster {self.name}: package {running[0]['name']} is running. "
+                          f"Use -f to halt its packages, or -d to detach them.")
+        self.halt_nodes(up, force=force, cmd=cmd, detach=detach)
+        self.log[-1] = f"{cmd}: Completed successfully"
+
+    def run_cluster(self, cmd: str = "cmruncl") -> None:
+        """``cmruncl``: every node whose host runs joins; detached packages are re-attached."""
+        names = [n["name"] for n in self.nodes if n["status"] != "up" and self.lab.alive(n["name"])]
+        self.run_nodes(names, cmd=cmd)
+        self.log[-1] = f"{cmd}: Completed successfully"
+
+    # --- the lab's own controls [ours] ----------------------------------------------------
+    def freeze(self, pkg_name: str, state: str, node_name: str | None = None) -> None:
+        """Hold a package in a transitory state, as a run or halt script that has not finished:
+        ``starting`` (a halted package; on ``node_name``, default its first eligible node; the
+        filesystem is not mounted yet) or ``halting`` (an up package; its filesystem stays
+        mounted). ``release`` finishes the transition."""
+        cmd = "lab pkg-state"
+        pkg = self.package(pkg_name, cmd)
+        if state == "starting":
+            if pkg["status"] != "down":
+                raise SgError(f"{cmd}: package {pkg_name} is {pkg['status']}; only a halted package can be starting.")
+            node_name = node_name or self._adoptive(pkg, after=None) or pkg["nodes"][0]["name"]
+            if self.switching(pkg, node_name) is None:
+                raise SgError(f"{cmd}: node {node_name} is not configured to run package {pkg_name}.")
+            pkg.update(status="starting", state="starting", owner=node_name)
+        elif state == "halting":
+            if pkg["status"] != "up":
+                raise SgError(f"{cmd}: package {pkg_name} is {pkg['status']}; only a running package can be halting.")
+            pkg.update(status="halting", state="halting")
+        elif state == "release":
+            if pkg["status"] == "starting":
+                self._start(pkg, pkg["owner"])
+                self.log.append(f"Package {pkg_name} started on node {pkg['owner']}.")
+            elif pkg["status"] == "halting":
+                self._halt(pkg)
+                pkg["autorun"] = "disabled"  # it was a cmhaltpkg [doc: halting]
+                self.log.append(f"Package {pkg_name} halted.")
+            else:
+                raise SgError(f"{cmd}: package {pkg_name} is {pkg['status']}, not starting or halting.")
+        else:
+            raise SgError(f"{cmd}: the state is starting, halting or release, not {state!r}.", code=2)
 
     # --- events that come from the machine, not from a command ---------------------------
     def node_failed(self, name: str) -> None:
-        """The node's host died (lab node-down): its packages fail over."""
+        """The node's host died (lab node-down): its packages fail over. A detached package
+        is not monitored [doc]: it stays ``detached`` until its node rejoins."""
         node = self.node(name, "cmcld")
         node.update(status="down", state="failed")
         for pkg in self.packages:
-            if pkg["owner"] == name:
+            if pkg["owner"] == name and pkg["status"] != "detached":
                 self._fail_over(pkg, name)
 
     def node_booted(self, name: str) -> None:
-        """The node's host is back (lab node-up): it rejoins the cluster at boot."""
+        """The node's host is back (lab node-up): it rejoins the cluster at boot. A package
+        that was detached there died with the host: on re-attaching, Serviceguard finds it
+        failed, halts it and restarts it on another eligible node [doc]."""
         node = self.node(name, "cmcld")
         node.update(status="up", state="running")
         for pkg in self.packages:
-            if pkg["owner"] == name:  # never left it: mount again in the new namespace
+            if pkg["owner"] == name and pkg["status"] == "detached":
+                self.log.append(f"Package {pkg['name']} failed while detached on node {name}.")
+                self._fail_over(pkg, name)
+            elif pkg["owner"] == name:  # never left it: mount again in the new namespace
                 self._mount(pkg, name)
         self._settle()
