@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from reconciler.apply.events import Events, StopFlag
 from reconciler.apply.journal import Journal
-from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.apply.run import ApplyOptions, run_apply
 from reconciler.desired.loader import load_desired_state
 from reconciler.driver.transport import Pool
 from reconciler.observe.probe import probe_site

@@ -32,8 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.apply.events import Events, StopFlag
 from reconciler.apply.journal import Journal
-from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.apply.run import ApplyOptions, run_apply
 from reconciler.desired.loader import load_desired_state
 from reconciler.domain import dsau
 from reconciler.driver.transport import Pool

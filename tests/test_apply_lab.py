@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.apply.events import Events, StopFlag
 from reconciler.apply.journal import Journal, read
 from reconciler.apply.lock import SiteLock, session_runner
-from reconciler.apply.run import ApplyOptions, Events, StopFlag, run_apply
+from reconciler.apply.run import ApplyOptions, run_apply
 from reconciler.desired.loader import load_desired_state
 from reconciler.domain import dsau
 from reconciler.driver.transport import Pool

@@ -9,16 +9,12 @@ from collections import Counter
 
 import pytest
 
+from reconciler.apply.checks import changed_facts as differences
+from reconciler.apply.checks import check_plan
+from reconciler.apply.events import Events, StopFlag
+from reconciler.apply.executor import Executor
 from reconciler.apply.journal import scrub
-from reconciler.apply.run import (
-    ActionResult,
-    Events,
-    Executor,
-    StopFlag,
-    check_plan,
-    differences,
-    plan_digest,
-)
+from reconciler.apply.report import ActionResult, plan_digest
 from reconciler.domain import dsau
 from reconciler.driver import batch
 from reconciler.driver.transport import CommandResult, TransportError

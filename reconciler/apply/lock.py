@@ -27,12 +27,11 @@ from collections.abc import Callable
 
 from reconciler import __version__
 from reconciler.desired.model import DesiredState, Host
-from reconciler.domain.package import decide_package
-from reconciler.driver import commands
-from reconciler.driver.transport import CommandResult, TransportError
 from reconciler.domain import dsau
-from reconciler.driver import sitestate
+from reconciler.domain.package import decide_package
+from reconciler.driver import commands, sitestate
 from reconciler.driver.sitestate import LockRecord, LockReply, parse_reply
+from reconciler.driver.transport import CommandResult, TransportError
 from reconciler.errors import CsyncError, LockError, LockHeld
 
 LEASE_ENV = "CSYNC_LOCK_LEASE_SECONDS"

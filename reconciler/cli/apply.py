@@ -213,9 +213,10 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
 
     Exit 0 only when every action was done and verified and a fresh plan is empty.
     """
+    from reconciler.apply.events import StopFlag
     from reconciler.apply.journal import Journal
     from reconciler.apply.lock import lease_seconds
-    from reconciler.apply.run import ApplyOptions, StopFlag, run_apply
+    from reconciler.apply.run import ApplyOptions, run_apply
     from reconciler.driver.transport import Pool
     from reconciler.pipeline import git_commit_of
     from reconciler.plan.artefact import Plan

@@ -29,8 +29,8 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
-from reconciler.driver.commands import SHELL, RemoteCommand
 from reconciler.desired.model import Access, Host
+from reconciler.driver.commands import SHELL, RemoteCommand
 
 # paramiko logs a traceback for every failed handshake from its transport thread; csync
 # reports each failure itself, once, as a fact.

@@ -49,10 +49,10 @@ from reconciler.domain.serviceguard import (
     CmviewclParseError,
     parse_cmviewcl_line,
 )
-from reconciler.driver.transport import Pool, TransportError
-from reconciler.errors import CsyncError, InvalidInput
 from reconciler.driver import discovery
 from reconciler.driver.discovery import Discovery, parse_discovery
+from reconciler.driver.transport import Pool, TransportError
+from reconciler.errors import CsyncError, InvalidInput
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
 
