@@ -131,7 +131,6 @@ class SiteLock:
         self.paths: list[str] = []
         self.taken_over: list[LockRecord] = []
         self.lost: str | None = None  # why the lock can no longer be trusted
-        self.renewals = 0
         self._held_until = 0.0  # monotonic estimate of the lease's end
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -221,7 +220,6 @@ class SiteLock:
                 self.lost = f"the site lock {self.id} on {self.node.name} was removed or taken over by someone else"
             elif reply.has("RENEWED"):
                 self._held_until = start + self.lease
-                self.renewals += 1
 
     def set_plan_digest(self, digest: str) -> None:
         """Record the plan in the lock file (known only after planning under the lock)."""

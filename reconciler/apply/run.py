@@ -72,13 +72,16 @@ def run_apply(
                        actions=len(plan.actions) if plan else None, blocked=len(plan.blocked) if plan else None,
                        unknown=len(plan.unknown) if plan else None)
 
+    def not_started(e: Exception) -> None:
+        start_record(saved_plan)
+        journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
+                       seconds=round(time.monotonic() - started, 3))
+
     if saved_plan is not None:
         try:
             check_plan(state, saved_plan, options.plan_source or "the plan")
         except Exception as e:  # a refused plan is a run too: the journal says which and why
-            start_record(saved_plan)
-            journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
-                           seconds=round(time.monotonic() - started, 3))
+            not_started(e)
             raise
         saved_plan = saved_plan.select(options.targets, options.excludes) if options.targets or options.excludes else saved_plan
 
@@ -95,9 +98,7 @@ def run_apply(
     except Exception as e:
         if isinstance(e, Interrupted):
             e.exit_code = 128 + (stop.signal_number or signal.SIGINT)
-        start_record(saved_plan)
-        journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
-                       seconds=round(time.monotonic() - started, 3))
+        not_started(e)
         raise
     events.lock_acquired(lock)
     lock.start_renewing()

@@ -208,7 +208,6 @@ class Pool:
     access: Access
     accept_new_host_keys: bool = False
     sessions: dict[str, Session] = field(default_factory=dict)
-    failures: dict[str, TransportError] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy

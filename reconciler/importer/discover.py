@@ -44,6 +44,7 @@ from reconciler.desired.model import (
     is_ipv4,
 )
 from reconciler.domain import dsau
+from reconciler.domain.keys import peer_address
 from reconciler.domain.serviceguard import (
     ClusterView,
     CmviewclParseError,
@@ -90,10 +91,9 @@ def _key_addresses(facts: HostFacts) -> set[str]:
     """The addresses of the root-<IP>.pub files in a host's key store."""
     out = set()
     for name in facts.keys:
-        if name.startswith(dsau.PEER_KEY_PREFIX) and name.endswith(dsau.PEER_KEY_SUFFIX):
-            ip = name[len(dsau.PEER_KEY_PREFIX):-len(dsau.PEER_KEY_SUFFIX)]
-            if is_ipv4(ip):
-                out.add(ip)
+        ip = peer_address(name)
+        if ip is not None and is_ipv4(ip):
+            out.add(ip)
     return out
 
 
@@ -238,11 +238,10 @@ class Importer:
             self.note(f"package {package} runs on {view.owner}, but its filesystem was not found mounted at {mount}")
         clients, cfrun = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found)
         site = cluster.name if is_host_name(cluster.name) else "site"
-        package_data_out = dict(package_data)
         data = {
             "version": 1,
             "site": site,
-            "master": {"mode": "serviceguard", "cluster": cluster.name, "package": package_data_out,
+            "master": {"mode": "serviceguard", "cluster": cluster.name, "package": dict(package_data),
                        "members": [{"name": m.name, "address": m.address} for m in members]},
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},

@@ -408,9 +408,9 @@ class _Builder:
             if view is None:
                 continue
             for file, key in sorted(view.keys.items()):
-                if not file.startswith(dsau.PEER_KEY_PREFIX) or file in want[host.name]:
+                ip = peer_address(file)
+                if ip is None or file in want[host.name]:
                     continue
-                ip = file[len(dsau.PEER_KEY_PREFIX):-len(dsau.PEER_KEY_SUFFIX)]
                 address = self._key_address(host.name, file)
                 managed = ip in inventory or (ck is not None and key.fingerprint == ck)
                 if not s.keys.prune:
