@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from reconciler.desired.model import DesiredState, Host
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
-from reconciler.domain.keys import (
+from reconciler.domain.keys import (, peer_address
     KeyFile,
     is_verified_copy,
     key_problem,
