@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from reconciler.desired.model import DesiredState, Host
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
-from reconciler.domain.keys import (, peer_address
+from reconciler.domain.keys import (
     KeyFile,
     is_verified_copy,
     key_problem,
     own_fingerprint,
+    peer_address,
 )
 from reconciler.domain.package import decide_package, infer_cluster_key
 from reconciler.observe.facts import HostFacts, KeyStoreReader
