@@ -10,16 +10,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from reconciler.desired.model import (
-    CONFLICT_ERROR,
-    Access,
-    DesiredState,
-    Host,
-    Paths,
-    ResolvedAccess,
-    format_loc,
-    semantic_problems,
-)
+from reconciler.desired.model import Access, DesiredState, Host, Paths, ResolvedAccess
+from reconciler.desired.rules import CONFLICT_ERROR, format_loc, semantic_problems
 from reconciler.domain import dsau
 
 SITE = {

@@ -33,7 +33,8 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     still change (nothing on a healthy site).
     """
     from reconciler.desired.loader import load_access_file
-    from reconciler.desired.model import Access, Paths, is_host_name
+    from reconciler.desired.model import Access, Paths
+    from reconciler.desired.values import is_host_name
     from reconciler.importer import discover as importer
 
     if site is not None and not is_host_name(site):

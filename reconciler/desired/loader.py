@@ -22,27 +22,21 @@ from __future__ import annotations
 
 import difflib
 import re
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.desired.model import (
-    CONFLICT_ERROR,
-    Access,
-    DesiredState,
-    Loc,
-    format_loc,
-    show,
-)
+from reconciler.desired.locations import field_names, tag_problem, yaml_loc
+from reconciler.desired.model import Access, DesiredState
+from reconciler.desired.rules import CONFLICT_ERROR, format_loc
+from reconciler.desired.values import Loc, show
 from reconciler.errors import InvalidInput
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -384,11 +378,11 @@ def _diagnostics(error: ValidationError, prefix: Loc, data: dict[str, Any], sour
     out: list[Diagnostic] = []
     suggested: set[Loc] = set()  # a misspelt field is reported once, as unknown, not also as missing
     for err in error.errors(include_url=False):
-        loc = _yaml_loc(prefix + tuple(err["loc"]), data)
+        loc = yaml_loc(prefix + tuple(err["loc"]), data)
         kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
         if kind == "extra_forbidden":
             parent, key = loc[:-1], loc[-1]
-            known = _field_names(parent, data)
+            known = field_names(parent, data)
             guess = _closest(str(key), known)
             if guess:
                 suggested.add(parent + (guess,))
@@ -399,7 +393,7 @@ def _diagnostics(error: ValidationError, prefix: Loc, data: dict[str, Any], sour
         elif kind == "missing":
             out.append(Diagnostic(*source.value(loc[:-1]), format_loc(loc), _MISSING))
         elif kind in ("union_tag_not_found", "union_tag_invalid"):
-            tag_loc, message = _tag_problem(kind, loc, value, data)
+            tag_loc, message = tag_problem(kind, loc, value, data)
             out.append(Diagnostic(*source.value(tag_loc), format_loc(tag_loc), message))
         elif kind == CONFLICT_ERROR:
             related = tuple(ctx["related"]) if "related" in ctx else None
@@ -489,107 +483,3 @@ def _closest(key: str, known: list[str]) -> str | None:
         return by_case[key.lower()]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return close[0] if close else None
-
-
-# --- The model behind a location ------------------------------------------------------------
-# Suggestions for unknown fields and the choices of a discriminated union need the model a
-# YAML mapping stands for: found by walking the model's annotations along the location.
-
-
-def _declared(loc: Loc, data: Any) -> tuple[Any, FieldInfo | None, Any]:
-    """(the type declared for the value at ``loc``, the model field that declares it when
-    ``loc`` ends at one, the value itself); the type is None where nothing is declared."""
-    annotation: Any = DesiredState
-    field: FieldInfo | None = None
-    for part in loc:
-        model = _model(annotation, data, field)
-        data = _child(data, part)
-        field = None
-        if model is not None:
-            field = model.model_fields.get(part) if isinstance(part, str) else None
-            annotation = field.annotation if field else None
-            continue
-        annotation = _unwrap(annotation)
-        if get_origin(annotation) is list:
-            annotation = get_args(annotation)[0]
-        elif get_origin(annotation) is dict:
-            annotation = get_args(annotation)[1]
-        else:
-            return None, None, data
-    return annotation, field, data
-
-
-def _child(data: Any, part: str | int) -> Any:
-    if isinstance(data, dict):
-        return data.get(part)
-    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-        return data[part]
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Annotated[X, ...] and X | None as X."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, types.UnionType):
-        present = [a for a in get_args(annotation) if a is not type(None)]
-        if len(present) == 1:
-            return _unwrap(present[0])
-    return annotation
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _model(annotation: Any, value: Any, field: FieldInfo | None) -> type[BaseModel] | None:
-    """The model ``annotation`` stands for; a discriminated union's member is chosen by the
-    tag in ``value``."""
-    annotation = _unwrap(annotation)
-    if _is_model(annotation):
-        return annotation
-    discriminator = field.discriminator if field else None
-    if isinstance(discriminator, str) and isinstance(value, dict):
-        for member in get_args(annotation):
-            if _is_model(member) and value.get(discriminator) in get_args(member.model_fields[discriminator].annotation):
-                return member
-    return None
-
-
-def _field_names(loc: Loc, data: Any) -> list[str]:
-    """The fields of the mapping at ``loc``, in declaration order."""
-    annotation, field, value = _declared(loc, data)
-    model = _model(annotation, value, field)
-    return list(model.model_fields) if model else []
-
-
-def _tags(field: FieldInfo | None) -> list[str]:
-    """The values the discriminator of a discriminated-union field accepts."""
-    if field is None or not isinstance(field.discriminator, str):
-        return []
-    members = [m for m in get_args(_unwrap(field.annotation)) if _is_model(m)]
-    return [str(tag) for m in members for tag in get_args(m.model_fields[field.discriminator].annotation)]
-
-
-def _yaml_loc(loc: tuple[int | str, ...], data: Any) -> Loc:
-    """pydantic's location as a path into the YAML: the tag pydantic inserts after a
-    discriminated union (`master.serviceguard.cluster`) is dropped."""
-    out: list[int | str] = []
-    previous_was_tag = False
-    for part in loc:
-        if out and not previous_was_tag and part in _tags(_declared(tuple(out), data)[1]):
-            previous_was_tag = True
-            continue
-        previous_was_tag = False
-        out.append(part)
-    return tuple(out)
-
-
-def _tag_problem(kind: str, loc: Loc, value: Any, data: Any) -> tuple[Loc, str]:
-    """(path, message) of a discriminated union whose tag is missing or unknown."""
-    field = _declared(loc, data)[1]
-    tag = field.discriminator if field and isinstance(field.discriminator, str) else "mode"
-    choices = ", ".join(_tags(field))
-    if kind == "union_tag_not_found":
-        return loc + (tag,), f"required field is missing; it must be one of: {choices}"
-    return loc + (tag,), f"{show(value.get(tag) if isinstance(value, dict) else value)} is not allowed; must be one of: {choices}"

@@ -17,219 +17,38 @@ have the type `CONFLICT_ERROR` and name the earlier declaration they conflict wi
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
-import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
-    WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from reconciler.domain import dsau
 
-Loc = tuple[str | int, ...]
 Role = Literal["member", "master", "client"]
 
-# --- Value types ------------------------------------------------------------------------
-# Each check explains the first offending character: a Cyrillic 'а' looks like a Latin 'a'
-# in a terminal, so the message names it (ascii() escapes it) rather than just refusing.
-
-_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
-_SG_NAME_CHARS = _LABEL_CHARS | frozenset("_.")
-_USER_CHARS = _SG_NAME_CHARS
-_PATH_CHARS = _SG_NAME_CHARS | frozenset("+/")
-_SG_NAME_MAX = 39
-_USER_MAX = 32
-
-LABEL_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
-SG_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,37}[A-Za-z0-9])?$"
-USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
-ABS_PATH_PATTERN = r"^/([A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*)?$"
-
-
-def show(value: Any) -> str:
-    """A value as a message quotes it: strings with non-ASCII or control characters escaped."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    text = ascii(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 70 else text[:66] + "...'"
-
-
-def _describe_char(char: str) -> str:
-    if char.isascii() and char.isprintable():
-        return repr(char)
-    return f"{ascii(char)} ({unicodedata.name(char, 'a control character')})"
-
-
-def _first_bad_char(value: str, allowed: frozenset[str]) -> str | None:
-    return next((c for c in value if c not in allowed), None)
-
-
-def _host_name(value: str) -> str:
-    what = f"{show(value)} is not a valid unqualified host name"
-    if not value:
-        raise ValueError("the host name is empty")
-    bad = _first_bad_char(value, _LABEL_CHARS)
-    if bad == ".":
-        raise ValueError(f"{what}: give the unqualified name, without the domain ('.' is not allowed)")
-    if bad is not None:
-        raise ValueError(f"{what}: {_describe_char(bad)} is not allowed; use letters, digits and '-' (RFC 1123)")
-    if len(value) > 63:
-        raise ValueError(f"{what}: it is {len(value)} characters long; the limit is 63 (RFC 1123)")
-    if value.startswith("-") or value.endswith("-"):
-        raise ValueError(f"{what}: it must not start or end with '-' (RFC 1123)")
-    return value
-
-
-def _sg_name(value: str) -> str:
-    what = f"{show(value)} is not a valid Serviceguard name"
-    if not value:
-        raise ValueError("the name is empty")
-    bad = _first_bad_char(value, _SG_NAME_CHARS)
-    if bad is not None:
-        raise ValueError(f"{what}: {_describe_char(bad)} is not allowed; use letters, digits, '_', '.' and '-'")
-    if len(value) > _SG_NAME_MAX:
-        raise ValueError(f"{what}: it is {len(value)} characters long; the limit is {_SG_NAME_MAX}")
-    if not value[0].isalnum():
-        raise ValueError(f"{what}: it must start with a letter or a digit")
-    if not value[-1].isalnum():
-        # Serviceguard's rule; csync's commands refuse such a name too (commands._NAME)
-        raise ValueError(f"{what}: it must end with a letter or a digit")
-    return value
-
-
-def _user_name(value: str) -> str:
-    what = f"{show(value)} is not a valid user name"
-    if not value:
-        raise ValueError("the user name is empty")
-    bad = _first_bad_char(value, _USER_CHARS)
-    if bad is not None:
-        raise ValueError(f"{what}: {_describe_char(bad)} is not allowed; use letters, digits, '_', '.' and '-'")
-    if len(value) > _USER_MAX:
-        raise ValueError(f"{what}: it is {len(value)} characters long; the limit is {_USER_MAX}")
-    if not (value[0].isalpha() or value[0] == "_"):
-        raise ValueError(f"{what}: it must start with a letter or '_'")
-    return value
-
-
-def _ipv4(value: str) -> str:
-    octets = value.split(".")
-    if len(octets) == 4 and all(o.isascii() and o.isdigit() for o in octets) and any(len(o) > 1 and o[0] == "0" for o in octets):
-        # Some tools read 010 as octal (8): refuse rather than guess which the admin meant.
-        canonical = ".".join(str(int(o)) for o in octets)
-        raise ValueError(f"{show(value)} has a leading zero, which some tools read as octal; write {canonical}")
-    try:
-        address = ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{show(value)} is not an IPv4 address") from None
-    if address.is_unspecified:
-        raise ValueError(f"{value} means 'any address'; give the host's own address")
-    if address == ipaddress.IPv4Address("255.255.255.255"):
-        raise ValueError(f"{value} is the broadcast address; give the host's own address")
-    if address.is_multicast:
-        raise ValueError(f"{value} is a multicast address; give the host's own address")
-    return str(address)
-
-
-def _absolute_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f"{show(value)} is not an absolute path; it must start with '/'")
-    bad = _first_bad_char(value, _PATH_CHARS)
-    if bad is not None:
-        raise ValueError(f"{show(value)}: {_describe_char(bad)} is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'")
-    if "//" in value:
-        raise ValueError(f"{show(value)} contains '//'; separate directories with a single '/'")
-    if value != "/" and value.endswith("/"):
-        raise ValueError(f"{show(value)} ends with '/'; write {show(value.rstrip('/'))}")
-    parts = value.split("/")
-    if ".." in parts or "." in parts:
-        raise ValueError(f"{show(value)} contains a '.' or '..' component; write the directory it means")
-    return value
-
-
-# The package filesystem is mounted and unmounted as the package moves: over these trees it
-# would hide the system's or DSAU's own files on every member.
-_NOT_A_MOUNT_POINT = ("/etc", "/var/opt/dsau", "/opt/dsau")
-
-
-def _mount_point(value: str) -> str:
-    if value == "/":
-        raise ValueError("'/' cannot be the package's mount point; use a directory of its own, such as /csync")
-    for tree in _NOT_A_MOUNT_POINT:
-        if value == tree or value.startswith(tree + "/"):
-            raise ValueError(
-                f"{show(value)} is in {tree}, which belongs to the system or DSAU; "
-                "mount the package filesystem on a directory of its own, such as /csync"
-            )
-    return value
-
-
-def _local_path(value: str) -> str:
-    if not value:
-        raise ValueError("the path is empty")
-    bad = next((c for c in value if not c.isprintable()), None)
-    if bad is not None:
-        raise ValueError(f"{show(value)}: {_describe_char(bad)} is not allowed in a file name")
-    if value.endswith("/"):
-        raise ValueError(f"{show(value)} ends with '/'; name the file")
-    return value
-
-
-def _exact_int(value: Any) -> Any:
-    # Literal[1] alone accepts true and 1.0 (they compare equal to 1).
-    if type(value) is not int:
-        raise ValueError(f"{show(value)} is not a format version; write 1")
-    return value
-
-
-def _string(pattern: str | None = None, **schema: Any) -> WithJsonSchema:
-    extra = {"pattern": pattern} if pattern else {}
-    return WithJsonSchema({"type": "string", **extra, **schema})
-
-
-HostName = Annotated[str, AfterValidator(_host_name), _string(LABEL_PATTERN, maxLength=63)]
-SgName = Annotated[str, AfterValidator(_sg_name), _string(SG_NAME_PATTERN, maxLength=_SG_NAME_MAX)]
-UserName = Annotated[str, AfterValidator(_user_name), _string(USER_PATTERN, maxLength=_USER_MAX)]
-IPv4 = Annotated[str, AfterValidator(_ipv4), _string(format="ipv4")]
-AbsolutePath = Annotated[str, AfterValidator(_absolute_path), _string(ABS_PATH_PATTERN)]
-MountPoint = Annotated[str, AfterValidator(_absolute_path), AfterValidator(_mount_point), _string(ABS_PATH_PATTERN)]
-LocalPath = Annotated[str, AfterValidator(_local_path), _string(minLength=1)]
-Seconds = Annotated[float, Field(allow_inf_nan=False)]
-
-
-def is_host_name(value: Any) -> bool:
-    """Whether ``value`` is a valid unqualified host name."""
-    return _passes(_host_name, value)
-
-
-def is_ipv4(value: Any) -> bool:
-    """Whether ``value`` is an address `Host.address` accepts, in canonical form."""
-    return _passes(_ipv4, value)
-
-
-def _passes(check: Callable[[str], str], value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return check(value) == value
-    except ValueError:
-        return False
-
+from reconciler.desired.rules import line_errors
+from reconciler.desired.values import (
+    AbsolutePath,
+    HostName,
+    IPv4,
+    LocalPath,
+    MountPoint,
+    Seconds,
+    SgName,
+    UserName,
+    exact_int,
+)
 
 # --- Models ---------------------------------------------------------------------------------
 
@@ -394,7 +213,7 @@ class Paths(_Model):
 class DesiredState(_Model):
     """A DSAU synchronization site as it should be."""
 
-    version: Annotated[Literal[1], BeforeValidator(_exact_int)] = Field(description="Format version of the desired state: 1.")
+    version: Annotated[Literal[1], BeforeValidator(exact_int)] = Field(description="Format version of the desired state: 1.")
     site: HostName = Field(description="Name of the site (RFC 1123 label); names its lock and appears in plans.")
     master: Master = Field(description="The cfengine master: a Serviceguard cluster (mode: serviceguard) or one host (mode: standalone).")
     clients: list[Host] = Field(default_factory=list, description="Managed clients: systems outside the cluster that pull policy from the master.")
@@ -417,8 +236,8 @@ class DesiredState(_Model):
                 {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
                 for e in error.errors(include_url=False)
             ]
-            raise ValidationError.from_exception_data(cls.__name__, field_errors + _line_errors(data)) from None
-        conflicts = _line_errors(state)
+            raise ValidationError.from_exception_data(cls.__name__, field_errors + line_errors(data)) from None
+        conflicts = line_errors(state)
         if conflicts:
             raise ValidationError.from_exception_data(cls.__name__, conflicts)
         return state
@@ -468,133 +287,3 @@ class DesiredState(_Model):
         data = self.model_dump(mode="json", exclude={"access"})
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# --- Cross-field rules ---------------------------------------------------------------------
-
-CONFLICT_ERROR = "desired_state_conflict"
-"""pydantic error type of a `Conflict`; its ctx holds `template`, `related` and `where`."""
-
-
-def format_loc(loc: Loc) -> str:
-    """A field path as users write it: `clients[3].address`, `access.hosts.web1`."""
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, str) and not (part.isascii() and part.isprintable() and part.strip() == part and part):
-            part = show(part)  # a key the user cannot see (a newline, a look-alike): quoted, escaped
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """A cross-field problem at `loc`. When it conflicts with an earlier declaration, that
-    one is `related`, and `template`'s `{where}` stands for its location: a field path
-    here, a file:line:column in the loader's diagnostics."""
-
-    loc: Loc
-    value: Any
-    template: str
-    related: Loc | None = None
-
-    def message(self, where: Callable[[Loc], str] = format_loc) -> str:
-        """The message, with the related declaration's location written by ``where``."""
-        return self.template.replace("{where}", where(self.related)) if self.related is not None else self.template
-
-
-def _get(node: Any, name: str) -> Any:
-    """A field of a validated model or of raw data, None when absent or not a mapping."""
-    if isinstance(node, BaseModel):
-        return getattr(node, name, None)
-    return node.get(name) if isinstance(node, dict) else None
-
-
-def _declared_hosts(state: Any) -> Iterator[tuple[Loc, str, Any]]:
-    """(field path, role word, host) of every host entry, in document order."""
-    master = _get(state, "master")
-    mode = _get(master, "mode")
-    if mode == "serviceguard" and isinstance(members := _get(master, "members"), list):
-        yield from ((("master", "members", i), "member", h) for i, h in enumerate(members))
-    elif mode == "standalone":
-        yield ("master", "host"), "master", _get(master, "host")
-    if isinstance(clients := _get(state, "clients"), list):
-        yield from ((("clients", i), "client", h) for i, h in enumerate(clients))
-
-
-def _suggest(name: str, known: dict[str, str]) -> str:
-    """'; did you mean X?' for a declared name that differs only in case."""
-    match = known.get(name.lower())
-    return f"; did you mean {match}?" if match else ""
-
-
-def semantic_problems(state: Any) -> list[Conflict]:
-    """Every cross-field problem of ``state``, a `DesiredState` or the raw mapping that
-    failed validation; empty when the state is sound.
-
-    On raw data a rule skips values that are themselves invalid (those already have their
-    own error), and a reference check runs only when every host it may refer to has a
-    valid name, so a broken file does not produce false "not declared" errors.
-    """
-    problems: list[Conflict] = []
-    names: dict[str, tuple[Loc, str, str]] = {}  # lower-cased name -> (loc, role, name)
-    addresses: dict[str, tuple[Loc, str]] = {}  # address -> (loc of address, "role name")
-    master = _get(state, "master")
-    package = _get(master, "package") if _get(master, "mode") == "serviceguard" else None
-    package_address = _get(package, "address")
-    if is_ipv4(package_address):
-        package_name = _get(package, "name")
-        if package_name is None:
-            package_name = Package.model_fields["name"].default
-        owner = f"package {package_name}" if _passes(_sg_name, package_name) else "the package"
-        addresses[package_address] = (("master", "package", "address"), owner)
-
-    hosts = list(_declared_hosts(state))
-    for loc, role, host in hosts:
-        name, address = _get(host, "name"), _get(host, "address")
-        if is_host_name(name):
-            first = names.setdefault(name.lower(), (loc, role, name))
-            if first[0] != loc:
-                problems.append(Conflict(
-                    loc + ("name",),
-                    name,
-                    f"{name} is already the name of {first[1]} {first[2]} ({{where}}); host names must be unique, ignoring case",
-                    first[0] + ("name",),
-                ))
-        if is_ipv4(address):
-            label = f"{role} {name}" if is_host_name(name) else f"{role} {format_loc(loc)}"
-            seen = addresses.setdefault(address, (loc + ("address",), label))
-            if seen[0] != loc + ("address",):
-                problems.append(Conflict(loc + ("address",), address, f"{address} is already the address of {seen[1]} ({{where}})", seen[0]))
-
-    members = [_get(h, "name") for _, role, h in hosts if role == "member"]
-    if package is not None and members and all(map(is_host_name, members)) and is_host_name(node := _get(package, "node")):
-        if node not in members:
-            listed = ", ".join(members[:10]) + (", ..." if len(members) > 10 else "")
-            hint = _suggest(node, {m.lower(): m for m in members}) or f"; the members are: {listed}"
-            problems.append(Conflict(("master", "package", "node"), node, f"{node} is not a member of the cluster{hint}"))
-
-    overrides = _get(_get(state, "access"), "hosts")
-    if hosts and all(is_host_name(_get(h, "name")) for _, _, h in hosts) and isinstance(overrides, dict):
-        declared = {name: first_name for name, (_, _, first_name) in names.items()}
-        for name in overrides:
-            if is_host_name(name) and declared.get(name.lower()) != name:
-                problems.append(Conflict(
-                    ("access", "hosts", name, "[key]"),
-                    name,
-                    f"{name} is not a declared host{_suggest(name, declared)}; overrides apply to declared members, masters and clients",
-                ))
-    return problems
-
-
-def _line_errors(state: Any) -> list[dict[str, Any]]:
-    """`semantic_problems` as pydantic line errors of type CONFLICT_ERROR."""
-    errors = []
-    for problem in semantic_problems(state):
-        ctx: dict[str, Any] = {"template": problem.template}
-        if problem.related is not None:
-            ctx |= {"related": list(problem.related), "where": format_loc(problem.related)}
-        error = PydanticCustomError(CONFLICT_ERROR, problem.template, ctx)
-        errors.append({"type": error, "loc": problem.loc, "input": problem.value})
-    return errors

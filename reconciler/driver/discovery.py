@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.desired.model import is_ipv4
+from reconciler.desired.values import is_ipv4
 from reconciler.domain import dsau
 from reconciler.driver.commands import RemoteCommand, assign
 

@@ -35,14 +35,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconciler.desired.model import (
-    Access,
-    DesiredState,
-    Host,
-    Paths,
-    is_host_name,
-    is_ipv4,
-)
+from reconciler.desired.model import Access, DesiredState, Host, Paths
+from reconciler.desired.values import is_host_name, is_ipv4
 from reconciler.domain import dsau
 from reconciler.domain.keys import peer_address
 from reconciler.domain.serviceguard import (
