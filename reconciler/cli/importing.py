@@ -36,12 +36,13 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     from reconciler.desired.model import Access, Paths
     from reconciler.desired.values import is_host_name
     from reconciler.importer import discover as importer
+    from reconciler.importer import document
 
     if site is not None and not is_host_name(site):
         raise click.BadParameter(f"{site!r} is not a valid site name (letters, digits and '-')", param_hint="--site")
     existing = None
     if output is not None and output.exists():
-        existing = importer.read_existing(output)
+        existing = document.read_existing(output)
     if access_file is not None:
         if not access_file.is_file():
             raise InvalidInput(f"--access {access_file}: no such file")
@@ -62,19 +63,19 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
         click.echo(f"note: {text}", err=True)
 
     found = importer.Importer(entry, access, accept_new_host_keys=accept_new_host_keys, paths=paths,
-                              known=importer.known_addresses(existing), on_note=note).run()
+                              known=document.known_addresses(existing), on_note=note).run()
     if site:
         found.data["site"] = site
     out_dir = output.parent.resolve() if output is not None else None
-    access_out = importer.access_data(access, fields, out_dir) if access_file is not None else None
+    access_out = document.access_data(access, fields, out_dir) if access_file is not None else None
     if existing is not None:
-        doc = importer.merge_document(existing, found, access_out)
+        doc = document.merge_document(existing, found, access_out)
         if site:
             doc["site"] = site
     else:
-        doc = importer.new_document(found, access_out, entry)
-    text = importer.dump(doc)
-    importer.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
+        doc = document.new_document(found, access_out, entry)
+    text = document.dump(doc)
+    document.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
     d = found.data
     what = (f"cluster {d['master']['cluster']}, {len(d['master']['members'])} members" if d["master"]["mode"] == "serviceguard"
             else f"standalone master {d['master']['host']['name']}") + f", {len(d['clients'])} clients"

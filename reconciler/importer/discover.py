@@ -21,19 +21,12 @@ hosts are updated by name, new ones appended, vanished ones removed.
 
 from __future__ import annotations
 
-import io
-import os
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from reconciler.desired.model import Access, DesiredState, Host, Paths
 from reconciler.desired.values import is_host_name, is_ipv4
@@ -47,7 +40,7 @@ from reconciler.domain.serviceguard import (
 from reconciler.driver import discovery
 from reconciler.driver.discovery import Discovery, parse_discovery
 from reconciler.driver.transport import Pool, TransportError
-from reconciler.errors import CsyncError, InvalidInput
+from reconciler.errors import CsyncError
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
 
@@ -323,197 +316,3 @@ def _first_error(error: ValidationError) -> str:
 
 
 # --- writing the YAML -----------------------------------------------------------------------------
-
-def _yaml() -> YAML:
-    y = YAML()  # round trip
-    y.indent(mapping=2, sequence=4, offset=2)
-    y.width = 200
-    return y
-
-
-def _flow(mapping: dict) -> CommentedMap:
-    m = CommentedMap(mapping)
-    m.fa.set_flow_style()
-    return m
-
-
-def _hosts_seq(hosts: list[dict]) -> CommentedSeq:
-    return CommentedSeq([_flow(h) for h in hosts])
-
-
-def access_data(access: Access, fields: set[str] | None, out_dir: Path | None) -> dict:
-    """The access settings as a mapping to write: the fields that were given; key paths
-    relative to the output file's directory (absolute on standard output); '~' kept."""
-    dumped = access.model_dump(mode="json", exclude_none=True)
-    wanted = fields if fields is not None else set(access.model_fields_set)
-    data = {k: v for k, v in dumped.items() if k in wanted and not (k == "hosts" and not v)}
-
-    def place(value: str) -> str:
-        if value.startswith("~"):
-            return value
-        absolute = os.path.abspath(value)
-        return os.path.relpath(absolute, out_dir) if out_dir is not None else absolute
-
-    for section in [data, *(data.get("hosts") or {}).values()]:
-        for key in ("identity_file", "known_hosts"):
-            if isinstance(section.get(key), str):
-                section[key] = place(section[key])
-    if "hosts" in data:
-        data["hosts"] = {n: {k: v for k, v in o.items() if v is not None} for n, o in data["hosts"].items()}
-    for section in [data, *(data.get("hosts") or {}).values()]:
-        for key, value in section.items():
-            if isinstance(value, float) and value.is_integer():
-                section[key] = int(value)  # 5, as written, not 5.0
-    return data
-
-
-def new_document(found: Found, access: dict | None, source: str) -> CommentedMap:
-    d = found.data
-    doc = CommentedMap()
-    doc["version"] = 1
-    doc["site"] = d["site"]
-    master = CommentedMap()
-    for k, v in d["master"].items():
-        if k == "members":
-            master[k] = _hosts_seq(v)
-        elif k in ("package", "host"):
-            master[k] = _flow(v)
-        else:
-            master[k] = v
-    doc["master"] = master
-    doc["clients"] = _hosts_seq(d["clients"])
-    doc["keys"] = _flow(d["keys"])
-    if access:
-        doc["access"] = CommentedMap(access)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    doc.yaml_set_start_comment(
-        f"The site as `csync import --from {source}` found it on {stamp}.\n"
-        "keys.distribution and keys.prune cannot be seen on the hosts: copy and false (import never\n"
-        "turns on deleting keys) are assumed; change them to what the site should do.")
-    return doc
-
-
-def _merge_hosts(seq: Any, hosts: list[dict]) -> Any:
-    if not isinstance(seq, list):
-        return _hosts_seq(hosts)
-    wanted = {h["name"]: h for h in hosts}
-    for i in reversed(range(len(seq))):
-        item = seq[i]
-        name = item.get("name") if isinstance(item, dict) else None
-        if name not in wanted:
-            del seq[i]
-            continue
-        if item.get("address") != wanted[name]["address"]:
-            item["address"] = wanted[name]["address"]
-    present = {item.get("name") for item in seq}
-    for h in hosts:
-        if h["name"] not in present:
-            seq.append(_flow(h))
-    return seq
-
-
-def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
-    """Update an existing desired-state document in place (round-trip: comments, order and
-    the choices it holds are kept): the master and the hosts from the site; site, keys,
-    paths kept when present; access replaced only when --access was given."""
-    d = found.data
-    if not isinstance(doc, dict):
-        raise InvalidInput("the output file is not a YAML mapping; choose another -o FILE")
-    doc.setdefault("version", 1)
-    if "site" not in doc:
-        doc["site"] = d["site"]
-    old = doc.get("master")
-    new = d["master"]
-    if not isinstance(old, dict) or old.get("mode") != new["mode"]:
-        doc["master"] = new_document(found, None, "").get("master")
-    else:
-        for k, v in new.items():
-            if k == "members":
-                old[k] = _merge_hosts(old.get(k), v)
-            elif k in ("package", "host") and isinstance(old.get(k), dict):
-                target = old[k]
-                for pk, pv in v.items():
-                    if target.get(pk) != pv:
-                        target[pk] = pv
-                if k == "package" and "node" not in v and "node" in target:
-                    del target["node"]
-            elif k in ("package", "host"):
-                old[k] = _flow(v)
-            elif old.get(k) != v:
-                old[k] = v
-    doc["clients"] = _merge_hosts(doc.get("clients"), d["clients"])
-    if "keys" not in doc:
-        doc["keys"] = _flow(d["keys"])
-    if access is not None:
-        if isinstance(doc.get("access"), dict):
-            target = doc["access"]
-            for k in [k for k in target if k not in access]:
-                del target[k]
-            for k, v in access.items():
-                if target.get(k) != v:
-                    target[k] = v
-        else:
-            doc["access"] = CommentedMap(access)
-    return doc
-
-
-def read_existing(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    return read_existing_text(text, str(path))
-
-
-def read_existing_text(text: str, name: str = "the output file") -> Any:
-    """A YAML document loaded for a round trip (comments and order kept)."""
-    try:
-        return _yaml().load(text)
-    except Exception as e:  # ruamel's parser and scanner errors have no common public base
-        raise InvalidInput(f"{name}: not valid YAML, so it cannot be updated: {e}") from None
-
-
-def known_addresses(doc: Any) -> dict[str, str]:
-    """name -> address of the hosts an existing document declares ('@package', '@mount' too)."""
-    out: dict[str, str] = {}
-    if not isinstance(doc, dict):
-        return out
-    master = doc.get("master") if isinstance(doc.get("master"), dict) else {}
-    hosts = list(master.get("members") or []) + ([master["host"]] if isinstance(master.get("host"), dict) else [])
-    hosts += list(doc.get("clients") or [])
-    for h in hosts:
-        if isinstance(h, dict) and isinstance(h.get("name"), str) and is_ipv4(h.get("address")):
-            out[h["name"]] = h["address"]
-    pkg = master.get("package") if isinstance(master.get("package"), dict) else {}
-    if is_ipv4(pkg.get("address")):
-        out["@package"] = pkg["address"]
-    if isinstance(pkg.get("mount"), str):
-        out["@mount"] = pkg["mount"]
-    return out
-
-
-def dump(doc: Any) -> str:
-    buf = io.StringIO()
-    _yaml().dump(doc, buf)
-    return buf.getvalue()
-
-
-def check(text: str, where: Path) -> None:
-    """Validate the YAML about to be written, as `csync validate` would, from the directory
-    it goes to (so relative key paths resolve as they will)."""
-    from reconciler.desired.loader import load_desired_state
-
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".csync-import-", suffix=".yaml", dir=where)
-    except OSError as e:
-        raise InvalidInput(f"cannot write in {where}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        try:
-            load_desired_state([tmp])
-        except InvalidInput as e:
-            raise ImportFailed(f"the imported desired state does not validate (please report this):\n{e}") from None
-    finally:
-        os.unlink(tmp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from reconciler.desired.model import Access
 from reconciler.driver.discovery import parse_discovery
 from reconciler.importer import discover as importer
+from reconciler.importer import document
 
 DISCOVERY = """@hostname
 node2.lab.example
@@ -38,9 +39,9 @@ def test_the_discovery_output_is_parsed_by_section():
 def test_access_paths_are_written_relative_to_the_output_file(tmp_path):
     access = Access.model_validate({"identity_file": str(tmp_path / "keys" / "id"), "known_hosts": "~/.ssh/kh", "port": 2222,
                                     "connect_timeout": 5.0})
-    data = importer.access_data(access, None, tmp_path / "site")
+    data = document.access_data(access, None, tmp_path / "site")
     assert data == {"identity_file": "../keys/id", "known_hosts": "~/.ssh/kh", "port": 2222, "connect_timeout": 5}
-    assert importer.access_data(access, None, None)["identity_file"] == str(tmp_path / "keys" / "id")
+    assert document.access_data(access, None, None)["identity_file"] == str(tmp_path / "keys" / "id")
 
 
 EXISTING = """\
@@ -69,8 +70,8 @@ def test_merging_keeps_comments_order_and_choices_and_follows_the_site():
         "clients": [{"name": "web1", "address": "10.0.1.1"}, {"name": "db1", "address": "10.0.1.2"}],
         "keys": {"distribution": "copy", "cfrun": "none", "prune": False},
     }, [])
-    doc = importer.read_existing_text(EXISTING)
-    out = importer.dump(importer.merge_document(doc, found, None))
+    doc = document.read_existing_text(EXISTING)
+    out = document.dump(document.merge_document(doc, found, None))
     assert out == """\
 # our site
 version: 1
@@ -87,5 +88,5 @@ clients:
   - {name: db1, address: 10.0.1.2}
 keys: {distribution: regenerate, cfrun: all-members, prune: true}
 """
-    assert importer.known_addresses(importer.read_existing_text(EXISTING)) == {
+    assert document.known_addresses(document.read_existing_text(EXISTING)) == {
         "node1": "10.0.0.1", "old": "10.0.0.9", "web1": "10.0.1.99", "@package": "10.0.0.10", "@mount": "/csync"}
