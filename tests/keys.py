@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from reconciler.observe.facts import public_key_fingerprint
 
 
-@lru_cache(maxsize=None)
+@cache
 def keypair(label: str) -> tuple[str, str]:
     """(private PEM, public PEM) for a label; the same label gives the same key in a run."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)

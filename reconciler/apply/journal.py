@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def scrub(text: str) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Journal:
@@ -40,7 +40,7 @@ class Journal:
 
     def __init__(self, run_id: str, directory: Path = RUNS_DIR):
         self.run_id = run_id
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{stamp}-{run_id}.jsonl"
         self._lock = threading.Lock()

@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,10 +32,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-
-from reconciler.domain import dsau
-
-Role = Literal["member", "master", "client"]
 
 from reconciler.desired.rules import line_errors
 from reconciler.desired.values import (
@@ -49,6 +45,9 @@ from reconciler.desired.values import (
     UserName,
     exact_int,
 )
+from reconciler.domain import dsau
+
+Role = Literal["member", "master", "client"]
 
 # --- Models ---------------------------------------------------------------------------------
 
@@ -105,7 +104,7 @@ class StandaloneMaster(_Model):
     host: Host = Field(description="The master host.")
 
 
-Master = Annotated[Union[ServiceguardMaster, StandaloneMaster], Field(discriminator="mode")]
+Master = Annotated[ServiceguardMaster | StandaloneMaster, Field(discriminator="mode")]
 
 
 class KeyPolicy(_Model):

@@ -14,7 +14,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from reconciler.domain import dsau
@@ -180,7 +180,7 @@ def inventory_update(state: DesiredState, addresses: list[str]) -> RemoteCommand
 def iso_time(epoch: int | None) -> str:
     if epoch is None:
         return "an unknown time"
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

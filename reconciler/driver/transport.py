@@ -302,7 +302,7 @@ class Pool:
         for session in self.sessions.values():
             session.close()
 
-    def __enter__(self) -> "Pool":
+    def __enter__(self) -> Pool:
         return self
 
     def __exit__(self, *exc) -> None:

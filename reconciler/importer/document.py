@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def new_document(found: Found, access: dict | None, source: str) -> CommentedMap
     doc["keys"] = _flow(d["keys"])
     if access:
         doc["access"] = CommentedMap(access)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc.yaml_set_start_comment(
         f"The site as `csync import --from {source}` found it on {stamp}.\n"
         "keys.distribution and keys.prune cannot be seen on the hosts: copy and false (import never\n"

@@ -54,7 +54,7 @@ def _check(result: int, what: str) -> None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    enc = lambda s: s.encode() if s is not None else None
     _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {source or ''} on {target}")
 
 
@@ -128,7 +128,7 @@ def _child(spec: dict, report_fd: int) -> None:
         os.close(log)
         _setup(spec)
         os.execv(spec["argv"][0], spec["argv"])
-    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+    except BaseException as e:
         try:
             os.write(report_fd, f"{type(e).__name__}: {e}".encode()[:2000])
         except OSError:

@@ -47,7 +47,7 @@ from reconciler.lab import keys as keymod
 from reconciler.lab import scenarios, topology
 from reconciler.lab.emulators import labhost, sgcluster
 from reconciler.lab.keys import rsa_pair  # noqa: F401 - part of this module's API for tests
-from reconciler.lab.topology import (  # noqa: F401
+from reconciler.lab.topology import (
     CLUSTER,
     LAB_MOUNT,
     PACKAGE,
@@ -276,7 +276,7 @@ class Lab:
         lab_keys = self._make_keys(hosts)
         self.timings["keys"] = time.monotonic() - t
         excluded: set[int] = set()
-        for attempt in range(3):
+        for _attempt in range(3):
             port = self._choose_port([h.address for h in hosts], excluded)
             t = time.monotonic()
             self._write_static(hosts, scenario, port, lab_keys, release)
@@ -528,7 +528,7 @@ class Lab:
     def _make_keys(self, hosts: list[LabHost]) -> scenarios.LabKeys:
         clients = [h for h in hosts if h.role == topology.ROLE_CLIENT]
         pool = keymod.RsaPool().pairs(3 + len(clients))
-        pair = lambda p: (p.private_pem, p.public_pem)  # noqa: E731
+        pair = lambda p: (p.private_pem, p.public_pem)
         lab_keys = scenarios.LabKeys(
             master=pair(pool[0]), late=pair(pool[1]), stale=pair(pool[2]),
             clients={c.name: pair(pool[3 + i]) for i, c in enumerate(clients)},
@@ -545,7 +545,7 @@ class Lab:
 
     def _load_keys(self) -> scenarios.LabKeys:
         data = json.loads((self.dir / "keys.json").read_text())
-        pair = lambda p: (p[0].encode(), p[1].encode())  # noqa: E731
+        pair = lambda p: (p[0].encode(), p[1].encode())
         return scenarios.LabKeys(
             master=pair(data["master"]), late=pair(data["late"]), stale=pair(data["stale"]),
             clients={k: pair(v) for k, v in data["clients"].items()},

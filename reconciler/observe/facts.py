@@ -256,7 +256,7 @@ def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str,
             if shared is not None:
                 shared[ident] = key
         result[name] = key
-    for name, (modestr, mode, size) in sorted(listing.items()):
+    for name, (modestr, mode, _size) in sorted(listing.items()):
         if name not in result and not modestr.startswith(("-", "l")):
             result[name] = KeyFile(name=name, kind="other", mode=mode, problem="not a regular file")
     return dict(sorted(result.items()))

@@ -125,7 +125,7 @@ class Plan(Frozen):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, source: str = "plan file") -> "Plan":
+    def from_json(cls, text: str, source: str = "plan file") -> Plan:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -142,7 +142,7 @@ class Plan(Frozen):
         except Exception as e:  # pydantic.ValidationError: the message names the field
             raise InvalidInput(f"{source}: damaged plan: {str(e).splitlines()[0]} ({e.__class__.__name__})") from None
 
-    def select(self, targets: tuple[str, ...] = (), excludes: tuple[str, ...] = ()) -> "Plan":
+    def select(self, targets: tuple[str, ...] = (), excludes: tuple[str, ...] = ()) -> Plan:
         """The plan restricted to actions whose address matches a target (and what they
         depend on) and matches no exclude. A pattern matches an address equal to it or
         beginning with it followed by '.' or '[' (`client.web1` matches its keys)."""

@@ -60,7 +60,7 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
     site = _through_members(state, facts)
     phases.plan_keys(site)
     phases.plan_prune(site)
-    key = lambda f: (f.address, f.host or "", f.message)  # noqa: E731
+    key = lambda f: (f.address, f.host or "", f.message)
     after = site.predicted_trust()
     return Plan(
         site=state.site,

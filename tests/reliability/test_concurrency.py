@@ -80,7 +80,7 @@ def test_five_concurrent_applies_run_one_at_a_time_and_the_others_wait_or_name_t
         inside = [stamp(x) for x in records if x["type"] in ("run-start", "lock", "action-start", "action-end", "inventory", "converge")]
         spans.append((min(inside), max(inside), run_id))
     spans.sort()
-    for (s1, e1, a), (s2, e2, b) in zip(spans, spans[1:]):
+    for (_s1, e1, a), (s2, _e2, b) in zip(spans, spans[1:]):
         assert e1 < s2, f"runs {a} and {b} held the lock at the same time"
     worked = [r for r in held.values() if any(x["type"] == "action-end" for x in r)]
     assert len(worked) == 1 and all(x["outcome"] == "done" for x in worked[0] if x["type"] == "action-end")
