@@ -19,7 +19,7 @@ def inventory_node(state: DesiredState, facts: Mapping[str, HostFacts]) -> Host 
     """Where the inventory lives now: the standalone master, or the member that has the
     package filesystem mounted."""
     if not state.is_cluster:
-        return state.master.host  # type: ignore[union-attr]
+        return state.standalone_host
     node = package_server(state, facts)
     f = facts.get(node or "")
     return state.host(node) if node and f and f.package_fs and f.package_fs.mounted else None
@@ -28,7 +28,7 @@ def inventory_node(state: DesiredState, facts: Mapping[str, HostFacts]) -> Host 
 def declared_addresses(state: DesiredState) -> list[str]:
     addresses = [h.address for h in state.all_hosts]
     if state.is_cluster:
-        addresses.append(state.master.package.address)  # type: ignore[union-attr]
+        addresses.append(state.package.address)
     return sorted(set(addresses))
 
 
@@ -46,7 +46,7 @@ def update_inventory(state: DesiredState, pool: Pool, facts: Mapping[str, HostFa
     node = inventory_node(state, facts)
     if node is None:
         return Inventory(None, None, error="not updated: the package filesystem is not mounted on any reachable member")
-    where = f"{state.master.package.mount}/{dsau.PACKAGE_CSYNC_STATE}" if state.is_cluster else dsau.STANDALONE_CSYNC_STATE  # type: ignore[union-attr]
+    where = f"{state.package.mount}/{dsau.PACKAGE_CSYNC_STATE}" if state.is_cluster else dsau.STANDALONE_CSYNC_STATE
     path = f"{where}/{sitestate.INVENTORY_FILE}"
     try:
         result = pool.connect(node).run_script(sitestate.inventory_update(state, declared_addresses(state)), timeout=state.access.command_timeout)

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from reconciler import __version__
 from reconciler.desired.model import DesiredState, Host
@@ -42,6 +43,13 @@ LOCK_COMMAND_TIMEOUT = 90.0  # a lock script may wait up to a minute for the nod
 POLL_SECONDS = 2.0
 
 Runner = Callable[[commands.RemoteCommand], CommandResult]
+
+
+class StopSignal(Protocol):
+    """What `acquire` waits on: a threading.Event, or apply's StopFlag."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, seconds: float) -> bool: ...
 
 
 class Interrupted(CsyncError):
@@ -68,7 +76,7 @@ def ci_identity(environ: dict[str, str] | None = None) -> dict[str, str] | None:
     """Which CI job runs csync, if any (GitHub Actions, GitLab CI, or a generic CI=true)."""
     env = os.environ if environ is None else environ
     if env.get("GITHUB_ACTIONS") == "true" or env.get("GITHUB_RUN_ID"):
-        keys = ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT", "GITHUB_JOB", "GITHUB_WORKFLOW", "GITHUB_SHA",
+        keys: tuple[str, ...] = ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT", "GITHUB_JOB", "GITHUB_WORKFLOW", "GITHUB_SHA",
                 "GITHUB_REF", "GITHUB_EVENT_NAME", "GITHUB_ACTOR")
         ident = {"system": "github", **{k.lower().removeprefix("github_"): env[k] for k in keys if env.get(k)}}
         if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY") and env.get("GITHUB_RUN_ID"):
@@ -159,7 +167,7 @@ class SiteLock:
         return parse_reply(self.node.name, result, what)
 
     # --- acquire -------------------------------------------------------------------------
-    def acquire(self, timeout: float, *, stop: threading.Event | None = None, on_wait: Callable[[LockRecord], None] | None = None) -> None:
+    def acquire(self, timeout: float, *, stop: StopSignal | None = None, on_wait: Callable[[LockRecord], None] | None = None) -> None:
         """Take the lock, waiting up to ``timeout`` seconds for another apply to release it;
         raises LockHeld naming the holder. Expired leases are taken over."""
         deadline = time.monotonic() + timeout
@@ -276,11 +284,11 @@ def lock_node(state: DesiredState, member_facts) -> Host:
     the package (or would start it, as the planner chooses), else the preferred node, else
     the first declared member."""
     if not state.is_cluster:
-        return state.master.host  # type: ignore[union-attr]
+        return state.standalone_host
     node = decide_package(state, member_facts).node
     if node:
         return state.host(node)
-    preferred = state.master.package.node  # type: ignore[union-attr]
+    preferred = state.package.node
     if preferred and any(m.name == preferred for m in state.members):
         return state.host(preferred)
     return state.members[0]

@@ -90,7 +90,7 @@ def run_apply(
         member_facts = probe_site(state, pool, only=[m.name for m in state.members]).hosts
         node = lock_node(state, member_facts)
     else:
-        node = state.master.host  # type: ignore[union-attr]
+        node = state.standalone_host
     lock = SiteLock(state, node, session_runner(pool, node), lock_id=journal.run_id, lease=options.lease,
                     plan_digest=plan_digest(saved_plan) if saved_plan else None)
     try:

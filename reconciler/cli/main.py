@@ -78,9 +78,9 @@ def validate(paths: tuple[Path, ...]) -> int:
     state = load_state(paths)
     where = ", ".join(str(p) for p in paths) or f"{DEFAULT_DESIRED_STATE}/"
     if state.is_cluster:
-        master = f"cluster {state.master.cluster} ({len(state.members)} members, package {state.master.package.name})"
+        master = f"cluster {state.cluster_name} ({len(state.members)} members, package {state.package.name})"
     else:
-        master = f"standalone master {state.master.host.name}"
+        master = f"standalone master {state.standalone_host.name}"
     click.echo(f"{where}: valid: site {state.site}, {master}, {len(state.clients)} clients")
     return ExitCode.OK
 

@@ -209,7 +209,7 @@ class _Reader:
         anchors and duplicate keys."""
         if not self.plain(node, file, loc, _MAP_TAG):
             return []
-        out = []
+        out: list[tuple[str, Node, Node]] = []
         first: dict[str, Mark] = {}
         for key_node, value_node in node.value:
             key_mark = _mark(file, key_node)
@@ -240,6 +240,7 @@ class _Reader:
             return out
         if isinstance(node, SequenceNode):
             return self.items(node, file, loc, source, depth) if self.plain(node, file, loc, _SEQ_TAG) else None
+        assert isinstance(node, ScalarNode)
         return self._scalar(node, file, loc)
 
     def items(self, node: SequenceNode, file: str, loc: Loc, source: _Source, depth: int = 0, first_index: int = 0) -> list[Any]:

@@ -231,20 +231,40 @@ class DesiredState(_Model):
         try:
             state = handler(data)
         except ValidationError as error:
-            field_errors = [
+            field_errors: list[Any] = [
                 {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
                 for e in error.errors(include_url=False)
             ]
             raise ValidationError.from_exception_data(cls.__name__, field_errors + line_errors(data)) from None
         conflicts = line_errors(state)
         if conflicts:
-            raise ValidationError.from_exception_data(cls.__name__, conflicts)
+            raise ValidationError.from_exception_data(cls.__name__, conflicts)  # type: ignore[arg-type]  # line errors are InitErrorDetails dicts
         return state
 
     @property
     def is_cluster(self) -> bool:
         """Whether the master is a Serviceguard cluster (else a standalone host)."""
         return isinstance(self.master, ServiceguardMaster)
+
+    @property
+    def package(self) -> Package:
+        """The csync package of a Serviceguard master (a standalone master has none)."""
+        if not isinstance(self.master, ServiceguardMaster):
+            raise ValueError("a standalone master has no package")
+        return self.master.package
+
+    @property
+    def cluster_name(self) -> str:
+        if not isinstance(self.master, ServiceguardMaster):
+            raise ValueError("a standalone master has no cluster")
+        return self.master.cluster
+
+    @property
+    def standalone_host(self) -> Host:
+        """The host of a standalone master."""
+        if not isinstance(self.master, StandaloneMaster):
+            raise ValueError("a Serviceguard master has no single host")
+        return self.master.host
 
     @property
     def members(self) -> list[Host]:

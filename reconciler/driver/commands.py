@@ -39,7 +39,7 @@ class RemoteCommand:
 def package_mounted(state: DesiredState) -> str:
     """A shell test that is true where the package filesystem is mounted: its DSAU master
     directory exists under the mount point (never true on the bare mount point)."""
-    return f"[ -d {shlex.quote(state.master.package.mount + '/' + dsau.PACKAGE_MASTER_DIR)} ]"  # type: ignore[union-attr]
+    return f"[ -d {shlex.quote(state.package.mount + '/' + dsau.PACKAGE_MASTER_DIR)} ]"
 
 
 def quote_argv(argv: list[str] | tuple[str, ...]) -> str:
@@ -58,7 +58,7 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
     return probe_script(
         role,
         cfengine_dir=state.paths.cfengine_dir,
-        mount=state.master.package.mount if cluster else "",
+        mount=state.package.mount if cluster else "",
         master_inputs=dsau.PACKAGE_MASTER_INPUTS if cluster else state.paths.standalone_master_inputs,
         state_dir=dsau.PACKAGE_CSYNC_STATE if cluster else dsau.STANDALONE_CSYNC_STATE,
     )

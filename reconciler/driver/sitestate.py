@@ -37,7 +37,7 @@ def _lock_prelude(state: DesiredState, local: str) -> str:
     when not mounted), NOW (host epoch seconds) and a held mutex; prints "NOW <epoch>"."""
     check(re.compile(r"^/[A-Za-z0-9_./-]+$"), local, "state directory")
     if state.is_cluster:
-        pkg_dir = f"{state.master.package.mount}/{dsau.PACKAGE_CSYNC_STATE}"
+        pkg_dir = f"{state.package.mount}/{dsau.PACKAGE_CSYNC_STATE}"
         mounted = package_mounted(state)
     else:
         pkg_dir, mounted = "", "false"
@@ -158,7 +158,7 @@ def inventory_update(state: DesiredState, addresses: list[str]) -> RemoteCommand
     filesystem is mounted, never on the bare mount point."""
     addrs = [check(IPV4, a, "address") for a in addresses]
     if state.is_cluster:
-        d = f"{state.master.package.mount}/{dsau.PACKAGE_CSYNC_STATE}"
+        d = f"{state.package.mount}/{dsau.PACKAGE_CSYNC_STATE}"
         guard = f"{package_mounted(state)} || {{ echo 'the package filesystem is not mounted on this node' >&2; exit 3; }}\n"
     else:
         d, guard = dsau.STANDALONE_CSYNC_STATE, ""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
@@ -309,20 +310,23 @@ class Pool:
         self.close()
 
 
+T = TypeVar("T")
+
+
 def fan_out(
     hosts: Iterable[Host],
-    work: Callable[[Host], object],
+    work: Callable[[Host], T],
     *,
     parallelism: int,
-    on_done: Callable[[Host, object], None] | None = None,
-) -> dict[str, object]:
+    on_done: Callable[[Host, T], None] | None = None,
+) -> dict[str, T]:
     """Run ``work(host)`` for every host on a bounded thread pool; results by host name.
 
     ``work`` must not raise for expected failures (it returns them as values); anything it
     raises is a bug and propagates.
     """
     hosts = list(hosts)
-    results: dict[str, object] = {}
+    results: dict[str, T] = {}
     if not hosts:
         return results
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(hosts))), thread_name_prefix="csync-ssh") as ex:

@@ -22,7 +22,7 @@ hosts are updated by name, new ones appended, vanished ones removed.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ def resolve(entry: str) -> str:
         infos = socket.getaddrinfo(entry, None, socket.AF_INET, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
         raise ImportFailed(f"--from {entry}: cannot resolve the name ({e}); give the host's IPv4 address") from None
-    address = infos[0][4][0]
+    address = str(infos[0][4][0])
     if not is_ipv4(address):
         raise ImportFailed(f"--from {entry}: resolves to {address}, which csync cannot use; give the host's IPv4 address")
     return address
@@ -112,7 +112,7 @@ class Importer:
         if self.on_note:
             self.on_note(text)
 
-    def _state(self, master: dict, clients: list[Host] = ()) -> DesiredState:
+    def _state(self, master: dict, clients: Sequence[Host] = ()) -> DesiredState:
         """A provisional desired state, to probe with (overrides of undeclared names dropped)."""
         names = {h.name for h in clients}
         if master["mode"] == "serviceguard":
@@ -120,7 +120,7 @@ class Importer:
         else:
             names.add(master["host"].name)
         access = self.access.model_copy(update={"hosts": {n: o for n, o in self.access.hosts.items() if n in names}})
-        return DesiredState(version=1, site="import", master=master, clients=list(clients), access=access, paths=self.paths)
+        return DesiredState.model_validate({"version": 1, "site": "import", "master": master, "clients": list(clients), "access": access, "paths": self.paths})
 
     def run(self) -> Found:
         address = resolve(self.entry)
@@ -280,7 +280,7 @@ class Importer:
         probe_state = state.model_copy(update={"clients": provisional})
         facts = probe_site(probe_state, pool, only=[h.name for h in provisional]).hosts
         by_address_known = {a: n for n, a in self.known.items() if not n.startswith("@")}
-        by_address_hosts = {}
+        by_address_hosts: dict[str, str] = {}
         for n, a in found.etc_hosts.items():
             if is_host_name(n):
                 by_address_hosts.setdefault(a, n)

@@ -173,13 +173,13 @@ def known_addresses(doc: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     if not isinstance(doc, dict):
         return out
-    master = doc.get("master") if isinstance(doc.get("master"), dict) else {}
+    master: dict = doc["master"] if isinstance(doc.get("master"), dict) else {}
     hosts = list(master.get("members") or []) + ([master["host"]] if isinstance(master.get("host"), dict) else [])
     hosts += list(doc.get("clients") or [])
     for h in hosts:
         if isinstance(h, dict) and isinstance(h.get("name"), str) and is_ipv4(h.get("address")):
             out[h["name"]] = h["address"]
-    pkg = master.get("package") if isinstance(master.get("package"), dict) else {}
+    pkg: dict = master["package"] if isinstance(master.get("package"), dict) else {}
     if is_ipv4(pkg.get("address")):
         out["@package"] = pkg["address"]
     if isinstance(pkg.get("mount"), str):

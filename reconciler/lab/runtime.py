@@ -91,7 +91,7 @@ class Hosts(Sequence[LabHost]):
         self._list = list(hosts)
         self._by_name = {h.name: h for h in hosts}
 
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key):
         if isinstance(key, str):
             try:
                 return self._by_name[key]

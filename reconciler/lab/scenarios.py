@@ -178,8 +178,8 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
         f.put("/root/.ssh/authorized_keys", trusted_ssh, 0o600)
         f.put("/root/.ssh/known_hosts", known_hosts, 0o644)
         f.put("/root/.ssh/config", ssh_client_config(h.address, port), 0o600)
-        for c in CFENGINE_COMMANDS:
-            f.links[f"/usr/local/sbin/{c}"] = f"{BIN}/cfengine.py"
+        for command in CFENGINE_COMMANDS:
+            f.links[f"/usr/local/sbin/{command}"] = f"{BIN}/cfengine.py"
         if h is late:
             f.put(f"{pp}/{dsau.OWN_PRIVATE_KEY}", keys.late[0], 0o600)
             f.put(f"{pp}/{dsau.OWN_PUBLIC_KEY}", keys.late[1])
@@ -188,8 +188,8 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
                 f.put(f"{cf}/{dsau.INPUTS_SUBDIR}/{name}", text)
             f.put(CFSERVD_MARKER, "started at boot\n")
         if h.role == topology.ROLE_MEMBER:
-            for c in SERVICEGUARD_COMMANDS:
-                f.links[f"/usr/local/sbin/{c}"] = f"{BIN}/serviceguard.py"
+            for command in SERVICEGUARD_COMMANDS:
+                f.links[f"/usr/local/sbin/{command}"] = f"{BIN}/serviceguard.py"
             f.links[dsau.DISPATCHER] = f"{BIN}/dsau_tools.py"
             f.links[dsau.WIZARD] = f"{BIN}/dsau_tools.py"
             f.links[dsau.CSSHSETUP] = f"{BIN}/dsau_tools.py"

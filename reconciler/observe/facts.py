@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -60,6 +61,7 @@ class KeyStoreReader:
     """What a host's key store says about its own key and its peers' (``self.keys``)."""
 
     __slots__ = ()
+    keys: Mapping[str, KeyFile]
 
     @property
     def own_key(self) -> KeyFile | None:
@@ -202,7 +204,7 @@ def _first(lines: list[str]) -> str | None:
 
 
 def _kind(value: object) -> PathKind:
-    return value if value in ("dir", "file", "symlink", "other", "missing") else "other"  # type: ignore[return-value]
+    return value if value in ("dir", "file", "symlink", "other", "missing") else "other"
 
 
 def mode_from_ls(text: str) -> int | None:

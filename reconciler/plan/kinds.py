@@ -174,7 +174,7 @@ def _every_host(state: DesiredState, a: Action, p: Any) -> set[str]:
 
 def _dispatch_now(state: DesiredState, a: Action, p: DispatchParams, facts: Facts) -> dict:
     here = facts[a.host]
-    view = _package_view(here, state.master.package.name)  # type: ignore[union-attr]
+    view = _package_view(here, state.package.name)
     runs_here = view is not None and view.running and view.owner == a.host
     pkgfs = here.package_fs
     key = pkgfs.cluster_key if runs_here and pkgfs and pkgfs.mounted else None

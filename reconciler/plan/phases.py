@@ -17,7 +17,7 @@ from reconciler.plan.site import HostView, PredictedSite
 
 
 def plan_package(site: PredictedSite) -> None:
-    pkg = site.state.master.package
+    pkg = site.state.package
     address = f"package.{pkg.name}"
     d = decide_package(site.state, {name: v.facts for name, v in site.views.items()})
     for note in d.notes:
@@ -39,7 +39,7 @@ def plan_package(site: PredictedSite) -> None:
 
 def determine_cluster_key(site: PredictedSite) -> None:
     if not site.state.is_cluster:
-        master = site.state.master.host
+        master = site.state.standalone_host
         view = site.views.get(master.name)
         if view is None:
             return
@@ -59,7 +59,7 @@ def determine_cluster_key(site: PredictedSite) -> None:
             site.cluster_key_source = f"the package filesystem on {site.package_node}"
         site.master_inputs = pkgfs.inputs_digest
         if site.cluster_key is None:
-            site.blocked.append(Finding(address=f"package.{site.state.master.package.name}", host=site.package_node, message=f"the package filesystem on {site.package_node} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
+            site.blocked.append(Finding(address=f"package.{site.state.package.name}", host=site.package_node, message=f"the package filesystem on {site.package_node} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
         return
     # Package down: the members that were configured hold the cluster key as their own.
     fp, holders = infer_cluster_key(site.state, {m.name: v.own for m in site.state.members if (v := site.views.get(m.name))})
@@ -126,8 +126,8 @@ def computedesired_cache_keys(site: PredictedSite) -> dict[str, dict[str, tuple[
     s = site.state
     ck = site.cluster_key.fingerprint if site.cluster_key else None
     master_addresses = [h.address for h in s.master_hosts]
-    own_name = "the cluster key" if s.is_cluster else f"the key of master {s.master.host.name}"
-    server = s.master.package.address if s.is_cluster else s.master.host.address
+    own_name = "the cluster key" if s.is_cluster else f"the key of master {s.standalone_host.name}"
+    server = s.package.address if s.is_cluster else s.standalone_host.address
     want: dict[str, dict[str, tuple[str | None, str]]] = {}
     client_files = {}
     for c in s.clients:
@@ -246,7 +246,7 @@ def plan_regenerate(site: PredictedSite) -> None:
     if not drift:
         return
     unreachable = [c.name for c in s.clients if c.name not in site.views]
-    runner = site.state.host(site.package_node) if s.is_cluster and site.package_node else (s.master.host if not s.is_cluster else None)
+    runner = site.state.host(site.package_node) if s.is_cluster and site.package_node else (s.standalone_host if not s.is_cluster else None)
     address = "site.keys"
     if unreachable:
         site.blocked.append(Finding(address=address, message=f"key regeneration needs every client reachable; unreachable: {', '.join(unreachable)}"))
@@ -308,6 +308,6 @@ def inventory(site: PredictedSite) -> set[str]:
         v = site.views.get(site.package_node or "")
         pkgfs = v.facts.package_fs if v else None
         return set(pkgfs.inventory or ()) if pkgfs else set()
-    v = site.views.get(site.state.master.host.name)
+    v = site.views.get(site.state.standalone_host.name)
     mf = v.facts.master_files if v else None
     return set(mf.inventory or ()) if mf else set()

@@ -192,7 +192,7 @@ def run_live_checks(
         lambda h: _run(pool, state, h, "cfagent", cfagent, [report.server_address]),
         parallelism=state.access.parallelism,
         on_done=on_done,
-    )  # type: ignore[assignment]
+    )
     if client_addresses:
         cfrun = commands.cfrun_check(client_addresses)
         members = [m for m in state.master_hosts if m.name not in report.unreachable]
@@ -201,7 +201,7 @@ def run_live_checks(
             lambda h: _run(pool, state, h, "cfrun", cfrun, client_addresses),
             parallelism=min(state.access.parallelism, CFRUN_MEMBERS_AT_ONCE),
             on_done=on_done,
-        ))  # type: ignore[arg-type]
+        ))
     errors: list[str] = []
     for name, run in runs.items():
         if run.error:
@@ -209,8 +209,8 @@ def run_live_checks(
         errors.extend(f"{name}: {p}" for p in run.problems)
     cfrun_results: dict[str, dict[str, LiveResult | None]] = {}
     for m in state.master_hosts:
-        run = runs.get(m.name)
-        cfrun_results[m.name] = {name_of[a]: (run.results.get(a) if run else None) for a in client_addresses}
+        member_run = runs.get(m.name)
+        cfrun_results[m.name] = {name_of[a]: (member_run.results.get(a) if member_run else None) for a in client_addresses}
     cfagent_results = {
         c.name: (runs[c.name].results.get(report.server_address) if c.name in runs else None) for c in state.clients
     }

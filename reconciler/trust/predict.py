@@ -172,10 +172,10 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
     """Predict every cfrun (member -> client), every cfagent (client -> master) and each
     member's readiness to take over the package."""
     masters = state.master_hosts
-    server_address = state.master.package.address if state.is_cluster else state.master.host.address
+    server_address = state.package.address if state.is_cluster else state.standalone_host.address
     if state.is_cluster and package_node is None:
         package_node = package_server(state, facts)
-    server = package_node if state.is_cluster else state.master.host.name
+    server = package_node if state.is_cluster else state.standalone_host.name
     cluster_key = _own(facts.get(server)) if server else None
     if state.is_cluster:
         owner = facts.get(server or "")
@@ -277,7 +277,7 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         takeover=tuple(takeover),
         reasons=tuple(reasons),
         cluster_key=cluster_key if state.is_cluster else None,
-        package=state.master.package.name if state.is_cluster else None,
+        package=state.package.name if state.is_cluster else None,
         server=server,
         addresses={h.name: h.address for h in state.all_hosts},
         unreachable=unreachable,
