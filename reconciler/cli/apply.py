@@ -1,4 +1,4 @@
-"""`csync apply` and `csync unlock` (registered on the main group by reconciler/cli.py).
+"""`csync apply` and `csync unlock` (registered on the main group by reconciler/cli/main.py).
 
 The views live here: rich progress on a terminal, one plain line per action otherwise
 (CI logs). The work is reconciler.apply.run's; this module prints and picks exit codes.
@@ -16,24 +16,16 @@ import click
 from reconciler.cli.main import (
     DEFAULT_DESIRED_STATE,
     EXIT_CODES_HELP,
-    _color,
     accept_new_option,
     desired_state_option,
     load_state,
     target_options,
 )
 from reconciler.errors import ExitCode
+from reconciler.views.plan import render_text
+from reconciler.views.style import finding_line, styler, use_color
 
 _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow"), "stale": ("STALE", "magenta")}
-
-
-def _render_plan(plan, color: bool) -> str:
-    try:
-        from reconciler.views.plan import render_text
-    except ImportError:  # pragma: no cover - render.py is the lead's; a bare listing until it lands
-        lines = [plan.summary()] + [f"  {a.address} on {a.host}: {a.command}  ({a.reason})" for a in plan.actions]
-        return "\n".join(lines) + "\n"
-    return render_text(plan, color=color)
 
 
 class TextView:
@@ -41,10 +33,8 @@ class TextView:
 
     def __init__(self, color: bool, lock_timeout: float):
         self.color = color
+        self.style = styler(color)
         self.lock_timeout = lock_timeout
-
-    def style(self, text: str, **kw) -> str:
-        return click.style(text, **kw) if self.color else text
 
     def echo(self, text: str = "") -> None:
         click.echo(text)
@@ -59,7 +49,7 @@ class TextView:
         self.echo(f"Locked site {lock.state.site}: {lock.node.name}:{', '.join(lock.paths)} (lock {lock.id}, lease {lock.lease} s, renewed while running)")
 
     def planned(self, plan, facts_seconds) -> None:
-        self.echo(_render_plan(plan, self.color).rstrip("\n"))
+        self.echo(render_text(plan, color=self.color).rstrip("\n"))
         self.echo()
 
     def wave_started(self, number, total, actions) -> None:
@@ -174,7 +164,7 @@ def summary_lines(report, style) -> list[str]:
             out += [f"  {mark} {r.action.address} [{r.action.kind}] on {r.action.host}: {r.detail}" for r in items]
     if report.plan.blocked or report.plan.unknown:
         out.append(style("Blocked or unknown in the plan (not attempted):", fg="red", bold=True))
-        out += [f"  ! {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in (*report.plan.blocked, *report.plan.unknown)]
+        out += [f"  ! {finding_line(f)}" for f in (*report.plan.blocked, *report.plan.unknown)]
     final = report.final_plan
     if final is not None:
         if final.clean:
@@ -182,8 +172,8 @@ def summary_lines(report, style) -> list[str]:
         else:
             out.append(style("Not converged:", fg="red", bold=True) + " a new plan from fresh facts still has:")
             out += [f"  + {a.address} [{a.kind}] on {a.host}: {a.reason}" for a in final.actions]
-            out += [f"  ! blocked {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in final.blocked]
-            out += [f"  ? unknown {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in final.unknown]
+            out += [f"  ! blocked {finding_line(f)}" for f in final.blocked]
+            out += [f"  ? unknown {finding_line(f)}" for f in final.unknown]
     return out
 
 
@@ -227,7 +217,7 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
     if parallelism:
         state = state.model_copy(update={"access": state.access.model_copy(update={"parallelism": parallelism})})
     saved = Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)) if planfile else None
-    color = _color()
+    color = use_color()
     view = RichView(color, lock_timeout) if sys.stdout.isatty() else TextView(color, lock_timeout)
 
     def confirm(plan) -> bool:

@@ -6,7 +6,6 @@ that `csync validate` and `csync --help` start fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.group import ErrorMappingGroup
 from reconciler.errors import ExitCode
+from reconciler.views.style import use_color
 
 DEFAULT_DESIRED_STATE = "desired-state"
 
@@ -94,11 +94,6 @@ def schema() -> int:
     return ExitCode.OK
 
 
-def _color(stream=None) -> bool:
-    stream = stream or sys.stdout
-    return stream.isatty() and not os.environ.get("NO_COLOR")
-
-
 class Progress:
     """"probed 12/200" on a terminal's stderr; silent otherwise."""
 
@@ -158,7 +153,7 @@ def emit_plan(plan, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(render.render_markdown(plan), nl=False)
     else:
-        click.echo(render.render_text(plan, color=_color()), nl=False)
+        click.echo(render.render_text(plan, color=use_color()), nl=False)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -225,7 +220,7 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     if fmt == "json":
         click.echo(render.facts_json(site.hosts.values()), nl=False)
     else:
-        click.echo(render.render_facts_text(site.hosts.values(), color=_color()), nl=False)
+        click.echo(render.render_facts_text(site.hosts.values(), color=use_color()), nl=False)
         click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
     return ExitCode.ERROR if site.unreachable else ExitCode.OK
 

@@ -14,13 +14,13 @@ import click
 
 from reconciler.cli.main import (
     Progress,
-    _color,
     accept_new_option,
     desired_state_option,
     load_state,
     open_pool,
 )
 from reconciler.errors import CsyncError, ExitCode
+from reconciler.views.style import use_color
 
 NOT_READY = 2
 
@@ -68,7 +68,7 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     elif fmt == "html":
         text = render_trust.render_html(view)
     else:
-        text = render_trust.render_text(view, color=out is None and _color())
+        text = render_trust.render_text(view, color=out is None and use_color())
     if out is not None:
         try:
             out.write_text(text, encoding="utf-8")

@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import click
-
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
+from reconciler.views.style import Styler, finding_line, styler
 
 
 def _symbol(a: Action) -> tuple[str, str]:
@@ -21,10 +20,7 @@ def _symbol(a: Action) -> tuple[str, str]:
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
     """Terraform-like text: actions grouped by wave, each with host, command and why."""
-
-    def style(text: str, **kw) -> str:
-        return click.style(text, **kw) if color else text
-
+    style = styler(color)
     out: list[str] = []
     if plan.cluster_key:
         out.append(f"Cluster key: {plan.cluster_key} (from {plan.cluster_key_source})")
@@ -55,12 +51,12 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def _findings(title: str, items: Iterable[Finding], style, colour: str) -> list[str]:
+def _findings(title: str, items: Iterable[Finding], style: Styler, colour: str) -> list[str]:
     items = list(items)
     if not items:
         return []
     lines = [style(f"{title}:", fg=colour, bold=True)]
-    lines += [f"  ! {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in items]
+    lines += [f"  ! {finding_line(f)}" for f in items]
     return lines + [""]
 
 
@@ -126,12 +122,13 @@ def render_facts_text(facts: Iterable[HostFacts], *, color: bool = False) -> str
         peers = sum(1 for n in f.keys if n.startswith("root-"))
         rows.append((f.name, f.address, f.role, "ok" if f.cfengine_dir == "dir" else f"cfengine dir {f.cfengine_dir}", str(peers), own, "; ".join(detail)))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    style = styler(color)
     lines = []
     for i, r in enumerate(rows):
         line = "  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6]
-        if color and i == 0:
-            line = click.style(line, bold=True)
-        elif color and r[3] == "UNREACHABLE":
-            line = click.style(line, fg="red")
+        if i == 0:
+            line = style(line, bold=True)
+        elif r[3] == "UNREACHABLE":
+            line = style(line, fg="red")
         lines.append(line.rstrip())
     return "\n".join(lines) + "\n"
