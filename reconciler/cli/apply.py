@@ -1,7 +1,8 @@
 """`csync apply` and `csync unlock` (registered on the main group by reconciler/cli/main.py).
 
-The views live here: rich progress on a terminal, one plain line per action otherwise
-(CI logs). The work is reconciler.apply.run's; this module prints and picks exit codes.
+The views live here: a line per action, and on a terminal (not CI) a rich progress bar per
+wave (reconciler.views.progress) under them. The work is reconciler.apply.run's; this
+module prints and picks exit codes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from reconciler.cli.main import (
 )
 from reconciler.errors import ExitCode
 from reconciler.views.plan import render_text
-from reconciler.views.style import finding_line, styler, use_color
+from reconciler.views.style import finding_line, interactive, styler, use_color
 
 _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow"), "stale": ("STALE", "magenta")}
 
@@ -94,50 +95,35 @@ class TextView:
 
 
 class RichView(TextView):
-    """On a terminal: a progress bar per wave, and a line per action as it completes."""
+    """On a terminal: a progress bar per wave, and a line per action above it as it completes."""
 
     def __init__(self, color: bool, lock_timeout: float):
         super().__init__(color, lock_timeout)
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = Console(highlight=False, no_color=not color)
-        self._progress_cls = lambda: Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self.console, transient=True,
-        )
         self.progress = None
         self.task = None
 
     def echo(self, text: str = "") -> None:
         if self.progress is not None:
-            from rich.text import Text
-
-            self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
+            self.progress.print(text)
         else:
             click.echo(text)
 
     def wave_started(self, number, total, actions) -> None:
+        from reconciler.views.progress import ProgressView
+
         super().wave_started(number, total, actions)
-        self.progress = self._progress_cls()
-        self.progress.start()
-        self.task = self.progress.add_task(f"wave {number}/{total}", total=len(actions))
+        self.progress = ProgressView(stream=sys.stdout, color=self.color).start()
+        self.task = self.progress.task(f"wave {number}/{total}", len(actions))
 
     def action_finished(self, result) -> None:
         super().action_finished(result)
-        if self.progress is not None:
-            self.progress.advance(self.task)
+        if self.task is not None:
+            self.task()
 
     def wave_finished(self, number, results) -> None:
         if self.progress is not None:
             self.progress.stop()
-            self.progress = None
+            self.progress = self.task = None
 
 
 def summary_lines(report, style) -> list[str]:
@@ -210,15 +196,15 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
     from reconciler.pipeline import git_commit_of
     from reconciler.plan.artefact import Plan
 
-    interactive = sys.stdin.isatty()
-    if planfile is None and not auto_approve and not interactive:
+    can_confirm = sys.stdin.isatty()
+    if planfile is None and not auto_approve and not can_confirm:
         raise click.UsageError("no terminal to confirm on: pass --auto-approve, or save a plan (csync plan --out FILE) and apply FILE")
     state = load_state(paths)
     if parallelism:
         state = state.model_copy(update={"access": state.access.model_copy(update={"parallelism": parallelism})})
     saved = Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)) if planfile else None
     color = use_color()
-    view = RichView(color, lock_timeout) if sys.stdout.isatty() else TextView(color, lock_timeout)
+    view = RichView(color, lock_timeout) if interactive(sys.stdout) else TextView(color, lock_timeout)
 
     def confirm(plan) -> bool:
         if auto_approve or planfile is not None:

@@ -1,4 +1,5 @@
-"""What every view shares: colour, and the one-line spelling of a plan's finding.
+"""What every view shares: whether a stream is a terminal to draw on, colour, and the
+one-line spelling of a plan's finding.
 
 Light on purpose (click and the standard library only): `csync validate` and `--help`
 import the command line, which imports this.
@@ -20,6 +21,13 @@ def use_color(stream: TextIO | None = None) -> bool:
     """Colour when ``stream`` (default: standard output) is a terminal and NO_COLOR is not set."""
     stream = stream or sys.stdout
     return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def interactive(stream: TextIO | None = None) -> bool:
+    """Draw on ``stream`` (progress bars, rich tables) only when it is a terminal and the
+    ``CI`` environment variable is not set: a CI log, a pipe or a file gets plain lines."""
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("CI")
 
 
 def _plain(text: str, **_kw) -> str:
