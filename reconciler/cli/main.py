@@ -6,6 +6,7 @@ that `csync validate` and `csync --help` start fast.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -190,6 +191,7 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     from reconciler.observe.probe import probe_site
     from reconciler.views import plan as render
     from reconciler.views.progress import ProgressView
+    from reconciler.views.style import interactive
 
     state = load_state(paths)
     declared = {h.name for h in state.all_hosts}
@@ -200,9 +202,13 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
         site = probe_site(state, pool, only=hosts or None, on_done=progress.task("probed", len(hosts) or len(state.all_hosts)))
     if fmt == "json":
         click.echo(render.facts_json(site.hosts.values()), nl=False)
+        return ExitCode.ERROR if site.unreachable else ExitCode.OK
+    if interactive(sys.stdout):  # a rich table; plain columns for a pipe, a file or CI
+        text = render.render_facts_table(site.hosts.values(), width=shutil.get_terminal_size().columns, color=use_color())
     else:
-        click.echo(render.render_facts_text(site.hosts.values(), color=use_color()), nl=False)
-        click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
+        text = render.render_facts_text(site.hosts.values(), color=use_color())
+    click.echo(text, nl=False)
+    click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
     return ExitCode.ERROR if site.unreachable else ExitCode.OK
 
 

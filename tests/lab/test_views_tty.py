@@ -1,5 +1,6 @@
 """The command line on a terminal (a pseudo-terminal) against the lab: rich draws the probe's
-progress (on standard error); with CI set, or without a terminal, plain lines only."""
+progress (on standard error) and the facts table; with CI set, or without a terminal, plain
+lines only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import termios
 
+import click
 import pytest
 
 pytestmark = pytest.mark.lab
@@ -72,3 +74,18 @@ def test_plan_in_ci_on_a_terminal_writes_one_plain_progress_line(reseed):
 def test_plan_as_json_on_a_terminal_shows_no_progress(lab):
     code, terminal, stdout = run(["plan", "-f", str(lab.desired_state_path), "--format", "json"], ci=False, stdout_tty=False)
     assert code == 0 and stdout.startswith("{") and terminal == ""
+
+
+def test_facts_on_a_terminal_is_a_rich_table_and_plain_in_ci(lab):
+    lab.node_down("client2")
+    code, terminal, _ = run(["facts", "-f", str(lab.desired_state_path)], ci=False)
+    assert code == 1
+    assert "─" * 20 in terminal and "UNREACHABLE" in terminal and BAR in terminal  # header rule; the probe's bar
+    assert f"{len(lab.hosts)} hosts probed in" in terminal and "1 unreachable" in terminal
+    code, terminal, _ = run(["facts", "-f", str(lab.desired_state_path)], ci=True)
+    assert code == 1
+    assert "─" not in terminal and BAR not in terminal  # colours yes (a terminal), drawings no
+    lines = click.unstyle(terminal).replace("\r\n", "\n").splitlines()
+    assert lines[0].startswith(f"probed {len(lab.hosts)}/{len(lab.hosts)} in ")
+    assert lines[1].split()[:3] == ["HOST", "ADDRESS", "ROLE"] and lines[1].startswith("HOST     ADDRESS")
+    assert f"{len(lab.hosts)} hosts probed in" in lines[-1]

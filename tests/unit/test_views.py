@@ -1,5 +1,6 @@
 """The shared views: the progress view (nothing but plain lines, or nothing, unless on a
-terminal outside CI), one style helper, one spelling of a finding."""
+terminal outside CI), the facts table's plain layout and its rich form, one style helper,
+one spelling of a finding."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import click
 import pytest
 
 import reconciler
+from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Finding
+from reconciler.views import plan as views_plan
 from reconciler.views.progress import ProgressView, progress_mode
 from reconciler.views.style import finding_line, interactive, styler, use_color
+from tests.unit.sitefacts import converged, site
 
 ANSI = re.compile(r"\x1b\[")
 BAR = "━"
@@ -106,6 +110,73 @@ def test_interactive_and_colour_follow_the_stream_and_the_environment(monkeypatc
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("NO_COLOR", "1")
     assert not interactive(Terminal()) and not use_color(Terminal())
+
+
+# --- the facts table ----------------------------------------------------------------------------
+
+
+def sample_facts() -> list[HostFacts]:
+    facts = converged(site(2, 2))
+    facts["client1"] = facts["client1"].model_copy(update={"hostname": "web1.example", "ppkeys_dir": "symlink"})
+    facts["client2"] = HostFacts(name="client2", address="10.1.0.22", role="client", reachable=False, reason="connection refused")
+    return list(facts.values())
+
+
+def fingerprints_hidden(text: str) -> str:
+    return re.sub(r"SHA256:[^…]{12}…", "SHA256:xxxxxxxxxxxx…", text)
+
+
+PLAIN_FACTS = """\
+HOST     ADDRESS    ROLE    STATE        KEYS  OWN KEY               DETAIL
+node1    10.1.0.1   member  ok           5     SHA256:xxxxxxxxxxxx…  cluster c1 up; csync up on node1; package filesystem mounted
+node2    10.1.0.2   member  ok           5     SHA256:xxxxxxxxxxxx…  cluster c1 up; csync up on node1
+client1  10.1.0.21  client  ok           3     SHA256:xxxxxxxxxxxx…  hostname web1.example; ppkeys is a symbolic link (not read)
+client2  10.1.0.22  client  UNREACHABLE  -     -                     connection refused
+"""
+
+
+def test_the_plain_facts_layout_is_stable():
+    assert fingerprints_hidden(views_plan.render_facts_text(sample_facts())) == PLAIN_FACTS
+
+
+def test_the_plain_facts_layout_in_colour_only_adds_styles():
+    text = views_plan.render_facts_text(sample_facts(), color=True)
+    assert fingerprints_hidden(click.unstyle(text)) == PLAIN_FACTS
+    assert text.startswith("\x1b[1mHOST")  # bold header
+    assert "\x1b[31mclient2" in text  # an unreachable host in red
+
+
+@pytest.mark.parametrize("width", [160, 120, 80, 60])
+def test_the_rich_facts_table_fits_the_terminal_and_keeps_every_detail(width):
+    text = views_plan.render_facts_table(sample_facts(), width=width, color=False)
+    lines = text.splitlines()
+    assert all(len(line.rstrip()) <= width for line in lines)
+    assert set(lines[1].strip()) == {"─"}  # a rule under the header
+    words = text.split()
+    for detail in ("cluster c1 up; csync up on node1; package filesystem mounted", "connection refused",
+                   "hostname web1.example; ppkeys is a symbolic link (not read)"):
+        assert all(w in words for w in detail.split()), detail  # wrapped, never cut
+    header = lines[0].split()
+    if width >= 120:  # a DETAIL column
+        assert header == ["HOST", "ADDRESS", "ROLE", "STATE", "KEYS", "OWN", "KEY", "DETAIL"]
+        assert lines[-1].split() == ["client2", "10.1.0.22", "client", "UNREACHABLE", "-", "-", "connection", "refused"]
+    else:  # too narrow for one: each detail on the lines under its host
+        assert "DETAIL" not in header
+        assert lines[-2].startswith("clie") and lines[-1].rstrip() == "    connection refused"
+    if width >= 80:
+        assert header == ["HOST", "ADDRESS", "ROLE", "STATE", "KEYS", "OWN", "KEY"] + ["DETAIL"] * (width >= 120)
+        assert "client2   10.1.0.22   client   UNREACHABLE" in text
+
+
+def test_the_rich_facts_table_keeps_short_details_in_a_column():
+    facts = [HostFacts(name="client9", address="10.1.0.29", role="client", reachable=False, reason="refused")]
+    assert views_plan.render_facts_table(facts, width=80, color=False).splitlines()[0].split()[-1] == "DETAIL"
+
+
+def test_the_rich_facts_table_reads_no_markup_from_a_host():
+    f = HostFacts(name="client9", address="10.1.0.29", role="client", reachable=False, reason="[bold red]boom[/] \x1b[2J\nx")
+    text = views_plan.render_facts_table([f], width=120, color=True)
+    assert "[bold red]boom[/] \\x1b[2J\\nx" in text and "\x1b[2J" not in text
 
 
 # --- style and findings ---------------------------------------------------------------------------
