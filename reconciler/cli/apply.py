@@ -11,6 +11,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +26,9 @@ from reconciler.cli.main import (
 from reconciler.errors import ExitCode
 from reconciler.views.plan import render_text
 from reconciler.views.style import finding_line, interactive, styler, use_color
+
+if TYPE_CHECKING:
+    from reconciler.views.progress import ProgressView, Task
 
 _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow"), "stale": ("STALE", "magenta")}
 
@@ -99,8 +103,8 @@ class RichView(TextView):
 
     def __init__(self, color: bool, lock_timeout: float):
         super().__init__(color, lock_timeout)
-        self.progress = None
-        self.task = None
+        self.progress: ProgressView | None = None
+        self.task: Task | None = None
 
     def echo(self, text: str = "") -> None:
         if self.progress is not None:

@@ -101,7 +101,7 @@ FACTS_COLUMNS = ("HOST", "ADDRESS", "ROLE", "STATE", "KEYS", "OWN KEY", "DETAIL"
 
 def facts_rows(facts: Iterable[HostFacts]) -> list[tuple[str, ...]]:
     """One row per host with what csync saw, in the order of ``FACTS_COLUMNS``."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for f in facts:
         if not f.reachable:
             rows.append((f.name, f.address, f.role, "UNREACHABLE", "-", "-", f.reason or ""))
@@ -188,9 +188,13 @@ def render_facts_table(facts: Iterable[HostFacts], *, width: int = 100, color: b
         return out.getvalue()
     lines = console.render_lines(table, pad=False)
     head = len(lines) - len(rows)  # the header and its rule: one line per host follows
-    parts: list = [Text.assemble(*((seg.text, seg.style) for seg in line)) for line in lines[:head]]
+
+    def text(line) -> Text:
+        return Text.assemble(*((seg.text, seg.style or "") for seg in line))
+
+    parts: list[Text | Padding] = [text(line) for line in lines[:head]]
     for r, line in zip(rows, lines[head:]):
-        parts.append(Text.assemble(*((seg.text, seg.style) for seg in line)))
+        parts.append(text(line))
         if r[6]:
             parts.append(Padding(Text(r[6], style="red" if r[3] == "UNREACHABLE" else ""), (0, 0, 0, 4)))
     console.print(Group(*parts))

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Literal, Self, TextIO
+from typing import TYPE_CHECKING, Literal, Self, TextIO
 
 import click
 
 from reconciler.views.style import interactive
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 Mode = Literal["rich", "lines", "off"]
 
@@ -36,34 +39,25 @@ def progress_mode(stream: TextIO, enabled: bool = True) -> Mode:
 
 class Task:
     """One counter of the view; calling it (with any arguments, so it fits every
-    ``on_done`` callback) counts one more item done."""
+    ``on_done`` callback) counts one more item done. ``total`` None: a count without an end."""
 
-    def __init__(self, view: ProgressView, label: str, total: int | None):
-        self.view, self.label, self._total, self.done = view, label, total, 0
+    def __init__(self, rich: Progress | None, label: str, total: int | None):
+        self.label, self.total, self.done = label, total, 0
         self.started = time.monotonic()
         self.seconds: float | None = None
-        self._id = view._rich.add_task(label, total=total) if view._rich is not None else None
-
-    @property
-    def total(self) -> int | None:
-        return self._total
-
-    @total.setter
-    def total(self, value: int | None) -> None:
-        self._total = value
-        if self._id is not None:
-            self.view._rich.update(self._id, total=value)
+        self._rich = rich
+        self._id = rich.add_task(label, total=total) if rich is not None else None
 
     def __call__(self, *_ignored) -> None:
         self.done += 1
-        if self._id is not None:
-            self.view._rich.advance(self._id)
-        if self._total is not None and self.done >= self._total and self.seconds is None:
+        if self._rich is not None and self._id is not None:
+            self._rich.advance(self._id)
+        if self.total is not None and self.done >= self.total and self.seconds is None:
             self.seconds = time.monotonic() - self.started
 
     def line(self) -> str:
         seconds = self.seconds if self.seconds is not None else time.monotonic() - self.started
-        of = f"/{self._total}" if self._total is not None else ""
+        of = f"/{self.total}" if self.total is not None else ""
         return f"{self.label} {self.done}{of} in {seconds:.1f}s"
 
 
@@ -78,7 +72,7 @@ class ProgressView:
         self.stream = stream if stream is not None else sys.stderr
         self.mode: Mode = progress_mode(self.stream, enabled)
         self.tasks: list[Task] = []
-        self._rich = None
+        self._rich: Progress | None = None
         self._running = False
         if self.mode == "rich":
             from rich.console import Console
@@ -100,7 +94,7 @@ class ProgressView:
             )
 
     def task(self, label: str, total: int | None = None) -> Task:
-        t = Task(self, label, total)
+        t = Task(self._rich, label, total)
         self.tasks.append(t)
         return t
 
