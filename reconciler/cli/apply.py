@@ -1,7 +1,8 @@
-"""`csync apply` and `csync unlock` (registered on the main group by reconciler/cli.py).
+"""`csync apply` and `csync unlock` (registered on the main group by reconciler/cli/main.py).
 
-The views live here: rich progress on a terminal, one plain line per action otherwise
-(CI logs). The work is reconciler.apply.run's; this module prints and picks exit codes.
+The views live here: a line per action, and on a terminal (not CI) a rich progress bar per
+wave (reconciler.views.progress) under them. The work is reconciler.apply.run's; this
+module prints and picks exit codes.
 """
 
 from __future__ import annotations
@@ -10,30 +11,26 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.cli.main import (
     DEFAULT_DESIRED_STATE,
     EXIT_CODES_HELP,
-    _color,
     accept_new_option,
     desired_state_option,
     load_state,
     target_options,
 )
 from reconciler.errors import ExitCode
+from reconciler.views.plan import render_text
+from reconciler.views.style import finding_line, interactive, styler, use_color
+
+if TYPE_CHECKING:
+    from reconciler.views.progress import ProgressView, Task
 
 _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow"), "stale": ("STALE", "magenta")}
-
-
-def _render_plan(plan, color: bool) -> str:
-    try:
-        from reconciler.views.plan import render_text
-    except ImportError:  # pragma: no cover - render.py is the lead's; a bare listing until it lands
-        lines = [plan.summary()] + [f"  {a.address} on {a.host}: {a.command}  ({a.reason})" for a in plan.actions]
-        return "\n".join(lines) + "\n"
-    return render_text(plan, color=color)
 
 
 class TextView:
@@ -41,10 +38,8 @@ class TextView:
 
     def __init__(self, color: bool, lock_timeout: float):
         self.color = color
+        self.style = styler(color)
         self.lock_timeout = lock_timeout
-
-    def style(self, text: str, **kw) -> str:
-        return click.style(text, **kw) if self.color else text
 
     def echo(self, text: str = "") -> None:
         click.echo(text)
@@ -59,7 +54,7 @@ class TextView:
         self.echo(f"Locked site {lock.state.site}: {lock.node.name}:{', '.join(lock.paths)} (lock {lock.id}, lease {lock.lease} s, renewed while running)")
 
     def planned(self, plan, facts_seconds) -> None:
-        self.echo(_render_plan(plan, self.color).rstrip("\n"))
+        self.echo(render_text(plan, color=self.color).rstrip("\n"))
         self.echo()
 
     def wave_started(self, number, total, actions) -> None:
@@ -104,50 +99,35 @@ class TextView:
 
 
 class RichView(TextView):
-    """On a terminal: a progress bar per wave, and a line per action as it completes."""
+    """On a terminal: a progress bar per wave, and a line per action above it as it completes."""
 
     def __init__(self, color: bool, lock_timeout: float):
         super().__init__(color, lock_timeout)
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = Console(highlight=False, no_color=not color)
-        self._progress_cls = lambda: Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=self.console, transient=True,
-        )
-        self.progress = None
-        self.task = None
+        self.progress: ProgressView | None = None
+        self.task: Task | None = None
 
     def echo(self, text: str = "") -> None:
         if self.progress is not None:
-            from rich.text import Text
-
-            self.progress.console.print(Text.from_ansi(text), soft_wrap=True)
+            self.progress.print(text)
         else:
             click.echo(text)
 
     def wave_started(self, number, total, actions) -> None:
+        from reconciler.views.progress import ProgressView
+
         super().wave_started(number, total, actions)
-        self.progress = self._progress_cls()
-        self.progress.start()
-        self.task = self.progress.add_task(f"wave {number}/{total}", total=len(actions))
+        self.progress = ProgressView(stream=sys.stdout, color=self.color).start()
+        self.task = self.progress.task(f"wave {number}/{total}", len(actions))
 
     def action_finished(self, result) -> None:
         super().action_finished(result)
-        if self.progress is not None:
-            self.progress.advance(self.task)
+        if self.task is not None:
+            self.task()
 
     def wave_finished(self, number, results) -> None:
         if self.progress is not None:
             self.progress.stop()
-            self.progress = None
+            self.progress = self.task = None
 
 
 def summary_lines(report, style) -> list[str]:
@@ -174,7 +154,7 @@ def summary_lines(report, style) -> list[str]:
             out += [f"  {mark} {r.action.address} [{r.action.kind}] on {r.action.host}: {r.detail}" for r in items]
     if report.plan.blocked or report.plan.unknown:
         out.append(style("Blocked or unknown in the plan (not attempted):", fg="red", bold=True))
-        out += [f"  ! {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in (*report.plan.blocked, *report.plan.unknown)]
+        out += [f"  ! {finding_line(f)}" for f in (*report.plan.blocked, *report.plan.unknown)]
     final = report.final_plan
     if final is not None:
         if final.clean:
@@ -182,8 +162,8 @@ def summary_lines(report, style) -> list[str]:
         else:
             out.append(style("Not converged:", fg="red", bold=True) + " a new plan from fresh facts still has:")
             out += [f"  + {a.address} [{a.kind}] on {a.host}: {a.reason}" for a in final.actions]
-            out += [f"  ! blocked {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in final.blocked]
-            out += [f"  ? unknown {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in final.unknown]
+            out += [f"  ! blocked {finding_line(f)}" for f in final.blocked]
+            out += [f"  ? unknown {finding_line(f)}" for f in final.unknown]
     return out
 
 
@@ -221,15 +201,15 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
     from reconciler.pipeline import git_commit_of
     from reconciler.plan.artefact import Plan
 
-    interactive = sys.stdin.isatty()
-    if planfile is None and not auto_approve and not interactive:
+    can_confirm = sys.stdin.isatty()
+    if planfile is None and not auto_approve and not can_confirm:
         raise click.UsageError("no terminal to confirm on: pass --auto-approve, or save a plan (csync plan --out FILE) and apply FILE")
     state = load_state(paths)
     if parallelism:
         state = state.model_copy(update={"access": state.access.model_copy(update={"parallelism": parallelism})})
     saved = Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)) if planfile else None
-    color = _color()
-    view = RichView(color, lock_timeout) if sys.stdout.isatty() else TextView(color, lock_timeout)
+    color = use_color()
+    view = RichView(color, lock_timeout) if interactive(sys.stdout) else TextView(color, lock_timeout)
 
     def confirm(plan) -> bool:
         if auto_approve or planfile is not None:

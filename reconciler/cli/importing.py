@@ -56,7 +56,7 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     if isinstance(existing, dict) and isinstance(existing.get("paths"), dict):
         try:
             paths = Paths.model_validate(dict(existing["paths"]))
-        except Exception:
+        except ValueError:  # pydantic's ValidationError
             raise InvalidInput(f"{output}: its paths: section is invalid; run csync validate -f {output}") from None
 
     def note(text: str) -> None:

@@ -6,7 +6,7 @@ that `csync validate` and `csync --help` start fast.
 
 from __future__ import annotations
 
-import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import click
 from reconciler import __version__
 from reconciler.cli.group import ErrorMappingGroup
 from reconciler.errors import ExitCode
+from reconciler.views.style import use_color
 
 DEFAULT_DESIRED_STATE = "desired-state"
 
@@ -94,29 +95,6 @@ def schema() -> int:
     return ExitCode.OK
 
 
-def _color(stream=None) -> bool:
-    stream = stream or sys.stdout
-    return stream.isatty() and not os.environ.get("NO_COLOR")
-
-
-class Progress:
-    """"probed 12/200" on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.total, self.label, self.enabled, self.done = total, label, enabled and sys.stderr.isatty(), 0
-
-    def __call__(self, _item=None) -> None:
-        self.done += 1
-        if self.enabled:
-            sys.stderr.write(f"\r{self.label} {self.done}/{self.total}")
-            sys.stderr.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * (len(self.label) + 20) + "\r")
-            sys.stderr.flush()
-
-
 def accept_new_option(func):
     return click.option(
         "--accept-new-host-keys",
@@ -140,13 +118,13 @@ def open_pool(state, accept_new: bool):
 def plan_site(state, paths, *, accept_new: bool, quiet: bool):
     """Probe the site and plan; returns (plan, facts)."""
     from reconciler.pipeline import git_commit_of, refresh_and_plan
+    from reconciler.views.progress import ProgressView
 
-    progress = Progress(len(state.all_hosts), "probed", enabled=not quiet)
-    with open_pool(state, accept_new) as pool:
+    with open_pool(state, accept_new) as pool, ProgressView(enabled=not quiet, color=use_color(sys.stderr)) as progress:
         plan, facts = refresh_and_plan(
-            state, pool, git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]), on_probed=progress
+            state, pool, git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]),
+            on_probed=progress.task("probed", len(state.all_hosts)),
         )
-    progress.finish()
     return plan, facts
 
 
@@ -158,7 +136,7 @@ def emit_plan(plan, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(render.render_markdown(plan), nl=False)
     else:
-        click.echo(render.render_text(plan, color=_color()), nl=False)
+        click.echo(render.render_text(plan, color=use_color()), nl=False)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -212,21 +190,25 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     from reconciler.errors import InvalidInput
     from reconciler.observe.probe import probe_site
     from reconciler.views import plan as render
+    from reconciler.views.progress import ProgressView
+    from reconciler.views.style import interactive
 
     state = load_state(paths)
     declared = {h.name for h in state.all_hosts}
     unknown = [h for h in hosts if h not in declared]
     if unknown:
         raise InvalidInput(f"--host {', '.join(unknown)}: not declared in the desired state (declared: {', '.join(sorted(declared))})")
-    progress = Progress(len(hosts) or len(state.all_hosts), "probed", enabled=fmt == "text")
-    with open_pool(state, accept_new_host_keys) as pool:
-        site = probe_site(state, pool, only=hosts or None, on_done=progress)
-    progress.finish()
+    with open_pool(state, accept_new_host_keys) as pool, ProgressView(enabled=fmt == "text", color=use_color(sys.stderr)) as progress:
+        site = probe_site(state, pool, only=hosts or None, on_done=progress.task("probed", len(hosts) or len(state.all_hosts)))
     if fmt == "json":
         click.echo(render.facts_json(site.hosts.values()), nl=False)
+        return ExitCode.ERROR if site.unreachable else ExitCode.OK
+    if interactive(sys.stdout):  # a rich table; plain columns for a pipe, a file or CI
+        text = render.render_facts_table(site.hosts.values(), width=shutil.get_terminal_size().columns, color=use_color())
     else:
-        click.echo(render.render_facts_text(site.hosts.values(), color=_color()), nl=False)
-        click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
+        text = render.render_facts_text(site.hosts.values(), color=use_color())
+    click.echo(text, nl=False)
+    click.echo(f"{len(site.hosts)} hosts probed in {site.seconds:.2f}s, {len(site.unreachable)} unreachable")
     return ExitCode.ERROR if site.unreachable else ExitCode.OK
 
 

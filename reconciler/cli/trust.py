@@ -8,19 +8,19 @@ Nothing here changes a host.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from reconciler.cli.main import (
-    Progress,
-    _color,
     accept_new_option,
     desired_state_option,
     load_state,
     open_pool,
 )
 from reconciler.errors import CsyncError, ExitCode
+from reconciler.views.style import use_color
 
 NOT_READY = 2
 
@@ -54,21 +54,19 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     """
     from reconciler.trust.live import assess
     from reconciler.views import trust as render_trust
+    from reconciler.views.progress import ProgressView
 
     state = load_state(paths)
-    interactive = fmt == "text" and out is None
-    probed = Progress(len(state.all_hosts), "probed", enabled=interactive)
-    checked = Progress(len(state.all_hosts), "live checks", enabled=interactive)
-    with open_pool(state, accept_new_host_keys) as pool:
-        view = assess(state, pool, live=live, on_probed=probed, on_checked=lambda _h, _r: checked())
-    probed.finish()
-    checked.finish()
+    with open_pool(state, accept_new_host_keys) as pool, \
+            ProgressView(enabled=fmt == "text" and out is None, color=use_color(sys.stderr)) as progress:
+        on_probed, on_checked = progress_tasks(progress, state, live)
+        view = assess(state, pool, live=live, on_probed=on_probed, on_checked=on_checked)
     if fmt == "json":
         text = render_trust.render_json(view)
     elif fmt == "html":
         text = render_trust.render_html(view)
     else:
-        text = render_trust.render_text(view, color=out is None and _color())
+        text = render_trust.render_text(view, color=out is None and use_color())
     if out is not None:
         try:
             out.write_text(text, encoding="utf-8")
@@ -79,6 +77,33 @@ def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
     else:
         click.echo(text, nl=False)
     return exit_code(view)
+
+
+def progress_tasks(progress, state, live: bool):
+    """``(on_probed, on_checked)`` for trust.live.assess: the probe's counter and, with
+    ``live``, the live checks' counter, added once the probe is done. The live checks run on
+    every client that answered, then on every master host that answered if there are
+    clients (trust.live.run_live_checks), so that is their total."""
+    probed = progress.task("probed", len(state.all_hosts))
+    if not live:
+        return probed, None
+    clients = {c.name for c in state.clients}
+    answered = {"clients": 0, "masters": 0}
+    checked = None
+
+    def on_probed(facts) -> None:
+        nonlocal checked
+        probed()
+        if facts.reachable:
+            answered["clients" if facts.name in clients else "masters"] += 1
+        if probed.done == probed.total:
+            checked = progress.task("live checks", answered["clients"] + (answered["masters"] if clients else 0))
+
+    def on_checked(_host, _result) -> None:
+        if checked is not None:
+            checked()
+
+    return on_probed, on_checked
 
 
 def exit_code(view) -> int:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import click
-
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
+from reconciler.views.style import Styler, finding_line, styler
 
 
 def _symbol(a: Action) -> tuple[str, str]:
@@ -21,10 +20,7 @@ def _symbol(a: Action) -> tuple[str, str]:
 
 def render_text(plan: Plan, *, color: bool = False) -> str:
     """Terraform-like text: actions grouped by wave, each with host, command and why."""
-
-    def style(text: str, **kw) -> str:
-        return click.style(text, **kw) if color else text
-
+    style = styler(color)
     out: list[str] = []
     if plan.cluster_key:
         out.append(f"Cluster key: {plan.cluster_key} (from {plan.cluster_key_source})")
@@ -55,12 +51,12 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def _findings(title: str, items: Iterable[Finding], style, colour: str) -> list[str]:
+def _findings(title: str, items: Iterable[Finding], style: Styler, colour: str) -> list[str]:
     items = list(items)
     if not items:
         return []
     lines = [style(f"{title}:", fg=colour, bold=True)]
-    lines += [f"  ! {f.address}{f' (on {f.host})' if f.host else ''}: {f.message}" for f in items]
+    lines += [f"  ! {finding_line(f)}" for f in items]
     return lines + [""]
 
 
@@ -100,9 +96,12 @@ def facts_json(facts: Iterable[HostFacts]) -> str:
     return json.dumps({"hosts": hosts}, indent=2, sort_keys=True) + "\n"
 
 
-def render_facts_text(facts: Iterable[HostFacts], *, color: bool = False) -> str:
-    """A table: one row per host with what csync saw."""
-    rows = [("HOST", "ADDRESS", "ROLE", "STATE", "KEYS", "OWN KEY", "DETAIL")]
+FACTS_COLUMNS = ("HOST", "ADDRESS", "ROLE", "STATE", "KEYS", "OWN KEY", "DETAIL")
+
+
+def facts_rows(facts: Iterable[HostFacts]) -> list[tuple[str, ...]]:
+    """One row per host with what csync saw, in the order of ``FACTS_COLUMNS``."""
+    rows: list[tuple[str, ...]] = []
     for f in facts:
         if not f.reachable:
             rows.append((f.name, f.address, f.role, "UNREACHABLE", "-", "-", f.reason or ""))
@@ -125,13 +124,78 @@ def render_facts_text(facts: Iterable[HostFacts], *, color: bool = False) -> str
         own = f.own_key.fingerprint[:19] + "…" if f.own_key and f.own_key.fingerprint else "none"
         peers = sum(1 for n in f.keys if n.startswith("root-"))
         rows.append((f.name, f.address, f.role, "ok" if f.cfengine_dir == "dir" else f"cfengine dir {f.cfengine_dir}", str(peers), own, "; ".join(detail)))
+    return rows
+
+
+def render_facts_text(facts: Iterable[HostFacts], *, color: bool = False) -> str:
+    """The facts as plain columns (a pipe, a file, a CI log): a stable layout scripts and
+    tests may read; DETAIL is last and never padded."""
+    style = styler(color)
+    rows = [FACTS_COLUMNS, *facts_rows(facts)]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = []
     for i, r in enumerate(rows):
         line = "  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6]
-        if color and i == 0:
-            line = click.style(line, bold=True)
-        elif color and r[3] == "UNREACHABLE":
-            line = click.style(line, fg="red")
+        if i == 0:
+            line = style(line, bold=True)
+        elif r[3] == "UNREACHABLE":
+            line = style(line, fg="red")
         lines.append(line.rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a host's terminal escapes, newlines) shown as \\x.. escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+DETAIL_MIN_WIDTH = 30  # narrower than this, DETAIL goes on lines of its own under its host
+
+
+def render_facts_table(facts: Iterable[HostFacts], *, width: int = 100, color: bool = True) -> str:
+    """The facts drawn with rich for a terminal ``width`` columns wide: a table with a rule
+    under its header whose DETAIL column wraps; on a terminal too narrow for that, each
+    host's detail is wrapped on the lines under its row. Cells are rich Text, control
+    characters escaped: nothing a host reports is read as markup or reaches the terminal raw."""
+    from io import StringIO
+
+    from rich import box
+    from rich.console import Console, Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [tuple(_printable(c) for c in r) for r in facts_rows(facts)]
+    six = [max(len(r[i]) for r in [FACTS_COLUMNS, *rows]) for i in range(6)]
+    detail = min(DETAIL_MIN_WIDTH, max(len(r[6]) for r in [FACTS_COLUMNS, *rows]))
+    wide = sum(six) + 3 * 6 + detail <= width  # 3: the gap between two columns
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for name in FACTS_COLUMNS[:6]:
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    if wide:
+        table.add_column(FACTS_COLUMNS[6], overflow="fold", min_width=detail)
+
+    def state(r) -> Text:
+        return Text(r[3], style="green" if r[3] == "ok" else "bold" if r[3] == "UNREACHABLE" else "yellow")
+
+    for r in rows:
+        cells = [Text(r[0], style="bold"), Text(r[1]), Text(r[2]), state(r), Text(r[4]), Text(r[5])]
+        table.add_row(*cells, *([Text(r[6])] if wide else []), style="red" if r[3] == "UNREACHABLE" else None)
+    out = StringIO()
+    console = Console(file=out, width=width, force_terminal=color, no_color=not color, highlight=False)
+    if wide:
+        console.print(table)
+        return out.getvalue()
+    lines = console.render_lines(table, pad=False)
+    head = len(lines) - len(rows)  # the header and its rule: one line per host follows
+
+    def text(line) -> Text:
+        return Text.assemble(*((seg.text, seg.style or "") for seg in line))
+
+    parts: list[Text | Padding] = [text(line) for line in lines[:head]]
+    for r, line in zip(rows, lines[head:]):
+        parts.append(text(line))
+        if r[6]:
+            parts.append(Padding(Text(r[6], style="red" if r[3] == "UNREACHABLE" else ""), (0, 0, 0, 4)))
+    console.print(Group(*parts))
+    return out.getvalue()

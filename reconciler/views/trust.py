@@ -14,11 +14,10 @@ import html
 import json
 from dataclasses import dataclass
 
-import click
-
 from reconciler.domain import dsau
 from reconciler.trust.live import SUFFIX, LiveResult, TrustView
 from reconciler.trust.predict import Cause, Check
+from reconciler.views.style import styler
 
 FORMAT_VERSION = 1
 CLIENT = "<client>"
@@ -107,8 +106,7 @@ _COLOURS = {"ok": "green", "FAIL": "red", "?": "yellow"}
 
 
 def render_text(view: TrustView, *, color: bool = False) -> str:
-    def style(text: str, **kw) -> str:
-        return click.style(text, **kw) if color else text
+    style = styler(color)
 
     def cell(symbol: str, w: int) -> str:
         padded = symbol.ljust(w)
