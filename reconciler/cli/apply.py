@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from reconciler.apply.events import Events
 from reconciler.cli.main import (
     DEFAULT_DESIRED_STATE,
     EXIT_CODES_HELP,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 _MARK = {"done": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow"), "stale": ("STALE", "magenta")}
 
 
-class TextView:
+class TextView(Events):
     """Line-per-event output; coloured when writing to a terminal."""
 
     def __init__(self, color: bool, lock_timeout: float):

@@ -272,7 +272,8 @@ def render_html(view: TrustView) -> str:
     """A self-contained page (inline CSS, no scripts, no network resources)."""
     r = view.report
     e = html.escape
-    with_live = view.live is not None
+    live = view.live
+    with_live = live is not None
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -310,10 +311,10 @@ def render_html(view: TrustView) -> str:
     parts.append(f'<table><tr><th class="client">client</th>{header}<th>cfagent</th></tr>')
     for c in r.clients:
         cells = "".join(
-            _td(r.cfrun[m][c], view.disagrees(m, c), view.live.cfrun.get(m, {}).get(c) if with_live else None, with_live)
+            _td(r.cfrun[m][c], view.disagrees(m, c), live.cfrun.get(m, {}).get(c) if live is not None else None, with_live)
             for m in r.members
         )
-        cells += _td(r.cfagent[c], view.disagrees(None, c), view.live.cfagent.get(c) if with_live else None, with_live)
+        cells += _td(r.cfagent[c], view.disagrees(None, c), live.cfagent.get(c) if live is not None else None, with_live)
         parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
     parts.append("</table>")
 
@@ -325,7 +326,7 @@ def render_html(view: TrustView) -> str:
             for column, problems in g.problems:
                 parts.append(f"<li><b>{e(column)}</b>: {e('; '.join(problems))}</li>")
             parts.append("</ul>")
-    if with_live:
+    if live is not None:
         parts.append("<h2>Live checks</h2>")
         if view.disagreements:
             parts.append(f"<p>{len(view.disagreements)} disagreement(s) with the prediction ({e(SUFFIX)}):</p><ul class=\"causes\">")
@@ -333,7 +334,7 @@ def render_html(view: TrustView) -> str:
             parts.append("</ul>")
         else:
             parts.append("<p>Every live check agrees with the prediction.</p>")
-        if view.live.errors:
-            parts.append("<ul class=\"causes\">" + "".join(f"<li>{e(x)}</li>" for x in view.live.errors) + "</ul>")
+        if live.errors:
+            parts.append("<ul class=\"causes\">" + "".join(f"<li>{e(x)}</li>" for x in live.errors) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
