@@ -2,7 +2,7 @@
 their message and exit code, never a traceback; usage errors exit 64.
 
 click exits 2 on usage errors, which would read as "changes" to a CI job running
-`plan --detailed-exitcode`; csync keeps 2 for that alone. Kept apart from reconciler/cli.py
+`plan --detailed-exitcode`; csync keeps 2 for that alone. Kept apart from reconciler/cli/main.py
 so `csync lab` can run on its own without importing the whole command line.
 """
 

@@ -1,4 +1,4 @@
-"""`csync import`: write the desired state of a live site (see reconciler/importer.py)."""
+"""`csync import`: write the desired state of a live site (see reconciler/importer/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`csync trust` (registered on the main group by reconciler/cli.py): the members x clients
+"""`csync trust` (registered on the main group by reconciler/cli/main.py): the members x clients
 trust matrix and the failover verdict, from the facts and optionally from live checks.
 
 The work is reconciler.trust.predict's (prediction) and reconciler.trust.live's (live checks); the

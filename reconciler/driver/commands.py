@@ -66,7 +66,7 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
 
 def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str,
                  serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
-    """reconciler/probe.sh with its parameters; for members, ``master_inputs`` and
+    """reconciler/driver/probe.sh with its parameters; for members, ``master_inputs`` and
     ``state_dir`` are relative to ``mount``."""
     params = {
         "CF": cfengine_dir,

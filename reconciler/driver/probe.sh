@@ -1,5 +1,5 @@
 # csync probe, format 1. POSIX sh + awk only (HP-UX has no Python).
-# reconciler/commands.py prepends the quoted parameters:
+# reconciler/driver/commands.py prepends the quoted parameters:
 #   CF       cfengine work dir            ROLE     member | master | client
 #   MOUNT    package mount point (members; empty otherwise)
 #   MKEYS    cluster key dir relative to MOUNT       MINPUTS  master inputs dir

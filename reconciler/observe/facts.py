@@ -216,7 +216,7 @@ def mode_from_ls(text: str) -> int | None:
 
 
 def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str, KeyFile]:
-    """Key files from the probe's `keys` section (see reconciler/probe.sh).
+    """Key files from the probe's `keys` section (see reconciler/driver/probe.sh).
 
     ``shared``, a dict kept across the hosts of one run, makes equal key files one object:
     most of a site's key files are copies (every member holds every client's key, every

@@ -1,7 +1,7 @@
 """Probe: every host's facts in one round trip, in parallel.
 
 One connection per host (bounded by `access.parallelism`), one command per host: the probe
-script of reconciler/probe.sh for the host's role. Hosts that cannot be probed come back
+script of reconciler/driver/probe.sh for the host's role. Hosts that cannot be probed come back
 as facts with `reachable=False` and the reason.
 """
 

@@ -16,7 +16,7 @@ an older release rejects them as unknown options (exit 2), as an older Servicegu
 Installed as links in each cluster member's /usr/local/sbin (clients have none). The rules
 live in sgcluster.py; this file parses command lines and prints. Output formats are those of
 docs/LAB.md; the names of the line format's package attributes are [ours] and must match
-reconciler/serviceguard.py:
+reconciler/domain/serviceguard.py:
 
     package:P|state=running  package:P|owner=NODE  package:P|autorun=enabled
     package:P|node:N|switching=enabled  package:P|node:N|order=1
