@@ -2,8 +2,9 @@
 # reconciler/driver/commands.py prepends the quoted parameters:
 #   CF       cfengine work dir            ROLE     member | master | client
 #   MOUNT    package mount point (members; empty otherwise)
-#   MKEYS    cluster key dir relative to MOUNT       MINPUTS  master inputs dir
-#   STATE    csync state dir on the master (inventory)  SGPATH  Serviceguard bin dirs
+#   MDIR     master dir relative to MOUNT (present: mounted)  MKEYS  cluster key dir relative to MOUNT
+#   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
+#   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
@@ -47,12 +48,12 @@ keys() {
   echo "%%P L "
   ls -lnq "$1" 2>/dev/null
   echo "%%P"
-  for f in "$1"/localhost.pub "$1"/root-*.pub; do
+  for f in "$1/$OWNKEY" "$1/$PEERPFX"*"$PEERSFX"; do
     b=${f##*/}
     case $b in
-      localhost.pub) ;;
-      root-*.pub)
-        ip=${b#root-}; ip=${ip%.pub}
+      "$OWNKEY") ;;
+      "$PEERPFX"*"$PEERSFX")
+        ip=${b#"$PEERPFX"}; ip=${ip%"$PEERSFX"}
         case $ip in ''|*[!0-9.]*) continue ;; esac ;;
       *) continue ;;
     esac
@@ -98,7 +99,7 @@ optfile() {
     fi
     case $rc in *[!0-9]*|'') rc=1 ;; esac
     echo "%%J ],\"rc\":$rc}"
-    kind "$MOUNT/dsau/cfengine_master"
+    kind "$MOUNT/$MDIR"
     if [ "$k" = dir ]; then mounted=true; else mounted=false; fi
     kind "$MOUNT"; echo "%%J ,\"pkgfs\":{\"mount\":\"$k\",\"mounted\":$mounted"
     if [ $mounted = true ]; then
