@@ -58,7 +58,7 @@ def effect(state, world: dict[str, HostFacts], action: Action) -> None:
         member = world[p["member"]]
         keys = {n: k for n, k in owner.keys.items() if n.startswith(dsau.PEER_KEY_PREFIX)}
         keys[dsau.OWN_PUBLIC_KEY] = key(dsau.OWN_PUBLIC_KEY, "cluster")
-        world[p["member"]] = member.model_copy(update={"keys": keys, "inputs_digest": INPUTS})
+        world[p["member"]] = member.model_copy(update={"keys": keys, "inputs_digest": INPUTS, "inputs_count": 2, "package_files": 1})
         for m in state.members:
             name = dsau.peer_key_name(member.address)
             world[m.name] = world[m.name].model_copy(update={"keys": {**world[m.name].keys, name: key(name, "cluster")}})
@@ -225,7 +225,7 @@ def test_a_dispatch_is_verified_on_the_member_it_configured():
     state, facts, plan = seed()
     dispatch = "dispatch-member:member.node3"
     results = SimulatedExecutor(state, plan, facts, facts=facts, no_effect={dispatch}).run()
-    assert results[dispatch].outcome == "failed" and "node3 holds" in results[dispatch].detail
+    assert results[dispatch].outcome == "failed" and "node3 is still not configured" in results[dispatch].detail
 
 
 def test_an_unreachable_host_fails_its_actions_and_no_others():

@@ -84,6 +84,13 @@ class Package(_Model):
     node: HostName | None = Field(
         None, description="Member csync starts the package on when it is down (cmrunpkg -n); a declared member. Default: Serviceguard's choice."
     )
+    state: Literal["running", "halted", "unmanaged"] = Field(
+        "running",
+        description="The administrator's intent for the package. running: csync starts it when it is down and keeps its "
+        "global switching enabled. halted (maintenance): csync halts it if it runs (cmhaltpkg), never starts it, and plans "
+        "only the key work that does not need it. unmanaged: csync never starts, halts or changes switching; it plans key work "
+        "while the package runs and reports the rest as waiting for the package.",
+    )
 
 
 class ServiceguardMaster(_Model):

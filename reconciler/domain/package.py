@@ -1,8 +1,15 @@
 """Which node runs, or will run, the csync package, and why: decided here and nowhere else.
 
-The planner (what to start or enable), the site lock (where it lives), trust (who answers
-at the package address) and apply's inventory (where the package filesystem is) all ask
-`decide_package`. It is pure: it reads the members' cluster views from their facts.
+The planner (what to start, halt or enable), the site lock (where it lives), trust (who
+answers at the package address, and who can take over) and apply's inventory (where the
+package filesystem is) all ask `decide_package`. It is pure: it reads the members' cluster
+views from their facts and the administrator's intent (`master.package.state`).
+
+Serviceguard decides where a package may run: csync starts it only on a node that is in
+the package's node list, up, and has switching enabled for the package (the preferred node
+if it is eligible, else the next eligible node in the package's order), and never acts on a
+package that is detached, in maintenance, starting, halting, or failed with switching
+disabled.
 
 The cluster key follows from it: while the package filesystem is mounted it is the key
 found there; while it is not, the members that were configured hold it as their own, and
@@ -13,13 +20,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from reconciler.desired.model import DesiredState
 from reconciler.domain.serviceguard import ClusterView, PackageView
 from reconciler.observe.facts import HostFacts
 
-Level = str  # "blocked" | "unknown" | "notice"
+Level = Literal["blocked", "unknown", "notice"]
+
+# Package states (cmviewcl's STATUS/STATE) in which csync never starts, halts or modifies it.
+SETTLING = ("starting", "halting")
+HANDS_OFF = ("detached", "maintenance")
 
 
 @dataclass(frozen=True)
@@ -34,24 +46,30 @@ class PackageNote:
 
 @dataclass(frozen=True)
 class PackageDecision:
-    node: str | None = None  # runs the package now, or will run it once started
-    running: bool = False  # it runs now, on `node`
+    node: str | None = None  # a declared member that runs the package now, or will once started
+    running: bool = False  # it runs now, on `node` (or on `owner` when that is not declared)
+    owner: str | None = None  # the node Serviceguard shows running it, declared or not
     start: bool = False  # csync starts it on `node`
-    enable_switching: bool = False  # it runs with switching disabled: csync enables it
+    halt: bool = False  # csync halts it (state: halted), on `owner`
+    enable_switching: bool = False  # it runs with global switching disabled: csync enables it
+    runs_after: bool = False  # the package runs once this plan is applied
     view: PackageView | None = None  # the package as Serviceguard shows it
     cluster: ClusterView | None = None
     source: str | None = None  # the member whose cluster view was read
-    why: str = ""  # why it is started or switching enabled
+    why: str = ""  # why it is started, halted or switching enabled
     notes: tuple[PackageNote, ...] = ()
+    adoptive: tuple[str, ...] = ()  # declared nodes that can take the package over (up, listed, switching enabled)
+    undeclared_adoptive: tuple[str, ...] = ()  # nodes it can fail over to that the desired state does not declare
+    switching_after: bool | None = None  # global switching (AUTO_RUN) once the plan is applied
+    failover_blockers: tuple[str, ...] = ()  # why the package cannot fail over, whatever the keys
 
 
 def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> PackageDecision:
     """Read the first declared member that shows a cluster view, and decide. ``facts`` may
     hold any hosts; unreachable or missing members are skipped."""
-    master = state.master
     if not state.is_cluster:
-        return PackageDecision(node=master.host.name, running=True)  # type: ignore[union-attr]
-    pkg = master.package  # type: ignore[union-attr]
+        return PackageDecision(node=state.standalone_host.name, running=True, owner=state.standalone_host.name, runs_after=True)
+    pkg = state.package
     address = f"package.{pkg.name}"
     reachable = [(m, f) for m in state.members if (f := facts.get(m.name)) is not None and f.reachable]
     with_cluster = [(m, f) for m, f in reachable if f.cluster is not None]
@@ -61,48 +79,175 @@ def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> Packa
     source, source_facts = with_cluster[0]
     cluster = source_facts.cluster
     assert cluster is not None
-    if cluster.name and cluster.name != master.cluster:  # type: ignore[union-attr]
+    if cluster.name and cluster.name != state.cluster_name:
         return PackageDecision(source=source.name, notes=(PackageNote(
-            "blocked", address, f"{source.name} belongs to cluster {cluster.name!r}, not {master.cluster!r} as declared", source.name),))  # type: ignore[union-attr]
+            "blocked", address, f"{source.name} belongs to cluster {cluster.name!r}, not {state.cluster_name!r} as declared", source.name),))
+    declared = {m.name for m in state.members}
     notes = [
         PackageNote("blocked", f"member.{m.name}",
-                    f"{m.name} is not a node of cluster {master.cluster} according to Serviceguard; "  # type: ignore[union-attr]
+                    f"{m.name} is not a node of cluster {state.cluster_name} according to Serviceguard; "
                     f"add it to the cluster first (cmapplyconf); csync does not edit cluster configuration", m.name)
         for m in state.members if m.name not in cluster.nodes
+    ]
+    notes += [
+        PackageNote("notice", f"node.{n}", f"{n} is a node of cluster {state.cluster_name} that the desired state does not declare; "
+                    f"csync leaves it alone", n)
+        for n in sorted(cluster.nodes) if n not in declared
     ]
     view = cluster.packages.get(pkg.name)
     base = PackageDecision(view=view, cluster=cluster, source=source.name)
     if view is None:
-        notes.append(PackageNote("blocked", address, f"package {pkg.name} is not configured in cluster {master.cluster}", source.name))  # type: ignore[union-attr]
-        return _with(base, notes=tuple(notes))
-    if view.running:
-        if pkg.node and view.owner != pkg.node:
-            notes.append(PackageNote("notice", address, f"runs on {view.owner}, not on the preferred node {pkg.node}; csync does not move a running package", view.owner))
-        owner = facts.get(view.owner or "")
-        enable = view.autorun != "enabled" and owner is not None and owner.reachable
-        return _with(base, node=view.owner, running=True, enable_switching=enable, notes=tuple(notes),
-                     why=f"package {pkg.name} runs on {view.owner} with switching {view.autorun}: it would not fail over" if enable else "")
+        notes.append(PackageNote("blocked", address, f"package {pkg.name} is not configured in cluster {state.cluster_name}", source.name))
+        return replace(base, notes=tuple(notes))
+    d = _decide(state, facts, view, cluster, base, notes)
+    return replace(d, **_failover(state, view, cluster, d))
+
+
+def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) -> tuple[list[str], dict[str, str]]:
+    """(nodes the package may be started on by csync, in the package's order; why each other
+    node of its list may not)."""
+    order = view.node_order() or sorted(declared)
+    switching = {n.name: n.switching for n in view.nodes}
+    eligible, why_not = [], {}
+    for n in order:
+        node = cluster.nodes.get(n)
+        if node is None:
+            why_not[n] = "not a node of the cluster"
+        elif not node.up:
+            why_not[n] = f"node {node.status}"
+        elif switching.get(n, "unknown") == "disabled":
+            why_not[n] = "switching disabled for the package on it (cmmodpkg -e -n)"
+        elif n not in declared:
+            why_not[n] = "not declared in the desired state"
+        else:
+            eligible.append(n)
+    return eligible, why_not
+
+
+def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageView, cluster: ClusterView,
+            base: PackageDecision, notes: list[PackageNote]) -> PackageDecision:
+    pkg = state.package
+    intent = pkg.state
+    address = f"package.{pkg.name}"
     declared = {m.name for m in state.members}
-    order = view.node_order() or [m.name for m in state.members]
-    candidates = ([pkg.node] if pkg.node else []) + [n for n in order if n != pkg.node]
-    up = [n for n in candidates if n in declared and n in cluster.nodes and cluster.nodes[n].up and n in order]
-    if not up:
-        notes.append(PackageNote("blocked", address, f"package {pkg.name} is {view.status}/{view.state} and no declared member that can run it is up"))
-        return _with(base, notes=tuple(notes))
-    node = up[0]
+    shown = f"{view.status}/{view.state}"
+
+    def done(**kw) -> PackageDecision:
+        return replace(base, notes=tuple(notes), **kw)
+
+    if view.status in SETTLING or view.state in SETTLING:
+        notes.append(PackageNote("unknown", address, f"package {pkg.name} is {shown} on {view.owner or 'a node'}: "
+                                 f"csync does not act on a package in transition; plan again when it settles", view.owner))
+        return done(owner=view.owner)
+    owner = view.owner if view.owner and (view.status == "up" or view.state in HANDS_OFF) else None
+    owner_declared = owner in declared if owner else False
+    if owner and not owner_declared:
+        notes.append(PackageNote("unknown", address, f"package {pkg.name} runs on {owner}, which the desired state does not declare: "
+                                 f"csync cannot read the package filesystem there, so the cluster key and the master's inputs are "
+                                 f"unknown; declare {owner} or move the package (cmhaltpkg; cmrunpkg -n NODE)", owner))
+    node = owner if owner_declared else None
+    if view.status in HANDS_OFF or view.state in HANDS_OFF:
+        mode = "detached (Serviceguard does not monitor it)" if "detached" in (view.status, view.state) else "in maintenance mode"
+        level: Level = "notice" if intent == "unmanaged" else "blocked"
+        notes.append(PackageNote(level, address, f"package {pkg.name} is {mode}: csync never starts, halts or changes it "
+                                 f"(intent: {intent}); it cannot fail over until an administrator returns it to service", owner))
+        return done(node=node, running=owner is not None, owner=owner, runs_after=owner is not None)
+    if view.running:
+        if intent == "halted":
+            notes_why = f"package {pkg.name} runs on {owner} and the desired state says it is halted (maintenance)"
+            return done(node=None, running=True, owner=owner, halt=True, why=notes_why, runs_after=False)
+        if pkg.node and owner != pkg.node:
+            notes.append(PackageNote("notice", address, f"runs on {owner}, not on the preferred node {pkg.node}; csync does not move a running package", owner))
+        enable = False
+        if view.autorun != "enabled":
+            if intent == "unmanaged":
+                notes.append(PackageNote("notice", address, f"package {pkg.name} runs with switching (AUTO_RUN) {view.autorun}; "
+                                         f"unmanaged: csync leaves it so, and the package will not fail over", owner))
+            else:
+                owner_facts = facts.get(owner or "")
+                enable = owner_declared and owner_facts is not None and owner_facts.reachable
+        why = f"package {pkg.name} runs on {owner} with switching {view.autorun}: it would not fail over" if enable else ""
+        return done(node=node, running=True, owner=owner, enable_switching=enable, why=why, runs_after=True)
+    # down: halted, failed or unknown
+    if view.state == "failed" and view.autorun != "enabled":
+        if intent == "running":
+            notes.append(PackageNote("blocked", address, f"package {pkg.name} is {shown} with switching {view.autorun}: csync never "
+                                     f"starts a failed package; find why it failed (cmviewcl -v, the package log), then run it "
+                                     f"by hand or re-enable switching (cmmodpkg -e {pkg.name})"))
+        return done()
+    if intent == "halted":
+        return done()
+    if intent == "unmanaged":
+        notes.append(PackageNote("notice", address, f"package {pkg.name} is {shown}; unmanaged: csync does not start it, and key "
+                                 f"work that needs it waits until it runs"))
+        return done()
+    eligible, why_not = _eligibility(view, cluster, declared)
+    if not eligible:
+        reasons = "; ".join(f"{n}: {w}" for n, w in why_not.items()) or "it lists no node"
+        notes.append(PackageNote("blocked", address, f"package {pkg.name} is {shown} and no node may run it ({reasons})"))
+        return done()
+    target = pkg.node if pkg.node in eligible else eligible[0]
     why = f"package {pkg.name} is {view.status} ({view.state})"
-    if pkg.node and node != pkg.node:
-        why += f"; the preferred node {pkg.node} is not up, so the next adoptive node"
-    return _with(base, node=node, start=True, why=why, notes=tuple(notes))
+    if pkg.node and target != pkg.node:
+        why += f"; the preferred node {pkg.node} may not run it ({why_not.get(pkg.node, 'not in its node list')}), so the next eligible node"
+    return done(node=target, start=True, why=why, runs_after=True)
 
 
-def _with(d: PackageDecision, **changes) -> PackageDecision:
-    return PackageDecision(**{**d.__dict__, **changes})
+def _failover(state: DesiredState, view: PackageView, cluster: ClusterView, d: PackageDecision) -> dict:
+    """Who can take the package over once the plan is applied, and what prevents it."""
+    declared = {m.name for m in state.members}
+    runs_on = d.node or d.owner
+    switching = {n.name: n.switching for n in view.nodes}
+    adoptive, undeclared, blockers = [], [], []
+    for n in view.node_order() or sorted(declared):
+        if n == runs_on:
+            continue
+        node = cluster.nodes.get(n)
+        if node is None or not node.up or switching.get(n, "unknown") == "disabled":
+            continue
+        (adoptive if n in declared else undeclared).append(n)
+    switching_after = True if (d.start or d.enable_switching) else (view.autorun == "enabled")
+    if not d.runs_after:
+        blockers.append("the package does not run")
+    elif view.status in HANDS_OFF or view.state in HANDS_OFF:
+        blockers.append(f"the package is {view.state}")
+    elif not switching_after:
+        blockers.append("global switching (AUTO_RUN) is disabled: Serviceguard would not move the package")
+    if d.runs_after and not adoptive and not undeclared:
+        blockers.append("no adoptive node is up, in the package's node list and enabled for it")
+    return {"adoptive": tuple(adoptive), "undeclared_adoptive": tuple(undeclared), "switching_after": switching_after,
+            "failover_blockers": tuple(blockers)}
+
+
+def member_problems(own_key: str | None, facts: HostFacts, cluster_key: str) -> list[str]:
+    """Why a member is not configured as an adoptive node: it lacks the cluster key as its
+    own key, or the DSAU configuration the add-member processing leaves (an inputs directory
+    with files, the package's files under /etc/cmcluster/csync). Empty: it is configured.
+    Facts the probe could not tell (None) are never a reason."""
+    problems = []
+    if own_key != cluster_key:
+        problems.append("does not hold the cluster key as its own key" if own_key else "has no usable localhost.pub")
+    if facts.inputs_dir == "missing" or facts.inputs_count == 0:
+        problems.append("has no inputs")
+    if facts.package_files == 0:
+        problems.append("has none of the package's files")
+    return problems
+
+
+def inputs_lag(member: Mapping[str, str] | None, master: Mapping[str, str] | None, shown: int = 3) -> str:
+    """How a member's inputs differ from the master's ('' when they do not, or cannot tell)."""
+    if member is None or master is None:
+        return ""
+    differ = sorted(p for p in set(member) | set(master) if member.get(p) != master.get(p))
+    if not differ:
+        return ""
+    names = ", ".join(p.removeprefix("./") for p in differ[:shown]) + (", ..." if len(differ) > shown else "")
+    return f"{len(differ)} of {len(master)} file(s): {names}"
 
 
 def package_server(state: DesiredState, facts: Mapping[str, HostFacts]) -> str | None:
-    """The host answering at the package address now: the node running the package (the
-    standalone master), or None while the package does not run."""
+    """The declared host answering at the package address now: the node running the package
+    (the standalone master), or None while the package does not run or runs undeclared."""
     d = decide_package(state, facts)
     return d.node if d.running else None
 

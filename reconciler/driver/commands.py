@@ -73,6 +73,7 @@ def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str
         "ROLE": role,
         "MOUNT": mount,
         "MDIR": dsau.PACKAGE_MASTER_DIR,
+        "PKGFILES": dsau.PACKAGE_FILES_DIR,
         "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
         "OWNKEY": dsau.OWN_PUBLIC_KEY,
         "PEERPFX": dsau.PEER_KEY_PREFIX,
@@ -126,6 +127,12 @@ def start_package(package: str, node: str) -> RemoteCommand:
 def enable_switching(package: str) -> RemoteCommand:
     enable = quote_argv(["cmmodpkg", "-e", check(NAME, package, "package name")])
     return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{enable}", enable)
+
+
+def halt_package(package: str) -> RemoteCommand:
+    """Halt the package wherever it runs (cmhaltpkg also disables its global switching)."""
+    halt = quote_argv(["cmhaltpkg", check(NAME, package, "package name")])
+    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{halt}", halt)
 
 
 def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:

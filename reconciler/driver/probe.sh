@@ -4,6 +4,7 @@
 #   MOUNT    package mount point (members; empty otherwise)
 #   MDIR     master dir relative to MOUNT (present: mounted)  MKEYS  cluster key dir relative to MOUNT
 #   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
+#   PKGFILES the package's files on a member (/etc/cmcluster/csync)
 #   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
@@ -99,6 +100,9 @@ optfile() {
     fi
     case $rc in *[!0-9]*|'') rc=1 ;; esac
     echo "%%J ],\"rc\":$rc}"
+    # the package files the add-member processing leaves (a count; the shell's glob, no program)
+    n=0; for f in "$PKGFILES"/*; do [ -f "$f" ] && [ ! -L "$f" ] && n=$((n + 1)); done
+    kind "$PKGFILES"; echo "%%J ,\"pkgfiles\":{\"dir\":\"$k\",\"count\":$n}"
     kind "$MOUNT/$MDIR"
     if [ "$k" = dir ]; then mounted=true; else mounted=false; fi
     kind "$MOUNT"; echo "%%J ,\"pkgfs\":{\"mount\":\"$k\",\"mounted\":$mounted"

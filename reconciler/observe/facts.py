@@ -45,6 +45,7 @@ class PackageFilesystem(Frozen):
     mounted: bool
     cluster_key: KeyFile | None = None
     inputs_digest: str | None = None
+    inputs_sums: dict[str, str] | None = Field(None, description="path -> 'cksum size' of the master inputs")
     inventory: tuple[str, ...] | None = None
     lock: str | None = None
 
@@ -88,6 +89,9 @@ class HostFacts(KeyStoreReader, Frozen):
     inputs_dir: PathKind = "missing"
     keys: dict[str, KeyFile] = Field(default_factory=dict)
     inputs_digest: str | None = None
+    inputs_count: int | None = Field(None, description="regular files in the inputs directory (None: no directory)")
+    inputs_sums: dict[str, str] | None = Field(None, description="members only: path -> 'cksum size' of each input file")
+    package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
     package_fs: PackageFilesystem | None = None
@@ -138,8 +142,14 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         "inputs_dir": _kind(cf.get("inputs")),
         "keys": parse_key_listing(_lines(doc, "keys"), shared),
         "inputs_digest": tree_digest(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
+        "inputs_count": len(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
     }
     if role == "member":
+        if cf.get("inputs") == "dir":
+            fields["inputs_sums"] = tree_sums(_lines(doc, "inputs"))
+        pkgfiles = _dict(doc, "pkgfiles")
+        if isinstance(pkgfiles.get("count"), int):
+            fields["package_files"] = pkgfiles["count"] if pkgfiles.get("dir") == "dir" else 0
         sg = _dict(doc, "cmviewcl")
         lines = _lines(sg, "lines")
         if sg.get("rc") == 0:
@@ -157,6 +167,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
                 mounted=True,
                 cluster_key=key_files.get(dsau.OWN_PUBLIC_KEY),
                 inputs_digest=tree_digest(_lines(pkg, "inputs")),
+                inputs_sums=tree_sums(_lines(pkg, "inputs")),
                 inventory=_optional_lines(pkg, "inventory"),
                 lock=_optional_text(pkg, "lock"),
             )
@@ -270,6 +281,16 @@ def tree_digest(cksum_lines: list[str]) -> str:
     for line in sorted(cksum_lines):
         h.update(line.encode("utf-8", "replace") + b"\n")
     return "sha256:" + h.hexdigest()[:32]
+
+
+def tree_sums(cksum_lines: list[str]) -> dict[str, str]:
+    """path -> 'cksum size' from `cksum` lines ('crc size ./path')."""
+    out = {}
+    for line in cksum_lines:
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            out[parts[2]] = f"{parts[0]} {parts[1]}"
+    return out
 
 
 def parse_ssh_key_line(line: str) -> SshKey | None:

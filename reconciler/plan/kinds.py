@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from reconciler.desired.model import DesiredState
 from reconciler.domain.base import Frozen
 from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem
+from reconciler.domain.package import member_problems
 from reconciler.domain.serviceguard import PackageView
 from reconciler.driver import commands
 from reconciler.observe.facts import HostFacts
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from reconciler.plan.artefact import Action
 
 Facts = Mapping[str, HostFacts]
-Summary = Literal["start", "add", "remove", "regenerate"]
+Summary = Literal["start", "halt", "add", "remove", "regenerate"]
 P = TypeVar("P", bound=Frozen)
 
 
@@ -96,8 +97,8 @@ def package_precondition(view: PackageView | None) -> dict:
 
 def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
     """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
-    return {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}, "package_node": package_node,
-            "cluster_key": cluster_key}
+    return {"member": {"own_key": member.own_fingerprint, "inputs_files": member.inputs_count, "package_files": member.package_files},
+            "package_node": package_node, "cluster_key": cluster_key}
 
 
 def removal_precondition(file: str, current: KeyFile | None) -> dict:
@@ -119,6 +120,7 @@ class KindSpec(Generic[P]):
     summary: Summary  # how the plan's summary line counts it
     symbol: tuple[str, str]  # (sign, colour) in views
     params: type[P]
+    cluster_op: bool  # starts, halts or reconfigures the package, or dispatches a member: gated in apply
     build: Callable[[DesiredState, P], commands.RemoteCommand]
     precondition_now: Callable[[DesiredState, Action, P, Facts], dict]
     verify: Callable[[DesiredState, Action, P, Facts], Verdict]
@@ -162,6 +164,17 @@ def _verify_package(state: DesiredState, a: Action, p: Any, facts: Facts, *, sta
     return None, seen
 
 
+def _verify_halted(state: DesiredState, a: Action, p: StartPackageParams, facts: Facts) -> Verdict:
+    here = facts[a.host]
+    view = _package_view(here, p.package)
+    if view is None:
+        return f"Serviceguard on {a.host} does not show package {p.package} ({here.cluster_error or 'no cluster view'})", {}
+    seen = {"package": package_state(view)}
+    if view.running or view.status == "up":
+        return f"package {view.name} is still {view.status}/{view.state} on {view.owner or 'a node'}", seen
+    return None, seen
+
+
 def _cluster_wide(state: DesiredState, a: Action, p: Any) -> set[str]:
     # the package mounts on one node and cmviewcl changes on all; the dispatcher installs
     # the new member's key on every member
@@ -185,12 +198,9 @@ def _dispatch_now(state: DesiredState, a: Action, p: DispatchParams, facts: Fact
 def _verify_dispatch(state: DesiredState, a: Action, p: DispatchParams, facts: Facts) -> Verdict:
     member = facts[p.member]
     want = a.expected["member"]
-    seen = {"member": {"own_key": member.own_fingerprint, "inputs": member.inputs_digest}}
-    if member.own_fingerprint != want["own_key"]:
-        return f"{member.name} holds {member.own_fingerprint or 'no usable key'} as its own key, not the cluster key {want['own_key']}", seen
-    if want.get("inputs") is not None and member.inputs_digest != want["inputs"]:
-        return f"{member.name}'s inputs ({member.inputs_digest}) differ from the master's ({want['inputs']})", seen
-    return None, seen
+    seen = {"member": {"own_key": member.own_fingerprint, "inputs_files": member.inputs_count, "package_files": member.package_files}}
+    problems = member_problems(member.own_fingerprint, member, want["own_key"])
+    return (f"{member.name} is still not configured: {' and '.join(problems)}" if problems else None), seen
 
 
 def _verify_authorized(state: DesiredState, a: Action, p: AuthorizeSshParams, facts: Facts) -> Verdict:
@@ -235,21 +245,28 @@ def _verify_removed(state: DesiredState, a: Action, p: RemoveKeyParams, facts: F
 
 
 START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
-    "start-package", 0, "start", ("+", "green"), StartPackageParams,
+    "start-package", 0, "start", ("+", "green"), StartPackageParams, True,
     build=lambda s, p: commands.start_package(p.package, p.node),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
     touches=_cluster_wide,
 )
 ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
-    "enable-switching", 0, "start", ("~", "yellow"), PackageParams,
+    "enable-switching", 0, "start", ("~", "yellow"), PackageParams, True,
     build=lambda s, p: commands.enable_switching(p.package),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
     touches=_cluster_wide,
 )
+HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
+    "halt-package", 0, "halt", ("-", "red"), StartPackageParams, True,
+    build=lambda s, p: commands.halt_package(p.package),
+    precondition_now=_package_now,
+    verify=_verify_halted,
+    touches=_cluster_wide,
+)
 DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
-    "dispatch-member", 1, "start", ("+", "green"), DispatchParams,
+    "dispatch-member", 1, "start", ("+", "green"), DispatchParams, True,
     build=lambda s, p: commands.dispatch_member(s, p.member),
     precondition_now=_dispatch_now,
     verify=_verify_dispatch,
@@ -258,25 +275,25 @@ DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
     verified_on=lambda s, a, p: {p.member},
 )
 AUTHORIZE_SSH: KindSpec[AuthorizeSshParams] = KindSpec(
-    "authorize-ssh", 2, "add", ("+", "green"), AuthorizeSshParams,
+    "authorize-ssh", 2, "add", ("+", "green"), AuthorizeSshParams, False,
     build=lambda s, p: commands.authorize_ssh(list(p.lines)),
     precondition_now=lambda s, a, p, f: authorized_precondition(f[a.host]),
     verify=_verify_authorized,
 )
 COPY_KEY: KindSpec[CopyKeyParams] = KindSpec(
-    "copy-key", 3, "add", ("+", "green"), CopyKeyParams,
+    "copy-key", 3, "add", ("+", "green"), CopyKeyParams, False,
     build=lambda s, p: commands.copy_key(s, p.source, p.file),
     precondition_now=_key_now,
     verify=_verify_key,
 )
 INSTALL_KEY: KindSpec[InstallKeyParams] = KindSpec(
-    "install-key", 3, "add", ("+", "green"), InstallKeyParams,
+    "install-key", 3, "add", ("+", "green"), InstallKeyParams, False,
     build=lambda s, p: commands.install_key(s, p.file, p.pem, p.fingerprint),
     precondition_now=_key_now,
     verify=_verify_key,
 )
 REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
-    "regenerate-keys", 3, "regenerate", ("-/+", "yellow"), RegenerateParams,
+    "regenerate-keys", 3, "regenerate", ("-/+", "yellow"), RegenerateParams, False,
     build=lambda s, p: commands.regenerate_keys(s, list(p.clients)),
     precondition_now=_regenerate_now,
     verify=_verify_regenerated,
@@ -285,7 +302,7 @@ REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
     verified_on=_every_host,
 )
 REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
-    "remove-key", 4, "remove", ("-", "red"), RemoveKeyParams,
+    "remove-key", 4, "remove", ("-", "red"), RemoveKeyParams, False,
     build=lambda s, p: commands.remove_key(s, p.file),
     precondition_now=lambda s, a, p, f: removal_precondition(p.file, f[a.host].keys.get(p.file)),
     verify=_verify_removed,
@@ -293,7 +310,7 @@ REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
 
 # In the order of DSAU's flows: within a wave, actions are listed in this order.
 KINDS: dict[str, KindSpec[Any]] = {k.name: k for k in (
-    START_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, AUTHORIZE_SSH, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, REMOVE_KEY,
+    START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, AUTHORIZE_SSH, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, REMOVE_KEY,
 )}
 ORDER: dict[str, int] = {name: i for i, name in enumerate(KINDS)}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from reconciler.desired.model import Host
 from reconciler.domain import dsau
 from reconciler.domain.keys import KeyFile, key_problem, peer_address
-from reconciler.domain.package import decide_package, infer_cluster_key
+from reconciler.domain.package import decide_package, infer_cluster_key, inputs_lag, member_problems
 from reconciler.plan import kinds
 from reconciler.plan.artefact import Finding
 from reconciler.plan.site import HostView, PredictedSite
@@ -20,22 +20,27 @@ def plan_package(site: PredictedSite) -> None:
     pkg = site.state.package
     address = f"package.{pkg.name}"
     d = decide_package(site.state, {name: v.facts for name, v in site.views.items()})
+    site.decision = d
     for note in d.notes:
-        {"blocked": site.blocked, "unknown": site.unknown, "notice": site.notices}[note.level].append(
-            Finding(address=note.address, host=note.host, message=note.message))
+        site.find(note.level, note.address, note.message, note.host)
     site.package_node = d.node
-    if d.view is None or d.node is None:
+    if d.view is None:
         return
     precondition = kinds.package_precondition(d.view)
-    node = site.state.host(d.node) if d.node in site.views else None
-    if d.enable_switching and node is not None:
-        site.add(kinds.ENABLE_SWITCHING, address, node, kinds.PackageParams(package=pkg.name), d.why,
-                  precondition=precondition, expected={"package": {"autorun": "enabled"}})
+    if d.halt and d.owner in site.views:
+        site.add(kinds.HALT_PACKAGE, address, site.state.host(d.owner), kinds.StartPackageParams(package=pkg.name, node=d.owner),
+                 d.why, precondition=precondition, expected={"package": {"running": False}})
+    if d.node is None:
+        return
+    if d.enable_switching and d.node in site.views:
+        site.add(kinds.ENABLE_SWITCHING, address, site.state.host(d.node), kinds.PackageParams(package=pkg.name), d.why,
+                 precondition=precondition, expected={"package": {"autorun": "enabled"}})
     if d.start:
         action = site.add(kinds.START_PACKAGE, address, site.state.host(d.node), kinds.StartPackageParams(package=pkg.name, node=d.node),
-                           d.why, precondition=precondition,
-                           expected={"package": {"owner": d.node, "running": True, "autorun": "enabled"}})
+                          d.why, precondition=precondition,
+                          expected={"package": {"owner": d.node, "running": True, "autorun": "enabled"}})
         site.package_action = action.id
+
 
 def determine_cluster_key(site: PredictedSite) -> None:
     if not site.state.is_cluster:
@@ -51,17 +56,23 @@ def determine_cluster_key(site: PredictedSite) -> None:
         mf = view.facts.master_files
         site.master_inputs = mf.inputs_digest if mf else None
         return
-    owner = site.views.get(site.package_node or "")
+    # The package filesystem, where the package runs now (also when it is about to be halted).
+    d = site.decision
+    holder = d.owner if d is not None and d.running else None
+    owner = site.views.get(holder or "")
     pkgfs = owner.facts.package_fs if owner else None
     if pkgfs and pkgfs.mounted:
         if pkgfs.cluster_key and pkgfs.cluster_key.usable:
             site.cluster_key = pkgfs.cluster_key
-            site.cluster_key_source = f"the package filesystem on {site.package_node}"
+            site.cluster_key_source = f"the package filesystem on {holder}"
         site.master_inputs = pkgfs.inputs_digest
+        site.master_inputs_sums = pkgfs.inputs_sums
         if site.cluster_key is None:
-            site.blocked.append(Finding(address=f"package.{site.state.package.name}", host=site.package_node, message=f"the package filesystem on {site.package_node} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
+            site.blocked.append(Finding(address=f"package.{site.state.package.name}", host=holder, message=f"the package filesystem on {holder} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
         return
-    # Package down: the members that were configured hold the cluster key as their own.
+    # Package down (or its filesystem out of reach): the members that were configured hold
+    # the cluster key as their own. That key is unconfirmed: only a start planned here
+    # confirms it (apply reads the package filesystem before any key action).
     fp, holders = infer_cluster_key(site.state, {m.name: v.own for m in site.state.members if (v := site.views.get(m.name))})
     if fp is not None:
         site.cluster_key = site.views[holders[0]].keys[dsau.OWN_PUBLIC_KEY]
@@ -75,35 +86,44 @@ def determine_cluster_key(site: PredictedSite) -> None:
 
 
 def plan_members(site: PredictedSite) -> None:
-    if site.cluster_key is None or site.package_node is None:
+    """Dispatch (csync_dispatcher MEMBER_ADDED) only a member that is not configured; a member
+    whose inputs merely differ from the master's is a notice: they lag the master until
+    cfagent's next run, and differ for good where update.conf excludes files."""
+    if site.cluster_key is None:
         return
+    ck = site.cluster_key.fingerprint
     blocked_members = {f.address for f in site.blocked}
-    owner = site.state.host(site.package_node)
-    owner_view = site.views.get(owner.name)
+    owner = site.state.host(site.package_node) if site.package_node else None
+    owner_view = site.views.get(owner.name) if owner else None
     for m in site.state.members:
         address = f"member.{m.name}"
         view = site.views.get(m.name)
         if view is None or address in blocked_members:
             continue
-        problems = []
-        if view.own != site.cluster_key.fingerprint:
-            problems.append("does not hold the cluster key as its own key" if view.own else f"has no usable {dsau.OWN_PUBLIC_KEY}")
-        if site.master_inputs is not None and view.facts.inputs_digest != site.master_inputs:
-            problems.append("its inputs differ from the master's" if view.facts.inputs_digest else "has no inputs")
+        problems = member_problems(view.own, view.facts, ck)
         if not problems:
+            lag = inputs_lag(view.facts.inputs_sums, site.master_inputs_sums)
+            if lag:
+                site.notices.append(Finding(address=address, host=m.name, message=f"{m.name}'s inputs differ from the master's ({lag}): "
+                                            f"they lag until cfagent's next run, or update.conf excludes them; not an action"))
+            continue
+        what = " and ".join(problems)
+        if owner is None or site.decision is None or not site.decision.runs_after:
+            site.notices.append(Finding(address=address, host=m.name, message=f"{m.name} is not configured ({what}); dispatching it "
+                                        f"waits for the package to run on a declared member (state: {site.state.package.state})"))
             continue
         if m.name == owner.name:
-            site.blocked.append(Finding(address=address, host=m.name, message=f"{m.name} runs the package but {' and '.join(problems)}; fix it by hand or move the package"))
+            site.blocked.append(Finding(address=address, host=m.name, message=f"{m.name} runs the package but {what}; fix it by hand or move the package"))
             continue
         if owner_view is None:
             site.unknown.append(Finding(address=address, host=m.name, message=f"needs dispatching, but {owner.name}, which runs the package, is unreachable"))
             continue
-        precondition = kinds.dispatch_precondition(view.facts, owner.name, site.cluster_key.fingerprint)
+        precondition = kinds.dispatch_precondition(view.facts, owner.name, ck)
         action = site.add(
             kinds.DISPATCH_MEMBER, address, owner, kinds.DispatchParams(member=m.name),
-            f"{m.name} {' and '.join(problems)} (not configured as an adoptive node)",
+            f"{m.name} {what} (not configured as an adoptive node)",
             precondition=precondition,
-            expected={"member": {"own_key": site.cluster_key.fingerprint, "inputs": site.master_inputs}},
+            expected={"member": {"own_key": ck, "configured": True}},
             depends_on=[site.package_action] if site.package_action else [],
         )
         site.dispatched[m.name] = action.id
@@ -118,11 +138,11 @@ def desired_keys(site: PredictedSite) -> dict[str, dict[str, tuple[str | None, s
 
     Computed once, after the member phase (it reads the members' predicted state)."""
     if site.desired_cache is None:
-        site.desired_cache = computedesired_cache_keys(site)
+        site.desired_cache = compute_desired_keys(site)
     return site.desired_cache
 
 
-def computedesired_cache_keys(site: PredictedSite) -> dict[str, dict[str, tuple[str | None, str]]]:
+def compute_desired_keys(site: PredictedSite) -> dict[str, dict[str, tuple[str | None, str]]]:
     s = site.state
     ck = site.cluster_key.fingerprint if site.cluster_key else None
     master_addresses = [h.address for h in s.master_hosts]
@@ -174,9 +194,15 @@ def plan_keys(site: PredictedSite) -> None:
             problem = key_problem(current, fp)
             if problem is None:
                 continue
-            plan_key_fix(site, host, view, file, fp, whose, current, problem, site.key_address(host.name, file))
-
-key_problem = staticmethod(key_problem)
+            address = site.key_address(host.name, file)
+            if site.cluster_key_inferred and not site.package_action and site.cluster_key and fp == site.cluster_key.fingerprint:
+                # Never spread a key read from the members' own keys: only the package
+                # filesystem confirms the cluster key, and this plan does not start it.
+                site.notices.append(Finding(address=address, host=host.name, message=(
+                    f"{file} {problem}; it should hold the cluster key, which waits for the package to run "
+                    f"(state: {site.state.package.state}): csync writes the cluster key only once the package filesystem confirms it")))
+                continue
+            plan_key_fix(site, host, view, file, fp, whose, current, problem, address)
 
 def key_store_refused(site: PredictedSite, host: Host, view: HostView) -> bool:
     """A ppkeys that exists but is not a directory (a symbolic link, a file) is neither

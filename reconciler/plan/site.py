@@ -15,6 +15,7 @@ from reconciler.domain.keys import (
     is_verified_copy,
     own_fingerprint,
 )
+from reconciler.domain.package import PackageDecision
 from reconciler.observe.facts import HostFacts, KeyStoreReader
 from reconciler.plan import kinds
 from reconciler.plan.artefact import Action, Finding, fingerprint
@@ -97,6 +98,8 @@ class PredictedSite:
     cluster_key_source: str | None = None
     cluster_key_inferred: bool = False  # read from the members' own keys, not the package filesystem
     master_inputs: str | None = None
+    master_inputs_sums: dict[str, str] | None = None
+    decision: PackageDecision | None = None  # the package, as decide_package saw it
     package_node: str | None = None
     package_action: str | None = None  # id of start-package, when planned
     client_keys: dict[str, KeyFile] = field(default_factory=dict)  # fingerprint -> a client's own key
@@ -123,6 +126,10 @@ class PredictedSite:
 
     def key_address(self, host: str, file: str) -> str:
         return f"{self.host_address(host)}.key[{file}]"
+
+    def find(self, level: str, address: str, message: str, host: str | None = None) -> None:
+        {"blocked": self.blocked, "unknown": self.unknown, "notice": self.notices}[level].append(
+            Finding(address=address, host=host, message=message))
 
     def add(self, spec: kinds.KindSpec, address: str, host: Host, params: Frozen, reason: str, *, precondition: dict, expected: dict,
              depends_on=(), replaces: bool = False) -> _Pending:

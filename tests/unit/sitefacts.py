@@ -15,6 +15,7 @@ from tests import keys as test_keys
 
 PKG_IP = "10.1.0.10"
 INPUTS = "sha256:inputs-v1"
+INPUT_SUMS = {"./cf.main": "1234 100", "./update.conf": "5678 200"}
 
 
 def member_ip(i: int) -> str:
@@ -106,8 +107,10 @@ def converged(state: DesiredState, *, owner: str | None = "node1", cluster: Clus
         facts[m.name] = HostFacts(
             name=m.name, address=m.address, role="member", reachable=True, hostname=m.name,
             cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir", keys=keyset(**files), inputs_digest=INPUTS,
+            inputs_count=len(INPUT_SUMS), inputs_sums=dict(INPUT_SUMS), package_files=1,
             cluster=cluster,
-            package_fs=PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", "cluster"), inputs_digest=INPUTS)
+            package_fs=PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", "cluster"), inputs_digest=INPUTS,
+                                         inputs_sums=dict(INPUT_SUMS))
             if m.name == owner else PackageFilesystem(mounted=False),
         )
     for c in state.clients:

@@ -27,7 +27,7 @@ def seed_facts(state):
     facts = converged(state, owner=None)
     node3 = facts["node3"]
     facts["node3"] = node3.model_copy(update={"keys": keyset(own="node3-own"), "inputs_digest": None, "inputs_dir": "dir"})
-    facts["node3"] = facts["node3"].model_copy(update={"inputs_digest": "sha256:empty"})
+    facts["node3"] = facts["node3"].model_copy(update={"inputs_digest": "sha256:empty", "inputs_count": 0, "inputs_sums": {}, "package_files": 0})
     for m in ("node1", "node2"):
         facts[m] = with_keys(facts[m], drop=(member_ip(3),))
     for c in state.clients:
@@ -81,13 +81,32 @@ def test_dispatch_targets_the_node_that_runs_the_package():
     assert any("not on the preferred node node1" in n.message for n in plan.notices)
 
 
-def test_a_member_with_other_inputs_is_dispatched():
+def test_a_configured_member_whose_inputs_lag_is_a_notice_never_a_dispatch():
     state = site()
     facts = converged(state)
-    facts["node2"] = facts["node2"].model_copy(update={"inputs_digest": "sha256:old"})
+    lagging = {**facts["node2"].inputs_sums, "./cf.main": "999 101"}
+    facts["node2"] = facts["node2"].model_copy(update={"inputs_digest": "sha256:old", "inputs_sums": lagging})
     plan = make_plan(state, facts)
-    assert kinds(plan) == [("dispatch-member", "member.node2", "node1")]
-    assert "inputs differ" in plan.actions[0].reason
+    assert plan.actions == () and plan.clean
+    [notice] = [n for n in plan.notices if n.address == "member.node2"]
+    assert "1 of 2 file(s): cf.main" in notice.message and "not an action" in notice.message
+
+
+def test_a_member_without_inputs_or_package_files_is_dispatched():
+    state = site()
+    for missing in ({"inputs_count": 0}, {"package_files": 0}, {"inputs_dir": "missing", "inputs_count": None}):
+        facts = converged(state)
+        facts["node2"] = facts["node2"].model_copy(update=missing)
+        plan = make_plan(state, facts)
+        assert kinds(plan) == [("dispatch-member", "member.node2", "node1")], missing
+        assert "not configured" in plan.actions[0].reason
+
+
+def test_what_the_probe_cannot_tell_is_never_a_reason_to_dispatch():
+    state = site()
+    facts = converged(state)
+    facts["node2"] = facts["node2"].model_copy(update={"inputs_count": None, "package_files": None, "inputs_sums": None})
+    assert make_plan(state, facts).actions == ()
 
 
 def test_start_uses_the_next_adoptive_node_when_the_preferred_one_is_down():
@@ -103,7 +122,8 @@ def test_start_is_blocked_when_no_member_is_up():
     facts = converged(state, cluster=cluster_view(state, owner=None, down=("node1", "node2", "node3")))
     plan = make_plan(state, facts)
     assert not any(a.kind == "start-package" for a in plan.actions)
-    assert any(f.address == "package.csync" and "no declared member" in f.message for f in plan.blocked)
+    [blocked] = [f for f in plan.blocked if f.address == "package.csync"]
+    assert "no node may run it" in blocked.message and "node1: node down" in blocked.message
 
 
 def test_a_member_serviceguard_does_not_know_is_a_blocking_error():
