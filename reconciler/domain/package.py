@@ -108,7 +108,8 @@ def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) ->
     node of its list may not)."""
     order = view.node_order() or sorted(declared)
     switching = {n.name: n.switching for n in view.nodes}
-    eligible, why_not = [], {}
+    eligible: list[str] = []
+    why_not: dict[str, str] = {}
     for n in order:
         node = cluster.nodes.get(n)
         if node is None:
@@ -198,7 +199,9 @@ def _failover(state: DesiredState, view: PackageView, cluster: ClusterView, d: P
     declared = {m.name for m in state.members}
     runs_on = d.node or d.owner
     switching = {n.name: n.switching for n in view.nodes}
-    adoptive, undeclared, blockers = [], [], []
+    adoptive: list[str] = []
+    undeclared: list[str] = []
+    blockers: list[str] = []
     for n in view.node_order() or sorted(declared):
         if n == runs_on:
             continue
@@ -219,7 +222,7 @@ def _failover(state: DesiredState, view: PackageView, cluster: ClusterView, d: P
             "failover_blockers": tuple(blockers)}
 
 
-def member_problems(own_key: str | None, facts: HostFacts, cluster_key: str) -> list[str]:
+def member_problems(own_key: str | None, facts: HostFacts, cluster_key: str | None) -> list[str]:
     """Why a member is not configured as an adoptive node: it lacks the cluster key as its
     own key, or the DSAU configuration the add-member processing leaves (an inputs directory
     with files, the package's files under /etc/cmcluster/csync). Empty: it is configured.
