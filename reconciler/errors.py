@@ -14,6 +14,7 @@ class ExitCode:
     INVALID = 3  # the desired state (or another input file) is invalid
     STALE = 4  # a saved plan no longer matches the desired state or the hosts
     LOCKED = 5  # another apply holds the site's lock
+    REFUSED = 6  # apply --auto-approve of a plan with cluster operations, without --allow-cluster-ops
     USAGE = 64  # bad command line (click's own usage errors exit 2; see cli.py)
 
 
@@ -31,6 +32,12 @@ class InvalidInput(CsyncError):
 
 class StalePlan(CsyncError):
     exit_code = ExitCode.STALE
+
+
+class ClusterOpsRefused(CsyncError):
+    """An unattended apply met cluster operations it was not allowed to run; nothing ran."""
+
+    exit_code = ExitCode.REFUSED
 
 
 class LockHeld(CsyncError):

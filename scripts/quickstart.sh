@@ -9,11 +9,12 @@ bash scripts/setup-system.sh
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 csync lab down >/dev/null 2>&1 || true
 csync lab up --scenario seed >/dev/null
-echo "== csync plan"
-rc=0; csync plan -f desired-state/lab.yaml --detailed-exitcode || rc=$?
+mkdir -p .csync
+echo "== csync plan (saved for review: it starts the package and dispatches a member)"
+rc=0; csync plan -f desired-state/lab.yaml --detailed-exitcode --out .csync/plan.json || rc=$?
 [ "$rc" = 2 ] || { echo "expected changes (exit 2), got exit $rc" >&2; exit 1; }
-echo "== csync apply"
-csync apply -f desired-state/lab.yaml --auto-approve
+echo "== csync apply (exactly the reviewed plan)"
+csync apply .csync/plan.json -f desired-state/lab.yaml
 echo "== csync plan (after apply)"
 csync plan -f desired-state/lab.yaml --detailed-exitcode
 if [ "${CSYNC_QUICKSTART_DOWN:-0}" = 1 ]; then csync lab down; else echo "The lab is still up: csync lab status; csync lab down"; fi

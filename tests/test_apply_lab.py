@@ -151,7 +151,7 @@ def cfengine_works(lab: Lab) -> list[str]:
 def test_the_seed_scenario_applies_and_converges(lab_factory, tmp_path):
     lab = lab_factory("seed", members=3, clients=6)
     path = desired(lab, tmp_path)
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Converged" in r.stdout and "0 failed" in r.stdout
     assert cfengine_works(lab) == []

@@ -27,6 +27,7 @@ from reconciler.apply.lock import (
 from reconciler.apply.report import ApplyReport, plan_digest
 from reconciler.desired.model import DesiredState
 from reconciler.driver.transport import Pool
+from reconciler.errors import ClusterOpsRefused
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
 from reconciler.plan.artefact import Plan
@@ -44,6 +45,9 @@ class ApplyOptions:
     excludes: tuple[str, ...] = ()
     git_commit: str | None = None
     plan_source: str | None = None  # the plan file, when applying a saved plan
+    # A plan made by this run (no saved plan) may run cluster operations only when allowed:
+    # the CLI forbids it for --auto-approve without --allow-cluster-ops.
+    allow_cluster_ops: bool = True
 
 
 def run_apply(
@@ -116,6 +120,14 @@ def run_apply(
             facts = dict(site.hosts)
             lock.set_plan_digest(plan_digest(plan))
             events.planned(plan, time.monotonic() - t0)
+            gated = plan.cluster_actions()
+            if gated and not options.allow_cluster_ops:
+                start_record(plan)
+                raise ClusterOpsRefused(
+                    f"the plan has {len(gated)} cluster operation(s) ({', '.join(a.id for a in gated)}) and --auto-approve does "
+                    f"not run them without --allow-cluster-ops; nothing was run. Review them (csync plan --out PLANFILE) and "
+                    f"apply the reviewed PLANFILE, or pass --allow-cluster-ops"
+                )
         else:
             plan = saved_plan
             events.planned(plan, None)
@@ -165,7 +177,7 @@ def run_apply(
                            unknown=[f.model_dump() for f in report.final_plan.unknown])
         return report
     except Exception as e:
-        journal.record("run-end", outcome="error", error=f"{type(e).__name__}: {e}", exit_code=getattr(e, "exit_code", 1),
+        journal.record("run-end", outcome="not-started" if isinstance(e, ClusterOpsRefused) else "error", error=f"{type(e).__name__}: {e}", exit_code=getattr(e, "exit_code", 1),
                        seconds=round(time.monotonic() - started, 3))
         report = None
         raise

@@ -179,18 +179,25 @@ def _install_signals(stop):
 @click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @desired_state_option
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (required without a terminal, unless PLANFILE is given).")
+@click.option("--allow-cluster-ops", is_flag=True,
+              help="With --auto-approve and no PLANFILE: also run cluster operations (start, halt or switching of the package, "
+                   "dispatching a member). Without it such a plan is refused (exit 6) and nothing runs.")
 @click.option("--parallelism", type=click.IntRange(1, 1024), help="Hosts worked on at once (default: access.parallelism).")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=60.0, show_default=True, metavar="SECONDS",
               help="Wait this long for another apply's site lock before giving up (0: fail at once).")
 @target_options
 @accept_new_option
-def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, excludes, accept_new_host_keys) -> int:
+def apply(planfile, paths, auto_approve, allow_cluster_ops, parallelism, lock_timeout, targets, excludes, accept_new_host_keys) -> int:
     """Carry out the plan's actions, verify each on its host, and prove convergence.
 
     Without PLANFILE, probes the site under the site lock, shows the plan and asks for
     confirmation (on a terminal; elsewhere --auto-approve is required). With PLANFILE (from
     `csync plan --out`), applies exactly that plan: refused if made from another desired
     state; an action whose facts changed since is reported stale and not run.
+
+    Cluster operations (starting, halting or changing the switching of the package,
+    dispatching a member) run after a confirmation, or from a saved PLANFILE as it is; with
+    --auto-approve and no PLANFILE they need --allow-cluster-ops, else nothing runs (exit 6).
 
     Exit 0 only when every action was done and verified and a fresh plan is empty.
     """
@@ -233,6 +240,7 @@ def apply(planfile, paths, auto_approve, parallelism, lock_timeout, targets, exc
                 lock_timeout=lock_timeout, lease=lease, targets=targets, excludes=excludes,
                 git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]) if saved is None else saved.git_commit,
                 plan_source=str(planfile) if planfile else None,
+                allow_cluster_ops=allow_cluster_ops or not auto_approve or planfile is not None,
             )
             report = run_apply(state, pool, saved_plan=saved, options=options, confirm=confirm, events=view, journal=journal, stop=stop)
     finally:

@@ -80,6 +80,7 @@ class Plan(Frozen):
     blocked: tuple[Finding, ...] = ()
     unknown: tuple[Finding, ...] = ()
     notices: tuple[Finding, ...] = ()
+    cluster_operations: int = Field(0, description="actions that start, halt or reconfigure the package, or dispatch a member")
     failover_ready_after: bool | None = None
     failover_notes: tuple[str, ...] = ()
 
@@ -112,14 +113,22 @@ class Plan(Frozen):
             by[what] = by.get(what, 0) + 1
         parts = [f"{by.get('start', 0)} to start/dispatch", f"{by.get('add', 0)} keys to add", f"{by.get('replace', 0)} to replace",
                  f"{by.get('remove', 0)} to remove"]
+        if by.get("halt"):
+            parts.insert(1, f"{by['halt']} to halt")
         if by.get("regenerate"):
             parts.append("key regeneration")
         text = "Plan: " + ", ".join(parts) + "."
+        if self.cluster_operations:
+            text += f" {self.cluster_operations} cluster operation(s)."
         if self.blocked:
             text += f" {len(self.blocked)} blocked."
         if self.unknown:
             text += f" {len(self.unknown)} unknown."
         return text
+
+    def cluster_actions(self) -> list[Action]:
+        """The cluster operations of the plan (`csync apply --auto-approve` needs --allow-cluster-ops)."""
+        return [a for a in self.actions if spec_of(a.kind).cluster_op]
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
@@ -159,7 +168,7 @@ class Plan(Frozen):
         kept_ids = {a.id for a in kept}
         # an action whose dependency was excluded cannot run
         kept = [a for a in kept if all(d in kept_ids for d in a.depends_on)]
-        return self.model_copy(update={"actions": tuple(kept)})
+        return self.model_copy(update={"actions": tuple(kept), "cluster_operations": sum(1 for a in kept if spec_of(a.kind).cluster_op)})
 
 
 def _matches(address: str, pattern: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from reconciler.desired.model import DesiredState
 from reconciler.observe.facts import HostFacts
-from reconciler.plan import phases
+from reconciler.plan import kinds, phases
 from reconciler.plan.artefact import Plan
 from reconciler.plan.site import PredictedSite
 
@@ -62,6 +62,7 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
     phases.plan_prune(site)
     key = lambda f: (f.address, f.host or "", f.message)
     after = site.predicted_trust()
+    actions = site.ordered()
     return Plan(
         site=state.site,
         desired_state_digest=state.digest(),
@@ -69,7 +70,8 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
         cluster_key=site.cluster_key.fingerprint if site.cluster_key else None,
         cluster_key_source=site.cluster_key_source,
         package_node=site.package_node,
-        actions=site.ordered(),
+        actions=actions,
+        cluster_operations=sum(1 for a in actions if kinds.spec_of(a.kind).cluster_op),
         blocked=tuple(sorted(site.blocked, key=key)),
         unknown=tuple(sorted(site.unknown, key=key)),
         notices=tuple(sorted(site.notices, key=key)),

@@ -41,6 +41,12 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
             if a.depends_on:
                 out.append(f"      after: {', '.join(a.depends_on)}")
         out.append("")
+    cluster_ops = plan.cluster_actions()
+    if cluster_ops:
+        out.append(style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
+                   "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):")
+        out.extend(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}" for a in cluster_ops)
+        out.append("")
     out.extend(_findings("Blocked (cannot be planned until fixed)", plan.blocked, style, "red"))
     out.extend(_findings("Unknown (not probed; never assumed converged)", plan.unknown, style, "yellow"))
     out.extend(_findings("Notices", plan.notices, style, "cyan"))
@@ -80,6 +86,11 @@ def render_markdown(plan: Plan) -> str:
         for a in wave:
             out.append(f"| `{_symbol(a)[0]}` | `{a.address}` | {a.kind} | {a.host} | `{_md(a.command)}` | {_md(a.reason)} |")
         out.append("")
+    cluster_ops = plan.cluster_actions()
+    if cluster_ops:
+        out += ["#### Cluster operations", "", "These start, halt or reconfigure the package, or dispatch a member. Review them: "
+                "`csync apply --auto-approve` runs them only with `--allow-cluster-ops`; a saved plan runs as it is.", ""]
+        out += [f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`" for a in cluster_ops] + [""]
     for title, items in (("Blocked", plan.blocked), ("Unknown", plan.unknown), ("Notices", plan.notices)):
         if items:
             out += [f"#### {title}", ""] + [f"- `{f.address}`{f' on {f.host}' if f.host else ''}: {_md(f.message)}" for f in items] + [""]

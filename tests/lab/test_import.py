@@ -74,7 +74,7 @@ def test_import_of_the_seed_lab_describes_the_site_as_it_is(reseed, tmp_path):
     assert [a["address"] for a in ours["actions"]] == [a["address"] for a in theirs["actions"]]
     assert {a["kind"] for a in ours["actions"]} == {"start-package", "dispatch-member", "copy-key"}
     # ... and once applied, the imported file plans no changes
-    r = csync(tmp_path, "apply", "-f", str(out), "--auto-approve")
+    r = csync(tmp_path, "apply", "-f", str(out), "--auto-approve", "--allow-cluster-ops")
     assert r.returncode == 0, r.stdout + r.stderr
     assert csync(tmp_path, "plan", "-f", str(out), "--detailed-exitcode").returncode == 0
 

@@ -175,7 +175,7 @@ def test_the_plans_failover_prediction_holds_after_apply(reseed, tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["failover_ready_after"] is True
-    applied = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "apply", "-f", path, "--auto-approve"],
+    applied = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "apply", "-f", path, "--auto-approve", "--allow-cluster-ops"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     view = checked(lab)

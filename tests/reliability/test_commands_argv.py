@@ -107,6 +107,7 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
     assert start.script.splitlines()[0] == f"PATH={dsau.SERVICEGUARD_PATH}:$PATH"
     assert commands_of(start.script.splitlines()[1]) == [["cmrunpkg", "-n", node, pkg.name], ["cmmodpkg", "-e", pkg.name]]
     assert commands_of(commands.enable_switching(pkg.name).script.splitlines()[1]) == [["cmmodpkg", "-e", pkg.name]]
+    assert commands_of(commands.halt_package(pkg.name).script.splitlines()[1]) == [["cmhaltpkg", pkg.name]]
 
     # DSAU tools
     dispatch = commands.dispatch_member(state, member).script.splitlines()
@@ -127,10 +128,13 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
                                                       ["chmod", "644", f".csync.{target}.tmp"], ["mv", "-f", f".csync.{target}.tmp", target]]
 
     # the probe's parameters, one assignment each
-    header = commands.probe(state, "member").script.splitlines()[:7]
-    assert [words(line) for line in header] == [[f"{k}={v}"] for k, v in [
-        ("CF", state.paths.cfengine_dir), ("ROLE", "member"), ("MOUNT", pkg.mount), ("MKEYS", dsau.PACKAGE_CLUSTER_KEY_DIR),
-        ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS), ("STATE", dsau.PACKAGE_CSYNC_STATE), ("SGPATH", dsau.SERVICEGUARD_PATH)]]
+    expected = [
+        ("CF", state.paths.cfengine_dir), ("ROLE", "member"), ("MOUNT", pkg.mount), ("MDIR", dsau.PACKAGE_MASTER_DIR),
+        ("PKGFILES", dsau.PACKAGE_FILES_DIR), ("MKEYS", dsau.PACKAGE_CLUSTER_KEY_DIR), ("OWNKEY", dsau.OWN_PUBLIC_KEY),
+        ("PEERPFX", dsau.PEER_KEY_PREFIX), ("PEERSFX", dsau.PEER_KEY_SUFFIX), ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS),
+        ("STATE", dsau.PACKAGE_CSYNC_STATE), ("SGPATH", dsau.SERVICEGUARD_PATH)]
+    header = commands.probe(state, "member").script.splitlines()[:len(expected)]
+    assert [words(line) for line in header] == [[f"{k}={v}"] for k, v in expected]
 
 
 PEM_BODY = st.lists(st.from_regex(r"[A-Za-z0-9+/]{1,64}", fullmatch=True), min_size=1, max_size=8)
@@ -168,5 +172,7 @@ def test_values_the_model_refuses_are_refused_by_the_builders_too(value):
     # a forged plan carries values past the model: the builders check them again
     with pytest.raises(commands.UnsafeValue):
         commands.start_package(value, "node1")
+    with pytest.raises(commands.UnsafeValue):
+        commands.halt_package(value)
     with pytest.raises(commands.UnsafeValue):
         commands.regenerate_keys(DesiredState.model_validate({"version": 1, "site": "s", "master": {"mode": "standalone", "host": {"name": "m", "address": "10.0.0.1"}}}), [value])

@@ -80,14 +80,14 @@ def test_the_package_owner_dies_mid_apply_and_the_dispatch_never_runs_on_the_old
     notices = [r["message"] for r in read(journals(tmp_path)[0]) if r["type"] == "notice"]
     assert any("could not release the site lock" in n and "csync unlock" in n for n in notices), notices
     lab.node_up("node1")
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops")
     assert r.returncode == 0, r.stdout + r.stderr
     assert fresh_plan(path).clean
 
 
 def test_a_hung_command_is_abandoned_at_the_command_timeout_and_reported(lab_factory, tmp_path):
     lab = lab_factory("fresh", members=3, clients=2)
-    lab.exec("node3", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # node3 needs a dispatch
+    lab.exec("node3", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured (no package files): node3 needs a dispatch
     drop_keys(lab, "client1", PKG)
     hang_program(lab, "node1", DISPATCHER, seconds=587)
     path = desired(lab, tmp_path, command_timeout=3)
@@ -126,13 +126,13 @@ def test_a_key_store_that_cannot_be_written_fails_its_actions_cleanly_and_loses_
         assert sorted(a.address for a in report.final_plan.actions) == sorted(r.action.address for r in mine)
         assert report.exit_code == 1 and lock_text(lab) is None
     assert key_store(lab, "client1") == before
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops")
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_csync_killed_while_a_host_script_runs_leaves_no_drafts_and_the_next_apply_recovers(lab_factory, tmp_path):
     lab = lab_factory("fresh", members=3, clients=2)
-    lab.exec("node3", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)
+    lab.exec("node3", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured: no package files
     drop_keys(lab, "client2", PKG)
     hang_program(lab, "node1", DISPATCHER, seconds=3, then="/opt/dsau/lib/csync_dispatcher")
     path = desired(lab, tmp_path)
@@ -157,7 +157,7 @@ def test_csync_killed_while_a_host_script_runs_leaves_no_drafts_and_the_next_app
     # the next plan tells the truth about what is left; the next apply waits out the lease
     left = fresh_plan(path)
     assert {a.kind for a in left.actions} <= {"dispatch-member", "copy-key"} and not left.unknown
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--lock-timeout", "30", env=env)
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops", "--lock-timeout", "30", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Took over an expired lock" in r.stdout and killed["id"] in r.stdout
     assert fresh_plan(path).clean and lock_text(lab) is None and temp_files(lab) == []
@@ -168,7 +168,7 @@ def test_the_lock_node_hung_mid_apply_costs_a_connect_timeout_not_the_lock_comma
     # fails, the clients' work is done, and releasing the lock gives up after the connect
     # timeout (not the lock script's 90 s), saying how to free the lock.
     lab = lab_factory("fresh", members=2, clients=2)
-    lab.exec("node2", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # wave 1: dispatch on node1
+    lab.exec("node2", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured (no package files): wave 1: dispatch on node1
     drop_keys(lab, "client1", PKG)  # wave 2: copy on client1
     path = desired(lab, tmp_path, command_timeout=3, connect_timeout=2)
     try:
@@ -177,7 +177,8 @@ def test_the_lock_node_hung_mid_apply_costs_a_connect_timeout_not_the_lock_comma
         hung = by_kind[("dispatch-member", "node1")]
         assert hung.outcome == "failed" and "timed out after 2s without an answer" in hung.detail, hung.detail
         assert by_kind[("copy-key", "client1")].outcome == "done"
-        assert [f.address for f in report.final_plan.unknown] == ["member.node1"]
+        # node1 is unknown, and node2 (still not configured) waits for it: it runs the package
+        assert [f.address for f in report.final_plan.unknown] == ["member.node1", "member.node2"]
         records = read(journals(tmp_path)[0])
         [notice] = [r["message"] for r in records if r["type"] == "notice" and "could not release" in r["message"]]
         assert "timed out after 2s" in notice and f"csync unlock {report_run_id(records)}" in notice
@@ -187,7 +188,7 @@ def test_the_lock_node_hung_mid_apply_costs_a_connect_timeout_not_the_lock_comma
     assert held["id"] == report_run_id(records)
     r = csync(tmp_path, "unlock", held["id"], "-f", str(path), "--force")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--lock-timeout", "0")
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops", "--lock-timeout", "0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert temp_files(lab) == [] and lock_text(lab) is None
 
@@ -198,7 +199,7 @@ def report_run_id(records: list[dict]) -> str:
 
 def test_sigterm_while_a_host_script_runs_lets_it_finish_then_releases_and_reports(lab_factory, tmp_path):
     lab = lab_factory("fresh", members=3, clients=2)
-    lab.exec("node3", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # wave 1: dispatch (slow)
+    lab.exec("node3", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured (no package files): wave 1: dispatch (slow)
     drop_keys(lab, "client2", PKG)
     cluster_key = lab.exec("client1", f"cat {PPKEYS}/root-{PKG}.pub", check=True).stdout
     lab.exec("client1", ["/bin/sh", "-c", f"cat > {PPKEYS}/root-127.0.10.99.pub"], input=cluster_key, check=True)  # a later wave: removed
@@ -242,5 +243,5 @@ def test_the_package_moved_by_hand_mid_apply_the_dispatch_does_not_run_on_the_ol
     assert "does not run on this node any more" in dispatch.detail and "csync-test-hang" not in dispatch.detail, dispatch.detail
     assert [(a.kind, a.host) for a in report.final_plan.actions] == [("dispatch-member", "node2")]
     assert not report.final_plan.unknown and temp_files(lab) == []
-    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
+    r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve", "--allow-cluster-ops")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -84,7 +84,7 @@ def test_no_private_key_material_in_anything_csync_prints_or_writes(lab_factory,
     lab = lab_factory("fresh", members=3, clients=2)
     drop_keys(lab, "client1", PKG, "127.0.10.1", "127.0.10.2", "127.0.10.3")
     drop_keys(lab, "client2", PKG)
-    lab.exec("node3", "echo '# drift' > /var/opt/dsau/cfengine/inputs/drift.cf", check=True)  # a dispatch too  # installed from PEM (public keys in the plan)
+    lab.exec("node3", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured (no package files): a dispatch too  # installed from PEM (public keys in the plan)
     path = desired(lab, tmp_path)
     runs = [
         cli(tmp_path, "plan", "-f", str(path)),
