@@ -639,8 +639,10 @@ def cfrun(argv: list[str]) -> int:
     sys.stdout.flush()
     if not cfg.hosts:
         return 0
-    lab = labhost.LabState()
-    me = lab.own_host()
+    try:
+        me = labhost.LabState().own_host()
+    except labhost.LabStateError as e:
+        return _usage("cfrun", str(e), None)
     source = cfg.bindtointerface if cfg.bindtointerface in _own_addresses(me) else _default_source(me, "cfrun")
     polls = [Poll(host, cfg, parsed.trust_all, source) for host, _ in cfg.hosts]
     if cfg.maxchild == 1:
