@@ -15,12 +15,12 @@ import time
 
 import pytest
 
-from reconciler import dsau
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
 from reconciler.lab import Lab
 from reconciler.lab.runtime import _listening
-from reconciler.loader import load_desired_state
-from reconciler.transport import Pool
-from reconciler.trust_live import assess
+from reconciler.trust.live import assess
 from tests.conftest import require_lab_machine
 
 pytestmark = pytest.mark.lab
