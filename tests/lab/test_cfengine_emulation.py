@@ -174,7 +174,7 @@ def test_extra_addresses_are_in_the_labs_api_and_status_but_not_in_its_desired_s
     assert hosts["node1"].extra_addresses == (NODE1_LAN2,) and hosts["node2"].extra_addresses == ("127.0.20.2",)
     assert hosts["client1"].extra_addresses == ()
     assert lab.package["extra_addresses"] == [PKG_LAN2] and PKG_LAN2 in lab.addresses
-    done = subprocess.run([sys.executable, "-m", "reconciler.cli", "lab", "status", "--format", "json", "--dir", str(lab.dir)],
+    done = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lab", "status", "--format", "json", "--dir", str(lab.dir)],
                           capture_output=True, text=True, timeout=60)
     status = json.loads(done.stdout)
     assert status["package"]["extra_addresses"] == [PKG_LAN2]
