@@ -627,10 +627,10 @@ class Lab:
         lines = []
         for h in self.hosts:
             key = (self.host_dir(h.name) / "run" / HOST_RUN.removeprefix("/run/") / "ssh_host_ed25519_key.pub").read_text().split()
-            who = list(h.addresses)
+            aliases = list(h.addresses)
             if names:  # the names /etc/hosts gives them (extra addresses: H-lan2, ...)
-                who += [h.name] + [f"{h.name}-lan{i}" for i, _ in enumerate(h.extra_addresses, start=2)]
-            who = ",".join(topology.known_hosts_name(w, port) for w in who)
+                aliases += [h.name] + [f"{h.name}-lan{i}" for i, _ in enumerate(h.extra_addresses, start=2)]
+            who = ",".join(topology.known_hosts_name(w, port) for w in aliases)
             lines.append(f"{who} {key[0]} {key[1]}\n")
         return "".join(lines)
 

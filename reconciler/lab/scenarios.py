@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def cfrun_hosts(clients: list[LabHost]) -> str:
             + "".join(f"{c.name}\n" for c in clients))
 
 
-def master_inputs(policy_host: str, master_dir: str, clients: list[LabHost] = ()) -> dict[str, str]:
+def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] = ()) -> dict[str, str]:
     """The master's cfengine 2 inputs [ours: a small, plausible DSAU policy]."""
     return {
         "cfrun.hosts": cfrun_hosts(list(clients)),
