@@ -213,13 +213,62 @@ def _live(tool: str, argv: list[str]) -> RemoteCommand:
     return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(argv)} arguments)")
 
 
-def cfrun_check(client_addresses: list[str]) -> RemoteCommand:
-    """cfrun from this host to every listed client, in one call (one line per address, in
-    order), with cfrun's own per-host timeout."""
+# cfrun's children at once in the check's hosts file (cfrun.hosts' maxchild; cfrun's default
+# is 1, one client after the other) [ours]
+CFRUN_CHECK_MAXCHILD = 32
+# cfrun has no time limit of its own (a client that takes the connection and never answers
+# holds it for ever): the check stops it after this many seconds, keeping what it printed [ours]
+CFRUN_CHECK_SECONDS = 90
+
+
+def cfrun_check(client_addresses: list[str], *, cfengine_dir: str = dsau.CFENGINE_DIR,
+                seconds: int = CFRUN_CHECK_SECONDS) -> RemoteCommand:
+    """cfrun from this host to every listed client, in one call, with cfengine 2's command line
+    (src/cfrun.c): ``cfrun -f FILE``, FILE a hosts file made for the check (``maxchild``, then
+    the clients by address) and removed afterwards. Never ``-T``: it stores the key of every
+    client it lacks.
+
+    A client whose ``root-<address>.pub`` this host lacks is not put in the file: cfrun would
+    ask on stdin whether to accept its key on trust, and each of its children takes all the
+    input there is for its own question, so answers written in advance answer one question
+    only and the next one loops for ever. The script reports such a client itself, in the
+    live-check grammar (``[local <path> missing]``). stdin still answers "no" once, for a key
+    file that is there but does not parse. A watchdog stops cfrun (its process group) after
+    ``seconds``; the clients done by then keep their lines, the others have none."""
     addresses = [check(IPV4, a, "client address") for a in client_addresses]
     if not addresses:
         raise UnsafeValue("cfrun needs at least one client address")
-    return _live("cfrun", ["cfrun", *addresses])
+    t = int(seconds)
+    if t < 1:
+        raise UnsafeValue(f"refusing cfrun check limit {seconds!r}")
+    ppkeys = shlex.quote(f"{cfengine_dir}/{dsau.PPKEYS_SUBDIR}")
+    script = (
+        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
+        f"command -v cfrun >/dev/null 2>&1 || {{ echo 'cfrun: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
+        f"k={ppkeys}\n"
+        "umask 077\n"
+        'f="${TMPDIR:-/tmp}/csync-cfrun.$$"\n'
+        'rm -f "$f" && (set -C; : > "$f") || { echo "cannot create $f" >&2; exit 1; }\n'
+        "trap 'rm -f \"$f\"' 0\n"
+        "trap 'exit 1' 1 2 15\n"
+        f"echo 'maxchild = {CFRUN_CHECK_MAXCHILD}' > \"$f\" || exit 1\n"
+        f"for a in {' '.join(addresses)}; do\n"
+        '  if [ -f "$k/root-$a.pub" ]; then echo "$a" >> "$f" || exit 1\n'
+        '  else echo "cfrun $a: no key on file, not polled (cfrun would ask whether to accept one on trust) [local $k/root-$a.pub missing]"\n'
+        "  fi\n"
+        "done\n"
+        'cfrun -f "$f" <<\'CSYNC_ANSWERS\' &\nno\nCSYNC_ANSWERS\n'
+        "p=$!\n"
+        f"( trap '' 15; s=0; while [ $s -lt {t} ]; do sleep 1; s=$((s + 1)); done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &\n"
+        "w=$!\n"
+        'wait "$p"; rc=$?\n'
+        'kill -KILL "$w" 2>/dev/null\n'
+        'exit "$rc"\n'
+    )
+    line = quote_argv(["cfrun", "-f", "<hosts file>", *addresses])
+    return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(addresses)} clients)")
+
+
 
 
 def cfagent_check(server_address: str) -> RemoteCommand:

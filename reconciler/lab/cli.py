@@ -47,10 +47,13 @@ def lab() -> None:
 @click.option("--sg-release", default=None, metavar="RELEASE",
               help="The emulated Serviceguard's release (default A.11.20.00). Before A.11.19 the commands "
                    "have no -t preview and no maintenance mode; before A.11.20 no -d (detach).")
-def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None) -> int:
+@click.option("--extra-addresses", is_flag=True,
+              help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
+                   "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).")
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
@@ -85,16 +88,20 @@ def status(directory: str, fmt: str) -> int:
     if fmt == "json":
         click.echo(json.dumps({
             "directory": str(st.directory), "scenario": st.scenario, "port": st.port, "cluster": st.cluster,
-            "hosts": [{"name": h.name, "address": h.address, "role": h.role, "state": h.state, "pid": h.pid} for h in st.hosts],
+            "package": st.package,
+            "hosts": [{"name": h.name, "address": h.address, "extra_addresses": list(h.extra_addresses), "role": h.role,
+                       "state": h.state, "pid": h.pid} for h in st.hosts],
         }, indent=2))
     else:
         click.echo(f"lab {st.directory} (scenario {st.scenario}, port {st.port})")
         for h in st.hosts:
-            click.echo(f"  {h.name:<10} {h.address:<15} {h.role:<7} {h.state:<9} {h.pid or ''}")
+            extra = f" (also {', '.join(h.extra_addresses)})" if h.extra_addresses else ""
+            click.echo(f"  {h.name:<10} {h.address:<15} {h.role:<7} {h.state:<9} {h.pid or ''}{extra}")
         if st.cluster:
+            extra = f" (also {', '.join(st.package['extra_addresses'])})" if st.package and st.package["extra_addresses"] else ""
             for p in st.cluster["packages"]:
                 click.echo(f"  package {p['name']}: {p['status']}/{p['state']} on {p.get('owner') or 'no node'}, "
-                           f"AUTO_RUN {p['autorun']}")
+                           f"AUTO_RUN {p['autorun']}{extra}")
     return ExitCode.OK if st.up else ExitCode.ERROR
 
 

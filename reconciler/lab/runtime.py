@@ -52,6 +52,7 @@ from reconciler.lab.topology import (
     LAB_MOUNT,
     PACKAGE,
     PACKAGE_ADDRESS,
+    PACKAGE_EXTRA_ADDRESS,
     LabHost,
 )
 
@@ -122,6 +123,7 @@ class HostStatus:
     role: str
     state: str  # up | down | isolated
     pid: int | None
+    extra_addresses: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,6 +134,7 @@ class LabStatus:
     hosts: list[HostStatus]
     cluster: dict | None  # cluster.json, or None for a standalone master
     timings: dict[str, float] = field(default_factory=dict)
+    package: dict | None = None  # {name, address, extra_addresses, mount}, None for a standalone master
 
     @property
     def up(self) -> bool:
@@ -203,7 +206,22 @@ class Lab:
 
     @property
     def hosts(self) -> Hosts:
-        return Hosts([LabHost(h["name"], h["address"], h["role"]) for h in self.topology["hosts"]])
+        return Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ())))
+                      for h in self.topology["hosts"]])
+
+    @property
+    def package(self) -> dict | None:
+        """{name, address, extra_addresses, mount} of the csync package; None for a standalone master."""
+        package = self.topology.get("package")
+        return None if package is None else {"extra_addresses": [], **package}
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address of the lab's hosts and package, extra addresses included."""
+        out = [a for h in self.hosts for a in h.addresses]
+        if self.package:
+            out += [self.package["address"], *self.package["extra_addresses"]]
+        return out
 
     @property
     def port(self) -> int:
@@ -254,17 +272,20 @@ class Lab:
             self._save_runtime(runtime)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh", sg_release: str | None = None) -> float:
+    def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh", sg_release: str | None = None,
+           extra_addresses: bool = False) -> float:
         """Start the lab; returns the seconds until every host's sshd listened. ``sg_release``
         is the emulated Serviceguard's release (default A.11.20.00; e.g. A.11.19, A.11.18):
-        it decides which options the Serviceguard commands know (docs/LAB.md).
+        it decides which options the Serviceguard commands know (docs/LAB.md). With
+        ``extra_addresses``, each member (or the standalone master) and the package have a
+        second address on 127.0.20.0/24 (topology.EXTRA_NET), and members listen there too.
 
         Raises LabError when the machine lacks something, a lab already runs in this
         directory, or a host does not start (then nothing is left running)."""
         start = time.monotonic()
         check_machine()
         try:
-            hosts = topology.lab_hosts(members, clients, scenario)
+            hosts = topology.lab_hosts(members, clients, scenario, extra_addresses)
             release = sgcluster.normalize_release(sg_release or sgcluster.DEFAULT_RELEASE)
         except ValueError as e:
             raise LabError(str(e)) from None
@@ -277,9 +298,10 @@ class Lab:
         self.timings["keys"] = time.monotonic() - t
         excluded: set[int] = set()
         for _attempt in range(3):
-            port = self._choose_port([h.address for h in hosts], excluded)
+            package_addresses = [] if scenario == "standalone" else [PACKAGE_ADDRESS] + ([PACKAGE_EXTRA_ADDRESS] if extra_addresses else [])
+            port = self._choose_port([a for h in hosts for a in h.addresses] + package_addresses, excluded)
             t = time.monotonic()
-            self._write_static(hosts, scenario, port, lab_keys, release)
+            self._write_static(hosts, scenario, port, lab_keys, release, extra_addresses)
             built = self._write_scenario(scenario, lab_keys)
             self.timings["files"] = time.monotonic() - t
             t = time.monotonic()
@@ -314,7 +336,7 @@ class Lab:
         close of its files (task work after exit_task_namespaces), so a listener can outlive
         the last process by a moment; wait for the lab's listeners to be gone."""
         try:
-            port, addresses = self.port, {h.address for h in self.hosts}
+            port, addresses = self.port, {a for h in self.hosts for a in h.addresses}
         except (LabError, OSError, KeyError, ValueError):
             return
         deadline = time.monotonic() + timeout
@@ -336,14 +358,14 @@ class Lab:
             entry = runtime.get(h.name)
             pid = self.state.pid_of(h.name) if entry else None
             state = "down" if pid is None else ("isolated" if entry.get("isolated") else "up")
-            out.append(HostStatus(h.name, h.address, h.role, state, pid))
+            out.append(HostStatus(h.name, h.address, h.role, state, pid, h.extra_addresses))
         cluster = None
         if topo.get("package"):
             try:
                 cluster = self.state.read_json(sgcluster.STATE_FILE)
             except labhost.LabStateError:
                 cluster = None
-        return LabStatus(self.dir, topo["scenario"], topo["port"], out, cluster, dict(self.timings))
+        return LabStatus(self.dir, topo["scenario"], topo["port"], out, cluster, dict(self.timings), self.package)
 
     def reseed(self, scenario: str | None = None) -> float:
         """Reset every host's files and the cluster to ``scenario`` (default: the lab's own)
@@ -554,12 +576,14 @@ class Lab:
         )
 
     def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys,
-                      release: str = sgcluster.DEFAULT_RELEASE) -> None:
+                      release: str = sgcluster.DEFAULT_RELEASE, extra_addresses: bool = False) -> None:
         """Everything that does not change while the lab runs: topology, programs, host keys,
         sshd configs, the emulated cfengine network's key."""
-        package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT}
+        package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
+                                                         "extra_addresses": [PACKAGE_EXTRA_ADDRESS] if extra_addresses else []}
         topo = {"format": 1, "scenario": scenario, "port": port, "cluster": None if package is None else CLUSTER,
-                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role} for h in hosts],
+                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role,
+                                               "extra_addresses": list(h.extra_addresses)} for h in hosts],
                 "sg_release": release}
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
@@ -603,9 +627,10 @@ class Lab:
         lines = []
         for h in self.hosts:
             key = (self.host_dir(h.name) / "run" / HOST_RUN.removeprefix("/run/") / "ssh_host_ed25519_key.pub").read_text().split()
-            who = topology.known_hosts_name(h.address, port)
-            if names:
-                who += "," + topology.known_hosts_name(h.name, port)
+            aliases = list(h.addresses)
+            if names:  # the names /etc/hosts gives them (extra addresses: H-lan2, ...)
+                aliases += [h.name] + [f"{h.name}-lan{i}" for i, _ in enumerate(h.extra_addresses, start=2)]
+            who = ",".join(topology.known_hosts_name(w, port) for w in aliases)
             lines.append(f"{who} {key[0]} {key[1]}\n")
         return "".join(lines)
 
@@ -661,8 +686,12 @@ class Lab:
         package's address under the package's name), so that host names resolve as on a site."""
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{h.address}\t{h.name}" for h in self.hosts]
-        if self.topology.get("package"):
-            lines.append(f"{PACKAGE_ADDRESS}\t{PACKAGE}")
+        package = self.package
+        if package:
+            lines.append(f"{package['address']}\t{PACKAGE}")
+        # extra addresses [ours]: H-lan2 (H-lan3, ... if a host ever has more)
+        for name, extra in [(h.name, h.extra_addresses) for h in self.hosts] + ([(PACKAGE, package["extra_addresses"])] if package else []):
+            lines += [f"{a}\t{name}-lan{i}" for i, a in enumerate(extra, start=2)]
         return "\n".join(lines) + "\n"
 
     def _spec(self, host: LabHost, owner: str | None, cluster: bool, etc_hosts: str) -> dict:
@@ -701,7 +730,7 @@ class Lab:
 
     def _wait_listening(self, hosts: list[LabHost]) -> None:
         port = self.port
-        pending = {h.address: h for h in hosts}
+        pending = {a: h for h in hosts for a in h.addresses}
         deadline = time.monotonic() + READY_TIMEOUT
         while pending:
             # Ready = a listening socket on the host's address that belongs to the host's own
@@ -890,7 +919,7 @@ def _processes_in(mnts: set[str], utss: set[str]) -> set[int]:
 def _sshd_config(host: LabHost, port: int) -> str:
     return "\n".join([
         f"# sshd of lab host {host.name} ({host.role}); written by csync lab",
-        f"ListenAddress {host.address}",
+        *[f"ListenAddress {a}" for a in host.addresses],
         f"Port {port}",
         f"HostKey {HOST_RUN}/ssh_host_ed25519_key",
         f"PidFile {HOST_RUN}/sshd.pid",

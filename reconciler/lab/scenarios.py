@@ -2,7 +2,8 @@
 
 ``fresh`` is the converged site, the contract csync's planner is tested against:
 
-- each member: /var/opt/dsau/cfengine/inputs/ (a copy of the master inputs), ppkeys/
+- each member: /var/opt/dsau/cfengine/inputs/ (a copy of the master inputs, among them
+  cfrun.hosts listing every client by name), ppkeys/
   localhost.priv/.pub = the cluster key, root-<client>.pub = that client's own key for every
   client, root-<member>.pub = the cluster key for every member, root-<package>.pub = the
   cluster key; /etc/cmcluster/csync/ (the package files); cfservd.started;
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +52,17 @@ CFSERVD_MARKER = f"{dsau.CFENGINE_DIR}/cfservd.started"  # [ours]
 PACKAGE_CONF = f"{dsau.PACKAGE_FILES_DIR}/csync.conf"  # [ours] the package's ASCII file
 
 
-def master_inputs(policy_host: str, master_dir: str) -> dict[str, str]:
+def cfrun_hosts(clients: list[LabHost]) -> str:
+    """cfrun.hosts: the managed clients cfrun asks for a run [doc: a master input, read by cfrun
+    from CF/inputs; ours: one client per line, by host name, no settings (so maxchild 1)]."""
+    return ("# cfrun.hosts: the managed clients cfrun asks for a run (DSAU configuration synchronization)\n"
+            + "".join(f"{c.name}\n" for c in clients))
+
+
+def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] = ()) -> dict[str, str]:
     """The master's cfengine 2 inputs [ours: a small, plausible DSAU policy]."""
     return {
+        "cfrun.hosts": cfrun_hosts(list(clients)),
         "update.conf": (
             "# update.conf: fetch the policy from the master (DSAU configuration synchronization)\n"
             "control:\n"
@@ -162,7 +172,7 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
     standalone = scenario == "standalone"
     server = masters[0].address if standalone else topology.PACKAGE_ADDRESS
     master_dir = dsau.STANDALONE_MASTER_INPUTS if standalone else f"{topology.LAB_MOUNT}/{dsau.PACKAGE_MASTER_INPUTS}"
-    inputs = master_inputs(server, master_dir)
+    inputs = master_inputs(server, master_dir, [h for h in hosts if h.role == topology.ROLE_CLIENT])
     late = masters[-1] if scenario == "seed" and len(masters) > 1 else None
     configured = [m for m in masters if m is not late]
     master_priv, master_pub = keys.master

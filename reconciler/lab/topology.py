@@ -25,6 +25,13 @@ MAX_MEMBERS = 9  # 127.0.10.1-9; 127.0.10.10 is the package address
 MAX_CLIENTS = 2000  # 127.0.10.21 upward, spilling over into 127.0.11.x, 127.0.12.x, ...
 FIRST_CLIENT_OCTET = 21
 
+# A second LAN [ours]: with `lab up --extra-addresses`, each member (or the standalone master)
+# gets one more address, 127.0.20.<its member number>, and the package one more, 127.0.20.10:
+# the same host parts as on the first LAN. No other part of the lab uses 127.0.20.0/24 (clients
+# end at 127.0.17.x). In the hosts' /etc/hosts the extra address of host H is named H-lan2.
+EXTRA_NET = "127.0.20"
+PACKAGE_EXTRA_ADDRESS = f"{EXTRA_NET}.10"
+
 ROLE_MEMBER = "member"  # a Serviceguard node of the cluster that is the HA master
 ROLE_MASTER = "master"  # a standalone master
 ROLE_CLIENT = "client"  # a managed client
@@ -35,8 +42,13 @@ class LabHost:
     """One host of the lab: its (unqualified) host name, loopback address and role."""
 
     name: str
-    address: str
+    address: str  # the address csync reaches it by (ssh), and its cfengine address
     role: str  # member | master | client
+    extra_addresses: tuple[str, ...] = ()  # its other addresses (lab up --extra-addresses)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.address, *self.extra_addresses)
 
     @property
     def is_master_side(self) -> bool:
@@ -49,6 +61,13 @@ def member_address(i: int) -> str:
     if not 1 <= i <= MAX_MEMBERS:
         raise ValueError(f"member number {i} out of 1..{MAX_MEMBERS}")
     return f"127.0.10.{i}"
+
+
+def member_extra_address(i: int) -> str:
+    """The second-LAN address of member ``node<i>`` (or of the standalone master for 1) [ours]."""
+    if not 1 <= i <= MAX_MEMBERS:
+        raise ValueError(f"member number {i} out of 1..{MAX_MEMBERS}")
+    return f"{EXTRA_NET}.{i}"
 
 
 def client_address(i: int) -> str:
@@ -64,16 +83,21 @@ def client_address(i: int) -> str:
     return f"127.0.{10 + third}.{fourth + 1}"
 
 
-def lab_hosts(members: int, clients: int, scenario: str) -> list[LabHost]:
-    """The hosts of a lab, masters first: node1..nodeN (or the standalone master), then clients."""
+def lab_hosts(members: int, clients: int, scenario: str, extra_addresses: bool = False) -> list[LabHost]:
+    """The hosts of a lab, masters first: node1..nodeN (or the standalone master), then clients.
+    With ``extra_addresses`` each member (or the standalone master) has a second-LAN address."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+
+    def extra(i: int) -> tuple[str, ...]:
+        return (member_extra_address(i),) if extra_addresses else ()
+
     if scenario == "standalone":
-        hosts = [LabHost(STANDALONE_MASTER, member_address(1), ROLE_MASTER)]
+        hosts = [LabHost(STANDALONE_MASTER, member_address(1), ROLE_MASTER, extra(1))]
     else:
         if not 1 <= members <= MAX_MEMBERS:
             raise ValueError(f"a lab cluster has 1 to {MAX_MEMBERS} members, not {members}")
-        hosts = [LabHost(f"node{i}", member_address(i), ROLE_MEMBER) for i in range(1, members + 1)]
+        hosts = [LabHost(f"node{i}", member_address(i), ROLE_MEMBER, extra(i)) for i in range(1, members + 1)]
     if not 0 <= clients <= MAX_CLIENTS:
         raise ValueError(f"a lab has 0 to {MAX_CLIENTS} clients, not {clients}")
     hosts += [LabHost(f"client{i}", client_address(i), ROLE_CLIENT) for i in range(1, clients + 1)]

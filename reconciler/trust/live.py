@@ -39,6 +39,17 @@ from reconciler.trust.predict import (
 # docs/LAB.md, "Output grammar": <tool> <address>: ok | <message> [<where> <detail>]
 LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")
 FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable)$")
+# What cfengine 2's cfrun prints about a key it lacks (src/cfrun.c, PollServer), before the
+# host's line: its question (the answer is read after "--> ", with no newline, so the host's
+# line may follow it on the same line), its complaint about an answer, and with -T its notice.
+# None of these is a result.
+CFRUN_PROMPT = "--> "
+CFRUN_CHATTER = re.compile(
+    r"^(WARNING - You do not have a public key from host \S+ = \S*"
+    r"|\s+Do you want to accept one on trust\? \(yes/no\)"
+    r"|Please reply yes or no\.\.\.\(.*\)"
+    r"|Accepting public key from \S+)$"
+)
 
 # Which predicted cause kinds explain a live complaint about the same file on the same host.
 # A symbolic link is unusable to csync (never followed) but read through by cfengine, so it
@@ -78,6 +89,11 @@ def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[s
     problems: list[str] = []
     for raw in text.splitlines():
         line = raw.rstrip("\r")
+        if tool == "cfrun":
+            while line.startswith(CFRUN_PROMPT):
+                line = line[len(CFRUN_PROMPT):]
+            if CFRUN_CHATTER.match(line):
+                continue
         if not line.strip():
             continue
         m = LINE.match(line)
@@ -136,7 +152,8 @@ def interpret(host: str, tool: str, targets: list[str], exit_code: int, stdout: 
     if exit_code not in (0, 1):
         return HostRun(host, error=f"{tool} exited {exit_code}" + (f": {last}" if last else ""), seconds=seconds)
     results, problems = parse_check_output(tool, stdout.decode("utf-8", "replace"), targets)
-    if exit_code == 0 and any(not r.ok for r in results.values()):
+    # cfrun exits 0 whatever happened to each host (cfengine 2's src/cfrun.c); cfagent does not
+    if tool != "cfrun" and exit_code == 0 and any(not r.ok for r in results.values()):
         problems.append(f"{tool} exited 0 but reported a failure")
     return HostRun(host, results=results, problems=tuple(problems), seconds=seconds)
 

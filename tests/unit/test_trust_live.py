@@ -102,15 +102,29 @@ def test_interpret_maps_exit_codes():
     assert missing.error == "cfrun: not found (searched x)" and missing.results == {}
     usage = interpret("node1", "cfrun", [A], 2, b"", b"cfrun: bad\nusage: cfrun [-T SECONDS] ADDRESS...\n")
     assert usage.error == "cfrun exited 2: usage: cfrun [-T SECONDS] ADDRESS..."
-    lying = interpret("node1", "cfrun", [B], 0, SAMPLES.encode(), b"")
-    assert "cfrun exited 0 but reported a failure" in lying.problems
+    lying = interpret("node1", "cfagent", [PKG_IP], 0, f"cfagent {PKG_IP}: BAD: keys did not match [remote {PP}/root-1.pub mismatch]\n".encode(), b"")
+    assert "cfagent exited 0 but reported a failure" in lying.problems
+    as_cfengine = interpret("node1", "cfrun", [A, B, C], 0, SAMPLES.encode(), b"")  # cfrun exits 0 whatever happened
+    assert as_cfengine.problems == () and len(as_cfengine.results) == 3
     ok = interpret("node1", "cfrun", [A, B, C], 1, SAMPLES.encode(), b"")
     assert ok.error is None and ok.problems == () and len(ok.results) == 3
 
 
+def test_cfruns_questions_and_notices_are_not_results():
+    text = (f"WARNING - You do not have a public key from host {A} = {A}\n"
+            "          Do you want to accept one on trust? (yes/no)\n\n"
+            f"--> cfrun {A}: Not authorized to trust the server={A}'s public key (trustkey=false) [local {PP}/root-{A}.pub unreadable]\n"
+            f"Accepting public key from {B}\ncfrun {B}: ok\n")
+    results, problems = parse_check_output("cfrun", text, [A, B])
+    assert problems == [] and results[B].ok and (results[A].where, results[A].detail) == ("local", "unreadable")
+    assert parse_check_output("cfagent", f"Accepting public key from {A}\n", [])[1] == [f"unexpected line: 'Accepting public key from {A}'"]
+
+
 def test_live_commands_are_quoted_and_refuse_unsafe_values():
     script = commands.cfrun_check([A, B]).script
-    assert script.splitlines()[-1] == f"cfrun {A} {B} </dev/null"
+    # cfengine 2's syntax; never -T (it stores keys)
+    assert [line for line in script.splitlines() if line.startswith("cfrun")] == ["cfrun -f \"$f\" <<'CSYNC_ANSWERS' &"]
+    assert f"for a in {A} {B}; do" in script and "maxchild = " in script
     assert commands.cfagent_check(PKG_IP).script.splitlines()[-1] == f"cfagent --policy-server {PKG_IP} </dev/null"
     for bad in (["1.2.3.4; rm -rf /"], []):
         try:

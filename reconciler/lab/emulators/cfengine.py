@@ -1,36 +1,67 @@
 #!/usr/bin/python3 -Es
 """Emulated cfengine 2 key trust for the csync lab, chosen by the name it is called by:
 
+    cfrun [-f HOSTSFILE] [-h] [-d] [-v] [-S] [-T] [HOST...] [-- OPTIONS... [-- CLASSES...]]
     cfagent [-q] [-K] [-v] [--policy-server ADDRESS]   pull check against the policy host
-    cfrun [-T SECONDS] ADDRESS...                       "run now" requests to clients
     cfservd [CONNECTED-ADDRESS]                         the server side (ssh forced command)
     cfkey                                               a new localhost.priv/.pub pair
 
-What is checked is cfengine 2's key rules (docs/DOMAIN.md, "why the key rules are what they
-are"), with real RSA keys and a real challenge-response between two lab hosts:
+cfrun follows cfengine 2's src/cfrun.c (CheckOptsAndInit, ReadCfrunConf, PollServer) and the
+client half of src/proto.c (KeyAuthentication); cfservd the server half of src/cfservd.c
+(CheckStoreKey); the key files follow src/crypto.c (HavePublicKey, SavePublicKey):
 
-- the caller (cfagent, cfrun) reads ``ppkeys/root-<address it connects to>.pub``;
-- the server (cfservd) reads ``ppkeys/root-<caller's source address>.pub`` and requires the
-  caller's offered public key (its ``localhost.pub``) to be that very key, as cfservd's
-  CheckStoreKey does (no trustkeysfrom: an unknown key is never accepted on trust);
-- each side proves it holds its ``localhost.priv`` by signing the other's fresh nonce, and
-  the other side verifies the signature with the file it looked up.
+- options are matched on their first two characters (``-T5`` is ``-T``); ``-T`` trusts every
+  key it lacks, and so writes it; there is no timeout option; a bad option prints the usage
+  and exits 0; cfrun always exits 0, whatever happened to each host;
+- the hosts come from the hosts file (``-f FILE``; default ``cfrun.hosts`` in $CFINPUTS, else
+  in /var/opt/dsau/cfengine/inputs; a name without ``/`` is taken from there too); hosts named
+  on the command line only restrict that list, compared with each line's host as written;
+  the file's ``domain``, ``hostnamekeys``, ``maxchild``, ``bindtointerface`` and ``include``
+  lines are read; ``HOST:PORT`` is accepted and the port ignored [ours: one lab port];
+- for each host, cfrun looks for ``root-<host as written>.pub``, then ``root-<its address>.pub``
+  (the first address the host name resolves to): with neither (a file that does not parse
+  counts as absent), ``-T`` accepts the key on trust, otherwise cfrun asks "Do you want to
+  accept one on trust? (yes/no)" and reads stdin until it gets yes or no;
+- the key that authenticates the server is ``root-<its address>.pub``, or with
+  ``hostnamekeys = true`` in the hosts file ``root-<host as written>.pub``: so a name key that
+  exists but is wrong defeats a correct address key only with hostnamekeys; without it, a
+  name key only stops the question (and ``-T``) while the address key is missing;
+- a key accepted on trust is saved under that name once the dialogue succeeds, with mode 600
+  (cfrun's umask 077), and never over an existing file;
+- the server (cfservd) authenticates the caller with ``root-<caller's source address>.pub``,
+  or, with ``HostnameKeys = ( on )`` in its inputs/cfservd.conf, ``root-<caller's name>.pub``,
+  the name being what the caller's own resolver gives for its source address (lower case);
+  a missing key is refused ("BAD: key could not be accepted on trust": no TrustKeysFrom),
+  another key too ("BAD: keys did not match");
+- nothing is bounded in time: a host that accepts the connection and never answers makes
+  cfrun wait for ever, as cfrun's recv does (connect() has a 10 s alarm, CF_TIMEOUT, but in
+  the lab nobody listening means refused at once);
+- a cfrun leaves from the address ``bindtointerface`` names when it is one of the host's
+  (else, silently, as bind() failing does, from the default), else from the address routing
+  picks: in the lab the host's own address, or CSYNC_LAB_SOURCE_ADDRESS [ours].
+
+Each side proves it holds its ``localhost.priv`` by signing the other's fresh nonce, and the
+other side verifies the signature with the file it looked up (RSA, as cfengine does with its
+encrypted nonces).
 
 The network [ours]: cfengine's TCP 5308 is emulated by ssh between the hosts, leaving from
-the caller's own address (``ssh -b``), with a lab-wide key that each host's sshd only
+the caller's chosen address (``ssh -b``), with a lab-wide key that each host's sshd only
 accepts for the forced command ``cfservd`` (``/run/csync-host/cfservd_authorized_keys``); so
 the server sees the caller's real source address, and root's own authorized_keys, which
-csync manages, is not involved. "Who answers at address X" is the host with address X, or
-for the package address the node running the package (none while it is halted).
+csync manages, is not involved. "Who answers at address X" is the host with address X (its
+main or extra address), or for a package address the node running the package (none while
+it is halted).
 
-Output, one line per target, in the order given [ours, parsed by csync]:
+Output, one line per host [ours, parsed by csync], after cfrun's own questions and notices:
 
-    <tool> <address>: ok
-    <tool> <address>: <cfengine message> [<where> <detail>]
+    <tool> <host as written>: ok
+    <tool> <host as written>: <cfengine message> [<where> <detail>]
 
 where <where> is ``local`` (the caller's file), ``remote`` (the server's file) or
-``unreachable``; for local/remote the detail is ``<path> missing|mismatch|unreadable``.
-Exit codes: 0 every target ok, 1 any failed, 2 bad command line.
+``unreachable``; for local/remote the detail is ``<path> missing|mismatch|unreadable``. cfrun
+prints each host's lines when that host is done (as its forked child's buffered output
+appears when the child exits), so with ``maxchild`` above 1 the hosts come in the order they
+finish. cfagent exits 0 when it authenticated, 1 when not, 2 on a bad command line.
 """
 
 from __future__ import annotations
@@ -40,9 +71,11 @@ import getopt
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 try:
@@ -60,11 +93,22 @@ OWN_PUBLIC = f"{labhost.PPKEYS}/localhost.pub"
 CFNET_CONFIG = f"{labhost.IN_HOST_STATE}/cfnet/ssh_config"
 SERVER_CONTEXT = b"csync-lab cfservd\0"
 CLIENT_CONTEXT = b"csync-lab client\0"
-DEFAULT_TIMEOUT = 15.0
+CFAGENT_TIMEOUT = 15.0  # [ours] cfagent's limit per dialogue
+CF_TIMEOUT = 10  # [src] globals.c: the connect() alarm of RemoteConnect (ip.c)
+CFRUN_HOSTS = "cfrun.hosts"  # [src] cfrun.c: VCFRUNHOSTS
+CFINPUTS_ENV = "CFINPUTS"  # [src] cf.defs.h: CF_INPUTSVAR
+SOURCE_ENV = "CSYNC_LAB_SOURCE_ADDRESS"  # [ours] the address routing picks for this host's connections
+PROMPT_REPEAT_SECONDS = 1.0  # [ours] cfrun spins on end of input; the lab repeats its question once a second
+STDIO_BUFFER = 4096  # what one stdio refill of a pipe reads (a child's first fgets takes what is there)
+FGETS_SIZE = 8  # [src] cfrun.c: fgets(reply, 8, stdin)
 
 
-def peer_key_path(address: str) -> str:
-    return f"{labhost.PPKEYS}/root-{address}.pub"
+def key_path(name: str) -> str:
+    """ppkeys/root-<name>.pub: a peer's key under its address or its host name."""
+    return f"{labhost.PPKEYS}/root-{name}.pub"
+
+
+peer_key_path = key_path  # the name the lab's first tests used
 
 
 class Refused(Exception):
@@ -73,6 +117,9 @@ class Refused(Exception):
     def __init__(self, message: str, detail: str):
         super().__init__(message)
         self.message, self.detail = message, detail
+
+
+# --- keys -------------------------------------------------------------------------------------
 
 
 def _load_private(path: str, where: str) -> rsa.RSAPrivateKey:
@@ -107,6 +154,29 @@ def _read_public(path: str, where: str) -> rsa.RSAPublicKey:
     except OSError:
         raise Refused("", f"{where} {path} unreadable") from None
     return _load_public(data, path, where)
+
+
+def have_public_key(name: str) -> tuple[rsa.RSAPublicKey | None, str]:
+    """crypto.c HavePublicKey: the key in ppkeys/root-<name>.pub, or None when the file is
+    missing or does not parse (both count as "no key"); and why not (missing|unreadable)."""
+    try:
+        return _read_public(key_path(name), "local"), ""
+    except Refused as e:
+        return None, e.detail.rsplit(" ", 1)[1]
+
+
+def save_public_key(name: str, pem: bytes) -> None:
+    """crypto.c SavePublicKey: write ppkeys/root-<name>.pub unless a file is there already;
+    cfrun's umask (077) leaves it mode 600."""
+    path = key_path(name)
+    if os.path.lexists(path):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
 
 
 def _same(a: rsa.RSAPublicKey, b: rsa.RSAPublicKey) -> bool:
@@ -144,129 +214,447 @@ def _receive(stream) -> dict | None:
 # --- the caller's side (cfagent, cfrun) -------------------------------------------------------
 
 
-def dialogue(address: str, timeout: float) -> None:
-    """Authenticate against whoever answers at ``address``; raises Refused on failure."""
-    failed = f"Key-authentication for {address} failed"
-    try:
-        own = _load_private(OWN_PRIVATE, "local")
-        with open(OWN_PUBLIC, "rb") as f:
-            own_public_pem = f.read()
-    except FileNotFoundError:
-        raise Refused(failed, f"local {OWN_PUBLIC} missing") from None
-    except Refused as e:
-        raise Refused(failed, e.detail) from None
-    try:
-        if not _same(_load_public(own_public_pem, OWN_PUBLIC, "local"), own.public_key()):
-            raise Refused(failed, f"local {OWN_PUBLIC} mismatch")  # cannot prove the key it offers
-        server_key = _read_public(peer_key_path(address), "local")
-    except Refused as e:
-        raise Refused(failed, e.detail) from None
+class Caller:
+    """One dialogue, as proto.c's KeyAuthentication runs it for cfrun or cfagent.
 
-    lab = labhost.LabState()
-    target = _answering(lab, address)
-    me = lab.own_host()["address"]
-    argv = [labhost.SSH, "-F", CFNET_CONFIG, "-b", me, target, "cfservd", address]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    expired = threading.Event()
+    ``server`` is the host as written (cfrun) or the address (cfagent); ``address`` the
+    address it resolved to and connects to; ``keyname`` what root-<keyname>.pub the server's
+    key is looked up as; ``trust`` whether a missing key may be accepted on trust."""
 
-    def expire() -> None:
-        expired.set()
-        proc.kill()
+    def __init__(self, tool: str, server: str, address: str, keyname: str, trust: bool, source: str,
+                 timeout: float | None, domain: str = ""):
+        self.tool, self.server, self.address, self.keyname = tool, server, address, keyname
+        self.trust, self.source, self.timeout, self.domain = trust, source, timeout, domain
 
-    timer = threading.Timer(timeout, expire)
-    timer.start()
-    try:
-        nonce = os.urandom(32)
-        _send(proc.stdin, {"hello": own_public_pem.decode(), "nonce": base64.b64encode(nonce).decode()})
-        reply = _receive(proc.stdout)
-        if reply is None:
-            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}")
-        if not reply.get("ok"):
-            raise Refused(reply.get("message", "BAD: refused"), reply.get("detail", "remote refused"))
-        if not _verify(server_key, reply.get("signature", ""), SERVER_CONTEXT + address.encode() + b"\0" + nonce):
-            _send(proc.stdin, {"abort": True})
-            raise Refused(failed, f"local {peer_key_path(address)} mismatch")
-        challenge = base64.b64decode(reply.get("challenge", ""))
-        _send(proc.stdin, {"response": _sign(own, CLIENT_CONTEXT + challenge)})
-        final = _receive(proc.stdout)
-        if final is None:
-            raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}")
-        if not final.get("ok"):
-            raise Refused(final.get("message", "BAD: refused"), final.get("detail", "remote refused"))
-    except BrokenPipeError:
-        raise Refused(f"Couldn't connect to {address}", f"unreachable {_ssh_failure(proc, timeout, expired)}") from None
-    finally:
-        timer.cancel()
-        for stream in (proc.stdin, proc.stdout):
+    def _unreachable(self, reason: str) -> Refused:
+        message = f"No response hailing {self.server}" if self.tool == "cfrun" else f"Couldn't connect to {self.address}"
+        return Refused(message, f"unreachable {reason}")
+
+    def _failed(self, detail: str, message: str = "") -> Refused:
+        if self.tool == "cfagent":  # the lab's first messages, which csync's tests read
+            return Refused(f"Key-authentication for {self.address} failed", detail)
+        return Refused(message or f"Key-authentication for {self.server} failed", detail)
+
+    def _asserted_name(self) -> str:
+        """IdentifyForVerification: the name this caller's resolver gives its source address
+        (the address itself when it has none), with cfrun's domain appended to a bare name."""
+        try:
+            name = socket.getnameinfo((self.source, 0), 0)[0]
+        except OSError:
+            name = self.source
+        if self.domain and "." not in name:
+            name = f"{name}.{self.domain}"
+        return name
+
+    def run(self) -> None:
+        if self.tool == "cfagent":
+            self._precheck()
+        lab = labhost.LabState()
+        target = _answering(lab, self.address, self._unreachable)
+        # cfrun: no time limit once connected (recv), and connecting to a lab address that
+        # nobody listens on is refused at once; cfagent: the lab's limits [ours]
+        limit = "none" if self.timeout is None else str(CF_TIMEOUT)
+        argv = [labhost.SSH, "-F", CFNET_CONFIG, "-o", f"ConnectTimeout={limit}", "-b", self.source, target,
+                "cfservd", self.address]
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        expired = threading.Event()
+        timer = None
+        if self.timeout is not None:
+            def expire() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(self.timeout, expire)
+            timer.start()
+        try:
+            self._dialogue(proc, expired)
+        except BrokenPipeError:
+            raise self._gone(proc, expired) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
             try:
-                stream.close()
-            except OSError:
-                pass
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _precheck(self) -> None:
+        """The lab's cfagent checks its own files before connecting [ours: cfengine connects
+        first; the order only matters when the server is unreachable too]."""
+        try:
+            own = _load_private(OWN_PRIVATE, "local")
+            if not _same(_read_public(OWN_PUBLIC, "local"), own.public_key()):
+                raise Refused("", f"local {OWN_PUBLIC} mismatch")
+        except Refused as e:
+            raise self._failed(e.detail) from None
+        key, why = have_public_key(self.keyname)
+        if key is None and not self.trust:
+            raise self._failed(f"local {key_path(self.keyname)} {why}")
+
+    def _gone(self, proc: subprocess.Popen, expired: threading.Event) -> Exception:
+        """Why the server did not answer."""
+        if expired.is_set():
+            return self._unreachable(f"no answer within {self.timeout:g}s")
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+        try:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        except (OSError, ValueError):
+            err = ""
+        lines = [line.strip() for line in err.splitlines() if line.strip()]
+        return self._unreachable(lines[-1] if lines else "connection closed")
+
+    def _dialogue(self, proc: subprocess.Popen, expired: threading.Event) -> None:
+        # The caller's key pair (KeyAuthentication: "No public/private key pair found").
+        try:
+            own = _load_private(OWN_PRIVATE, "local")
+            with open(OWN_PUBLIC, "rb") as f:
+                own_public_pem = f.read()
+            if not _same(_load_public(own_public_pem, OWN_PUBLIC, "local"), own.public_key()):
+                raise Refused("", f"local {OWN_PUBLIC} mismatch")  # it could not prove the key it offers
+        except FileNotFoundError:
+            raise self._failed(f"local {OWN_PUBLIC} missing", "No public/private key pair found") from None
+        except Refused as e:
+            raise self._failed(e.detail, "No public/private key pair found") from None
+        server_key, why = have_public_key(self.keyname)
+        nonce = os.urandom(32)
+        _send(proc.stdin, {"hello": own_public_pem.decode(), "nonce": base64.b64encode(nonce).decode(),
+                           "have_key": server_key is not None, "user": "root", "name": self._asserted_name()})
+        reply = _receive(proc.stdout)
+        if reply is None:
+            raise self._gone(proc, expired)
+        if not reply.get("ok"):  # the server refused the caller's key (CheckStoreKey)
+            raise Refused(reply.get("message", "BAD: refused"), reply.get("detail", "remote refused"))
+        if server_key is not None:
+            if not _verify(server_key, reply.get("signature", ""), SERVER_CONTEXT + self.address.encode() + b"\0" + nonce):
+                _send(proc.stdin, {"abort": True})
+                raise self._failed(f"local {key_path(self.keyname)} mismatch",
+                                   f"Challenge response from server {self.server}/{self.address} was incorrect!")
+        elif not self.trust:
+            _send(proc.stdin, {"abort": True})
+            raise self._failed(f"local {key_path(self.keyname)} {why}",
+                               f"Not authorized to trust the server={self.server}'s public key (trustkey=false)")
+        challenge = base64.b64decode(reply.get("challenge", ""))
+        _send(proc.stdin, {"response": _sign(own, CLIENT_CONTEXT + challenge)})
+        final = _receive(proc.stdout)
+        if final is None:
+            raise self._gone(proc, expired)
+        if not final.get("ok"):
+            raise Refused(final.get("message", "BAD: refused"), final.get("detail", "remote refused"))
+        if server_key is None:  # accepted on trust: the server sent its key (propositions S4, S5)
+            pem = final.get("public_key", "").encode()
+            try:
+                _load_public(pem, "the server's key", "remote")
+            except Refused:
+                raise self._failed("remote offered key unreadable", "Protocol error in RSA authentation") from None
+            save_public_key(self.keyname, pem)
 
 
-def _answering(lab: labhost.LabState, address: str) -> str:
-    """The real address of the host that answers at ``address`` in the lab: the host with that
-    address, or for the package address the node that runs the package."""
+def _answering(lab: labhost.LabState, address: str, unreachable) -> str:
+    """The real address to reach whoever answers at ``address`` in the lab: that address for
+    a host's own (main or extra) address, the package owner's address for a package address."""
     package = lab.package()
-    if package and address == package["address"]:
+    if package and address in [package["address"], *package.get("extra_addresses", ())]:
         # [ours] a package that is still starting does not answer yet; a detached one still does.
         owner = next((p.get("owner") for p in sgcluster.Cluster.read(lab).packages
-                      if p["address"] == address and p["status"] != "starting"), None)
+                      if p["address"] == package["address"] and p["status"] != "starting"), None)
         if not owner:
-            raise Refused(f"Couldn't connect to {address}", f"unreachable package {package['name']} is not running")
+            raise unreachable(f"package {package['name']} is not running")
         return lab.host(owner)["address"]
-    host = lab.host(address)
-    if host is None:
-        raise Refused(f"Couldn't connect to {address}", "unreachable no host of the lab answers at this address")
-    return host["address"]
+    if lab.host(address) is None:
+        raise unreachable("no host of the lab answers at this address")
+    return address
 
 
-def _ssh_failure(proc: subprocess.Popen, timeout: float, expired: threading.Event) -> str:
-    """Why the peer did not answer, in one line: the timeout, or ssh's last complaint."""
-    if expired.is_set():
-        return f"no answer within {timeout:g}s"
-    try:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    except (OSError, ValueError):
-        err = ""
-    lines = [line.strip() for line in err.splitlines() if line.strip()]
-    return lines[-1] if lines else "connection closed"
+def _own_addresses(me: dict) -> list[str]:
+    return [me["address"], *me.get("extra_addresses", ())]
 
 
-def run_one(tool: str, address: str, timeout: float) -> tuple[bool, str]:
-    try:
-        dialogue(address, timeout)
-    except Refused as e:
-        return False, f"{tool} {address}: {e.message} [{e.detail}]"
-    except labhost.LabStateError as e:
-        return False, f"{tool} {address}: Couldn't connect to {address} [unreachable {e}]"
-    return True, f"{tool} {address}: ok"
+def _default_source(me: dict, tool: str) -> str:
+    """The address routing picks [ours]: the host's own, or CSYNC_LAB_SOURCE_ADDRESS."""
+    chosen = os.environ.get(SOURCE_ENV, "").strip()
+    if chosen:
+        if chosen not in _own_addresses(me):
+            raise SystemExit(_usage(tool, f"{SOURCE_ENV}={chosen} is not an address of this host "
+                                          f"({', '.join(_own_addresses(me))})", None))
+        return chosen
+    return me["address"]
+
+
+# --- cfrun ------------------------------------------------------------------------------------
+
+CFRUN_USAGE = """\
+usage: cfrun [-f HOSTSFILE] [-h] [-d] [-v] [-S] [-T] [HOST...] [-- OPTIONS... [-- CLASSES...]]
+  -f HOSTSFILE  the hosts file (default cfrun.hosts in the inputs directory)
+  -h            this help
+  -d, -v        debugging, verbose (no more output in the lab)
+  -S            silent
+  -T            trust every public key it lacks (and store it)
+  HOST...       only these hosts of the hosts file
+  -- OPTIONS    passed to cfagent on each host; a second -- then classes
+hosts file lines: domain = D, maxchild = N, hostnamekeys = true, bindtointerface = ADDRESS,
+include = FILE, outputdir = DIR, access = USERS, and one HOST[:PORT] [OPTIONS] per line"""
+
+
+class CfrunOptions:
+    def __init__(self) -> None:
+        self.hosts_file = CFRUN_HOSTS
+        self.trust_all = False
+        self.restrict: list[str] = []
+        self.remote_options: list[str] = []
+        self.classes: list[str] = []
+
+
+def parse_cfrun_argv(argv: list[str]) -> CfrunOptions | str:
+    """cfrun.c CheckOptsAndInit: the options, or the text to print before exiting 0."""
+    o = CfrunOptions()
+    group = 0
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if group == 0:
+            if a.startswith("-h"):
+                return CFRUN_USAGE
+            if a.startswith("-f"):
+                i += 1
+                if i >= len(argv) or argv[i].startswith("-"):
+                    return "Error: No filename listed after -f option.\n" + CFRUN_USAGE
+                o.hosts_file = argv[i]
+            elif a.startswith(("-d", "-v", "-S")):
+                pass
+            elif a.startswith("-T"):
+                o.trust_all = True
+            elif a.startswith("--"):
+                group = 1
+            elif a.startswith("-"):
+                return "Error: Unknown option.\n" + CFRUN_USAGE
+            else:
+                o.restrict.append(a)
+        elif group == 1:
+            if a.startswith("--"):
+                group = 2
+            else:
+                o.remote_options.append(a)
+        else:
+            o.classes.append(a)
+        i += 1
+    return o
+
+
+class HostsFile:
+    """What cfrun.c's ReadCfrunConf takes from a hosts file."""
+
+    def __init__(self) -> None:
+        self.hosts: list[tuple[str, str]] = []  # (host as written, with the domain; its options)
+        self.domain = ""
+        self.hostnamekeys = False
+        self.maxchild = 1
+        self.bindtointerface = ""
+        self.messages: list[str] = []
+
+
+SETTING = {name: re.compile(rf"^{name}\s*=\s*([^#\s]*)") for name in
+           ("domain", "hostnamekeys", "maxchild", "outputdir", "outputlevel", "include", "bindtointerface")}
+
+
+def read_hosts_file(top: str, restrict: list[str]) -> HostsFile:
+    cfg = HostsFile()
+    # The inputs directory prefixes every file read while the top file's name has no '/'
+    # (ReadCfrunConf tests the top file's name, includes included).
+    if "/" in top:
+        prefix = ""
+    else:
+        inputs = os.environ.get(CFINPUTS_ENV)
+        prefix = (inputs if inputs.endswith("/") else inputs + "/") if inputs else f"{labhost.INPUTS}/"
+
+    def read(name: str, depth: int) -> None:
+        path = prefix + name
+        try:
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            cfg.messages.append(f"Unable to open {path}")
+            return
+        for line in lines:
+            if line.startswith("domain"):
+                m = SETTING["domain"].match(line)
+                if m:
+                    cfg.domain = m.group(1)
+                continue
+            if line.startswith("hostna"):
+                m = SETTING["hostnamekeys"].match(line)
+                if m and m.group(1) in ("yes", "true"):
+                    cfg.hostnamekeys = True
+                continue
+            if line.startswith("maxchild"):
+                m = SETTING["maxchild"].match(line)
+                digits = re.match(r"[+-]?\d+", m.group(1)) if m else None
+                cfg.maxchild = int(digits.group()) if digits and int(digits.group()) > 0 else 1
+                continue
+            if line.startswith(("outputdir", "outputlevel", "access")):
+                continue  # per-host output files, levels and users: not emulated (root may always run cfrun)
+            if line.startswith("include"):
+                m = SETTING["include"].match(line)
+                if m and m.group(1) and depth < 20:
+                    read(m.group(1), depth + 1)
+                continue
+            if line.startswith("bindtointerface"):
+                m = SETTING["bindtointerface"].match(line)
+                if m:
+                    cfg.bindtointerface = m.group(1)
+                continue
+            fields = line.split("#", 1)[0].split(None, 1) if not line.lstrip().startswith("#") else []
+            if not fields:
+                continue
+            host, options = fields[0], (fields[1].strip() if len(fields) > 1 else "")
+            if restrict and host not in restrict:
+                continue
+            if "." not in host and cfg.domain:
+                host = f"{host}.{cfg.domain}"
+            if host not in [h for h, _ in cfg.hosts]:
+                cfg.hosts.append((host, options))
+
+    read(top, 0)
+    return cfg
+
+
+class Stdin:
+    """cfrun's questions read stdin with fgets in each forked child, whose stdio buffer starts
+    empty: the first question of a child takes whatever the pipe holds at that moment (one
+    refill), so a list of answers written in advance answers the first child's question and
+    the next child sees end of input."""
+
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.eof = False
+
+    def fgets(self) -> str | None:
+        """One fgets(reply, 8, stdin): up to 7 characters, through a newline; None at EOF."""
+        if not self.buffer and not self.eof:
+            with Stdin.lock:
+                try:
+                    self.buffer = os.read(0, STDIO_BUFFER)
+                except OSError:
+                    self.buffer = b""
+            self.eof = not self.buffer
+        if not self.buffer:
+            return None
+        end = self.buffer.find(b"\n")
+        n = FGETS_SIZE - 1 if end < 0 else min(end + 1, FGETS_SIZE - 1)
+        text, self.buffer = self.buffer[:n], self.buffer[n:]
+        return text.decode(errors="replace")
+
+
+class Poll:
+    """One host of a cfrun: the output it prints when done (cfrun.c PollServer)."""
+
+    print_lock = threading.Lock()
+
+    def __init__(self, host: str, cfg: HostsFile, trust_all: bool, source: str):
+        self.host, self.cfg, self.trust_all, self.source = host, cfg, trust_all, source
+        self.out: list[str] = []
+        self.flushed = False
+
+    def write(self, text: str) -> None:
+        if self.flushed:
+            with Poll.print_lock:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        else:
+            self.out.append(text)
+
+    def flush(self) -> None:
+        with Poll.print_lock:
+            sys.stdout.write("".join(self.out))
+            sys.stdout.flush()
+        self.out, self.flushed = [], True
+
+    def ask(self, address: str) -> bool:
+        """The question for a key cfrun lacks; True for yes. At end of input the reply stays
+        what it was and cfrun asks again, for ever."""
+        self.write(f"WARNING - You do not have a public key from host {self.host} = {address}\n"
+                   "          Do you want to accept one on trust? (yes/no)\n\n--> ")
+        stdin, reply = Stdin(), ""
+        while True:
+            got = stdin.fgets()
+            if got is not None:
+                reply = got.rstrip()
+            if got is not None and reply == "yes":
+                return True
+            if got is not None and reply == "no":
+                return False
+            if got is None and not self.flushed:
+                self.flush()  # [ours] shown at once; the real child's output waits in its buffer
+            self.write(f"Please reply yes or no...({reply})\n")
+            if got is None:
+                time.sleep(PROMPT_REPEAT_SECONDS)
+
+    def run(self) -> None:
+        parsed = self.host.split(":", 1)[0]  # ParseHostname: HOST[:PORT]
+        try:
+            address = socket.getaddrinfo(parsed, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        except (OSError, IndexError):
+            address = ""
+        gotkey = have_public_key(parsed)[0] is not None or (address and have_public_key(address)[0] is not None)
+        trust = False
+        if not gotkey:
+            if self.trust_all:
+                self.write(f"Accepting public key from {parsed}\n")
+                trust = True
+            else:
+                trust = self.ask(address)
+        keyname = parsed if self.cfg.hostnamekeys else address
+        try:
+            if not address:
+                raise Refused(f"No response hailing {parsed}", f"unreachable unable to look up {parsed}")
+            Caller("cfrun", parsed, address, keyname, trust, self.source, None, self.cfg.domain).run()
+        except Refused as e:
+            self.write(f"cfrun {parsed}: {e.message} [{e.detail}]\n")
+        except labhost.LabStateError as e:
+            self.write(f"cfrun {parsed}: No response hailing {parsed} [unreachable {e}]\n")
+        else:
+            self.write(f"cfrun {parsed}: ok\n")
+        if not self.flushed:
+            self.flush()
 
 
 def cfrun(argv: list[str]) -> int:
+    parsed = parse_cfrun_argv(argv)
+    if isinstance(parsed, str):
+        print(parsed)
+        return 0  # cfrunSyntax() exits 0
+    cfg = read_hosts_file(parsed.hosts_file, parsed.restrict)
+    for message in cfg.messages:
+        print(message)
+    sys.stdout.flush()
+    if not cfg.hosts:
+        return 0
     try:
-        opts, args = getopt.getopt(argv, "T:")
-        timeout = float(dict(opts).get("-T", DEFAULT_TIMEOUT))
-    except (getopt.GetoptError, ValueError) as e:
-        return _usage("cfrun", str(e), "cfrun [-T SECONDS] ADDRESS...")
-    if not args:
-        return _usage("cfrun", "name at least one host", "cfrun [-T SECONDS] ADDRESS...")
-    lab = labhost.LabState()
-    targets = []
-    for a in args:  # lab host names are accepted for convenience; addresses are what cfrun uses
-        host = lab.host(a) if not re.fullmatch(r"[0-9.]+", a) else None
-        targets.append(host["address"] if host else a)
-    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-        results = list(pool.map(lambda t: run_one("cfrun", t, timeout), targets))
-    for _, line in results:
-        print(line)
-    return 0 if all(ok for ok, _ in results) else 1
+        me = labhost.LabState().own_host()
+    except labhost.LabStateError as e:
+        return _usage("cfrun", str(e), None)
+    source = cfg.bindtointerface if cfg.bindtointerface in _own_addresses(me) else _default_source(me, "cfrun")
+    polls = [Poll(host, cfg, parsed.trust_all, source) for host, _ in cfg.hosts]
+    if cfg.maxchild == 1:
+        for p in polls:
+            p.run()
+    else:
+        with ThreadPoolExecutor(max_workers=min(cfg.maxchild, len(polls))) as pool:
+            list(pool.map(lambda p: p.run(), polls))
+    return 0
 
+
+# --- cfagent ----------------------------------------------------------------------------------
 
 POLICY_HOST = re.compile(r"policyhost\s*=\s*\(\s*([0-9.]+)\s*\)")
 
@@ -291,12 +679,36 @@ def cfagent(argv: list[str]) -> int:
             print(f"cfagent: no policy host: {update} is missing or names none", file=sys.stderr)
             return 1
         server = found.group(1)
-    ok, line = run_one("cfagent", server, DEFAULT_TIMEOUT)
-    print(line)
-    return 0 if ok else 1
+    try:
+        me = labhost.LabState().own_host()
+        # update.conf's copy has trustkey=false: a missing key is never accepted on trust
+        Caller("cfagent", server, server, server, False, _default_source(me, "cfagent"), CFAGENT_TIMEOUT).run()
+    except Refused as e:
+        print(f"cfagent {server}: {e.message} [{e.detail}]")
+        return 1
+    except labhost.LabStateError as e:
+        print(f"cfagent {server}: Couldn't connect to {server} [unreachable {e}]")
+        return 1
+    print(f"cfagent {server}: ok")
+    return 0
 
 
 # --- the server's side (cfservd, as an ssh forced command) ------------------------------------
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+HOSTNAME_KEYS = re.compile(r"^\s*HostnameKeys\s*=\s*\(\s*(\S+?)\s*\)", re.MULTILINE)
+
+
+def hostname_keys() -> bool:
+    """cfservd's control ``HostnameKeys = ( on )`` in its inputs/cfservd.conf (macro.c's
+    OptionIs: on or true)."""
+    try:
+        with open(f"{labhost.INPUTS}/cfservd.conf", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    found = HOSTNAME_KEYS.search("\n".join(line.split("#", 1)[0] for line in text.splitlines()))
+    return bool(found) and found.group(1) in ("on", "true")
 
 
 def cfservd(argv: list[str]) -> int:
@@ -309,12 +721,18 @@ def cfservd(argv: list[str]) -> int:
     hello = _receive(inp)
     if hello is None:
         return 1
-    path = peer_key_path(peer)
+    # CheckStoreKey: <user>-<caller's name> with HostnameKeys, else <user>-<caller's address>
+    user = str(hello.get("user") or "root")
+    keyname = str(hello.get("name") or peer).lower() if hostname_keys() else peer
+    if not (SAFE_NAME.fullmatch(user) and SAFE_NAME.fullmatch(keyname)):
+        _send(out, {"ok": False, "message": "BAD: unacceptable identity", "detail": f"remote {user}-{keyname}.pub unreadable"})
+        return 1
+    path = f"{labhost.PPKEYS}/{user}-{keyname}.pub"
     try:
         try:
             saved = _read_public(path, "remote")
         except Refused as e:
-            # cfservd's CheckStoreKey: no key on file for this address, and no trustkeysfrom.
+            # no key on file for this caller, and no TrustKeysFrom: never accepted on trust
             trust = "BAD: key could not be accepted on trust" if e.detail.endswith(" missing") else "BAD: key could not be read"
             raise Refused(trust, e.detail) from None
         offered = _load_public(hello.get("hello", "").encode(), "offered key", "remote")
@@ -337,7 +755,14 @@ def cfservd(argv: list[str]) -> int:
     if not _verify(saved, answer.get("response", ""), CLIENT_CONTEXT + challenge):
         _send(out, {"ok": False, "message": "BAD: challenge response was incorrect", "detail": f"remote {path} mismatch"})
         return 1
-    _send(out, {"ok": True, "message": f"OK: key accepted for {peer}"})
+    final = {"ok": True, "message": f"OK: key accepted for {peer}"}
+    if not hello.get("have_key", True):  # the caller lacks our key: send it (cfservd sends its PUBKEY)
+        try:
+            with open(OWN_PUBLIC, "rb") as f:
+                final["public_key"] = f.read().decode(errors="replace")
+        except OSError:
+            final["public_key"] = ""
+    _send(out, final)
     return 0
 
 
@@ -353,8 +778,8 @@ def cfkey(argv: list[str]) -> int:
     return 0
 
 
-def _usage(tool: str, problem: str, usage: str) -> int:
-    print(f"{tool}: {problem}\nusage: {usage}", file=sys.stderr)
+def _usage(tool: str, problem: str, usage: str | None) -> int:
+    print(f"{tool}: {problem}" + (f"\nusage: {usage}" if usage else ""), file=sys.stderr)
     return 2
 
 

@@ -84,8 +84,9 @@ class LabState:
         return self.topology["hosts"]
 
     def host(self, name_or_address: str) -> dict | None:
+        """The host with this name, address or extra address (``extra_addresses``)."""
         for h in self.hosts():
-            if name_or_address in (h["name"], h["address"]):
+            if name_or_address in (h["name"], h["address"], *h.get("extra_addresses", ())):
                 return h
         return None
 
@@ -101,7 +102,8 @@ class LabState:
         return int(self.topology["port"])
 
     def package(self) -> dict | None:
-        """{name, address, mount} of the csync package, or None for a standalone master."""
+        """{name, address, mount, extra_addresses} of the csync package, or None for a
+        standalone master."""
         return self.topology.get("package")
 
     # --- processes -----------------------------------------------------------------------

@@ -1,0 +1,226 @@
+"""The lab's cfengine 2 emulation against cfengine 2's own rules, through real lab hosts (real
+sshd, real files, real RSA keys): cfrun's command line (src/cfrun.c CheckOptsAndInit and
+ReadCfrunConf), its key lookup (PollServer, proto.c KeyAuthentication), cfservd's
+(cfservd.c CheckStoreKey, HostnameKeys), and a member's extra address (lab up
+--extra-addresses). One lab for the module: 2 members, 3 clients, with extra addresses;
+each test starts from the fresh scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver.transport import Pool
+from reconciler.lab import Lab
+from reconciler.lab.runtime import _listening
+from reconciler.trust.live import assess
+from tests.conftest import require_lab_machine
+
+pytestmark = pytest.mark.lab
+
+PP = f"{dsau.CFENGINE_DIR}/{dsau.PPKEYS_SUBDIR}"
+NODE1, NODE1_LAN2, PKG, PKG_LAN2 = "127.0.10.1", "127.0.20.1", "127.0.10.10", "127.0.20.10"
+CLIENT1, CLIENT2, CLIENT3 = "127.0.10.21", "127.0.10.22", "127.0.10.23"
+QUESTION = "          Do you want to accept one on trust? (yes/no)\n\n--> "
+
+
+@pytest.fixture(scope="module")
+def module_lab(tmp_path_factory):
+    require_lab_machine()
+    lab = Lab(tmp_path_factory.mktemp("lab-cfengine"))
+    lab.up(members=2, clients=3, scenario="fresh", extra_addresses=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def lab(module_lab):
+    module_lab.reseed("fresh")
+    return module_lab
+
+
+def sh(lab: Lab, host: str, line: str, timeout: float = 60) -> str:
+    """Run a shell line in ``host``; it must exit 0 (cfrun always does); its stdout."""
+    done = lab.exec(host, line, timeout=timeout)
+    assert done.returncode == 0, f"{host}$ {line}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def key(lab: Lab, host: str, name: str) -> bytes:
+    return lab.host_path(host, f"{PP}/{name}").read_bytes()
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_T_trusts_every_key_cfrun_lacks_and_so_writes_it(lab):
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT1}.pub")
+    assert sh(lab, "node1", "cfrun -T client1") == "Accepting public key from client1\ncfrun client1: ok\n"
+    stored = lab.host_path("node1", f"{PP}/root-{CLIENT1}.pub")
+    assert stored.read_bytes() == key(lab, "client1", "localhost.pub")  # the key the client's cfservd sent
+    assert stored.stat().st_mode & 0o777 == 0o600  # cfrun's umask is 077
+    assert sh(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"  # and it is used from now on
+
+    # Options are matched on two characters: -T5 (a "timeout" to the eye) is -T too.
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT2}.pub")
+    assert sh(lab, "node1", "cfrun -T5 client2") == "Accepting public key from client2\ncfrun client2: ok\n"
+    assert key(lab, "node1", f"root-{CLIENT2}.pub") == key(lab, "client2", "localhost.pub")
+
+    # -T never replaces a key on file: a wrong one still fails, and stays.
+    sh(lab, "node1", f"cp {PP}/root-{CLIENT2}.pub {PP}/root-{CLIENT1}.pub")
+    assert sh(lab, "node1", "cfrun -T client1") == (f"cfrun client1: Challenge response from server client1/{CLIENT1} "
+                                                   f"was incorrect! [local {PP}/root-{CLIENT1}.pub mismatch]\n")
+    assert key(lab, "node1", f"root-{CLIENT1}.pub") == key(lab, "client2", "localhost.pub")
+
+
+def test_without_T_cfrun_asks_and_reads_stdin_until_yes_or_no(lab):
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT1}.pub")
+    warning = f"WARNING - You do not have a public key from host client1 = {CLIENT1}\n"
+    assert sh(lab, "node1", "printf 'maybe\\nno\\n' | cfrun client1") == (
+        f"{warning}{QUESTION}Please reply yes or no...(maybe)\n"
+        f"cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
+        f"[local {PP}/root-{CLIENT1}.pub missing]\n")
+    assert not lab.host_path("node1", f"{PP}/root-{CLIENT1}.pub").exists()
+    assert sh(lab, "node1", "echo yes | cfrun client1") == f"{warning}{QUESTION}cfrun client1: ok\n"
+    assert key(lab, "node1", f"root-{CLIENT1}.pub") == key(lab, "client1", "localhost.pub")
+
+    # At end of input the answer is neither: it asks again, for ever.
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT1}.pub")
+    start = time.monotonic()
+    done = lab.exec("node1", "timeout 4 cfrun client1 </dev/null")
+    assert done.returncode == 124 and time.monotonic() - start >= 4  # killed by timeout(1)
+    assert done.stdout.startswith(f"{warning}{QUESTION}Please reply yes or no...()\nPlease reply yes or no...()\n")
+
+    # Each child takes all the input there is for its own question: answers written in
+    # advance answer the first question only.
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT2}.pub")
+    done = lab.exec("node1", "printf 'no\\nno\\n' | timeout 4 cfrun client1 client2")
+    assert done.returncode == 124
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("--> cfrun client1: Not authorized") for line in lines)
+    assert f"WARNING - You do not have a public key from host client2 = {CLIENT2}" in lines
+    assert lines[-1].removeprefix("--> ") == "Please reply yes or no...()"
+
+
+def test_only_hosts_of_the_hosts_file_are_polled(lab):
+    assert sh(lab, "node1", "cat /var/opt/dsau/cfengine/inputs/cfrun.hosts").splitlines()[1:] == ["client1", "client2", "client3"]
+    # Hosts named on the command line restrict the file's list, compared as written.
+    assert sh(lab, "node1", f"cfrun client2 {CLIENT1} nosuchhost") == "cfrun client2: ok\n"
+    assert sh(lab, "node1", "cfrun") == "cfrun client1: ok\ncfrun client2: ok\ncfrun client3: ok\n"
+    # -f chooses the file; a name without '/' is read from the inputs ($CFINPUTS when set).
+    sh(lab, "node1", f"printf '# by address\\nmaxchild = 4\\n{CLIENT3}\\n{CLIENT1} -- -K\\n' > /tmp/by-address")
+    assert sorted(sh(lab, "node1", f"cfrun -f /tmp/by-address {CLIENT3} {CLIENT1}").splitlines()) == \
+        [f"cfrun {CLIENT1}: ok", f"cfrun {CLIENT3}: ok"]
+    assert sh(lab, "node1", "CFINPUTS=/tmp cfrun -f by-address client1") == ""
+    assert sh(lab, "node1", "cfrun -f by-address") == f"Unable to open {dsau.CFENGINE_DIR}/inputs/by-address\n"
+    assert sh(lab, "node1", "cfrun -f").startswith("Error: No filename listed after -f option.\nusage: cfrun")
+    assert sh(lab, "node1", "cfrun -t 5 client1").startswith("Error: Unknown option.\nusage: cfrun")  # no timeout option
+    assert sh(lab, "node1", "cfrun -h").startswith("usage: cfrun")
+
+
+# --- key lookup -------------------------------------------------------------------------------
+
+
+def test_cfrun_looks_up_the_name_key_before_the_address_key(lab):
+    stale = key(lab, "client2", "localhost.pub")
+    lab.host_path("node1", f"{PP}/root-client1.pub").write_bytes(stale)  # a stale key under client1's name
+    # With hostnamekeys, the name key is the one that authenticates: the stale name key
+    # defeats the correct address key.
+    sh(lab, "node1", "printf 'hostnamekeys = true\\nclient1\\n' > /tmp/names")
+    assert sh(lab, "node1", "cfrun -f /tmp/names") == (f"cfrun client1: Challenge response from server client1/{CLIENT1} "
+                                                      f"was incorrect! [local {PP}/root-client1.pub mismatch]\n")
+    # Without it (cfrun.hosts as the lab writes it), the address key authenticates...
+    assert sh(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"
+    # ...but the name key still counts as "a key on file": with the address key gone, cfrun
+    # neither asks nor trusts (even with -T), and fails.
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT1}.pub")
+    refused = (f"cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
+               f"[local {PP}/root-{CLIENT1}.pub missing]\n")
+    assert sh(lab, "node1", "cfrun client1 </dev/null") == refused
+    assert sh(lab, "node1", "cfrun -T client1") == refused
+    assert not lab.host_path("node1", f"{PP}/root-{CLIENT1}.pub").exists()
+    # A correct name key with hostnamekeys is enough on its own.
+    lab.host_path("node1", f"{PP}/root-client1.pub").write_bytes(key(lab, "client1", "localhost.pub"))
+    assert sh(lab, "node1", "cfrun -f /tmp/names") == "cfrun client1: ok\n"
+
+
+def test_cfservd_with_hostname_keys_looks_up_the_callers_name(lab):
+    conf = lab.host_path("client1", f"{dsau.CFENGINE_DIR}/inputs/cfservd.conf")
+    conf.write_text(conf.read_text().replace("control:\n", "control:\n   HostnameKeys  = ( on )\n", 1))
+    assert sh(lab, "node1", "cfrun client1") == \
+        f"cfrun client1: BAD: key could not be accepted on trust [remote {PP}/root-node1.pub missing]\n"
+    lab.host_path("client1", f"{PP}/root-node1.pub").write_bytes(key(lab, "client1", "localhost.pub"))  # stale
+    assert sh(lab, "node1", "cfrun client1") == f"cfrun client1: BAD: keys did not match [remote {PP}/root-node1.pub mismatch]\n"
+    assert key(lab, "client1", f"root-{NODE1}.pub") == key(lab, "node1", "localhost.pub")  # the address key is right
+    lab.host_path("client1", f"{PP}/root-node1.pub").write_bytes(key(lab, "node1", "localhost.pub"))
+    assert sh(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"
+    assert sh(lab, "node2", "cfrun client2") == "cfrun client2: ok\n"  # client2's cfservd still uses addresses
+
+
+# --- several addresses per host ---------------------------------------------------------------
+
+
+def test_extra_addresses_are_in_the_labs_api_and_status_but_not_in_its_desired_state(lab):
+    hosts = {h.name: h for h in lab.hosts}
+    assert hosts["node1"].extra_addresses == (NODE1_LAN2,) and hosts["node2"].extra_addresses == ("127.0.20.2",)
+    assert hosts["client1"].extra_addresses == ()
+    assert lab.package["extra_addresses"] == [PKG_LAN2] and PKG_LAN2 in lab.addresses
+    done = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lab", "status", "--format", "json", "--dir", str(lab.dir)],
+                          capture_output=True, text=True, timeout=60)
+    status = json.loads(done.stdout)
+    assert status["package"]["extra_addresses"] == [PKG_LAN2]
+    assert {h["name"]: h["extra_addresses"] for h in status["hosts"]}["node1"] == [NODE1_LAN2]
+    assert NODE1_LAN2 in _listening(lab.port)  # the member's sshd (and so its cfservd) listens there too
+    assert f"{NODE1_LAN2}\tnode1-lan2" in sh(lab, "client1", "cat /etc/hosts")
+    text = lab.desired_state_path.read_text()
+    assert "127.0.20." not in text and "extra_addresses" not in text
+    load_desired_state([lab.desired_state_path])  # csync's model accepts it as it is
+
+
+def test_cfrun_from_a_members_extra_address_needs_that_address_key_on_the_client(lab):
+    missing = f"cfrun client1: BAD: key could not be accepted on trust [remote {PP}/root-{NODE1_LAN2}.pub missing]\n"
+    assert sh(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"  # from its main address
+    assert sh(lab, "node1", f"CSYNC_LAB_SOURCE_ADDRESS={NODE1_LAN2} cfrun client1") == missing  # routing picks lan2
+    sh(lab, "node1", f"printf 'bindtointerface = {NODE1_LAN2}\\nclient1\\n' > /tmp/lan2")
+    assert sh(lab, "node1", "cfrun -f /tmp/lan2") == missing  # cfrun.hosts' bindtointerface
+    # bindtointerface naming an address the host does not have is ignored (bind() fails)
+    sh(lab, "node1", "printf 'bindtointerface = 127.0.20.2\\nclient1\\n' > /tmp/other")
+    assert sh(lab, "node1", "cfrun -f /tmp/other") == "cfrun client1: ok\n"
+    # The cluster key under the extra address, on the client, is what it takes.
+    sh(lab, "client1", f"cp {PP}/root-{NODE1}.pub {PP}/root-{NODE1_LAN2}.pub")
+    assert sh(lab, "node1", "cfrun -f /tmp/lan2") == "cfrun client1: ok\n"
+    # cfagent against the package's extra address needs root-<that address>.pub likewise.
+    refused = lab.exec("client2", f"cfagent --policy-server {PKG_LAN2}")
+    assert refused.returncode == 1
+    assert refused.stdout == f"cfagent {PKG_LAN2}: Key-authentication for {PKG_LAN2} failed [local {PP}/root-{PKG_LAN2}.pub missing]\n"
+    sh(lab, "client2", f"cp {PP}/root-{PKG}.pub {PP}/root-{PKG_LAN2}.pub")
+    assert sh(lab, "client2", f"cfagent --policy-server {PKG_LAN2}") == f"cfagent {PKG_LAN2}: ok\n"
+
+
+# --- csync's live check with the real command line --------------------------------------------
+
+
+def test_csync_trust_live_uses_cfruns_real_syntax_and_a_missing_key_fails_fast(lab):
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT2}.pub; echo junk > {PP}/root-{CLIENT3}.pub")
+    before = {h.name: sorted(p.name for p in lab.host_path(h.name, PP).iterdir()) for h in lab.hosts}
+    state = load_desired_state([lab.desired_state_path])
+    start = time.monotonic()
+    with Pool(state.access) as pool:
+        view = assess(state, pool, live=True)
+    assert time.monotonic() - start < 60  # no question left waiting for an answer
+    assert view.live.errors == () and view.disagreements == ()
+    assert view.live.cfrun["node1"]["client2"].path == f"{PP}/root-{CLIENT2}.pub"
+    assert (view.live.cfrun["node1"]["client3"].where, view.live.cfrun["node1"]["client3"].detail) == ("local", "unreadable")
+    assert view.live.cfrun["node2"]["client2"].ok and view.live.cfagent["client1"].ok
+    after = {h.name: sorted(p.name for p in lab.host_path(h.name, PP).iterdir()) for h in lab.hosts}
+    assert after == before  # the check wrote no key anywhere
+    assert lab.exec("node1", "ls /tmp/csync-cfrun.* 2>/dev/null").stdout == ""  # its hosts file is gone
