@@ -265,13 +265,19 @@ def ssh_client_config(own_address: str, port: int) -> str:
 
 
 def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: str, known_hosts: str, port: int,
-                       header: str) -> str:
-    """The converged intent of a lab as desired-state YAML (whatever the scenario it started in)."""
+                       header: str, package_extra: Sequence[str] = ()) -> str:
+    """The converged intent of a lab as desired-state YAML (whatever the scenario it started in);
+    with extra addresses (`lab up --extra-addresses`) they are declared too."""
     masters = [h for h in hosts if h.is_master_side]
+
+    def host(h: LabHost) -> str:
+        extra = f", extra_addresses: [{', '.join(h.extra_addresses)}]" if h.extra_addresses else ""
+        return f"{{name: {h.name}, address: {h.address}{extra}}}"
+
     clients = [h for h in hosts if h.role == topology.ROLE_CLIENT]
     out = [header.rstrip("\n"), "version: 1", f"site: {topology.SITE}", "master:"]
     if scenario == "standalone":
-        out += ["  mode: standalone", f"  host: {{name: {masters[0].name}, address: {masters[0].address}}}"]
+        out += ["  mode: standalone", f"  host: {host(masters[0])}"]
     else:
         if not masters:
             raise ValueError("a cluster's desired state needs at least one member")
@@ -279,9 +285,10 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
         node = topology.PREFERRED_NODE if any(m.name == topology.PREFERRED_NODE for m in masters) else masters[0].name
         out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
                 f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
-                f"mount: {topology.LAB_MOUNT}, node: {node}}}",
+                + (f"extra_addresses: [{', '.join(package_extra)}], " if package_extra else "")
+                + f"mount: {topology.LAB_MOUNT}, node: {node}}}",
                 "  members:"]
-        out += [f"    - {{name: {m.name}, address: {m.address}}}" for m in masters]
+        out += [f"    - {host(m)}" for m in masters]
     out.append("clients:" if clients else "clients: []")
     out += [f"  - {{name: {c.name}, address: {c.address}}}" for c in clients]
     out += [
