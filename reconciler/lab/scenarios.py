@@ -113,7 +113,11 @@ def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] 
 
 
 def package_conf(members: list[LabHost]) -> str:
-    """/etc/cmcluster/csync/csync.conf: the package's ASCII configuration [ours]."""
+    """/etc/cmcluster/csync/csync.conf: the package's ASCII configuration [ours]; with extra
+    addresses, an ip_subnet/ip_address pair for the second LAN too (a modular package lists one
+    pair per relocatable address)."""
+    second = [f"ip_subnet               {topology.EXTRA_NET}.0", f"ip_address              {topology.PACKAGE_EXTRA_ADDRESS}"] \
+        if any(m.extra_addresses for m in members) else []
     lines = [
         "# csync package: the highly available cfengine master (DSAU configuration synchronization)",
         f"package_name            {topology.PACKAGE}",
@@ -124,6 +128,7 @@ def package_conf(members: list[LabHost]) -> str:
         "failback_policy         manual",
         "ip_subnet               127.0.10.0",
         f"ip_address              {topology.PACKAGE_ADDRESS}",
+        *second,
         "vg                      vgcsync",
         "fs_name                 /dev/vgcsync/lvcsync",
         f"fs_directory            {topology.LAB_MOUNT}",

@@ -294,3 +294,28 @@ def test_a_rotation_runs_once_the_generation_is_raised_and_an_isolated_client_bl
     assert "generation 1" in inventory(lab)
     assert csync(tmp_path, "plan", "-f", str(rotate), "--detailed-exitcode").returncode == 0  # once, not on every plan
     assert cfrun_everywhere(lab) == []
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+def test_import_finds_the_extra_addresses_and_adopts_key_files_only_on_request(lab, tmp_path):
+    apply(tmp_path, desired(lab, tmp_path))  # the extra addresses' keys are in the key store now
+    sh(lab, "client2", f"cp {PP}/root-{PKG}.pub {PP}/root-127.0.30.10.pub")
+    out = tmp_path / "site.yaml"
+    done = csync(tmp_path, "import", "--from", MEMBERS["node2"], "--access", str(lab.desired_state_path), "-o", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    imported, ours = load_desired_state([out]), load_desired_state([lab.desired_state_path])
+    assert imported.master.model_dump() == ours.master.model_dump()  # members' second LAN, the package's second address
+    assert [c.address for c in imported.clients] == list(CLIENTS.values())
+    assert not any("127.0.30.10" in line for line in inventory(lab))  # import alone owns nothing
+    out.write_text(out.read_text().replace("prune: false", "prune: true"))
+    assert plan_json(tmp_path, out)["actions"] == []  # not csync's: left alone
+    done = csync(tmp_path, "import", "--from", MEMBERS["node2"], "-o", str(out), "--adopt-keys")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Adopted 1 key file(s) on 1 host(s)" in done.stdout
+    assert "client2 root-127.0.30.10.pub" in inventory(lab)
+    plan = plan_json(tmp_path, out)
+    assert [(a["kind"], a["host"], a["params"]["file"]) for a in plan["actions"]] == [("remove-key", "client2", "root-127.0.30.10.pub")]
+    apply(tmp_path, out)
+    assert not lab.host_path("client2", f"{PP}/root-127.0.30.10.pub").exists()
