@@ -246,33 +246,41 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         mf = facts.get(col.member or "")
         written, by_name = _written(mf)
         primary = col.address == member_of[col.member or ""].address
+        serves_by_name = bool(mf is not None and mf.reachable and mf.hostname_keys)
         views.append((col, mf, own[col.member or ""], mf.keys if mf is not None and mf.reachable else None,
-                      _offers(mf, col.member or ""), written, by_name, primary, dsau.peer_key_name(col.address)))
+                      _offers(mf, col.member or ""), written, by_name, primary, dsau.peer_key_name(col.address), serves_by_name))
     # Clients outer, columns inner: each client's facts are read once, not once per column
     # (8 members x 100,000 clients are 800,000 cells); the common case is checked inline.
     for c in state.clients:
         cf = facts.get(c.name)
         c_own, c_file = own[c.name], file_of[c.name]
+        c_lower = c.name.lower()
         c_reachable = cf is not None and cf.reachable
         c_keys = cf.keys if cf is not None and c_reachable and c_own is not None else None
         c_names = bool(c_reachable and cf is not None and cf.hostname_keys)
-        for col, mf, m_own, m_keys, offers, written, by_name, primary, source_file in views:
+        for col, mf, m_own, m_keys, offers, written, by_name, primary, source_file, serves_by_name in views:
             m_name = col.member or ""
-            w = written.get(c.name.lower()) or written.get(c.address) or c.address
-            m_file = dsau.peer_key_name(w) if by_name and not _is_address(w) else c_file
+            m_file = c_file
+            if by_name:  # cfrun authenticates by the name as its cfrun.hosts writes it
+                w = written.get(c_lower) or written.get(c.address) or c.address
+                m_file = c_file if _is_address(w) else dsau.peer_key_name(w)
             if c_names:
-                c_side_file = dsau.peer_key_name(m_name.lower()) if primary else None
+                c_side_file = dsau.peer_key_name(m_name.lower()) if primary else None  # the name it gives from another LAN: unknown
             else:
                 c_side_file = source_file
-            if c_keys is not None and m_keys is not None and m_own is not None and c_side_file is not None:
+            # the file the member's cfservd authenticates the client by, when it serves cfagent (takeover)
+            serve_file = dsau.peer_key_name(c_lower) if serves_by_name else c_file
+            if c_keys is not None and m_keys is not None and m_own is not None and c_side_file is not None and serve_file == m_file:
                 k1, k2 = m_keys.get(m_file), c_keys.get(c_side_file)
                 if (k1 is not None and k2 is not None and k1.fingerprint == c_own and k2.fingerprint == m_own
                         and k1.kind == "file" and k2.kind == "file" and k1.problem is None and k2.problem is None):
                     cfrun[col.label][c.name] = _OK
                     continue
             member_side = _expect(mf, m_name, m_file, c_own, c.name)
-            if member_side and primary:
-                (unchecked if member_side.kind == UNKNOWN_KEY else lacking[m_name]).append(c.name)
+            if primary:
+                serving = member_side if serve_file == m_file else _expect(mf, m_name, serve_file, c_own, c.name)
+                if serving:
+                    (unchecked if serving.kind == UNKNOWN_KEY else lacking[m_name]).append(c.name)
             if c_side_file is None:
                 client_side: Cause | None = Cause(c.name, "", UNKNOWN_NAME, m_name, col.address) if c_reachable else None
             else:
