@@ -358,7 +358,8 @@ def test_sigterm_stops_new_actions_releases_the_lock_and_exits_143(lab_factory, 
     cluster_key = (key_dir(lab, "client1") / dsau.peer_key_name(PKG)).read_bytes()
     drop_keys(lab, "client1", PKG)
     drop_keys(lab, "client2", PKG)
-    put_key(lab, "client3", "root-127.0.10.99.pub", cluster_key)  # wave 2: never started
+    put_key(lab, "client3", "root-127.0.10.99.pub", cluster_key)  # csync's (the inventory says): removed in wave 2, never started
+    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && echo 'client3 root-127.0.10.99.pub' > {LAB_MOUNT}/dsau/csync/inventory")
     path = desired(lab, tmp_path, connect_timeout=5)
     assert csync_plan(tmp_path, "-f", str(path), "--out", "plan.json").returncode == 0
     lab.isolate("client2")  # wave 1's re-check waits for client2
