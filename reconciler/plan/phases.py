@@ -176,6 +176,8 @@ def compute_desired_keys(site: PredictedSite) -> Want:
 
 def declared_peers(site: PredictedSite, ck: str | None, own_name: str) -> dict[str, tuple[str | None, str, str]]:
     """Lower-case host name -> (its key's fingerprint or None, whose key, root-<its address>.pub)."""
+    if site.peers_cache is not None:
+        return site.peers_cache
     s = site.state
     peers: dict[str, tuple[str | None, str, str]] = {}
     for h in s.master_hosts:
@@ -183,6 +185,7 @@ def declared_peers(site: PredictedSite, ck: str | None, own_name: str) -> dict[s
     for c in s.clients:
         cv = site.views.get(c.name)
         peers[c.name.lower()] = (cv.own if cv else None, f"the key of client {c.name}", dsau.peer_key_name(c.address))
+    site.peers_cache = peers
     return peers
 
 
@@ -229,9 +232,11 @@ def add_name_keys(site: PredictedSite, want: Want, ck: str | None, own_name: str
                     fp, whose, _ = peers[written]
                     extra[dsau.peer_key_name(as_written)] = (fp, f"{whose}, as its cfrun.hosts writes it (hostnamekeys)")
         for file in view.keys:
+            if file in files:
+                continue  # declared already (most of a host's files: checked first, it is the cheap test)
             by_name = peer_hostname(file)
             named = peer_named(peers, by_name) if by_name else None
-            if named is not None and peers[named][2] in files and file not in files:
+            if named is not None and peers[named][2] in files:
                 fp, whose, _ = peers[named]
                 extra.setdefault(file, (fp, f"{whose}, by name (cfrun looks up root-<name>.pub before root-<address>.pub)"))
         for file, value in extra.items():
@@ -541,14 +546,19 @@ def plan_prune(site: PredictedSite) -> None:
     ck = site.cluster_key.fingerprint if site.cluster_key else None
     own_name = "the cluster key" if s.is_cluster else f"the key of master {s.standalone_host.name}"
     peers = declared_peers(site, ck, own_name)
+    if not s.keys.prune:
+        return
     for host in s.all_hosts:
         view = site.views.get(host.name)
-        if view is None or not s.keys.prune:
+        if view is None:
             continue
         own = {dsau.peer_key_name(a) for a in s.own_addresses(host.name)}
+        wanted = want[host.name]
         for file, key in sorted(view.keys.items()):
+            if file in wanted or file in own or file in view.planned:
+                continue  # the common case first: a declared file
             peer = peer_address(file)
-            if peer is None or file in want[host.name] or file in own or file in view.planned:
+            if peer is None:
                 continue
             if peer_named(peers, peer) == host.name.lower():
                 continue  # its own name

@@ -106,6 +106,7 @@ class PredictedSite:
     client_keys: dict[str, KeyFile] = field(default_factory=dict)  # fingerprint -> a client's own key
     roles: dict[str, str] = field(default_factory=dict)  # host name -> member | master | client
     desired_cache: dict | None = None
+    peers_cache: dict | None = None  # phases.declared_peers, once
     dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
     inventory: KeyInventory | None = None  # the site's inventory (None: it cannot be read)
     inventory_error: str | None = None  # why it cannot be read
