@@ -285,3 +285,21 @@ def test_a_rotation_runs_only_where_the_package_runs():
     assert not [a for a in plan.actions if a.kind == "regenerate-keys"]
     # the inventory (and so the recorded generation) is on the package filesystem: unknown while it is down
     assert any("generation recorded in the site's inventory is unknown" in f.message for f in plan.unknown if f.address == "site.keys")
+
+
+def test_a_bad_extra_address_or_generation_is_reported_at_its_file_line_and_field(tmp_path):
+    from reconciler.desired.loader import load_desired_state
+    from reconciler.errors import InvalidInput
+
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "version: 1\nsite: s\nmaster:\n  mode: serviceguard\n  cluster: c1\n"
+        "  package: {address: 10.0.0.10, extra_addresses: [10.0.1.10]}\n"
+        "  members:\n    - {name: n1, address: 10.0.0.1, extra_addresses: [10.0.1.1, 10.0.1.300]}\n"
+        "clients:\n  - {name: c1, address: 10.0.1.10}\nkeys: {generation: -1}\n")
+    with pytest.raises(InvalidInput) as e:
+        load_desired_state([path])
+    text = str(e.value)
+    assert f"{path}:6:51: master.package.extra_addresses[0]: 10.0.1.10 is already the address of client c1 ({path}:10:25)" in text
+    assert f"{path}:8:65: master.members[0].extra_addresses[1]: '10.0.1.300' is not an IPv4 address" in text
+    assert f"{path}:11:20: keys.generation: -1 is too small; it must be at least 0" in text
