@@ -62,7 +62,8 @@ class Cause:
         if self.kind == UNKNOWN_KEY:
             return f"{self.host}: {self.file} cannot be checked: the key of {self.whose} is unknown"
         if self.kind == OTHER_KEY:
-            return f"{self.host}: {self.file} holds another key than the key of {self.whose}"
+            held = f" ({self.detail})" if self.detail else ""
+            return f"{self.host}: {self.file} holds another key{held} than the key of {self.whose}"
         if self.kind == OWN_KEY:
             return f"{self.host} has no usable {self.file} (its own key)"
         if self.kind == NO_SERVER:
@@ -164,7 +165,7 @@ def _expect(host: HostFacts | None, name: str, file: str, wanted: str | None, wh
     if wanted is None:
         return Cause(name, file, UNKNOWN_KEY, whose)
     if key.fingerprint != wanted:
-        return Cause(name, file, OTHER_KEY, whose)
+        return Cause(name, file, OTHER_KEY, whose, key.shown())  # the key it holds: SHA256 and cfengine's MD5
     return None
 
 

@@ -240,7 +240,9 @@ def test_trust_follows_cfruns_and_cfservds_lookups():
     facts["node3"] = facts["node3"].model_copy(update={"cfrun_hosts": CfrunHosts(hosts=("client2",), hostnamekeys=True)})
     report = trust_report(state, facts)
     # client1 authenticates node2 by name: the stale name key defeats the right address key
-    assert report.cfrun["node2"]["client1"].causes == (Cause("client1", "root-node2.pub", OTHER_KEY, "node2"),)
+    stale = facts["client1"].keys["root-node2.pub"]
+    assert report.cfrun["node2"]["client1"].causes == (Cause("client1", "root-node2.pub", OTHER_KEY, "node2", stale.shown()),)
+    assert stale.md5 in report.cfrun["node2"]["client1"].problems[0]  # cfengine's notation of the key it holds
     assert report.cfrun["node1"]["client1"].ok
     # the name node2 gives for its second address is its resolver's: unknown
     assert report.cfrun["node2@10.2.0.2"]["client1"].ok is None

@@ -49,7 +49,7 @@ def test_cfrun_needs_the_clients_key_on_the_member_and_the_members_key_on_the_cl
     report = trust_report(state, facts)
     assert failing(report) == {
         ("node2", "client1"): (Cause("node2", f"root-{client_ip(1)}.pub", MISSING, "client1"),),
-        ("node2", "client3"): (Cause("client3", f"root-{member_ip(2)}.pub", OTHER_KEY, "node2"),),
+        ("node2", "client3"): (Cause("client3", f"root-{member_ip(2)}.pub", OTHER_KEY, "node2", facts["client3"].keys[f"root-{member_ip(2)}.pub"].shown()),),
     }
     assert report.cfrun["node2"]["client1"].problems == (f"node2 lacks root-{client_ip(1)}.pub (the key of client1)",)
     takeover = {t.member: t for t in report.takeover}
