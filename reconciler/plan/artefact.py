@@ -75,6 +75,7 @@ class Plan(Frozen):
     git_commit: str | None = None
     cluster_key: str | None = Field(None, description="fingerprint of the cluster (or master) key")
     cluster_key_source: str | None = None
+    cluster_key_inferred: bool = Field(False, description="read from the members' own keys: apply confirms it on the package filesystem after starting the package")
     package_node: str | None = Field(None, description="the node that runs (or will run) the package")
     actions: tuple[Action, ...] = ()
     blocked: tuple[Finding, ...] = ()
