@@ -76,8 +76,8 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
         blocked=tuple(sorted(site.blocked, key=key)),
         unknown=tuple(sorted(site.unknown, key=key)),
         notices=tuple(sorted(site.notices, key=key)),
-        failover_ready_after=after.failover_ready,
-        failover_notes=after.reasons,
+        failover_ready_after=None if after.unsure else after.failover_ready,
+        failover_notes=after.unsure + after.reasons,
     )
 
 

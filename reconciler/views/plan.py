@@ -51,8 +51,8 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
     out.extend(_findings("Unknown (not probed; never assumed converged)", plan.unknown, style, "yellow"))
     out.extend(_findings("Notices", plan.notices, style, "cyan"))
     out.append(style(plan.summary(), bold=True))
-    if plan.failover_ready_after is not None:
-        out.append(f"After apply: failover-ready: {'yes' if plan.failover_ready_after else 'no'}")
+    if plan.failover_ready_after is not None or plan.failover_notes:
+        out.append(f"After apply: failover-ready: {_readiness(plan.failover_ready_after)}")
         out.extend(f"  - {n}" for n in plan.failover_notes)
     return "\n".join(out) + "\n"
 
@@ -77,8 +77,8 @@ def render_markdown(plan: Plan) -> str:
     if plan.package_node:
         meta.append(f"package node `{plan.package_node}`")
     out += [" · ".join(meta), ""]
-    if plan.failover_ready_after is not None:
-        out += [f"Failover-ready after apply: **{'yes' if plan.failover_ready_after else 'no'}**", ""]
+    if plan.failover_ready_after is not None or plan.failover_notes:
+        out += [f"Failover-ready after apply: **{_readiness(plan.failover_ready_after)}**", ""]
     if not plan.actions:
         out += ["No changes.", ""]
     for number, wave in enumerate(plan.waves(), 1):
@@ -96,6 +96,10 @@ def render_markdown(plan: Plan) -> str:
             out += [f"#### {title}", ""] + [f"- `{f.address}`{f' on {f.host}' if f.host else ''}: {_md(f.message)}" for f in items] + [""]
     out.append("<details><summary>Plan file</summary>\n\nApply exactly this plan with `csync apply PLANFILE`.\n</details>")
     return "\n".join(out) + "\n"
+
+
+def _readiness(ready: bool | None) -> str:
+    return "unknown" if ready is None else "yes" if ready else "no"
 
 
 def _md(text: str) -> str:
