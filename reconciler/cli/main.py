@@ -29,6 +29,7 @@ Exit codes:
   {ExitCode.STALE}   a saved plan is stale: the desired state or the hosts changed since
   {ExitCode.LOCKED}   another apply holds the site's lock
   {ExitCode.REFUSED}   apply --auto-approve met cluster operations without --allow-cluster-ops; nothing ran
+  {ExitCode.INTERNAL}  internal error (a bug in csync; CSYNC_DEBUG=1 shows the traceback)
   {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
   130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
 """
