@@ -24,7 +24,9 @@ _PROBE_SCRIPT = resources.files("reconciler.driver").joinpath("probe.sh").read_t
 
 # Scripts travel on standard input to a POSIX shell: the command line stays short and
 # fixed, whatever root's login shell is, and the script is data rather than an argument.
-SHELL = "/bin/sh -s"
+# No "-s": a POSIX sh without operands reads its commands from standard input anyway, and
+# some shells of the ksh family (posh) refuse -s.
+SHELL = "/bin/sh"
 
 
 @dataclass(frozen=True)
