@@ -347,7 +347,7 @@ def test_the_package_on_a_node_the_desired_state_does_not_declare(lab, tmp_path)
     assert state.master.package.node == "node1" and state.access.port == lab.port
     # the preferred node left out: the first member left takes its place
     text = lab.desired_state_text(["node1"])
-    assert "node: node2}" in text and "name: node1" not in text
+    assert "node: node2," in text and "name: node1" not in text
     with pytest.raises(LabError, match="not a cluster member"):
         lab.desired_state_text(["client1"])
     with pytest.raises(LabError, match="at least one member"):
