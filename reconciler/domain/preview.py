@@ -143,8 +143,10 @@ def _shown(lines: Iterable[str]) -> str:
 
 
 def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
-    """The rule: Serviceguard agrees when the preview completed (exit 0) and predicts exactly
-    csync's changes; otherwise it blocks, except where the release has no preview."""
+    """The rule: Serviceguard agrees when the preview completed (exit 0 and its closing line)
+    and predicts exactly csync's changes; otherwise it blocks, except where the release has no
+    preview. Only the exit status, the closing line and the prediction lines are read; a
+    message is shown, never parsed."""
     base = {"action": request.action, "operation": request.operation, "package": request.package, "node": request.node,
             "host": request.host, "command": request.command, "release": run.release, "expected": request.expected,
             "lines": run.stdout + run.stderr, "exit_code": run.exit_code}
@@ -164,6 +166,8 @@ def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
     if run.exit_code != 0:
         said = "; ".join(run.stderr or run.stdout) or "no message"
         return Preview(**base, agrees=False, verdict=f"Serviceguard refuses it (exit {run.exit_code}): {said}")
+    if not any(line == f"{request.argv[0]}: {COMPLETED}" for line in run.stdout):
+        return Preview(**base, agrees=False, verdict=f"the preview exited 0 without saying '{request.argv[0]}: {COMPLETED}'")
     predicted = tuple(line for line in run.stdout if PREDICTION.fullmatch(line))
     if sorted(predicted) == sorted(request.expected):
         return Preview(**base, agrees=True, verdict=f"Serviceguard predicts the same: {_shown(predicted)}")

@@ -59,9 +59,15 @@ def test_halt_agrees_on_the_owner_and_enable_on_a_running_package_predicts_no_ch
     (ENABLE, ("package:csync|node:node2|action:starting",)),                      # it halted meanwhile: AUTO_RUN would start it
 ])
 def test_any_other_prediction_disagrees_and_blocks(request_, lines):
-    p = judge(request_, ran(*lines, "x: Command preview completed successfully"))
+    done = f"{request_.argv[0]}: Command preview completed successfully"
+    p = judge(request_, ran(*lines, done))
     assert p.agrees is False and p.blocks
     assert "Serviceguard predicts" in p.verdict and "csync" in p.verdict
+
+
+def test_a_preview_that_does_not_say_it_completed_blocks():
+    p = judge(ENABLE, ran("cmmodpkg: Unable to enable switching of package csync: something new"))
+    assert p.blocks and p.verdict == "the preview exited 0 without saying 'cmmodpkg: Command preview completed successfully'"
 
 
 def test_a_refused_preview_blocks_with_serviceguards_words():
@@ -100,7 +106,7 @@ def test_release_parsing(text, expect):
 
 def test_only_blocking_previews_are_refusals_keyed_by_operation_and_node():
     blocked = judge(START, ran(exit_code=1, stderr=(REFUSAL,)))
-    fine = judge(HALT, ran("package:csync|node:node1|action:halting"))
+    fine = judge(HALT, ran("package:csync|node:node1|action:halting", "cmhaltpkg: Command preview completed successfully"))
     old = judge(ENABLE, PreviewRun(release="A.11.18.00", release_exit=0))
     r = refusals([blocked, fine, old])
     assert list(r) == [("start", "node1")]
