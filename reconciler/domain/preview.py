@@ -182,6 +182,9 @@ def refusals(previews: Iterable[Preview]) -> dict[tuple[str, str], str]:
 
 def blocking_message(p: Preview) -> str:
     release = f", {p.release}" if p.release else ""
+    if p.exit_code is None:  # Serviceguard was not asked, or did not answer
+        return (f"Serviceguard's preview ({p.command} on {p.host}{release}) cannot confirm it: {p.verdict.rstrip('.')}. "
+                f"Not planned, nor what depends on it; plan again")
     return (f"Serviceguard's preview ({p.command} on {p.host}{release}) does not confirm it: {p.verdict.rstrip('.')}; csync "
             f"planned it from the probe's facts, predicting {_shown(p.expected)}: the cluster changed since, or Serviceguard "
             f"sees what csync does not. Not planned, nor what depends on it; plan again")

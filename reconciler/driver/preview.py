@@ -55,6 +55,19 @@ def preview_script(requests: Sequence[PreviewRequest], nonce: str, timeout: int)
     return RemoteCommand(script, f"csync preview ({len(requests)}): " + "; ".join(r.command for r in requests))
 
 
+MAX_LINES = 50  # of one preview's output kept: Serviceguard prints a line per package it acts on
+MAX_LINE = 300
+
+
+def _clean(text: str) -> tuple[str, ...]:
+    """A host's output as plan-safe lines: control characters shown escaped, bounded."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    shown = ["".join(c if c.isprintable() else repr(c)[1:-1] for c in line)[:MAX_LINE] for line in lines[:MAX_LINES]]
+    if len(lines) > MAX_LINES:
+        shown.append(f"... ({len(lines) - MAX_LINES} more lines)")
+    return tuple(shown)
+
+
 def parse_preview(result: CommandResult, nonce: str, count: int) -> list[PreviewRun]:
     """One `PreviewRun` per request of a `preview_script`, in its order."""
     release: str | None = None
@@ -63,7 +76,7 @@ def parse_preview(result: CommandResult, nonce: str, count: int) -> list[Preview
     for line in result.stdout.decode("utf-8", "replace").splitlines():
         m = _RELEASE_LINE.fullmatch(line)
         if m and m["nonce"] == nonce:
-            release, release_exit = (m["text"].strip() or None), int(m["rc"])
+            release, release_exit = (next(iter(_clean(m["text"])), None)), int(m["rc"])
         elif line == f"@@{nonce} previews":
             ran = True
     if release_exit is None:
@@ -76,7 +89,7 @@ def parse_preview(result: CommandResult, nonce: str, count: int) -> list[Preview
     for code, out, err in parse_batch(result, nonce, count):
         error = f"timed out after {stopped} s; stopped on the host" if code is None and stopped else None
         runs.append(PreviewRun(release=release, release_exit=release_exit, ran=True, exit_code=code,
-                               stdout=tuple(out.splitlines()) if out else (), stderr=tuple(err.splitlines()) if err else (),
+                               stdout=_clean(out), stderr=_clean(err),
                                error=error))
     return runs
 

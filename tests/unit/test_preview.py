@@ -339,3 +339,18 @@ def test_a_hung_preview_is_stopped_on_the_host_and_blocks(tmp_path):
     [run] = driver.parse_preview(CommandResult(done.returncode, done.stdout, done.stderr, 0.0), NONCE, 1)
     assert run.ran and run.exit_code is None and run.error == "timed out after 1 s; stopped on the host"
     assert judge(HALT, run).verdict == "the preview could not run on node1: timed out after 1 s; stopped on the host"
+
+
+def test_a_hosts_output_reaches_the_plan_escaped_and_bounded():
+    out = (f"\n@@{NONCE} release 0 A.11.20.00\x1b[2J\n@@{NONCE} previews\n\n@@{NONCE} begin 0\n"
+           + "x\x1b]0;owned\x07\n" * 60 + f"\n@@{NONCE} end 0 1\n").encode()
+    [run] = driver.parse_preview(CommandResult(0, out, b"", 0.0), NONCE, 1)
+    assert run.release == "A.11.20.00\\x1b[2J" and run.exit_code == 1
+    assert run.stdout[0] == "x\\x1b]0;owned\\x07" and len(run.stdout) == driver.MAX_LINES + 1
+    assert run.stdout[-1] == "... (10 more lines)"
+
+
+def test_a_preview_csync_could_not_ask_says_so():
+    [message] = refusals([judge(START, PreviewRun(error="node1 did not answer the probe (connection refused)"))]).values()
+    assert message == ("Serviceguard's preview (cmrunpkg -t -n node1 csync on node1) cannot confirm it: the preview could not run "
+                       "on node1: node1 did not answer the probe (connection refused). Not planned, nor what depends on it; plan again")
