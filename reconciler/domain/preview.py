@@ -142,6 +142,11 @@ def _shown(lines: Iterable[str]) -> str:
     return ", ".join(lines) or "no change"
 
 
+def _said(lines: tuple[str, ...], shown: int = 3) -> str:
+    """Serviceguard's message in a verdict: its first lines (the plan records them all)."""
+    return "; ".join(lines[:shown]) + (f"; ... ({len(lines) - shown} more lines)" if len(lines) > shown else "") or "no message"
+
+
 def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
     """The rule: Serviceguard agrees when the preview completed (exit 0 and its closing line)
     and predicts exactly csync's changes; otherwise it blocks, except where the release has no
@@ -164,7 +169,7 @@ def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
     if run.exit_code is None:
         return Preview(**base, agrees=False, verdict=f"the preview did not complete on {request.host}")
     if run.exit_code != 0:
-        said = "; ".join(run.stderr or run.stdout) or "no message"
+        said = _said(run.stderr or run.stdout)
         return Preview(**base, agrees=False, verdict=f"Serviceguard refuses it (exit {run.exit_code}): {said}")
     if not any(line == f"{request.argv[0]}: {COMPLETED}" for line in run.stdout):
         return Preview(**base, agrees=False, verdict=f"the preview exited 0 without saying '{request.argv[0]}: {COMPLETED}'")

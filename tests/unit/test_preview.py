@@ -354,3 +354,10 @@ def test_a_preview_csync_could_not_ask_says_so():
     [message] = refusals([judge(START, PreviewRun(error="node1 did not answer the probe (connection refused)"))]).values()
     assert message == ("Serviceguard's preview (cmrunpkg -t -n node1 csync on node1) cannot confirm it: the preview could not run "
                        "on node1: node1 did not answer the probe (connection refused). Not planned, nor what depends on it; plan again")
+
+
+def test_a_long_refusal_is_shortened_in_the_verdict_and_kept_whole_in_the_record():
+    lines = tuple(f"cmrunpkg: reason {i}" for i in range(10))
+    p = judge(START, ran(exit_code=1, stderr=lines))
+    assert p.verdict == "Serviceguard refuses it (exit 1): cmrunpkg: reason 0; cmrunpkg: reason 1; cmrunpkg: reason 2; ... (7 more lines)"
+    assert p.lines == lines
