@@ -20,7 +20,8 @@ start, which is not what the sequence does; on the package the first command sta
 changes no placement (the enable row). dispatch-member is not a Serviceguard command.
 
 The rule: a preview that could not run, is refused, or predicts anything else than csync
-blocks the operation (and what depends on it); a release before A.11.19, or one csync cannot
+blocks the operation (and what depends on it), and so does a cmversion that fails; a release
+before A.11.19, a cmversion that is not installed, or a release it prints that csync cannot
 read, has no preview: the plan says so and proceeds, as csync did before previews.
 """
 
@@ -39,12 +40,13 @@ Operation = Literal["start", "halt", "enable"]
 # [doc] one line per predicted change, and the closing line
 PREDICTION = re.compile(r"^package:([^|\s]+)\|node:([^|\s]+)\|action:([a-z_]+)$")
 COMPLETED = "Command preview completed successfully"
-_RELEASE = re.compile(r"^A\.(\d{1,2})\.(\d{1,2})(?:\.\d{1,2})?$")
+_RELEASE = re.compile(r"^A\.(\d\d)\.(\d\d)(?:\.\d\d)?$")  # as the preview script's shell pattern reads it
+NOT_FOUND = 127  # the shell's exit status for a command it cannot find
 
 
 def release_tuple(text: str | None) -> tuple[int, int] | None:
     """``A.11.20.00`` or ``A.11.20`` -> (11, 20); None for anything else."""
-    m = _RELEASE.fullmatch((text or "").strip())
+    m = _RELEASE.fullmatch(text or "")
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -153,19 +155,22 @@ def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
     preview. Only the exit status, the closing line and the prediction lines are read; a
     message is shown, never parsed."""
     base = {"action": request.action, "operation": request.operation, "package": request.package, "node": request.node,
-            "host": request.host, "command": request.command, "release": run.release, "expected": request.expected,
+            "host": request.host, "command": request.command, "release": run.release if run.release_exit == 0 else None,
+            "expected": request.expected,
             "lines": run.stdout + run.stderr, "exit_code": run.exit_code}
     if run.error is not None:
         return Preview(**base, agrees=False, verdict=f"the preview could not run on {request.host}: {run.error}")
     if not run.ran:
-        known = has_preview(run.release)
-        if known is None:
-            said = run.release or "nothing"
-            return Preview(**base, agrees=None, verdict=f"no preview: cannot tell the Serviceguard release "
-                                                          f"(cmversion exited {run.release_exit}, said {said!r})")
-        if not known:
+        said = run.release or "nothing"
+        if run.release_exit == NOT_FOUND:
+            return Preview(**base, agrees=None, verdict=f"no preview: cmversion was not found on {request.host} ({said}), "
+                                                          f"so csync cannot tell the Serviceguard release")
+        if run.release_exit != 0:
+            return Preview(**base, agrees=False, verdict=f"cmversion failed on {request.host} (exit {run.release_exit}): {said}")
+        if has_preview(run.release) is False:
             return Preview(**base, agrees=None, verdict=f"no preview on this release ({run.release}; -t from {PREVIEW_SINCE_NAME})")
-        return Preview(**base, agrees=False, verdict=f"the preview did not run on {request.host} (release {run.release})")
+        # unreadable, or not exactly a release as the script's shell pattern reads it
+        return Preview(**base, agrees=None, verdict=f"no preview: cannot tell the Serviceguard release (cmversion said {said!r})")
     if run.exit_code is None:
         return Preview(**base, agrees=False, verdict=f"the preview did not complete on {request.host}")
     if run.exit_code != 0:

@@ -35,17 +35,28 @@ def preview_argv(request: PreviewRequest) -> list[str]:
 
 
 def preview_script(requests: Sequence[PreviewRequest], nonce: str, timeout: int) -> RemoteCommand:
-    """``cmversion``, then, on a release with -t, every preview of ``requests`` (one host's)."""
+    """``cmversion``, then, on a release with -t, every preview of ``requests`` (one host's).
+    The release is read with the shell's own pattern matching (no sed, awk or tr that could
+    fail and turn a release into "unreadable"); cmversion's exit status and first line go back
+    as they are."""
     major, minor = dsau.SERVICEGUARD_PREVIEW_SINCE
     previews = batch([quote_argv(preview_argv(r)) for r in requests], nonce, timeout=timeout)  # checks the nonce
     script = (
         f"PATH={dsau.SERVICEGUARD_PATH}:$PATH; export PATH\n"
         "LC_ALL=C; export LC_ALL\n"
-        "v=$(cmversion </dev/null 2>/dev/null); rc=$?\n"
-        "v=$(printf '%s\\n' \"$v\" | sed -n '1p' | tr -d '\\r')\n"
+        "v=$(cmversion </dev/null 2>&1); rc=$?\n"
+        "nl='\n'\n"
+        "v=${v%%\"$nl\"*}\n"
         f"printf '\\n@@{nonce} release %d %s\\n' \"$rc\" \"$v\"\n"
-        "set -- $(printf '%s\\n' \"$v\" | sed -n 's/^A\\.\\([0-9][0-9]*\\)\\.\\([0-9][0-9]*\\)\\(\\.[0-9][0-9]*\\)\\{0,1\\}$/\\1 \\2/p')\n"
-        f"if [ $# -eq 2 ] && {{ [ \"$1\" -gt {major} ] || {{ [ \"$1\" -eq {major} ] && [ \"$2\" -ge {minor} ]; }}; }}; then\n"
+        "ok=\n"
+        "if [ \"$rc\" -eq 0 ]; then\n"
+        "  case $v in\n"
+        "    A.[0-9][0-9].[0-9][0-9]|A.[0-9][0-9].[0-9][0-9].[0-9][0-9])\n"
+        "      r=${v#A.}; maj=${r%%.*}; r=${r#*.}; min=${r%%.*}\n"
+        f"      if [ \"$maj\" -gt {major} ] || {{ [ \"$maj\" -eq {major} ] && [ \"$min\" -ge {minor} ]; }}; then ok=1; fi ;;\n"
+        "  esac\n"
+        "fi\n"
+        "if [ -n \"$ok\" ]; then\n"
         f"printf '\\n@@{nonce} previews\\n'\n"
         f"{previews.script}"
         "else\n"

@@ -28,6 +28,7 @@ from reconciler.pipeline import refresh_and_plan
 from reconciler.views.plan import render_text
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: the preview script runs under posh and HP-UX's tools too
 
 START_SEEN = "package:csync|node:node1|action:starting"
 

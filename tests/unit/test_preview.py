@@ -92,12 +92,23 @@ def test_a_release_before_the_preview_has_none_shown_never_blocking():
 
 
 def test_an_unreadable_release_has_no_preview_and_says_what_cmversion_said():
-    p = judge(START, PreviewRun(release=None, release_exit=127))
-    assert p.agrees is None and "cannot tell the Serviceguard release (cmversion exited 127" in p.verdict
+    p = judge(START, PreviewRun(release="Serviceguard A.11.20", release_exit=0))
+    assert p.agrees is None and p.verdict == "no preview: cannot tell the Serviceguard release (cmversion said 'Serviceguard A.11.20')"
+    p = judge(START, PreviewRun(release="sh: cmversion: not found", release_exit=127))
+    assert p.agrees is None and p.release is None
+    assert p.verdict == ("no preview: cmversion was not found on node1 (sh: cmversion: not found), so csync cannot tell the "
+                         "Serviceguard release")
+
+
+def test_a_cmversion_that_fails_blocks_with_its_message():
+    p = judge(START, PreviewRun(release="cmversion: cannot connect to cmcld", release_exit=1))
+    assert p.blocks and p.release is None
+    assert p.verdict == "cmversion failed on node1 (exit 1): cmversion: cannot connect to cmcld"
 
 
 @pytest.mark.parametrize("text, expect", [("A.11.20.00", (11, 20)), ("A.11.19", (11, 19)), ("A.12.00.10", (12, 0)),
-                                          ("B.11.20.00", None), ("11.20", None), ("", None), (None, None)])
+                                          ("A.11.9", None), (" A.11.20.00", None), ("B.11.20.00", None), ("11.20", None),
+                                          ("", None), (None, None)])
 def test_release_parsing(text, expect):
     assert release_tuple(text) == expect
     assert has_preview(text) == (None if expect is None else expect >= (11, 19))
@@ -175,6 +186,18 @@ def test_an_unreadable_release_runs_no_preview(tmp_path, release):
     runs, calls = run_script(tmp_path, [START], release)
     assert "cmrunpkg" not in calls and not runs[0].ran
     assert judge(START, runs[0]).agrees is None
+
+
+def test_a_cmversion_that_fails_runs_no_preview_and_blocks(tmp_path):
+    bin_dir = fake_serviceguard(tmp_path, "A.11.20.00")
+    (bin_dir / "cmversion").write_text(f'#!/bin/sh\necho "cmversion $*" >> {tmp_path / "calls"}\necho "cmversion: no cluster daemon" >&2\nexit 2\n')
+    script = driver.preview_script([START], NONCE, timeout=30).script
+    done = subprocess.run(["/bin/sh"], input=script.encode(), capture_output=True, timeout=60,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    [run] = driver.parse_preview(CommandResult(done.returncode, done.stdout, done.stderr, 0.0), NONCE, 1)
+    assert (run.ran, run.release_exit, run.release) == (False, 2, "cmversion: no cluster daemon")
+    assert (tmp_path / "calls").read_text() == "cmversion \n"
+    assert judge(START, run).verdict == "cmversion failed on node1 (exit 2): cmversion: no cluster daemon"
 
 
 def test_a_script_that_did_not_run_is_a_failed_preview_for_each_request():
