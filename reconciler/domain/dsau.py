@@ -50,3 +50,7 @@ CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
 # $SGSBIN: /opt/cmcluster/bin on SUSE, /usr/local/cmcluster/bin on Red Hat).
 SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin:/usr/local/cmcluster/bin"
 DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
+# The -t preview of cmrunpkg, cmhaltpkg and cmmodpkg -e, and cmversion, which tells the
+# release [doc: "Managing Serviceguard", 16th edition (A.11.19, March 2009), "Previewing the
+# Effect of Cluster Changes"; the lab's cmversion prints A.11.20.00, its format is ours].
+SERVICEGUARD_PREVIEW_SINCE = (11, 19)

@@ -64,9 +64,13 @@ class PackageDecision:
     failover_blockers: tuple[str, ...] = ()  # why the package cannot fail over, whatever the keys
 
 
-def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> PackageDecision:
+def decide_package(state: DesiredState, facts: Mapping[str, HostFacts],
+                   refused: Mapping[tuple[str, str], str] | None = None) -> PackageDecision:
     """Read the first declared member that shows a cluster view, and decide. ``facts`` may
-    hold any hosts; unreachable or missing members are skipped."""
+    hold any hosts; unreachable or missing members are skipped. ``refused``: the operations
+    Serviceguard's own preview does not confirm, (start|halt|enable, node) -> why
+    (`reconciler.domain.preview.refusals`): blocked, never planned, and the decision is what
+    it is without them."""
     if not state.is_cluster:
         return PackageDecision(node=state.standalone_host.name, running=True, owner=state.standalone_host.name, runs_after=True)
     pkg = state.package
@@ -99,7 +103,7 @@ def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> Packa
     if view is None:
         notes.append(PackageNote("blocked", address, f"package {pkg.name} is not configured in cluster {state.cluster_name}", source.name))
         return replace(base, notes=tuple(notes))
-    d = _decide(state, facts, view, cluster, base, notes)
+    d = _decide(state, facts, view, cluster, base, notes, refused or {})
     return replace(d, **_failover(state, view, cluster, d))
 
 
@@ -126,7 +130,7 @@ def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) ->
 
 
 def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageView, cluster: ClusterView,
-            base: PackageDecision, notes: list[PackageNote]) -> PackageDecision:
+            base: PackageDecision, notes: list[PackageNote], refused: Mapping[tuple[str, str], str]) -> PackageDecision:
     pkg = state.package
     intent = pkg.state
     address = f"package.{pkg.name}"
@@ -155,6 +159,9 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         return done(node=node, running=owner is not None, owner=owner, runs_after=owner is not None)
     if view.running:
         if intent == "halted":
+            if ("halt", owner or "") in refused:
+                notes.append(PackageNote("blocked", address, f"not halting package {pkg.name} on {owner}: {refused['halt', owner or '']}", owner))
+                return done(node=None, running=True, owner=owner, runs_after=True)
             notes_why = f"package {pkg.name} runs on {owner} and the desired state says it is halted (maintenance)"
             return done(node=None, running=True, owner=owner, halt=True, why=notes_why, runs_after=False)
         if pkg.node and owner != pkg.node:
@@ -167,6 +174,10 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
             else:
                 owner_facts = facts.get(owner or "")
                 enable = owner_declared and owner_facts is not None and owner_facts.reachable
+                if enable and ("enable", owner or "") in refused:
+                    notes.append(PackageNote("blocked", address, f"not enabling the switching of package {pkg.name}: "
+                                             f"{refused['enable', owner or '']}", owner))
+                    enable = False
         why = f"package {pkg.name} runs on {owner} with switching {view.autorun}: it would not fail over" if enable else ""
         return done(node=node, running=True, owner=owner, enable_switching=enable, why=why, runs_after=True)
     # down: halted, failed or unknown
@@ -188,6 +199,9 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         notes.append(PackageNote("blocked", address, f"package {pkg.name} is {shown} and no node may run it ({reasons})"))
         return done()
     target = pkg.node if pkg.node in eligible else eligible[0]
+    if ("start", target) in refused:
+        notes.append(PackageNote("blocked", address, f"not starting package {pkg.name} on {target}: {refused['start', target]}", target))
+        return done()
     why = f"package {pkg.name} is {view.status} ({view.state})"
     if pkg.node and target != pkg.node:
         why += f"; the preferred node {pkg.node} may not run it ({why_not.get(pkg.node, 'not in its node list')}), so the next eligible node"

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from reconciler import __version__
 from reconciler.domain.base import Frozen
+from reconciler.domain.preview import Preview
 from reconciler.errors import InvalidInput, StalePlan
 from reconciler.plan.kinds import KINDS, spec_of
 
@@ -80,6 +81,7 @@ class Plan(Frozen):
     unknown: tuple[Finding, ...] = ()
     notices: tuple[Finding, ...] = ()
     cluster_operations: int = Field(0, description="actions that start, halt or reconfigure the package, or dispatch a member")
+    previews: tuple[Preview, ...] = Field((), description="Serviceguard's -t preview of each cluster operation (reconciler/domain/preview.py)")
     failover_ready_after: bool | None = None
     failover_notes: tuple[str, ...] = ()
 

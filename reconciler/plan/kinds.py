@@ -20,6 +20,7 @@ from reconciler.desired.model import DesiredState
 from reconciler.domain.base import Frozen
 from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem
 from reconciler.domain.package import member_problems
+from reconciler.domain.preview import PreviewRequest
 from reconciler.domain.serviceguard import PackageView
 from reconciler.driver import commands
 from reconciler.observe.facts import HostFacts
@@ -127,6 +128,7 @@ class KindSpec(Generic[P]):
     reads: Callable[[DesiredState, Action, P], set[str]] | None = None  # default: the host it runs on
     touches: Callable[[DesiredState, Action, P], set[str]] | None = None
     verified_on: Callable[[DesiredState, Action, P], set[str]] | None = None
+    preview: Callable[[Action, P], PreviewRequest] | None = None  # Serviceguard's -t of it (domain/preview.py)
 
     def typed(self, params: Mapping[str, Any]) -> P:
         """The action's params as this kind's type; raises ValueError naming what is wrong."""
@@ -250,6 +252,7 @@ START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "start", p.package, p.node, a.host),
 )
 ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     "enable-switching", 0, "start", ("~", "yellow"), PackageParams, True,
@@ -257,6 +260,7 @@ ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "enable", p.package, a.host, a.host),
 )
 HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     "halt-package", 0, "halt", ("-", "red"), StartPackageParams, True,
@@ -264,6 +268,7 @@ HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=_verify_halted,
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "halt", p.package, p.node, a.host),
 )
 DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
     "dispatch-member", 1, "start", ("+", "green"), DispatchParams, True,
@@ -366,3 +371,9 @@ def verify(state: DesiredState, action: Action, facts: Facts) -> Verdict:
             return f"cannot verify: {name} is unreachable ({f.reason if f else 'not probed'})", {}
     spec = spec_of(action.kind)
     return spec.verify(state, action, spec.typed(action.params), facts)
+
+
+def preview_request(action: Action) -> PreviewRequest | None:
+    """What Serviceguard's -t preview of ``action`` is, or None for a kind it cannot preview."""
+    spec = spec_of(action.kind)
+    return spec.preview(action, spec.typed(action.params)) if spec.preview else None

@@ -19,7 +19,7 @@ from reconciler.plan.site import HostView, PredictedSite
 def plan_package(site: PredictedSite) -> None:
     pkg = site.state.package
     address = f"package.{pkg.name}"
-    d = decide_package(site.state, {name: v.facts for name, v in site.views.items()})
+    d = decide_package(site.state, {name: v.facts for name, v in site.views.items()}, site.refused)
     site.decision = d
     for note in d.notes:
         site.find(note.level, note.address, note.message, note.host)

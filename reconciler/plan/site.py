@@ -106,6 +106,7 @@ class PredictedSite:
     roles: dict[str, str] = field(default_factory=dict)  # host name -> member | master | client
     desired_cache: dict | None = None
     dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)  # operations Serviceguard's preview does not confirm
 
     def __post_init__(self) -> None:
         master_role = "member" if self.state.is_cluster else "master"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from reconciler.domain.preview import Preview
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
@@ -31,10 +32,16 @@ def render_text(plan: Plan, *, color: bool = False, detail: bool = False) -> str
     if out:
         out.append("")
     cluster_ops = plan.cluster_actions()
-    if cluster_ops:
+    refused = _refused(plan)
+    if cluster_ops or refused:
         out.append(style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
                    "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):")
-        out.extend(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}" for a in cluster_ops)
+        for a in cluster_ops:
+            out.append(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}")
+            out.extend(_text_lines(_preview_lines(a, _preview_of(plan, a))))
+        for p in refused:
+            out.append(f"  {style('x', fg='red', bold=True)} {p.action} on {p.host}: not planned (blocked by Serviceguard's preview)")
+            out.extend(_text_lines(_preview_lines(None, p)))
         out.append("")
     if not plan.actions:
         out.append(style("No changes.", bold=True) + (" The site matches its desired state." if plan.clean else ""))
@@ -106,10 +113,17 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
     if plan.failover_ready_after is not None or plan.failover_notes:
         out += [f"Failover-ready after apply: **{_readiness(plan.failover_ready_after)}**", ""]
     cluster_ops = plan.cluster_actions()
-    if cluster_ops:
+    refused = _refused(plan)
+    if cluster_ops or refused:
         out += ["#### Cluster operations", "", "These start, halt or reconfigure the package, or dispatch a member. Review them: "
                 "`csync apply --auto-approve` runs them only with `--allow-cluster-ops`; a saved plan runs as it is.", ""]
-        out += [f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`" for a in cluster_ops] + [""]
+        for a in cluster_ops:
+            out.append(f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`")
+            out += _md_lines(_preview_lines(a, _preview_of(plan, a)))
+        for p in refused:
+            out.append(f"- **not planned**: `{p.action}` on {p.host}, blocked by Serviceguard's preview")
+            out += _md_lines(_preview_lines(None, p))
+        out.append("")
     if not plan.actions:
         out += ["No changes.", ""]
     shown = left_groups = left_hosts = 0
@@ -146,6 +160,47 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
             out += [f"#### {title}", ""] + [f"- `{f.address}`{f' on {f.host}' if f.host else ''}: {_md(f.message)}" for f in items] + [""]
     out.append("<details><summary>Plan file</summary>\n\nApply exactly this plan with `csync apply PLANFILE`.\n</details>")
     return "\n".join(out) + "\n"
+
+
+def _preview_of(plan: Plan, a: Action) -> Preview | None:
+    return next((p for p in plan.previews if p.action == a.id), None)
+
+
+def _refused(plan: Plan) -> list[Preview]:
+    """Previews whose operation the plan does not hold: Serviceguard did not confirm it."""
+    planned = {a.id for a in plan.actions}
+    return [p for p in plan.previews if p.blocks and p.action not in planned]
+
+
+def _preview_lines(a: Action | None, p: Preview | None) -> list[tuple[str, str, str]]:
+    """(label, what is predicted, a note) lines showing Serviceguard's prediction of a cluster
+    operation beside csync's."""
+    if p is None:
+        if a is not None and spec_of(a.kind).preview is None:
+            return [("Serviceguard:", "", "no preview (not a Serviceguard command)")]
+        return [("Serviceguard:", "", "not previewed")]
+    if p.agrees is None:
+        return [("Serviceguard:", "", p.verdict)]
+    where = f"{p.command} on {p.host}" + (f", {p.release}" if p.release else "")
+    if p.exit_code == 0:
+        said, label = ", ".join(p.predicted) or "no change", "Serviceguard predicts:"
+        how = "agrees" if p.agrees else "DISAGREES: blocked"
+    else:
+        said, label, how = p.verdict, "Serviceguard:", "blocked"
+    return [("csync predicts:", ", ".join(p.expected) or "no change", ""), (label, said, f"{where}: {how}")]
+
+
+def _text_lines(lines: list[tuple[str, str, str]]) -> list[str]:
+    return [f"      {label:<22} {said}{'  (' + note + ')' if said and note else note}" for label, said, note in lines]
+
+
+def _md_lines(lines: list[tuple[str, str, str]]) -> list[str]:
+    return [f"  - {label} {_code(said) if said else ''}{' (' + _md(note) + ')' if said and note else _md(note)}" for label, said, note in lines]
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code in markdown (no backtick of a host's message can end it)."""
+    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
 
 
 def _readiness(ready: bool | None) -> str:

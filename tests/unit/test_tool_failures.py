@@ -21,7 +21,8 @@ import pytest
 
 from reconciler.desired.model import DesiredState
 from reconciler.domain import dsau
-from reconciler.driver import batch, commands, discovery, sitestate
+from reconciler.domain.preview import PreviewRequest
+from reconciler.driver import batch, commands, discovery, preview, sitestate
 from reconciler.driver.transport import CommandResult
 from reconciler.errors import LockError
 from reconciler.observe.facts import parse_probe
@@ -31,7 +32,7 @@ from tests.unit import sitefacts
 
 # Every external program a script of csync's may call (shell builtins cannot be replaced).
 TOOLS = ("ls", "find", "cksum", "awk", "sed", "grep", "cut", "sort", "wc", "uname", "date", "mkdir", "cp", "mv",
-         "chmod", "rm", "cat", "sleep", "tr", "head", "cmviewcl", "cmrunpkg", "cmmodpkg", "cmhaltpkg", "cfrun", "cfagent")
+         "chmod", "rm", "cat", "sleep", "tr", "head", "cmviewcl", "cmrunpkg", "cmmodpkg", "cmhaltpkg", "cmversion", "cfrun", "cfagent")
 MESSAGE = "simulated failure"
 LOCK_ID = "0b4f2c1e-8a3d-4c5e-9f6a-1b2c3d4e5f60"
 
@@ -82,6 +83,7 @@ def tree(tmp_path: Path) -> Tree:
     _write_exec(normal / "cmviewcl", f"#!/bin/sh\n{sample}exit 0\n")
     for tool in ("cmrunpkg", "cmmodpkg", "cmhaltpkg", "dispatcher", "wizard"):
         _write_exec(normal / tool, "#!/bin/sh\necho done\nexit 0\n")
+    _write_exec(normal / "cmversion", "#!/bin/sh\necho A.11.20.00\n")
     # cfrun: every host of its hosts file (-f FILE) is ok; cfagent: ok. Builtins only.
     _write_exec(normal / "cfrun", '#!/bin/sh\nwhile read -r h; do case $h in maxchild*) ;; *) echo "cfrun $h: ok" ;; esac; done < "$2"\n')
     _write_exec(normal / "cfagent", '#!/bin/sh\necho "cfagent 10.1.0.10: ok"\n')
@@ -162,6 +164,15 @@ def live_outcome(tool: str, targets: list[str]) -> Callable[[CommandResult], Out
     return outcome
 
 
+def preview_outcome(nonce: str, count: int) -> Callable[[CommandResult], Outcome]:
+    def outcome(r: CommandResult) -> Outcome:
+        runs = preview.parse_preview(r, nonce, count)
+        if any(x.error or x.release_exit != 0 or not x.ran or x.exit_code != 0 for x in runs):
+            return "fail", " ".join(f"{x.error} {x.release} {' '.join(x.stderr)}" for x in runs)
+        return "ok", [(x.release, x.stdout) for x in runs]
+    return outcome
+
+
 def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]]:
     s = t.state
     local = str(t.root / "local")
@@ -196,6 +207,9 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
         return "ok", [o for _rc, o, _e in parts]
 
     out["batch"] = (both.script, batch_outcome)
+    previews = [PreviewRequest("start-package:package.csync", "start", "csync", "node1", "node1"),
+                PreviewRequest("halt-package:package.csync", "halt", "csync", "node1", "node1")]
+    out["preview"] = (preview.preview_script(previews, nonce, timeout=30).script, preview_outcome(nonce, len(previews)))
     record = f'{{"id":"{LOCK_ID}","user":"t"'
     out["lock acquire"] = (sitestate.lock_acquire(s, LOCK_ID, record, 60, [], local_dir=local).script, lock_outcome)
     out["lock renew"] = (sitestate.lock_renew(s, LOCK_ID, record, 60, local_dir=local).script, lock_outcome)
@@ -268,3 +282,4 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
     assert {"grep"} <= calls["action authorize_ssh"]
     assert {"uname", "awk"} <= calls["discovery"]
     assert {"cfrun"} <= calls["cfrun check"] and {"cfagent"} <= calls["cfagent check"]
+    assert {"cmversion", "cmrunpkg", "cmhaltpkg"} <= calls["preview"]
