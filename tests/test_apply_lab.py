@@ -174,19 +174,33 @@ def test_the_standalone_master_applies_and_keeps_its_inventory(lab_factory, tmp_
     path = desired(lab, tmp_path)
     r = csync(tmp_path, "apply", "-f", str(path), "--auto-approve")
     assert r.returncode == 0, r.stdout + r.stderr
-    inventory = lab.exec("master", "cat /var/opt/dsau/csync/inventory").stdout.split()
-    assert inventory == ["127.0.10.1", "127.0.10.21", "127.0.10.22", "127.0.10.23"]
+    inventory = lab.exec("master", "cat /var/opt/dsau/csync/inventory").stdout.splitlines()
+    # the key files csync owns (declared for their host, and there), one "HOST FILE" a line, sorted
+    assert inventory[1:] == ["generation 0"] + [f"client{i} root-127.0.10.1.pub" for i in (1, 2, 3)] + \
+        ["master root-127.0.10.1.pub"] + [f"master root-127.0.10.2{i}.pub" for i in (1, 2, 3)]
     assert lab.exec("master", "test -e /var/opt/dsau/csync/lock.json").returncode == 1
 
 
-def test_the_inventory_is_the_sorted_union_of_what_it_listed_and_what_is_declared(lab_factory, tmp_path):
+def test_the_inventory_keeps_what_it_listed_adds_what_csync_owns_and_drops_what_is_gone(lab_factory, tmp_path):
     lab = lab_factory("fresh", members=2, clients=2)
-    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && printf '127.0.10.99\\n127.0.10.200\\n' > {LAB_MOUNT}/dsau/csync/inventory")
+    put_key(lab, "client2", "root-127.0.10.99.pub", (key_dir(lab, "client2") / dsau.peer_key_name(PKG)).read_bytes())
+    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'generation 3\\nclient2 root-127.0.10.99.pub\\n"
+                      f"gone root-127.0.10.200.pub\\nclient1 root-127.0.10.77.pub\\n127.0.10.5\\n' > {LAB_MOUNT}/dsau/csync/inventory")
     drop_keys(lab, "client1", "127.0.10.2")
-    path = desired(lab, tmp_path)
-    assert csync(tmp_path, "apply", "-f", str(path), "--auto-approve").returncode == 0
-    inventory = lab.exec("node1", f"cat {LAB_MOUNT}/dsau/csync/inventory").stdout.split()
-    assert inventory == ["127.0.10.1", "127.0.10.2", "127.0.10.10", "127.0.10.21", "127.0.10.22", "127.0.10.99", "127.0.10.200"]
+    path = desired(lab, tmp_path).read_text().replace("prune: true", "prune: false")
+    (tmp_path / "keep.yaml").write_text(path)
+    assert csync(tmp_path, "apply", "-f", str(tmp_path / "keep.yaml"), "--auto-approve").returncode == 0
+    inventory = lab.exec("node1", f"cat {LAB_MOUNT}/dsau/csync/inventory").stdout.splitlines()
+    assert inventory[0].startswith("# csync inventory, format 2")
+    # kept: its generation, an entry it listed whose file is there, an entry of an undeclared host;
+    # dropped: a file gone from a host that answered, the first format's address line
+    assert inventory[1:] == ["generation 3", "client1 root-127.0.10.1.pub", "client1 root-127.0.10.10.pub", "client1 root-127.0.10.2.pub",
+                             "client2 root-127.0.10.1.pub", "client2 root-127.0.10.10.pub", "client2 root-127.0.10.2.pub",
+                             "client2 root-127.0.10.99.pub", "gone root-127.0.10.200.pub",
+                             "node1 root-127.0.10.1.pub", "node1 root-127.0.10.10.pub", "node1 root-127.0.10.2.pub",
+                             "node1 root-127.0.10.21.pub", "node1 root-127.0.10.22.pub",
+                             "node2 root-127.0.10.1.pub", "node2 root-127.0.10.10.pub", "node2 root-127.0.10.2.pub",
+                             "node2 root-127.0.10.21.pub", "node2 root-127.0.10.22.pub"]
 
 
 # --- exactly the plan --------------------------------------------------------------------------
@@ -235,8 +249,10 @@ def test_a_host_isolated_mid_apply_fails_alone_and_the_next_plan_is_the_remainin
     cluster_key = (key_dir(lab, "client1") / dsau.peer_key_name(PKG)).read_bytes()
     drop_keys(lab, "client1", "127.0.10.2")
     drop_keys(lab, "client2", "127.0.10.2")
-    for c in ("client2", "client3"):  # stale copies of the cluster key for an undeclared address: removed in wave 2
+    for c in ("client2", "client3"):  # csync's copies of the cluster key for an undeclared address: removed in wave 2
         put_key(lab, c, "root-127.0.10.99.pub", cluster_key)
+    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'client2 root-127.0.10.99.pub\\nclient3 root-127.0.10.99.pub\\n' "
+                      f"> {LAB_MOUNT}/dsau/csync/inventory")
     path = desired(lab, tmp_path, command_timeout=3)
     report = apply_in_process(path, tmp_path, Hook(lambda n: lab.isolate("client2") if n == 2 else None))
     try:
@@ -343,7 +359,8 @@ def test_sigterm_stops_new_actions_releases_the_lock_and_exits_143(lab_factory, 
     cluster_key = (key_dir(lab, "client1") / dsau.peer_key_name(PKG)).read_bytes()
     drop_keys(lab, "client1", PKG)
     drop_keys(lab, "client2", PKG)
-    put_key(lab, "client3", "root-127.0.10.99.pub", cluster_key)  # wave 2: never started
+    put_key(lab, "client3", "root-127.0.10.99.pub", cluster_key)  # csync's (the inventory says): removed in wave 2, never started
+    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && echo 'client3 root-127.0.10.99.pub' > {LAB_MOUNT}/dsau/csync/inventory")
     path = desired(lab, tmp_path, connect_timeout=5)
     assert csync_plan(tmp_path, "-f", str(path), "--out", "plan.json").returncode == 0
     lab.isolate("client2")  # wave 1's re-check waits for client2

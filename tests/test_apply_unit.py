@@ -321,15 +321,17 @@ def scenario_facts(name: str):
         state = site()
         facts = converged(state)
         facts["client1"] = with_keys(facts["client1"], **{"10.1.0.99": "cluster"})
+        pkgfs = facts["node1"].package_fs.model_copy(update={"inventory": ("client1 root-10.1.0.99.pub",)})
+        facts["node1"] = facts["node1"].model_copy(update={"package_fs": pkgfs})
         return state, facts
     if name == "regenerate":
-        state = site(distribution="regenerate", clients=2)
+        state = site(distribution="regenerate", generation=1, clients=2)
         facts = converged(state)
         master_key = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
         for m in state.members:
-            facts[m.name] = _ssh(facts[m.name], public=[master_key])
+            facts[m.name] = _ssh(facts[m.name], public=[master_key], authorized=["SHA256:m"])
         facts["client1"] = _ssh(with_keys(facts["client1"], drop=(PKG_IP,)), authorized=["SHA256:m"])
-        facts["client2"] = _ssh(facts["client2"])
+        facts["client2"] = _ssh(facts["client2"], authorized=["SHA256:m"])
         return state, facts
     if name == "switching":
         state = site()

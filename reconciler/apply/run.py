@@ -32,6 +32,7 @@ from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
 from reconciler.pipeline import with_previews
 from reconciler.plan.artefact import Plan
+from reconciler.plan.kinds import REGENERATE_KEYS
 from reconciler.plan.planner import make_plan
 
 # Facts probed before a confirmation prompt are re-probed when the answer took longer.
@@ -165,11 +166,15 @@ def run_apply(
             report.interrupted = stop.reason
             report.signal_number = stop.signal_number
         # 5. bookkeeping, then the proof
-        report.inventory = update_inventory(state, pool, executor.facts)
+        # a rotation that ran (exited 0, verified or not) records its generation once the cluster key changed
+        rotation = next((r.action for r in report.results if r.action.kind == REGENERATE_KEYS.name and r.outcome in ("done", "failed")), None)
+        report.inventory = update_inventory(state, pool, executor.facts, rotation=rotation)
         events.inventory(report.inventory)
         if not report.interrupted and not report.lock_problem:
             events.converging()
             missing = {h.name for h in state.all_hosts if h.name not in executor.facts or executor.taken_after.get(h.name, -1) < len(plan.waves())}
+            if report.inventory.node and not report.inventory.error:
+                missing.add(report.inventory.node)  # the convergence plan reads the inventory just written
             if missing:
                 executor._probe(missing, after=len(plan.waves()))
             report.final_plan = make_plan(state, executor.facts, git_commit=options.git_commit)

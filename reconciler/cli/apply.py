@@ -96,7 +96,7 @@ class TextView(Events):
         if inventory.error:
             self.echo(self.style("Inventory ", fg="yellow") + inventory.error)
         else:
-            self.echo(f"Inventory {inventory.node}:{inventory.path}: {inventory.addresses} address(es) csync manages")
+            self.echo(f"Inventory {inventory.node}:{inventory.path}: {inventory.addresses} key file(s) csync owns")
 
     def converging(self) -> None:
         self.echo("Checking convergence: every host probed again after the last wave, planning again...")
@@ -269,7 +269,7 @@ def apply(planfile, paths, auto_approve, allow_cluster_ops, parallelism, lock_ti
         journal.close()
     if not report.plan.actions and report.plan.clean and report.final_plan is not None and report.final_plan.clean:
         if report.inventory and not report.inventory.error:
-            click.echo(f"No changes to hosts; recorded the declared addresses in the inventory ({report.inventory.node}:{report.inventory.path}).")
+            click.echo(f"No changes to hosts; recorded the key files csync owns in the inventory ({report.inventory.node}:{report.inventory.path}).")
         return ExitCode.OK
     click.echo(f"Journal: {journal.path}")
     return report.exit_code

@@ -22,15 +22,18 @@ from reconciler.errors import ExitCode, InvalidInput
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here (an existing file is updated in place, its comments and order kept). Default: standard output.")
 @click.option("--site", "site", metavar="NAME", help="Site name for a new file (default: the cluster's name, or the master's).")
+@click.option("--adopt-keys", "adopt", is_flag=True,
+              help="Also record every key file found on the hosts in the site's inventory (on the master, under the site "
+                   "lock): csync then owns them, and keys.prune removes those no longer declared for their host.")
 @accept_new_option
-def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
+def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> int:
     """Probe a live site from HOST and write the desired state that describes it today.
 
     Finds the cluster, the csync package (address, mount point, preferred node) and the
     members from the host's cmviewcl, package file and /etc/hosts, and the clients from
     the master's key store (root-<IP>.pub), named by their own uname -n. Changes nothing
-    on any host. Review the result, commit it, and `csync plan` shows what csync would
-    still change (nothing on a healthy site).
+    on any host (with --adopt-keys: nothing but the site's inventory). Review the result,
+    commit it, and `csync plan` shows what csync would still change (nothing on a healthy site).
     """
     from reconciler.desired.loader import load_access_file
     from reconciler.desired.model import Access, Paths
@@ -75,7 +78,7 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
     else:
         doc = document.new_document(found, access_out, entry)
     text = document.dump(doc)
-    document.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
+    state = document.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
     d = found.data
     what = (f"cluster {d['master']['cluster']}, {len(d['master']['members'])} members" if d["master"]["mode"] == "serviceguard"
             else f"standalone master {d['master']['host']['name']}") + f", {len(d['clients'])} clients"
@@ -92,6 +95,16 @@ def import_(entry, access_file, output, site, accept_new_host_keys) -> int:
             raise InvalidInput(f"-o {output}: cannot write it: {e.strerror or e}") from None
         click.echo(f"{'Updated' if existing is not None else 'Wrote'} {output}: site {doc.get('site')}, {what}. "
                    f"Check it with: csync plan -f {output}")
+    if adopt:
+        from reconciler.cli.main import open_pool
+        from reconciler.importer.adopt import adopt_keys
+
+        with open_pool(state, accept_new_host_keys) as pool:
+            adopted = adopt_keys(state, pool)
+        click.echo(f"Adopted {adopted.files} key file(s) on {adopted.hosts} host(s) into the inventory "
+                   f"({adopted.node}:{adopted.path}); csync owns them now.", err=output is None)
+        for name in adopted.unreachable:
+            click.echo(f"note: {name} did not answer: its key files were not adopted", err=True)
     return ExitCode.OK
 
 

@@ -69,12 +69,31 @@ class Host(_Model):
     )
 
 
+class MasterHost(Host):
+    """A host that can be the cfengine master: a cluster member or the standalone master."""
+
+    extra_addresses: list[IPv4] = Field(
+        default_factory=list,
+        description="Its other IPv4 addresses (other LANs): cfrun leaves from whichever address routing picks, so with "
+        "keys.cfrun: all-members every client holds root-<a>.pub for each of them too. `address` stays the one csync connects to.",
+    )
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address of the host: `address` first, then its extra addresses."""
+        return [self.address, *self.extra_addresses]
+
+
 class Package(_Model):
     """The csync Serviceguard package: the highly available cfengine master."""
 
     name: SgName = Field("csync", description="Serviceguard package name, as cmviewcl prints it.")
     address: IPv4 = Field(
         description="The package's relocatable IP address; clients pull policy from it, so they hold root-<address>.pub (the cluster key)."
+    )
+    extra_addresses: list[IPv4] = Field(
+        default_factory=list,
+        description="The package's other relocatable addresses (one per subnet); clients hold root-<a>.pub (the cluster key) for each.",
     )
     mount: MountPoint = Field(
         "/csync",
@@ -92,6 +111,11 @@ class Package(_Model):
         "while the package runs and reports the rest as waiting for the package.",
     )
 
+    @property
+    def addresses(self) -> list[str]:
+        """Every address of the package: `address` first, then its extra addresses."""
+        return [self.address, *self.extra_addresses]
+
 
 class ServiceguardMaster(_Model):
     """A Serviceguard cluster configured as a highly available master server."""
@@ -99,7 +123,7 @@ class ServiceguardMaster(_Model):
     mode: Literal["serviceguard"] = Field(description="The master is the csync package of a Serviceguard cluster.")
     cluster: SgName = Field(description="Serviceguard cluster name, as cmviewcl prints it.")
     package: Package = Field(description="The csync package.")
-    members: list[Host] = Field(
+    members: list[MasterHost] = Field(
         min_length=1, description="Cluster members (Serviceguard nodes); each one is an adoptive node of the package."
     )
 
@@ -108,7 +132,7 @@ class StandaloneMaster(_Model):
     """A single host as the cfengine master."""
 
     mode: Literal["standalone"] = Field(description="The master is one host.")
-    host: Host = Field(description="The master host.")
+    host: MasterHost = Field(description="The master host.")
 
 
 Master = Annotated[ServiceguardMaster | StandaloneMaster, Field(discriminator="mode")]
@@ -119,8 +143,13 @@ class KeyPolicy(_Model):
 
     distribution: Literal["copy", "regenerate"] = Field(
         "copy",
-        description="copy: install on each host the root-<IP>.pub files it lacks, checked by content; "
-        "regenerate: run the wizard's key regeneration for all systems (needs every client reachable).",
+        description="How keys change. Drift is always repaired by copy and install (checked by content). copy: csync never "
+        "runs the wizard's key regeneration; regenerate: it runs it when keys.generation is raised (a rotation on purpose).",
+    )
+    generation: int = Field(
+        0, ge=0,
+        description="The key generation: raise it by one (with distribution: regenerate) to rotate every key of the site "
+        "through the wizard once. csync records the generation it rotated to in the site's inventory.",
     )
     cfrun: Literal["all-members", "none"] = Field(
         "all-members",
@@ -128,7 +157,8 @@ class KeyPolicy(_Model):
         "works from any member after a failover; none: clients hold only the package address's key (cfagent only).",
     )
     prune: bool = Field(
-        False, description="Remove root-<IP>.pub files of members and clients no longer declared (only those csync recorded as its own)."
+        False, description="Remove key files csync recorded as its own (in the site's inventory) once they are no longer "
+        "declared for their host; every other undeclared key file is left alone and reported."
     )
 
 
@@ -267,21 +297,32 @@ class DesiredState(_Model):
         return self.master.cluster
 
     @property
-    def standalone_host(self) -> Host:
+    def standalone_host(self) -> MasterHost:
         """The host of a standalone master."""
         if not isinstance(self.master, StandaloneMaster):
             raise ValueError("a Serviceguard master has no single host")
         return self.master.host
 
     @property
-    def members(self) -> list[Host]:
+    def members(self) -> list[MasterHost]:
         """The cluster members; empty for a standalone master."""
         return list(self.master.members) if isinstance(self.master, ServiceguardMaster) else []
 
     @property
-    def master_hosts(self) -> list[Host]:
+    def master_hosts(self) -> list[MasterHost]:
         """The hosts that can be the master: the members, or the standalone host."""
         return list(self.master.members) if isinstance(self.master, ServiceguardMaster) else [self.master.host]
+
+    @property
+    def server_addresses(self) -> list[str]:
+        """The addresses clients pull policy from: the package's (first its `address`), or the
+        standalone master's."""
+        return self.package.addresses if self.is_cluster else self.standalone_host.addresses
+
+    def own_addresses(self, name: str) -> list[str]:
+        """Every declared address of host ``name`` (a client has one)."""
+        host = self.host(name)
+        return host.addresses if isinstance(host, MasterHost) else [host.address]
 
     @property
     def all_hosts(self) -> list[Host]:
@@ -302,7 +343,7 @@ class DesiredState(_Model):
         built_from = (id(self.master), id(self.clients))
         if self._roles is None or self._roles[0] != built_from:
             role: Role = "member" if self.is_cluster else "master"
-            index = {h.name: (h, role) for h in self.master_hosts}
+            index: dict[str, tuple[Host, Role]] = {h.name: (h, role) for h in self.master_hosts}
             index.update({h.name: (h, "client") for h in self.clients})
             self._roles = (built_from, index)
         return self._roles[1]

@@ -87,6 +87,7 @@ def semantic_problems(state: Any) -> list[Conflict]:
     master = _get(state, "master")
     package = _get(master, "package") if _get(master, "mode") == "serviceguard" else None
     package_address = _get(package, "address")
+    owner = "the package"
     if is_ipv4(package_address):
         package_name = _get(package, "name")
         if package_name is None:
@@ -95,6 +96,15 @@ def semantic_problems(state: Any) -> list[Conflict]:
             package_name = Package.model_fields["name"].default
         owner = f"package {package_name}" if passes(sg_name, package_name) else "the package"
         addresses[package_address] = (("master", "package", "address"), owner)
+
+    def claim(loc: Loc, address: Any, label: str) -> None:
+        """Addresses are unique site-wide: main and extra addresses of hosts and package alike."""
+        if not is_ipv4(address):
+            return
+        seen = addresses.setdefault(address, (loc, label))
+        if seen[0] != loc:
+            which = "the address" if seen[0][-1] == "address" else "an extra address"
+            problems.append(Conflict(loc, address, f"{address} is already {which} of {seen[1]} ({{where}})", seen[0]))
 
     hosts = list(_declared_hosts(state))
     for loc, role, host in hosts:
@@ -108,11 +118,18 @@ def semantic_problems(state: Any) -> list[Conflict]:
                     f"{name} is already the name of {first[1]} {first[2]} ({{where}}); host names must be unique, ignoring case",
                     first[0] + ("name",),
                 ))
-        if is_ipv4(address):
-            label = f"{role} {name}" if is_host_name(name) else f"{role} {format_loc(loc)}"
-            seen = addresses.setdefault(address, (loc + ("address",), label))
-            if seen[0] != loc + ("address",):
-                problems.append(Conflict(loc + ("address",), address, f"{address} is already the address of {seen[1]} ({{where}})", seen[0]))
+        label = f"{role} {name}" if is_host_name(name) else f"{role} {format_loc(loc)}"
+        claim(loc + ("address",), address, label)
+    # extra addresses after every main address, so a clash names the host whose address it is
+    extra_owners: list[tuple[Loc, str, Any]] = [(loc, f"{role} {_get(h, 'name')}" if is_host_name(_get(h, "name")) else f"{role} {format_loc(loc)}", h)
+                                               for loc, role, h in hosts if role != "client"]
+    if package is not None:
+        extra_owners.append((("master", "package"), owner if is_ipv4(package_address) else "the package", package))
+    for loc, label, holder in extra_owners:
+        extras = _get(holder, "extra_addresses")
+        if isinstance(extras, list):
+            for i, extra in enumerate(extras):
+                claim(loc + ("extra_addresses", i), extra, label)
 
     members = [_get(h, "name") for _, role, h in hosts if role == "member"]
     if package is not None and members and all(map(is_host_name, members)) and is_host_name(node := _get(package, "node")):

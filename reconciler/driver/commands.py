@@ -14,7 +14,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from reconciler.domain import dsau
-from reconciler.domain.keys import KEY_FILE_NAME
+from reconciler.domain.keys import HOST_NAME, KEY_FILE_NAME, cfengine_digest
 
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState
@@ -95,8 +95,9 @@ def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str
 _KEY_FILE = KEY_FILE_NAME
 NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _PEM = re.compile(r"^-----BEGIN RSA PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END RSA PUBLIC KEY-----\n$")
-_SSH_LINE = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+/=]+( [\x21-\x7e ]{0,200})?$")
 IPV4 = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
+NAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")  # an unqualified host name
+HOSTNAME = HOST_NAME  # a host name, qualified or not (cfrun.hosts may name hosts so)
 
 
 class UnsafeValue(ValueError):
@@ -147,10 +148,44 @@ def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
     return RemoteCommand(f"{guard}\n{quote_argv(argv)}", quote_argv(argv))
 
 
-def regenerate_keys(state: DesiredState, client_addresses: list[str]) -> RemoteCommand:
-    argv = [state.paths.wizard, "regenerate-keys", *(check(IPV4, a, "client address") for a in client_addresses)]
-    shown = argv if len(argv) <= 6 else argv[:5] + [f"... ({len(client_addresses)} clients)"]
-    return RemoteCommand(quote_argv(argv), " ".join(shown))
+# Root ssh checks the rotation's preflight runs at once, and each one's connect limit [ours].
+PREFLIGHT_AT_ONCE = 32
+PREFLIGHT_CONNECT_SECONDS = 10
+
+
+def regenerate_keys(state: DesiredState, clients: list[str], members: list[str]) -> RemoteCommand:
+    """The wizard's key regeneration (a rotation), after a preflight on this node: every system
+    the wizard changes (``members`` and ``clients``, by address or host name) must answer
+    root ssh from here, or nothing runs and every one that did not is named (exit 3)."""
+    targets = [check(IPV4, a, "member address") for a in members]
+    for c in clients:
+        if not (isinstance(c, str) and (IPV4.fullmatch(c) or HOSTNAME.fullmatch(c))):
+            raise UnsafeValue(f"refusing client {c!r}")
+        targets.append(c)
+    if not clients:
+        raise UnsafeValue("a rotation needs at least one client")
+    argv = [state.paths.wizard, "regenerate-keys", *clients]
+    listed = " ".join(shlex.quote(t) for t in targets)
+    script = (
+        "umask 077\n"
+        'f="${TMPDIR:-/tmp}/csync-preflight.$$"\n'
+        'rm -f "$f" && (set -C; : > "$f") || { echo "cannot create $f" >&2; exit 1; }\n'
+        "trap 'rm -f \"$f\"' 0\n"
+        "trap 'exit 1' 1 2 15\n"
+        "n=0\n"
+        f"for t in {listed}; do\n"
+        f"  ( ssh -o BatchMode=yes -o ConnectTimeout={PREFLIGHT_CONNECT_SECONDS} \"$t\" true </dev/null >/dev/null 2>&1 || echo \"$t\" >> \"$f\" ) &\n"
+        f"  n=$((n + 1)); if [ $n -ge {PREFLIGHT_AT_ONCE} ]; then wait; n=0; fi\n"
+        "done\n"
+        "wait\n"
+        'if [ -s "$f" ]; then\n'
+        '  echo "preflight: every system must answer root ssh from this node before keys are rotated; no answer from:" $(sort "$f") "; nothing was changed" >&2\n'
+        "  exit 3\n"
+        "fi\n"
+        f"{quote_argv(argv)}\n"
+    )
+    shown = argv if len(argv) <= 6 else argv[:5] + [f"... ({len(clients)} clients)"]
+    return RemoteCommand(script, f"preflight root ssh to {len(targets)} systems; " + " ".join(shown))
 
 
 def copy_key(state: DesiredState, source: str, target: str) -> RemoteCommand:
@@ -174,7 +209,8 @@ def install_key(state: DesiredState, target: str, pem: str, fingerprint: str) ->
         f"{_in_ppkeys(state)}\n"
         f"rm -f {tmp} && printf '%s' {shlex.quote(body)} > {tmp} && chmod {dsau.KEY_FILE_MODE:o} {tmp} && mv -f {tmp} {dst} || {{ rm -f {tmp}; exit 1; }}"
     )
-    return RemoteCommand(script, f"install {_ppkeys(state)}/{dst} ({fingerprint})")
+    md5 = cfengine_digest(body)
+    return RemoteCommand(script, f"install {_ppkeys(state)}/{dst} ({fingerprint}{', ' + md5 if md5 else ''})")
 
 
 def remove_key(state: DesiredState, target: str) -> RemoteCommand:
@@ -182,22 +218,6 @@ def remove_key(state: DesiredState, target: str) -> RemoteCommand:
     if dst == dsau.OWN_PUBLIC_KEY:
         raise UnsafeValue("refusing to remove a host's own key")
     return RemoteCommand(f"{_in_ppkeys(state)}\nrm -f -- {dst}", f"rm {shlex.quote(_ppkeys(state))}/{dst}")
-
-
-def authorize_ssh(key_lines: list[str]) -> RemoteCommand:
-    """Append public keys to root's authorized_keys (the csshsetup equivalent), atomically."""
-    lines = [check(_SSH_LINE, line, "ssh public key line") for line in key_lines]
-    # grep: 1 is "not there yet"; anything else a failure, never "add it again"
-    add = "".join(f"grep -qxF {shlex.quote(line)} \"$tmp\"; r=$?; if [ $r = 1 ]; then printf '%s\\n' {shlex.quote(line)} >> \"$tmp\" || exit 1; "
-                  "elif [ $r != 0 ]; then echo \"grep failed on $tmp (exit $r)\" >&2; rm -f \"$tmp\"; exit 1; fi\n" for line in lines)
-    script = (
-        "umask 077\nmkdir -p \"$HOME/.ssh\" && chmod 700 \"$HOME/.ssh\" || exit 3\n"
-        "f=\"$HOME/.ssh/authorized_keys\"; tmp=\"$f.csync.tmp\"\n"
-        "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
-        "rm -f \"$tmp\"; if [ -f \"$f\" ]; then cp \"$f\" \"$tmp\" || exit 1; else : > \"$tmp\"; fi\n"
-        f"{add}chmod 600 \"$tmp\" && mv -f \"$tmp\" \"$f\" || {{ rm -f \"$tmp\"; exit 1; }}"
-    )
-    return RemoteCommand(script, f"authorize {len(lines)} master ssh key(s) for root")
 
 
 # --- Live trust checks (csync trust --live) ----------------------------------------------
@@ -225,26 +245,42 @@ CFRUN_CHECK_MAXCHILD = 32
 CFRUN_CHECK_SECONDS = 90
 
 
-def cfrun_check(client_addresses: list[str], *, cfengine_dir: str = dsau.CFENGINE_DIR,
-                seconds: int = CFRUN_CHECK_SECONDS) -> RemoteCommand:
+def cfrun_check(targets: list[str] | list[tuple[str, str, str]], *, hostnamekeys: bool = False, bind: str | None = None,
+                cfengine_dir: str = dsau.CFENGINE_DIR, seconds: int = CFRUN_CHECK_SECONDS) -> RemoteCommand:
     """cfrun from this host to every listed client, in one call, with cfengine 2's command line
     (src/cfrun.c): ``cfrun -f FILE``, FILE a hosts file made for the check (``maxchild``, then
-    the clients by address) and removed afterwards. Never ``-T``: it stores the key of every
-    client it lacks.
+    the clients) and removed afterwards. Never ``-T``: it stores the key of every client it lacks.
 
-    A client whose ``root-<address>.pub`` this host lacks is not put in the file: cfrun would
-    ask on stdin whether to accept its key on trust, and each of its children takes all the
-    input there is for its own question, so answers written in advance answer one question
-    only and the next one loops for ever. The script reports such a client itself, in the
-    live-check grammar (``[local <path> missing]``). stdin still answers "no" once, for a key
-    file that is there but does not parse. A watchdog stops cfrun (its process group) after
-    ``seconds``; the clients done by then keep their lines, the others have none."""
-    addresses = [check(IPV4, a, "client address") for a in client_addresses]
-    if not addresses:
+    ``targets`` are clients' addresses, or (host as written, address, key file) triples: the
+    host as the site's cfrun.hosts writes it, and the file cfrun authenticates it by (root-<host
+    as written>.pub with ``hostnamekeys``, which then goes in the file too; else root-<address>.pub).
+    ``bind`` is one of this host's addresses to leave from (cfrun.hosts' ``bindtointerface``).
+
+    A client for which this host has neither root-<host as written>.pub nor root-<address>.pub
+    is not put in the file: cfrun would ask on stdin whether to accept its key on trust, and
+    each of its children takes all the input there is for its own question, so answers written
+    in advance answer one question only and the next one loops for ever. The script reports
+    such a client itself, in the live-check grammar (``[local <key file> missing]``). stdin
+    still answers "no" once, for a key file that is there but does not parse. A watchdog stops
+    cfrun (its process group) after ``seconds``; the clients done by then keep their lines."""
+    rows = []
+    for t in targets:
+        written, address, keyfile = (t, t, dsau.peer_key_name(t)) if isinstance(t, str) else t
+        check(IPV4, address, "client address")
+        if not (isinstance(written, str) and (IPV4.fullmatch(written) or HOSTNAME.fullmatch(written))):
+            raise UnsafeValue(f"refusing host {written!r}")
+        check(_KEY_FILE, keyfile, "key file")
+        rows.append(f"{written} {address} {keyfile}\n")
+    if not rows:
         raise UnsafeValue("cfrun needs at least one client address")
-    t = int(seconds)
-    if t < 1:
+    limit = int(seconds)
+    if limit < 1:
         raise UnsafeValue(f"refusing cfrun check limit {seconds!r}")
+    settings = f"maxchild = {CFRUN_CHECK_MAXCHILD}\n"
+    if hostnamekeys:
+        settings += "hostnamekeys = true\n"
+    if bind is not None:
+        settings += f"bindtointerface = {check(IPV4, bind, 'source address')}\n"
     ppkeys = shlex.quote(f"{cfengine_dir}/{dsau.PPKEYS_SUBDIR}")
     script = (
         f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
@@ -257,26 +293,41 @@ def cfrun_check(client_addresses: list[str], *, cfengine_dir: str = dsau.CFENGIN
         '(set -C; : > "$f") || { echo "cannot create $f" >&2; exit 3; }\n'
         "trap 'rm -f \"$f\"' 0\n"
         "trap 'exit 1' 1 2 15\n"
-        f"echo 'maxchild = {CFRUN_CHECK_MAXCHILD}' > \"$f\" || exit 3\n"
-        f"for a in {' '.join(addresses)}; do\n"
-        '  if [ -f "$k/root-$a.pub" ]; then echo "$a" >> "$f" || exit 3\n'
-        '  else echo "cfrun $a: no key on file, not polled (cfrun would ask whether to accept one on trust) [local $k/root-$a.pub missing]"\n'
+        f"printf '%s' {shlex.quote(settings)} > \"$f\" || exit 1\n"
+        "while read w a key; do\n"
+        '  if [ -f "$k/root-$w.pub" ] || [ -f "$k/root-$a.pub" ]; then echo "$w" >> "$f" || exit 1\n'
+        '  else echo "cfrun $w: no key on file, not polled (cfrun would ask whether to accept one on trust) [local $k/$key missing]"\n'
         "  fi\n"
-        "done\n"
+        f"done <<'CSYNC_TARGETS'\n{''.join(rows)}CSYNC_TARGETS\n"
         'cfrun -f "$f" <<\'CSYNC_ANSWERS\' &\nno\nCSYNC_ANSWERS\n'
         "p=$!\n"
-        f"( trap '' 15; s=0; while [ $s -lt {t} ]; do sleep 1; s=$((s + 1)); done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &\n"
+        f"( trap '' 15; s=0; while [ $s -lt {limit} ]; do sleep 1; s=$((s + 1)); done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &\n"
         "w=$!\n"
         'wait "$p"; rc=$?\n'
         'kill -KILL "$w" 2>/dev/null\n'
         'exit "$rc"\n'
     )
-    line = quote_argv(["cfrun", "-f", "<hosts file>", *addresses])
-    return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(addresses)} clients)")
+    shown = [r.split()[0] for r in rows]
+    line = quote_argv(["cfrun", "-f", "<hosts file>", *shown])
+    if bind is not None:
+        line = f"(from {bind}) " + line
+    return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(rows)} clients)")
 
 
 
 
-def cfagent_check(server_address: str) -> RemoteCommand:
-    """cfagent on this host against the master's address (the package address on a cluster)."""
-    return _live("cfagent", ["cfagent", "--policy-server", check(IPV4, server_address, "master address")])
+def cfagent_check(server_address: str | list[str]) -> RemoteCommand:
+    """cfagent on this host against each of the master's addresses (the package's on a
+    cluster), one after the other; exit 0 only when every one authenticated."""
+    addresses = [server_address] if isinstance(server_address, str) else list(server_address)
+    if not addresses:
+        raise UnsafeValue("cfagent needs a master address")
+    if len(addresses) == 1:
+        return _live("cfagent", ["cfagent", "--policy-server", check(IPV4, addresses[0], "master address")])
+    lines = [quote_argv(["cfagent", "--policy-server", check(IPV4, a, "master address")]) + " </dev/null || rc=1" for a in addresses]
+    script = (
+        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
+        f"command -v cfagent >/dev/null 2>&1 || {{ echo 'cfagent: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
+        "rc=0\n" + "\n".join(lines) + "\nexit $rc\n"
+    )
+    return RemoteCommand(script, f"cfagent --policy-server {' | '.join(addresses)}")

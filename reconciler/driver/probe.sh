@@ -21,10 +21,14 @@
 #   %%S text   one element, as is
 #   %%F path   a key file: "F <name>", then "P <line>" for its RSA PUBLIC KEY block only
 #   %%A path   an ssh key file: its public key lines only (anything else is dropped)
-#   %%I path   an inventory: its address lines only
+#   %%I path   an inventory: its entry lines only ("HOST root-PEER.pub", "generation N", or an
+#              address: csync's first format)
 #   %%T path   a text file: its lines, at most 4096 bytes
 #   %%C name   the section the next records belong to (for the awk's own read errors)
 #   %%E section tool status, message lines, %%e: a command that failed (see `run`)
+#   %%K path   cfservd.conf: its HostnameKeys lines only (comments cut), at most 16
+#   %%R path   a cfrun hosts file: "S <line>" for each setting line (domain, hostnamekeys, ...)
+#              and "H <first word>" for each host line; comments dropped
 # Any other line is data: one element of the array being written. The data comes from
 # uname, ls -q, cksum and cmviewcl; a host that lies can forge its own answer, never
 # another host's, and the awk only ever writes well-formed JSON strings for it.
@@ -63,7 +67,9 @@ kind() {
 }
 
 # Key store: "L <ls -lnq line>" for every entry, "S name" for a symlinked key file (not
-# followed), "F name" and "P <pem line>" per regular key file.
+# followed), "F name" and "P <pem line>" per regular key file. Peer keys are named by an
+# address or a host name (root-<host as written>.pub, which cfrun looks up first); any other
+# name is skipped here, and csync checks every name again.
 keys() {
   kind "$1"
   [ "$k" = dir ] || return 0
@@ -76,8 +82,8 @@ keys() {
     case $b in
       "$OWNKEY") ;;
       "$PEERPFX"*"$PEERSFX")
-        ip=${b#"$PEERPFX"}; ip=${ip%"$PEERSFX"}
-        case $ip in ''|*[!0-9.]*) continue ;; esac ;;
+        peer=${b#"$PEERPFX"}; peer=${peer%"$PEERSFX"}
+        case $peer in ''|*[!A-Za-z0-9.-]*) continue ;; esac ;;
       *) continue ;;
     esac
     if [ -L "$f" ]; then echo "%%S S $b"
@@ -112,7 +118,10 @@ optfile() {
   keys "$CF/ppkeys" keys
   echo '%%J ],"inputs":['
   tree "$CF/inputs" inputs
-  echo '%%J ]'
+  echo '%%J ],"cfservd":'; optfile K "$CF/inputs/cfservd.conf" cfservd
+  if [ "$ROLE" != client ]; then
+    echo '%%J ,"cfrun_hosts":'; optfile R "$CF/inputs/cfrun.hosts" cfrun-hosts
+  fi
 
   if [ "$ROLE" = member ]; then
     # The line format from A.11.18; an older release refuses -f (and so does a cluster that
@@ -141,14 +150,16 @@ optfile() {
     if [ $mounted = true ]; then
       echo '%%J ,"keys":['; keys "$MOUNT/$MKEYS" pkgfs-keys
       echo '%%J ],"inputs":['; tree "$MOUNT/$MINPUTS" pkgfs-inputs
-      echo '%%J ],"inventory":'; optfile I "$MOUNT/$STATE/inventory" inventory
+      echo '%%J ],"cfrun_hosts":'; optfile R "$MOUNT/$MINPUTS/cfrun.hosts" pkgfs-cfrun-hosts
+      echo '%%J ,"inventory":'; optfile I "$MOUNT/$STATE/inventory" inventory
       echo '%%J ,"lock":'; optfile T "$MOUNT/$STATE/lock.json" lock
     fi
     echo '%%J }'
   elif [ "$ROLE" = master ]; then
     kind "$MINPUTS"; echo "%%J ,\"master\":{\"inputs_dir\":\"$k\",\"inputs\":["
     tree "$MINPUTS" master-inputs
-    echo '%%J ],"inventory":'; optfile I "$STATE/inventory" inventory
+    echo '%%J ],"cfrun_hosts":'; optfile R "$MINPUTS/cfrun.hosts" cfrun-hosts
+    echo '%%J ,"inventory":'; optfile I "$STATE/inventory" inventory
     echo '%%J ,"lock":'; optfile T "$STATE/lock.json" lock
     echo '%%J }'
   fi
@@ -177,7 +188,7 @@ function sshkey(s) {
   return s ~ /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+\/=]+/ ||
          s ~ / (ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+\/=]+/
 }
-function readfile(how, path,    line, n, inblk, c, used, got) {
+function readfile(how, path,    line, n, inblk, c, used, got, w) {
   if (how == "F") { n = path; sub(/.*\//, "", n); el("F " n) }
   while ((got = (getline line < path)) > 0) {
     if (how == "F") {
@@ -185,7 +196,21 @@ function readfile(how, path,    line, n, inblk, c, used, got) {
       if (inblk && c < 64) { el("P " line); c++ }
       if (line ~ /^-----END RSA PUBLIC KEY-----/) inblk = 0
     } else if (how == "A") { if (sshkey(line)) el(line) }
-    else if (how == "I") { if (line ~ /^[0-9.]+$/) el(line) }
+    else if (how == "I") {
+      if (line ~ /^[0-9.]+$/ || line ~ /^generation [0-9]+$/ || line ~ /^[A-Za-z0-9.-]+ root-[A-Za-z0-9.-]+\.pub$/) el(line)
+    }
+    else if (how == "K") {
+      sub(/#.*/, "", line)
+      if (line ~ /^[ \t]*HostnameKeys[ \t]*=/ && c < 16) { el(line); c++ }
+    }
+    else if (how == "R") {
+      if (line ~ /^[ \t]*#/) continue
+      sub(/#.*/, "", line)
+      if (line ~ /^(domain|hostna|maxchild|outputdir|outputlevel|access|include|bindtointerface)/) { el("S " line); continue }
+      split(line, w, /[ \t]+/)
+      line = (w[1] != "" ? w[1] : w[2])
+      if (line != "") el("H " line)
+    }
     else if (how == "T") {
       if (used + length(line) + 1 > 4096) { el(substr(line, 1, 4096 - used)); break }
       el(line); used += length(line) + 1
@@ -204,7 +229,7 @@ inerr && !/^%%e$/ { emsg = emsg (emsg == "" ? "" : " / ") $0; next }
   else if (op == "P") pfx = arg
   else if (op == "D") strip = arg
   else if (op == "S") el(arg)
-  else if (op == "F" || op == "A" || op == "I" || op == "T") readfile(op, arg)
+  else if (op ~ /^[FAITKR]$/) readfile(op, arg)
   next
 }
 {

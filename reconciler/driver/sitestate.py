@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from reconciler.domain import dsau
-from reconciler.driver.commands import IPV4, RemoteCommand, check, package_mounted
+from reconciler.domain.inventory import HEADER
+from reconciler.domain.keys import KEY_FILE_NAME
+from reconciler.driver.commands import NAME_LABEL, RemoteCommand, UnsafeValue, check, package_mounted
 from reconciler.driver.transport import CommandResult
 from reconciler.errors import LockError
 
@@ -162,36 +165,61 @@ done
     return RemoteCommand(script, "csync unlock")
 
 
-def inventory_update(state: DesiredState, addresses: list[str]) -> RemoteCommand:
-    """Rewrite the site's inventory atomically as the union of what it lists and
-    ``addresses`` (IPv4, one per line, sorted); on a cluster only where the package
-    filesystem is mounted, never on the bare mount point."""
-    addrs = [check(IPV4, a, "address") for a in addresses]
+def inventory_update(state: DesiredState, add: Sequence[tuple[str, str]], drop: Sequence[tuple[str, str]] = (),
+                     generation: int | None = None) -> RemoteCommand:
+    """Rewrite the site's inventory (domain/inventory.py) atomically: its entries less ``drop``,
+    plus ``add`` (HOST FILE), and its generation raised to ``generation`` when given (never
+    lowered); lines of the first format (addresses) are dropped. On a cluster only where the
+    package filesystem is mounted, never on the bare mount point."""
+    def lines(entries: Sequence[tuple[str, str]]) -> str:
+        out = []
+        for host, file in entries:
+            check(NAME_LABEL, host, "host name")
+            check(KEY_FILE_NAME, file, "key file")
+            if not file.startswith(dsau.PEER_KEY_PREFIX):
+                raise UnsafeValue(f"refusing inventory entry {file!r}")
+            out.append(f"{host} {file}\n")
+        return "".join(sorted(out))
+
+    added, dropped = lines(add), lines(drop)
+    if generation is not None and (not isinstance(generation, int) or isinstance(generation, bool) or generation < 0):
+        raise UnsafeValue(f"refusing key generation {generation!r}")
+    gen = "" if generation is None else str(generation)
     if state.is_cluster:
         d = f"{state.package.mount}/{dsau.PACKAGE_CSYNC_STATE}"
         guard = f"{package_mounted(state)} || {{ echo 'the package filesystem is not mounted on this node' >&2; exit 3; }}\n"
     else:
         d, guard = dsau.STANDALONE_CSYNC_STATE, ""
-    listed = "".join(f"{a}\n" for a in addrs)
+    # One awk: the drop list, "%%", the add list, "%%", then the file; it prints "0 <header>",
+    # "0 generation N" and "1 <entry>" lines, which sort orders; the prefix is then cut.
+    merge = (
+        "part == 0 { if ($0 == \"%%\") { part = 1; next } drop[$0] = 1; next }\n"
+        "part == 1 { if ($0 == \"%%\") { part = 2; next } keep[$0] = 1; next }\n"
+        "/^generation [0-9]+$/ { n = substr($0, 12) + 0; if (n > old) old = n; next }\n"
+        "/^[A-Za-z0-9.-]+ root-[A-Za-z0-9.-]+[.]pub$/ { if (!($0 in drop)) keep[$0] = 1 }\n"
+        "END { if (gen != \"\" && gen + 0 > old) old = gen + 0\n"
+        f"  print \"0 {HEADER}\"; print \"0 generation \" (old + 0)\n"
+        "  for (k in keep) print \"1 \" k }"
+    )
     script = (
         f"umask 022\nLC_ALL=C; export LC_ALL\n{guard}d={shlex.quote(d)}\n"
         "[ ! -L \"$d\" ] || { echo \"$d is a symbolic link\" >&2; exit 3; }\n"
         "mkdir -p \"$d\" && [ -d \"$d\" ] || exit 3\n"
         f"f=\"$d/{INVENTORY_FILE}\"; tmp=\"$d/.{INVENTORY_FILE}.$$.tmp\"\n"
         "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
-        f"o=\"$d/.{INVENTORY_FILE}.$$.old\"; n=\"$d/.{INVENTORY_FILE}.$$.new\"\n"
-        "trap 'rm -f \"$o\" \"$n\"' 0\n"
-        ": > \"$o\" || exit 1\n"
-        # grep: 1 is "no address listed", anything else a failure
-        "if [ -f \"$f\" ]; then grep -E '^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}$' \"$f\" > \"$o\"; r=$?; "
-        "[ $r -le 1 ] || { echo \"cannot read $f (grep exit $r)\" >&2; exit 1; }; fi\n"
-        f"printf '%s' {shlex.quote(listed)} > \"$n\" || exit 1\n"
-        "sort -u -t. -k1,1n -k2,2n -k3,3n -k4,4n \"$o\" \"$n\" > \"$tmp\" "
-        "&& chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
-        "c=$(wc -l < \"$f\") || exit 1\n"
-        "echo \"INVENTORY $c\"\n"
+        # every step in its own file and checked: a failing program never becomes an answer
+        "i=\"$tmp.in\"; m=\"$tmp.m\"; s=\"$tmp.s\"; trap 'rm -f \"$i\" \"$m\" \"$s\"' 0\n"
+        f"{{ printf '%s' {shlex.quote(dropped)}; echo '%%'; printf '%s' {shlex.quote(added)}; echo '%%'; }} > \"$i\" || exit 1\n"
+        "if [ -f \"$f\" ]; then cat \"$f\" >> \"$i\" || exit 1; fi\n"
+        f"awk -v gen={shlex.quote(gen)} {shlex.quote(merge)} \"$i\" > \"$m\" || exit 1\n"
+        "sort -u \"$m\" > \"$s\" || exit 1\n"
+        "cut -c3- \"$s\" > \"$tmp\" && chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
+        "c=$(grep -c ' root-' \"$f\"); [ $? -le 1 ] || { echo \"cannot count $f\" >&2; exit 1; }\n"
+        "g=$(sed -n 's/^generation //p' \"$f\") || { echo \"cannot read $f\" >&2; exit 1; }\n"
+        "echo \"INVENTORY $c $g\"\n"
     )
-    return RemoteCommand(script, f"update {d}/{INVENTORY_FILE} ({len(addrs)} declared addresses)")
+    what = f"+{len(add)} -{len(drop)} key file(s)" + (f", generation {generation}" if generation is not None else "")
+    return RemoteCommand(script, f"update {d}/{INVENTORY_FILE} ({what})")
 
 
 def iso_time(epoch: int | None) -> str:
@@ -284,10 +312,10 @@ def parse_reply(node: str, result: CommandResult, what: str) -> LockReply:
     return reply
 
 
-def parse_inventory_reply(result: CommandResult) -> int | None:
-    """The number of addresses an `inventory_update` left in the inventory."""
+def parse_inventory_reply(result: CommandResult) -> tuple[int, int] | None:
+    """(entries, generation) an `inventory_update` left in the inventory."""
     for line in result.stdout.decode("utf-8", "replace").splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0] == "INVENTORY" and parts[1].isdigit():
-            return int(parts[1])
+        if len(parts) == 3 and parts[0] == "INVENTORY" and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
     return None

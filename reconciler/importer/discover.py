@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.desired.model import Access, DesiredState, Host, Paths
+from reconciler.desired.model import Access, DesiredState, Host, MasterHost, Paths
 from reconciler.desired.values import is_host_name, is_ipv4
 from reconciler.domain import dsau
 from reconciler.domain.keys import peer_address
@@ -183,7 +183,7 @@ class Importer:
                     f"add it there (Serviceguard wants every node there), or declare it in the output file and import again")
             if not is_host_name(name):
                 raise ImportFailed(f"member {name!r} of cluster {cluster.name} is not a host name csync accepts")
-            members.append(Host(name=name, address=where))
+            members.append(MasterHost(name=name, address=where))
         if not ("ip_address" in conf and "fs_directory" in conf):
             # a member not configured yet (added while the package was down) lacks the
             # package's file: ask the others
@@ -200,7 +200,10 @@ class Importer:
                     if more.get("package_name", package) == package and "ip_address" in more:
                         conf = {**more, **conf}
                         break
-        pkg_address = conf.get("ip_address") if is_ipv4(conf.get("ip_address")) else self.known.get("@package")
+        # a modular package has an ip_address line per relocatable address: the first is its address
+        listed = found.package_files if "ip_address" in dict(found.package_files) else list(conf.items())
+        ips = list(dict.fromkeys(v for k, v in listed if k == "ip_address" and is_ipv4(v)))
+        pkg_address = ips[0] if ips else self.known.get("@package")
         if pkg_address is None:
             raise ImportFailed(
                 f"cannot tell the relocatable address of package {package}: no ip_address in {self.paths.package_files_dir}/*.conf "
@@ -212,6 +215,8 @@ class Importer:
         order = view.node_order() if any(n.order for n in view.nodes) else []
         node = order[0] if order else view.owner
         package_data: dict[str, Any] = {"name": package, "address": pkg_address, "mount": mount}
+        if ips[1:]:
+            package_data["extra_addresses"] = ips[1:]
         if node in member_names:
             package_data["node"] = node
         master = {"mode": "serviceguard", "cluster": cluster.name, "package": package_data, "members": members}
@@ -223,13 +228,14 @@ class Importer:
         for f in facts.values():
             if not f.reachable:
                 self.note(f"member {f.name} ({f.address}) did not answer ({f.reason}); its key store was not read")
-        declared = {m.address for m in members} | {pkg_address}
+        declared = {m.address for m in members} | {pkg_address, *ips[1:]}
         in_store = set().union(*(_key_addresses(f) for f in facts.values() if f.reachable)) if facts else set()
         if not any(f.reachable for f in facts.values()):
             raise ImportFailed("no member answered: the master's key store (the clients) cannot be read")
         if view.running and not any(f.package_fs and f.package_fs.mounted for f in facts.values()):
             self.note(f"package {package} runs on {view.owner}, but its filesystem was not found mounted at {mount}")
-        clients, cfrun = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found)
+        clients, cfrun, extra = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found,
+                                              masters=[m.name for m in members])
         site = cluster.name if is_host_name(cluster.name) else "site"
         intent = self._intent(package, view)
         if intent != "running":
@@ -238,7 +244,8 @@ class Importer:
             "version": 1,
             "site": site,
             "master": {"mode": "serviceguard", "cluster": cluster.name, "package": dict(package_data),
-                       "members": [{"name": m.name, "address": m.address} for m in members]},
+                       "members": [{"name": m.name, "address": m.address, **({"extra_addresses": extra[m.name]} if m.name in extra else {})}
+                                   for m in members]},
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
         }
@@ -279,16 +286,17 @@ class Importer:
         name = short_name(found.hostname)
         if name is None:
             raise ImportFailed(f"{self.entry}: its name {found.hostname!r} (uname -n) is not a host name csync accepts")
-        master = {"mode": "standalone", "host": Host(name=name, address=address)}
+        master = {"mode": "standalone", "host": MasterHost(name=name, address=address)}
         state = self._state(master)
         facts = probe_site(state, pool).hosts[name]
         if not facts.reachable:
             raise ImportFailed(f"cannot probe {name} ({address}): {facts.reason}")
-        clients, cfrun = self._clients(pool, state, sorted(_key_addresses(facts) - {address}, key=_ip_key), [address], found)
+        clients, cfrun, extra = self._clients(pool, state, sorted(_key_addresses(facts) - {address}, key=_ip_key), [address], found,
+                                              masters=[name])
         data = {
             "version": 1,
             "site": name,
-            "master": {"mode": "standalone", "host": {"name": name, "address": address}},
+            "master": {"mode": "standalone", "host": {"name": name, "address": address, **({"extra_addresses": extra[name]} if name in extra else {})}},
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
         }
@@ -296,10 +304,13 @@ class Importer:
 
     # --- the clients ----------------------------------------------------------------------------
     def _clients(self, pool: Pool, state: DesiredState, addresses: list[str], master_addresses: list[str],
-                 found: Discovery) -> tuple[list[dict], str]:
-        """The clients at ``addresses`` (the key store's), named by their own `uname -n`."""
+                 found: Discovery, masters: Sequence[str] = ()) -> tuple[list[dict], str, dict[str, list[str]]]:
+        """The clients at ``addresses`` (the key store's), named by their own `uname -n`; an
+        address that answers with the name of a master host (a member, the standalone master)
+        is that host's extra address (another LAN), not a client."""
+        extra: dict[str, list[str]] = {}
         if not addresses:
-            return [], "all-members"
+            return [], "all-members", extra
         provisional = [Host(name=_label("client", a), address=a) for a in addresses]
         probe_state = state.model_copy(update={"clients": provisional})
         facts = probe_site(probe_state, pool, only=[h.name for h in provisional]).hosts
@@ -315,6 +326,11 @@ class Importer:
             f = facts[host.name]
             name = short_name(f.hostname) if f.reachable else None
             name = name or by_address_known.get(host.address) or by_address_hosts.get(host.address)
+            master = next((m for m in masters if f.reachable and name and m.lower() == name.lower()), None)
+            if master is not None:
+                extra.setdefault(master, []).append(host.address)
+                self.note(f"{host.address} answers as {master}: declared as an extra address of {master}")
+                continue
             if f.reachable:
                 answered += 1
                 held = _key_addresses(f)
@@ -331,7 +347,7 @@ class Importer:
             names[name.lower()] = host.address
             clients.append({"name": name, "address": host.address})
         cfrun = "all-members" if answered == 0 or with_member_keys * 2 >= answered else "none"
-        return clients, cfrun
+        return clients, cfrun, extra
 
 
 def _first_error(error: ValidationError) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from reconciler.desired.model import Access
+from reconciler.desired.model import Access, DesiredState
 from reconciler.desired.values import is_ipv4
 from reconciler.errors import InvalidInput
 from reconciler.importer.discover import Found, ImportFailed
@@ -100,6 +100,10 @@ def _merge_hosts(seq: Any, hosts: list[dict]) -> Any:
             continue
         if item.get("address") != wanted[name]["address"]:
             item["address"] = wanted[name]["address"]
+        found_extra = wanted[name].get("extra_addresses")
+        if found_extra and list(item.get("extra_addresses") or []) != found_extra:
+            # extra addresses found in the key store are added; declared ones it lacks are kept
+            item["extra_addresses"] = list(dict.fromkeys([*(item.get("extra_addresses") or []), *found_extra]))
     present = {item.get("name") for item in seq}
     for h in hosts:
         if h["name"] not in present:
@@ -194,9 +198,9 @@ def dump(doc: Any) -> str:
     return buf.getvalue()
 
 
-def check(text: str, where: Path) -> None:
+def check(text: str, where: Path) -> DesiredState:
     """Validate the YAML about to be written, as `csync validate` would, from the directory
-    it goes to (so relative key paths resolve as they will)."""
+    it goes to (so relative key paths resolve as they will); the desired state it describes."""
     from reconciler.desired.loader import load_desired_state
 
     try:
@@ -208,7 +212,7 @@ def check(text: str, where: Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         try:
-            load_desired_state([tmp])
+            return load_desired_state([tmp])
         except InvalidInput as e:
             raise ImportFailed(f"the imported desired state does not validate (please report this):\n{e}") from None
     finally:

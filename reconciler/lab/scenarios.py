@@ -113,7 +113,11 @@ def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] 
 
 
 def package_conf(members: list[LabHost]) -> str:
-    """/etc/cmcluster/csync/csync.conf: the package's ASCII configuration [ours]."""
+    """/etc/cmcluster/csync/csync.conf: the package's ASCII configuration [ours]; with extra
+    addresses, an ip_subnet/ip_address pair for the second LAN too (a modular package lists one
+    pair per relocatable address)."""
+    second = [f"ip_subnet               {topology.EXTRA_NET}.0", f"ip_address              {topology.PACKAGE_EXTRA_ADDRESS}"] \
+        if any(m.extra_addresses for m in members) else []
     lines = [
         "# csync package: the highly available cfengine master (DSAU configuration synchronization)",
         f"package_name            {topology.PACKAGE}",
@@ -124,6 +128,7 @@ def package_conf(members: list[LabHost]) -> str:
         "failback_policy         manual",
         "ip_subnet               127.0.10.0",
         f"ip_address              {topology.PACKAGE_ADDRESS}",
+        *second,
         "vg                      vgcsync",
         "fs_name                 /dev/vgcsync/lvcsync",
         f"fs_directory            {topology.LAB_MOUNT}",
@@ -265,13 +270,19 @@ def ssh_client_config(own_address: str, port: int) -> str:
 
 
 def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: str, known_hosts: str, port: int,
-                       header: str) -> str:
-    """The converged intent of a lab as desired-state YAML (whatever the scenario it started in)."""
+                       header: str, package_extra: Sequence[str] = ()) -> str:
+    """The converged intent of a lab as desired-state YAML (whatever the scenario it started in);
+    with extra addresses (`lab up --extra-addresses`) they are declared too."""
     masters = [h for h in hosts if h.is_master_side]
+
+    def host(h: LabHost) -> str:
+        extra = f", extra_addresses: [{', '.join(h.extra_addresses)}]" if h.extra_addresses else ""
+        return f"{{name: {h.name}, address: {h.address}{extra}}}"
+
     clients = [h for h in hosts if h.role == topology.ROLE_CLIENT]
     out = [header.rstrip("\n"), "version: 1", f"site: {topology.SITE}", "master:"]
     if scenario == "standalone":
-        out += ["  mode: standalone", f"  host: {{name: {masters[0].name}, address: {masters[0].address}}}"]
+        out += ["  mode: standalone", f"  host: {host(masters[0])}"]
     else:
         if not masters:
             raise ValueError("a cluster's desired state needs at least one member")
@@ -279,9 +290,10 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
         node = topology.PREFERRED_NODE if any(m.name == topology.PREFERRED_NODE for m in masters) else masters[0].name
         out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
                 f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
-                f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
+                + (f"extra_addresses: [{', '.join(package_extra)}], " if package_extra else "")
+                + f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
                 "  members:"]
-        out += [f"    - {{name: {m.name}, address: {m.address}}}" for m in masters]
+        out += [f"    - {host(m)}" for m in masters]
     out.append("clients:" if clients else "clients: []")
     out += [f"  - {{name: {c.name}, address: {c.address}}}" for c in clients]
     out += [

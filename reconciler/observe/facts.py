@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -20,6 +21,7 @@ from reconciler.desired.model import Role
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
 from reconciler.domain.keys import (
+    HOST_NAME,
     KEY_FILE_NAME,
     KeyFile,
     own_fingerprint,
@@ -40,6 +42,17 @@ class SshKey(Frozen):
     line: str = Field(description="'type base64' of the public key (no options, no comment)")
 
 
+class CfrunHosts(Frozen):
+    """What cfrun takes from a hosts file (cfengine 2's src/cfrun.c, ReadCfrunConf): the hosts
+    as written (with the file's ``domain`` appended to a name without a dot, as cfrun does),
+    and whether ``hostnamekeys`` makes cfrun authenticate a host by root-<host as written>.pub.
+    Included files (``include = FILE``) are named, not read."""
+
+    hosts: tuple[str, ...] = ()
+    hostnamekeys: bool = False
+    includes: tuple[str, ...] = ()
+
+
 class PackageFilesystem(Frozen):
     """What the node running the package sees on the package's filesystem."""
 
@@ -47,6 +60,7 @@ class PackageFilesystem(Frozen):
     cluster_key: KeyFile | None = None
     inputs_digest: str | None = None
     inputs_sums: dict[str, str] | None = Field(None, description="path -> 'cksum size' of the master inputs")
+    cfrun_hosts: CfrunHosts | None = Field(None, description="the master inputs' cfrun.hosts (None: no such file)")
     inventory: tuple[str, ...] | None = None
     lock: str | None = None
 
@@ -55,6 +69,7 @@ class MasterFiles(Frozen):
     """A standalone master's own master files."""
 
     inputs_digest: str | None = None
+    cfrun_hosts: CfrunHosts | None = None
     inventory: tuple[str, ...] | None = None
     lock: str | None = None
 
@@ -92,6 +107,9 @@ class HostFacts(KeyStoreReader, Frozen):
     inputs_digest: str | None = None
     inputs_count: int | None = Field(None, description="regular files in the inputs directory (None: no directory)")
     inputs_sums: dict[str, str] | None = Field(None, description="members only: path -> 'cksum size' of each input file")
+    hostname_keys: bool = Field(False, description="its cfservd authenticates callers by root-<caller's name>.pub "
+                                "(HostnameKeys = ( on ) in inputs/cfservd.conf)")
+    cfrun_hosts: CfrunHosts | None = Field(None, description="members and masters: inputs/cfrun.hosts, which their cfrun reads")
     package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
@@ -151,7 +169,10 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         "keys": parse_key_listing(_lines(doc, "keys"), shared),
         "inputs_digest": tree_digest(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
         "inputs_count": len(_lines(doc, "inputs")) if cf.get("inputs") == "dir" else None,
+        "hostname_keys": hostname_keys(_optional_lines(doc, "cfservd") or ()),
     }
+    if role != "client":
+        fields["cfrun_hosts"] = parse_cfrun_hosts(_optional_lines(doc, "cfrun_hosts"))
     if role == "member":
         if cf.get("inputs") == "dir":
             fields["inputs_sums"] = tree_sums(_lines(doc, "inputs"))
@@ -179,6 +200,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
                 cluster_key=key_files.get(dsau.OWN_PUBLIC_KEY),
                 inputs_digest=tree_digest(_lines(pkg, "inputs")),
                 inputs_sums=tree_sums(_lines(pkg, "inputs")),
+                cfrun_hosts=parse_cfrun_hosts(_optional_lines(pkg, "cfrun_hosts")),
                 inventory=_optional_lines(pkg, "inventory"),
                 lock=_optional_text(pkg, "lock"),
             )
@@ -188,6 +210,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         master = _dict(doc, "master")
         fields["master_files"] = MasterFiles(
             inputs_digest=tree_digest(_lines(master, "inputs")) if master.get("inputs_dir") == "dir" else None,
+            cfrun_hosts=parse_cfrun_hosts(_optional_lines(master, "cfrun_hosts")),
             inventory=_optional_lines(master, "inventory"),
             lock=_optional_text(master, "lock"),
         )
@@ -301,6 +324,52 @@ def parse_key_listing(lines: list[str], shared: dict | None = None) -> dict[str,
         if name not in result and not modestr.startswith(("-", "l")):
             result[name] = KeyFile(name=name, kind="other", mode=mode, problem="not a regular file")
     return dict(sorted(result.items()))
+
+
+# cfservd.conf's control setting [src: cfengine 2 macro.c OptionIs: "on" or "true"]
+_HOSTNAME_KEYS = re.compile(r"^\s*HostnameKeys\s*=\s*\(\s*(\S+?)\s*\)")
+# cfrun.hosts' settings [src: cfengine 2 src/cfrun.c ReadCfrunConf]
+_CFRUN_SETTING = re.compile(r"^(domain|hostnamekeys|include)\s*=\s*([^#\s]*)")
+_ADDRESS = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
+
+
+def hostname_keys(lines: tuple[str, ...] | list[str]) -> bool:
+    """Whether cfservd.conf's HostnameKeys lines (from the probe) turn hostname keys on."""
+    found = [m.group(1) for line in lines if (m := _HOSTNAME_KEYS.match(line))]
+    return bool(found) and found[-1] in ("on", "true")
+
+
+def parse_cfrun_hosts(lines: tuple[str, ...] | None) -> CfrunHosts | None:
+    """A cfrun hosts file from the probe's "S <setting line>" and "H <host>" lines, in file
+    order. A host is kept when it is an IPv4 address or a host name (its ``:PORT`` cut, as
+    cfrun's ParseHostname does); anything else cannot be a host csync knows."""
+    if lines is None:
+        return None
+    hosts: dict[str, None] = {}  # in file order, once each
+    domain = ""
+    hostnamekeys = False
+    includes: list[str] = []
+    for line in lines:
+        tag, _, rest = line.partition(" ")
+        if tag == "S":
+            m = _CFRUN_SETTING.match(rest)
+            if m is None:
+                continue
+            what, value = m.groups()
+            if what == "domain":
+                domain = value if HOST_NAME.match(value) else ""
+            elif what == "hostnamekeys":
+                hostnamekeys = hostnamekeys or value in ("yes", "true")
+            elif value:
+                includes.append(value)
+        elif tag == "H":
+            host = rest.split(":", 1)[0]
+            if not (_ADDRESS.match(host) or HOST_NAME.match(host)):
+                continue
+            if "." not in host and domain:
+                host = f"{host}.{domain}"
+            hosts.setdefault(host)
+    return CfrunHosts(hosts=tuple(hosts), hostnamekeys=hostnamekeys, includes=tuple(includes))
 
 
 def tree_digest(cksum_lines: list[str]) -> str:

@@ -47,10 +47,6 @@ class DispatchParams(Frozen):
     member: str
 
 
-class AuthorizeSshParams(Frozen):
-    lines: list[str]
-
-
 class CopyKeyParams(Frozen):
     file: str
     source: str
@@ -63,11 +59,17 @@ class InstallKeyParams(Frozen):
 
 
 class RegenerateParams(Frozen):
-    clients: list[str]
+    clients: list[str]  # every client the wizard regenerates: declared ones' addresses, then those the master knows besides
+    members: list[str]  # the members' addresses, but the node the wizard runs on (its preflight reaches them by root ssh)
 
 
 class RemoveKeyParams(Frozen):
     file: str
+
+
+class MirrorKeyParams(Frozen):
+    file: str
+    source: str
 
 
 # --- the facts an action is planned from (recorded by the planner, recomputed by apply) ----
@@ -104,10 +106,6 @@ def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_k
 
 def removal_precondition(file: str, current: KeyFile | None) -> dict:
     return {"file": file, "current": key_state(current)}
-
-
-def authorized_precondition(facts: HostFacts) -> dict:
-    return {"authorized": list(facts.ssh_authorized)}
 
 
 # --- the spec ------------------------------------------------------------------------------
@@ -205,11 +203,6 @@ def _verify_dispatch(state: DesiredState, a: Action, p: DispatchParams, facts: F
     return (f"{member.name} is still not configured: {' and '.join(problems)}" if problems else None), seen
 
 
-def _verify_authorized(state: DesiredState, a: Action, p: AuthorizeSshParams, facts: Facts) -> Verdict:
-    missing = sorted(set(a.expected["authorized"]) - set(facts[a.host].ssh_authorized))
-    return (f"root's authorized_keys still lacks {', '.join(missing)}" if missing else None), {"authorized": sorted(a.expected["authorized"])}
-
-
 def _key_now(state: DesiredState, a: Action, p: CopyKeyParams | InstallKeyParams, facts: Facts) -> dict:
     here = facts[a.host]
     source_file = p.source if isinstance(p, CopyKeyParams) else None
@@ -227,18 +220,27 @@ def _verify_key(state: DesiredState, a: Action, p: Any, facts: Facts) -> Verdict
 
 
 def _regenerate_now(state: DesiredState, a: Action, p: RegenerateParams, facts: Facts) -> dict:
-    from reconciler.plan.planner import regeneration_drift
+    from reconciler.plan.planner import rotation_now
 
-    drift, cluster_key = regeneration_drift(state, facts)
-    return {"drift": drift, "cluster_key": cluster_key}
+    return rotation_now(state, facts, a.host)
 
 
 def _verify_regenerated(state: DesiredState, a: Action, p: RegenerateParams, facts: Facts) -> Verdict:
-    from reconciler.plan.planner import regeneration_drift
+    from reconciler.plan.planner import rotation_problems
 
-    drift, cluster_key = regeneration_drift(state, facts)
-    seen = {"drift": drift[:20], "cluster_key": cluster_key}
-    return (f"{len(drift)} key file(s) still differ: {', '.join(drift[:5])}" if drift else None), seen
+    problems, cluster_key = rotation_problems(state, facts, a.expected.get("old_cluster_key"))
+    seen = {"cluster_key": cluster_key, "problems": problems[:20]}
+    return (f"{len(problems)} problem(s) after the rotation: {'; '.join(problems[:5])}" if problems else None), seen
+
+
+def _verify_mirrored(state: DesiredState, a: Action, p: MirrorKeyParams, facts: Facts) -> Verdict:
+    keys = facts[a.host].keys
+    source, target = keys.get(p.source), keys.get(p.file)
+    seen = {"file": p.file, "fingerprint": target.fingerprint if target else None, "source": source.fingerprint if source else None}
+    if source is None or not is_verified_copy(source):
+        return f"{p.source} is {'missing' if source is None else 'not a usable key'}", seen
+    problem = key_problem(target, source.fingerprint or "")
+    return (f"{p.file} {problem}, not the key of {p.source} ({source.fingerprint})" if problem else None), seen
 
 
 def _verify_removed(state: DesiredState, a: Action, p: RemoveKeyParams, facts: Facts) -> Verdict:
@@ -279,12 +281,6 @@ DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
     touches=_cluster_wide,
     verified_on=lambda s, a, p: {p.member},
 )
-AUTHORIZE_SSH: KindSpec[AuthorizeSshParams] = KindSpec(
-    "authorize-ssh", 2, "add", ("+", "green"), AuthorizeSshParams, False,
-    build=lambda s, p: commands.authorize_ssh(list(p.lines)),
-    precondition_now=lambda s, a, p, f: authorized_precondition(f[a.host]),
-    verify=_verify_authorized,
-)
 COPY_KEY: KindSpec[CopyKeyParams] = KindSpec(
     "copy-key", 3, "add", ("+", "green"), CopyKeyParams, False,
     build=lambda s, p: commands.copy_key(s, p.source, p.file),
@@ -299,12 +295,21 @@ INSTALL_KEY: KindSpec[InstallKeyParams] = KindSpec(
 )
 REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
     "regenerate-keys", 3, "regenerate", ("-/+", "yellow"), RegenerateParams, False,
-    build=lambda s, p: commands.regenerate_keys(s, list(p.clients)),
+    build=lambda s, p: commands.regenerate_keys(s, list(p.clients), list(p.members)),
     precondition_now=_regenerate_now,
     verify=_verify_regenerated,
     reads=_every_host,
     touches=_every_host,
     verified_on=_every_host,
+)
+# After a rotation: the wizard writes a key under the addresses it knows; the same key goes to
+# the names it does not write (extra addresses, host names), copied on the host. Planned from
+# names only: the key itself is made by the rotation it follows.
+MIRROR_KEY: KindSpec[MirrorKeyParams] = KindSpec(
+    "mirror-key", 3, "add", ("~", "yellow"), MirrorKeyParams, False,
+    build=lambda s, p: commands.copy_key(s, p.source, p.file),
+    precondition_now=lambda s, a, p, f: {"file": p.file, "source": p.source, "after": "the rotation"},
+    verify=_verify_mirrored,
 )
 REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
     "remove-key", 4, "remove", ("-", "red"), RemoveKeyParams, False,
@@ -315,7 +320,7 @@ REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
 
 # In the order of DSAU's flows: within a wave, actions are listed in this order.
 KINDS: dict[str, KindSpec[Any]] = {k.name: k for k in (
-    START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, AUTHORIZE_SSH, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, REMOVE_KEY,
+    START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, MIRROR_KEY, REMOVE_KEY,
 )}
 ORDER: dict[str, int] = {name: i for i, name in enumerate(KINDS)}
 

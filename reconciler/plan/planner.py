@@ -15,6 +15,7 @@ import gc
 from collections.abc import Iterable, Mapping
 
 from reconciler.desired.model import DesiredState
+from reconciler.domain import dsau
 from reconciler.domain.preview import Preview, refusals
 from reconciler.observe.facts import HostFacts
 from reconciler.plan import kinds, phases
@@ -28,6 +29,7 @@ def _through_members(state: DesiredState, facts: Mapping[str, HostFacts], previe
     if state.is_cluster:
         phases.plan_package(site)
     phases.determine_cluster_key(site)
+    phases.read_inventory(site)
     if state.is_cluster:
         phases.plan_members(site)
     return site
@@ -87,7 +89,33 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
     )
 
 
-def regeneration_drift(state: DesiredState, facts: Mapping[str, HostFacts]) -> tuple[list[str], str | None]:
-    """(key files that differ, cluster key) as the regenerate phase sees them."""
+def rotation_now(state: DesiredState, facts: Mapping[str, HostFacts], runner: str) -> dict:
+    """What a planned rotation was planned from, recomputed from ``facts`` (apply's re-check)."""
     site = _through_members(state, facts)
-    return phases.regeneration_drift(site), site.cluster_key.fingerprint if site.cluster_key else None
+    host = state.host(runner)
+    if host.name not in site.views:
+        return {"runner": runner, "reachable": False}
+    undeclared, _ = phases.known_systems(site, host)
+    clients = [c.address for c in state.clients] + undeclared
+    members = [m.address for m in state.master_hosts if m.name != runner]
+    return phases.rotation_precondition(site, host, clients, members)
+
+
+def rotation_problems(state: DesiredState, facts: Mapping[str, HostFacts], old_cluster_key: str | None) -> tuple[list[str], str | None]:
+    """(what shows a rotation did not reach every declared host, the cluster key now)."""
+    site = _through_members(state, facts)
+    return phases.rotation_problems(site, old_cluster_key), site.cluster_key.fingerprint if site.cluster_key else None
+
+
+def owned_key_files(state: DesiredState, facts: Mapping[str, HostFacts]) -> dict[str, set[str]]:
+    """For every declared host that answered: the key files csync owns there now, those it
+    should hold (declared for it) and any named after a declared host whose key it holds,
+    present on it. apply records them in the site's inventory (prune's proof of ownership)."""
+    site = _through_members(state, facts)
+    want = phases.desired_keys(site)
+    out: dict[str, set[str]] = {}
+    for host in state.all_hosts:
+        view = site.views.get(host.name)
+        if view is not None:
+            out[host.name] = {f for f in want[host.name] if f in view.keys and f.startswith(dsau.PEER_KEY_PREFIX)}
+    return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from reconciler.desired.model import DesiredState, Host
 from reconciler.domain import dsau
 from reconciler.domain.base import Frozen
+from reconciler.domain.inventory import KeyInventory
 from reconciler.domain.keys import (
     KeyFile,
     is_verified_copy,
@@ -107,6 +108,8 @@ class PredictedSite:
     desired_cache: dict | None = None
     dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
     refused: dict[tuple[str, str], str] = field(default_factory=dict)  # operations Serviceguard's preview does not confirm
+    inventory: KeyInventory | None = None  # the site's inventory (None: it cannot be read)
+    inventory_error: str | None = None  # why it cannot be read
 
     def __post_init__(self) -> None:
         master_role = "member" if self.state.is_cluster else "master"

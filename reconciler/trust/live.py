@@ -19,12 +19,14 @@ from __future__ import annotations
 import posixpath
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from reconciler.desired.model import DesiredState, Host
+from reconciler.domain import dsau
 from reconciler.driver import commands
 from reconciler.driver.transport import Pool, TransportError, fan_out
+from reconciler.observe.facts import HostFacts
 from reconciler.trust.predict import (
     MISSING,
     NO_SERVER,
@@ -33,6 +35,7 @@ from reconciler.trust.predict import (
     UNKNOWN_KEY,
     UNUSABLE,
     Check,
+    Column,
     TrustReport,
 )
 
@@ -162,12 +165,20 @@ def interpret(host: str, tool: str, targets: list[str], exit_code: int, stdout: 
 
 @dataclass(frozen=True)
 class LiveReport:
-    """Every live check: cfrun[member][client] and cfagent[client] (None: no result)."""
+    """Every live check: cfrun[column][client] (a member from one of its addresses: the
+    report's column label), cfagent[client] against the master's address and
+    cfagent_extra[address][client] against its other addresses (None: no result)."""
 
     cfrun: dict[str, dict[str, LiveResult | None]]
     cfagent: dict[str, LiveResult | None]
     errors: tuple[str, ...] = ()  # "host: why" for every check that did not run or answered badly
     seconds: float = 0.0
+    cfagent_extra: dict[str, dict[str, LiveResult | None]] = field(default_factory=dict)
+
+    def result(self, column: Column, client: str) -> LiveResult | None:
+        if column.tool == "cfrun":
+            return self.cfrun.get(column.label, {}).get(client)
+        return self.cfagent_extra.get(column.address, {}).get(client) if column.label != "cfagent" else self.cfagent.get(client)
 
     @property
     def complete(self) -> bool:
@@ -192,48 +203,89 @@ def _run(pool: Pool, state: DesiredState, host: Host, tool: str, command: comman
 CFRUN_MEMBERS_AT_ONCE = 2
 
 
+def cfrun_targets(state: DesiredState, facts: HostFacts | None) -> tuple[list[tuple[str, str, str]], bool]:
+    """(host as written, address, key file cfrun authenticates it by) of every client, as the
+    member's inputs/cfrun.hosts writes it (by address when it does not name the client), and
+    whether that file has hostnamekeys: the live cfrun reads a hosts file like the site's."""
+    hosts = facts.cfrun_hosts if facts is not None and facts.reachable else None
+    written: dict[str, str] = {}
+    if hosts is not None:
+        for w in hosts.hosts:
+            key = w if commands.IPV4.fullmatch(w) else w.lower().split(".", 1)[0]
+            written.setdefault(key, w)
+    by_name = bool(hosts is not None and hosts.hostnamekeys)
+    out = []
+    for c in state.clients:
+        w = written.get(c.name.lower()) or written.get(c.address) or c.address
+        named = not commands.IPV4.fullmatch(w)
+        out.append((w, c.address, dsau.peer_key_name(w) if by_name and named else dsau.peer_key_name(c.address)))
+    return out, by_name
+
+
 def run_live_checks(
     state: DesiredState,
     pool: Pool,
     report: TrustReport,
     *,
     on_done: Callable[[Host, object], None] | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> LiveReport:
-    """Run cfagent on every client that answered the probe (against the master's address),
-    then cfrun on every member that answered (to every client), in parallel."""
+    """Run cfagent on every client that answered the probe (against each of the master's
+    addresses), then on every member that answered one cfrun to every client from each of
+    its addresses (cfrun.hosts' bindtointerface for the extra ones), in parallel."""
     start = time.monotonic()
-    client_addresses = [c.address for c in state.clients]
-    name_of = {c.address: c.name for c in state.clients}
-    cfagent = commands.cfagent_check(report.server_address)
+    facts = facts or {}
+    server_addresses = state.server_addresses
+    cfagent = commands.cfagent_check(server_addresses)
     clients = [c for c in state.clients if c.name not in report.unreachable]
     runs: dict[str, HostRun] = fan_out(
         clients,
-        lambda h: _run(pool, state, h, "cfagent", cfagent, [report.server_address]),
+        lambda h: _run(pool, state, h, "cfagent", cfagent, list(server_addresses)),
         parallelism=state.access.parallelism,
         on_done=on_done,
     )
-    if client_addresses:
-        cfrun = commands.cfrun_check(client_addresses)
+    member_runs: dict[str, dict[str, tuple[HostRun, dict[str, str]]]] = {}
+    if state.clients:
         members = [m for m in state.master_hosts if m.name not in report.unreachable]
-        runs.update(fan_out(
-            members,
-            lambda h: _run(pool, state, h, "cfrun", cfrun, client_addresses),
-            parallelism=min(state.access.parallelism, CFRUN_MEMBERS_AT_ONCE),
-            on_done=on_done,
-        ))
+
+        def run_member(m: Host) -> dict[str, tuple[HostRun, dict[str, str]]]:
+            targets, by_name = cfrun_targets(state, facts.get(m.name))
+            name_of = {w: state.clients[i].name for i, (w, _, _) in enumerate(targets)}
+            out = {}
+            for col in report.columns:
+                if col.tool == "cfrun" and col.member == m.name:
+                    bind = None if col.address == m.address else col.address
+                    command = commands.cfrun_check(targets, hostnamekeys=by_name, bind=bind)
+                    out[col.label] = (_run(pool, state, m, "cfrun", command, list(name_of)), name_of)
+            return out
+
+        member_runs = fan_out(members, run_member, parallelism=min(state.access.parallelism, CFRUN_MEMBERS_AT_ONCE), on_done=on_done)
     errors: list[str] = []
     for name, run in runs.items():
         if run.error:
             errors.append(f"{name}: {run.error}")
         errors.extend(f"{name}: {p}" for p in run.problems)
     cfrun_results: dict[str, dict[str, LiveResult | None]] = {}
-    for m in state.master_hosts:
-        member_run = runs.get(m.name)
-        cfrun_results[m.name] = {name_of[a]: (member_run.results.get(a) if member_run else None) for a in client_addresses}
+    for col in report.columns:
+        if col.tool != "cfrun":
+            continue
+        got = member_runs.get(col.member or "", {}).get(col.label)
+        if got is not None:
+            run, name_of = got
+            if run.error:
+                errors.append(f"{col.label}: {run.error}")
+            errors.extend(f"{col.label}: {p}" for p in run.problems)
+            by_client = {name_of[w]: r for w, r in run.results.items()}
+        else:
+            by_client = {}
+        cfrun_results[col.label] = {c.name: by_client.get(c.name) for c in state.clients}
     cfagent_results = {
         c.name: (runs[c.name].results.get(report.server_address) if c.name in runs else None) for c in state.clients
     }
-    return LiveReport(cfrun=cfrun_results, cfagent=cfagent_results, errors=tuple(sorted(errors)), seconds=time.monotonic() - start)
+    cfagent_extra = {a: {c.name: (runs[c.name].results.get(a) if c.name in runs else None) for c in state.clients}
+                     for a in server_addresses[1:]}
+    return LiveReport(cfrun=cfrun_results, cfagent=cfagent_results, errors=tuple(sorted(errors)), seconds=time.monotonic() - start,
+                      cfagent_extra=cfagent_extra)
 
 
 # --- comparison ------------------------------------------------------------------------------
@@ -242,7 +294,7 @@ def run_live_checks(
 @dataclass(frozen=True, slots=True)
 class Disagreement:
     check: str  # cfrun | cfagent
-    member: str | None  # the cfrun caller; None for cfagent
+    member: str | None  # the cfrun column (member, or member@address); cfagent: None, or the column of another master address
     client: str
     predicted: str  # ok | FAIL
     live: str  # ok | FAIL
@@ -252,7 +304,9 @@ class Disagreement:
 
     @property
     def where(self) -> str:
-        return f"cfrun {self.member} -> {self.client}" if self.check == "cfrun" else f"cfagent on {self.client}"
+        if self.check == "cfrun":
+            return f"cfrun {self.member} -> {self.client}"
+        return f"{self.member or 'cfagent'} on {self.client}"
 
     @property
     def message(self) -> str:
@@ -293,15 +347,21 @@ def compare(report: TrustReport, live: LiveReport) -> list[Disagreement]:
     """Every cell where the live check and the prediction disagree, in matrix order."""
     server = report.server
     out: list[Disagreement] = []
-    for m in report.members:
+    for col in report.columns:
+        if col.tool != "cfrun":
+            continue
         for c in report.clients:
-            d = _compare_cell("cfrun", m, c, report.cfrun[m][c], live.cfrun.get(m, {}).get(c), local=m, remote=c)
+            d = _compare_cell("cfrun", col.label, c, report.cfrun[col.label][c], live.result(col, c), local=col.member or "", remote=c)
             if d:
                 out.append(d)
-    for c in report.clients:
-        d = _compare_cell("cfagent", None, c, report.cfagent[c], live.cfagent.get(c), local=c, remote=server)
-        if d:
-            out.append(d)
+    for col in report.columns:
+        if col.tool != "cfagent":
+            continue
+        for c in report.clients:
+            d = _compare_cell("cfagent", None if col.label == "cfagent" else col.label, c, report.check(col, c), live.result(col, c),
+                              local=c, remote=server)
+            if d:
+                out.append(d)
     return out
 
 
@@ -332,7 +392,7 @@ class TrustView:
         object.__setattr__(self, "_disagreeing", {(d.member, d.client) for d in self.disagreements})
 
     def disagrees(self, member: str | None, client: str) -> bool:
-        """Whether the live check of this cell (member None: cfagent) disagrees."""
+        """Whether the live check of this cell (a column label; None: cfagent against the master's address) disagrees."""
         return (member, client) in self._disagreeing  # type: ignore[attr-defined]
 
 
@@ -350,7 +410,7 @@ def assess(
 
     site = probe_site(state, pool, on_done=on_probed)
     report = trust_report(state, site.hosts)
-    live_report = run_live_checks(state, pool, report, on_done=on_checked) if live else None
+    live_report = run_live_checks(state, pool, report, on_done=on_checked, facts=site.hosts) if live else None
     disagreements = compare(report, live_report) if live_report is not None else []
     ready, reasons = verdict(report, live_report, disagreements)
     return TrustView(report, ready, reasons, live_report, tuple(disagreements))

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 
 from reconciler.domain import dsau
+from reconciler.domain.keys import show_key
 from reconciler.trust.live import SUFFIX, LiveResult, TrustView
-from reconciler.trust.predict import Cause, Check
+from reconciler.trust.predict import Cause, Check, Column, TrustReport
 from reconciler.views.style import styler
 
 FORMAT_VERSION = 1
@@ -49,15 +50,28 @@ def _problems(check: Check, client: str, address: str) -> tuple[str, ...]:
     return tuple(_normal(c, client, address).describe() for c in check.causes)
 
 
-def _cell(view: TrustView, member: str | None, client: str) -> str:
-    check = view.report.cfrun[member][client] if member else view.report.cfagent[client]
-    return check.symbol + ("!" if view.disagrees(member, client) else "")
+def _key(column: Column) -> str | None:
+    """The cell's key in a TrustView's disagreements: the column's label; None for cfagent
+    against the master's address."""
+    return None if column.label == AGENT else column.label
+
+
+def _columns(r: TrustReport) -> tuple[Column, ...]:
+    """The matrix's columns: the report's, or for a report without them, members then cfagent."""
+    if r.columns:
+        return r.columns
+    return tuple(Column(m, "cfrun", m, r.addresses.get(m, "")) for m in r.members) + (Column(AGENT, "cfagent", None, r.server_address),)
+
+
+def _cell(view: TrustView, column: Column, client: str) -> str:
+    check = view.report.check(column, client)
+    return check.symbol + ("!" if view.disagrees(_key(column), client) else "")
 
 
 @dataclass(frozen=True)
 class ClientGroup:
     clients: tuple[str, ...]
-    cells: tuple[str, ...]  # one per member, then cfagent: ok | FAIL | ? (+ "!" when the live check disagrees)
+    cells: tuple[str, ...]  # one per column (cfrun from each member address, then cfagent): ok | FAIL | ? (+ "!" when the live check disagrees)
     problems: tuple[tuple[str, tuple[str, ...]], ...]  # (column, causes with <client> for the client)
 
     @property
@@ -68,18 +82,19 @@ class ClientGroup:
 def group_clients(view: TrustView) -> list[ClientGroup]:
     """Clients with identical rows, in order of first appearance."""
     r = view.report
+    columns = _columns(r)
     groups: dict[tuple, list[str]] = {}
     for c in r.clients:
         address = r.addresses.get(c, "")
-        checks = [(m, r.cfrun[m][c]) for m in r.members] + [(AGENT, r.cfagent[c])]
-        cells = tuple(_cell(view, m, c) for m in r.members) + (_cell(view, None, c),)
+        checks = [(col.label, r.check(col, c)) for col in columns]
+        cells = tuple(_cell(view, col, c) for col in columns)
         problems = tuple((col, _problems(chk, c, address)) for col, chk in checks if chk.ok is not True)
         groups.setdefault((cells, problems), []).append(c)
     out = []
     for (cells, problems), names in groups.items():
         if len(names) == 1:  # a group of one names its client
             c = names[0]
-            checks = [(m, r.cfrun[m][c]) for m in r.members] + [(AGENT, r.cfagent[c])]
+            checks = [(col.label, r.check(col, c)) for col in columns]
             problems = tuple((col, chk.problems) for col, chk in checks if chk.ok is not True)
         out.append(ClientGroup(tuple(names), cells, problems))
     return out
@@ -116,7 +131,7 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
     out = [style(verdict_line(view), bold=True, fg="green" if view.failover_ready else "red"), ""]
     if r.package:
         where = f"package {r.package} at {r.server_address}, " + (f"running on {r.server}" if r.server else "not running")
-        out.append(f"site {r.site}: {where}" + (f"; cluster key {r.cluster_key}" if r.cluster_key else "; cluster key unknown"))
+        out.append(f"site {r.site}: {where}" + (f"; cluster key {show_key(r.cluster_key, r.cluster_key_md5)}" if r.cluster_key else "; cluster key unknown"))
     else:
         out.append(f"site {r.site}: standalone master {r.server} at {r.server_address}")
     for host, why in r.unreachable.items():
@@ -134,17 +149,24 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
         out.append(f"  {t.member.ljust(name_w)}  {style(sym.ljust(3), fg=colour, bold=sym != 'yes')}  {'; '.join(t.problems)}".rstrip())
     out.append("")
 
-    columns = list(r.members) + [AGENT]
+    matrix = _columns(r)
+    labels_of = {col.label: col.label for col in matrix}
+    columns = [col.label for col in matrix]
     widths = [max(len(c), 5) for c in columns]
     legend = []
-    if sum(w + 1 for w in widths) > 60:  # long member names: short column labels
-        columns = [f"m{i}" for i in range(1, len(r.members) + 1)] + [AGENT]
+    if sum(w + 1 for w in widths) > 60:  # long member names or extra addresses: short column labels
+        cfrun_cols = [col for col in matrix if col.tool == "cfrun"]
+        agent_cols = [col for col in matrix if col.tool == "cfagent"]
+        short = [f"m{i}" for i in range(1, len(cfrun_cols) + 1)] + [AGENT if col.label == AGENT else f"a{i}" for i, col in enumerate(agent_cols, 1)]
+        legend = [f"  {sh} = {col.label}" for sh, col in zip(short, cfrun_cols + agent_cols) if sh != col.label]
+        labels_of = {col.label: sh for col, sh in zip(cfrun_cols + agent_cols, short)}
+        columns = [labels_of[col.label] for col in matrix]
         widths = [max(len(c), 5) for c in columns]
-        legend = [f"  {c} = {m}" for c, m in zip(columns, r.members)]
     groups = group_clients(view)
     labels = [client_label(g.clients, r.clients) for g in groups]
     label_w = min(max([len(x) for x in labels] + [7]), 44)
-    out.append(style("Clients", bold=True) + f" (cfrun from each member; cfagent against {r.server_address}); alike clients grouped")
+    agents = ", ".join(col.address for col in matrix if col.tool == "cfagent")
+    out.append(style("Clients", bold=True) + f" (cfrun from each member address; cfagent against {agents}); alike clients grouped")
     out.extend(legend)
     out.append("  " + "".ljust(label_w) + "  " + " ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for g, label in zip(groups, labels):
@@ -157,12 +179,12 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
             out.append(f"      all: {'; '.join(g.problems[0][1])}")
             continue
         for column, problems in g.problems:
-            shown = column if column == AGENT else columns[r.members.index(column)]
-            out.append(f"      {shown}: {'; '.join(problems)}")
+            out.append(f"      {labels_of.get(column, column)}: {'; '.join(problems)}")
     out.append("")
     if view.live is not None:
         live = view.live
-        ran = sum(1 for row in live.cfrun.values() for x in row.values() if x) + sum(1 for x in live.cfagent.values() if x)
+        ran = (sum(1 for row in live.cfrun.values() for x in row.values() if x) + sum(1 for x in live.cfagent.values() if x)
+               + sum(1 for row in live.cfagent_extra.values() for x in row.values() if x))
         out.append(style("Live checks", bold=True) + f": {ran} answered in {live.seconds:.1f}s")
         if view.disagreements:
             out.append(style(f"  {len(view.disagreements)} disagreement(s) with the prediction ({SUFFIX}):", fg="magenta", bold=True))
@@ -199,24 +221,30 @@ def to_dict(view: TrustView) -> dict:
         "server": r.server,
         "package_node": r.package_node,
         "cluster_key": r.cluster_key,
+        "cluster_key_md5": r.cluster_key_md5,
         "members": list(r.members),
+        "columns": [dataclasses.asdict(col) for col in _columns(r)],
         "clients": list(r.clients),
         "unreachable": dict(r.unreachable),
         "takeover": [dataclasses.asdict(t) for t in r.takeover],
         "cfrun": [],
         "cfagent": [],
+        "cfagent_extra": [],
     }
-    for m in r.members:
+    for col in _columns(r):
         for c in r.clients:
-            cell = {"member": m, "client": c, **_check_dict(r.cfrun[m][c])}
+            if col.tool == "cfrun":
+                cell = {"member": col.member, "column": col.label, "address": col.address, "client": c, **_check_dict(r.check(col, c))}
+                where = "cfrun"
+            else:
+                cell = {"client": c, **_check_dict(r.check(col, c))}
+                where = "cfagent"
+                if col.label != AGENT:
+                    cell = {"address": col.address, **cell}
+                    where = "cfagent_extra"
             if view.live is not None:
-                cell["live"] = _live_dict(view.live.cfrun.get(m, {}).get(c))
-            doc["cfrun"].append(cell)
-    for c in r.clients:
-        cell = {"client": c, **_check_dict(r.cfagent[c])}
-        if view.live is not None:
-            cell["live"] = _live_dict(view.live.cfagent.get(c))
-        doc["cfagent"].append(cell)
+                cell["live"] = _live_dict(view.live.result(col, c))
+            doc[where].append(cell)
     if view.live is not None:
         doc["live"] = {"seconds": round(view.live.seconds, 3), "errors": list(view.live.errors)}
         doc["disagreements"] = [
@@ -287,7 +315,7 @@ def render_html(view: TrustView) -> str:
     parts.append("</div>")
     if r.package:
         where = f"package {r.package} at {r.server_address}, " + (f"running on {r.server}" if r.server else "not running")
-        where += f"; cluster key {r.cluster_key or 'unknown'}"
+        where += f"; cluster key {show_key(r.cluster_key, r.cluster_key_md5) if r.cluster_key else 'unknown'}"
     else:
         where = f"standalone master {r.server} at {r.server_address}"
     parts.append(f'<p class="meta">{e(where)}; {len(r.members)} member(s), {len(r.clients)} client(s)'
@@ -302,19 +330,19 @@ def render_html(view: TrustView) -> str:
                      f'<td class="problems">{e("; ".join(t.problems))}</td></tr>')
     parts.append("</table>")
 
-    parts.append(f"<h2>Trust matrix</h2><p class=\"note\">cfrun from each member to each client; cfagent on each client "
-                 f"against {e(r.server_address)}. Hover a cell for its causes.</p>")
+    parts.append(f"<h2>Trust matrix</h2><p class=\"note\">cfrun from each member address to each client; cfagent on each client "
+                 f"against {e(', '.join(col.address for col in _columns(r) if col.tool == 'cfagent'))}. Hover a cell for its causes.</p>")
     parts.append('<p class="legend"><span class="ok">ok: will authenticate</span><span class="fail">FAIL: will not</span>'
                  '<span class="unknown">?: unknown (a host did not answer)</span>'
                  + ('<span class="disagree">!: the live check disagrees</span>' if with_live else "") + "</p>")
-    header = "".join(f'<th title="{e(r.addresses.get(m, ""))}">{e(m)}</th>' for m in r.members)
-    parts.append(f'<table><tr><th class="client">client</th>{header}<th>cfagent</th></tr>')
+    matrix = _columns(r)
+    header = "".join(f'<th title="{e(col.address)}">{e(col.label)}</th>' for col in matrix)
+    parts.append(f'<table><tr><th class="client">client</th>{header}</tr>')
     for c in r.clients:
         cells = "".join(
-            _td(r.cfrun[m][c], view.disagrees(m, c), live.cfrun.get(m, {}).get(c) if live is not None else None, with_live)
-            for m in r.members
+            _td(r.check(col, c), view.disagrees(_key(col), c), live.result(col, c) if live is not None else None, with_live)
+            for col in matrix
         )
-        cells += _td(r.cfagent[c], view.disagrees(None, c), live.cfagent.get(c) if live is not None else None, with_live)
         parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
     parts.append("</table>")
 

@@ -187,7 +187,7 @@ def test_cfservd_with_hostname_keys_looks_up_the_callers_name(lab):
 # --- several addresses per host ---------------------------------------------------------------
 
 
-def test_extra_addresses_are_in_the_labs_api_and_status_but_not_in_its_desired_state(lab):
+def test_extra_addresses_are_in_the_labs_api_status_and_desired_state(lab):
     hosts = {h.name: h for h in lab.hosts}
     assert hosts["node1"].extra_addresses == (NODE1_LAN2,) and hosts["node2"].extra_addresses == ("127.0.20.2",)
     assert hosts["client1"].extra_addresses == ()
@@ -199,9 +199,9 @@ def test_extra_addresses_are_in_the_labs_api_and_status_but_not_in_its_desired_s
     assert {h["name"]: h["extra_addresses"] for h in status["hosts"]}["node1"] == [NODE1_LAN2]
     assert NODE1_LAN2 in _listening(lab.port)  # the member's sshd (and so its cfservd) listens there too
     assert f"{NODE1_LAN2}\tnode1-lan2" in sh(lab, "client1", "cat /etc/hosts")
-    text = lab.desired_state_path.read_text()
-    assert "127.0.20." not in text and "extra_addresses" not in text
-    load_desired_state([lab.desired_state_path])  # csync's model accepts it as it is
+    state = load_desired_state([lab.desired_state_path])  # the lab declares them (issue 16)
+    assert {m.name: m.extra_addresses for m in state.members} == {"node1": [NODE1_LAN2], "node2": ["127.0.20.2"]}
+    assert state.package.extra_addresses == [PKG_LAN2]
 
 
 def test_cfrun_from_a_members_extra_address_needs_that_address_key_on_the_client(lab):

@@ -203,6 +203,7 @@ def test_sigterm_while_a_host_script_runs_lets_it_finish_then_releases_and_repor
     drop_keys(lab, "client2", PKG)
     cluster_key = lab.exec("client1", f"cat {PPKEYS}/root-{PKG}.pub", check=True).stdout
     lab.exec("client1", ["/bin/sh", "-c", f"cat > {PPKEYS}/root-127.0.10.99.pub"], input=cluster_key, check=True)  # a later wave: removed
+    lab.exec("node1", "mkdir -p /csync/dsau/csync && echo 'client1 root-127.0.10.99.pub' > /csync/dsau/csync/inventory", check=True)  # csync's
     hang_program(lab, "node1", DISPATCHER, seconds=3, then="/opt/dsau/lib/csync_dispatcher")
     path = desired(lab, tmp_path)
     assert csync_plan(tmp_path, "-f", str(path), "--out", "plan.json").returncode == 0

@@ -27,15 +27,20 @@ def client_ip(i: int) -> str:
     return f"10.1.{n // 256}.{n % 256}"
 
 
-def site(members: int = 3, clients: int = 3, *, preferred: str | None = "node1", **keys) -> DesiredState:
+def site(members: int = 3, clients: int = 3, *, preferred: str | None = "node1", extra: dict | None = None,
+         package_extra: list[str] | None = None, **keys) -> DesiredState:
+    """A cluster site; ``extra`` gives members extra addresses (name -> list), ``package_extra`` the package."""
+    extra = extra or {}
     return DesiredState.model_validate({
         "version": 1,
         "site": "t",
         "master": {
             "mode": "serviceguard",
             "cluster": "c1",
-            "package": {"name": "csync", "address": PKG_IP, "mount": "/csync", **({"node": preferred} if preferred else {})},
-            "members": [{"name": f"node{i}", "address": member_ip(i)} for i in range(1, members + 1)],
+            "package": {"name": "csync", "address": PKG_IP, "mount": "/csync", **({"node": preferred} if preferred else {}),
+                        **({"extra_addresses": package_extra} if package_extra else {})},
+            "members": [{"name": f"node{i}", "address": member_ip(i), **({"extra_addresses": extra[f"node{i}"]} if f"node{i}" in extra else {})}
+                        for i in range(1, members + 1)],
         },
         "clients": [{"name": f"client{i}", "address": client_ip(i)} for i in range(1, clients + 1)],
         "keys": {"distribution": "copy", "cfrun": "all-members", "prune": True, **keys},
@@ -73,7 +78,8 @@ def key(name: str, label: str, mode: int = 0o644) -> KeyFile:
 
 
 def keyset(**files: str) -> dict[str, KeyFile]:
-    """keyset(**{"10.1.0.1": "cluster"}) -> {"root-10.1.0.1.pub": KeyFile(...)}; "own" key too."""
+    """keyset(**{"10.1.0.1": "cluster"}) -> {"root-10.1.0.1.pub": KeyFile(...)}; "own" key too; a
+    host name gives a key file named by host name (root-node2.pub)."""
     out = {}
     for ip, label in files.items():
         name = dsau.OWN_PUBLIC_KEY if ip == "own" else dsau.peer_key_name(ip)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.observe.facts import SshKey, unreachable
+from reconciler.observe.facts import CfrunHosts, SshKey, unreachable
 from reconciler.plan.planner import make_plan
 from tests import keys as test_keys
 from tests.unit.sitefacts import (
@@ -57,30 +57,48 @@ def _failover():
 
 
 def _regenerate():
-    state = site(distribution="regenerate", clients=3)
+    """A rotation on purpose: keys.generation 1, nothing recorded yet; every system trusts node1."""
+    state = site(distribution="regenerate", generation=1, clients=3)
     facts = converged(state)
     master_key = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
     for m in state.members:
-        facts[m.name] = facts[m.name].model_copy(update={"ssh_public_keys": (master_key,)})
-    facts["client1"] = with_keys(facts["client1"], drop=(PKG_IP,)).model_copy(update={"ssh_authorized": ("SHA256:m",)})
-    facts["client2"] = facts["client2"].model_copy(update={"ssh_authorized": ("SHA256:m",)})
+        facts[m.name] = facts[m.name].model_copy(update={"ssh_public_keys": (master_key,), "ssh_authorized": ("SHA256:m",)})
+    for c in state.clients:
+        facts[c.name] = facts[c.name].model_copy(update={"ssh_authorized": ("SHA256:m",)})
+    facts["client1"] = with_keys(facts["client1"], drop=(PKG_IP,))
     return state, facts
 
 
 def _prune():
+    """Owned files (the inventory, per host) are removed once undeclared; the rest is left alone."""
     state = site(clients=2)
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], **{"10.1.0.99": "cluster", "10.9.9.9": "someone"})
     owner = facts["node1"]
-    facts["node1"] = owner.model_copy(update={"package_fs": owner.package_fs.model_copy(update={"inventory": ("10.1.0.23",)})})
+    facts["node1"] = owner.model_copy(update={"package_fs": owner.package_fs.model_copy(update={
+        "inventory": ("generation 0", "node1 root-10.1.0.23.pub", "client2 root-10.1.0.88.pub", "10.1.0.23")})})
     facts["node1"] = with_keys(facts["node1"], **{"10.1.0.23": "client-old"})
-    facts["client2"] = with_keys(facts["client2"], **{member_ip(1): "stale", client_ip(1): "someone"})
+    facts["client2"] = with_keys(facts["client2"], **{member_ip(1): "stale", client_ip(1): "someone", "10.1.0.88": "cluster"})
     facts["node3"] = facts["node3"].model_copy(update={"keys": keyset(own="node3-own")})
     return state, facts
 
 
+def _extra():
+    """Extra addresses (a member's second LAN, the package's second address), hostname keys: a
+    stale root-node2.pub on client1, and cfrun.hosts with hostnamekeys on the members."""
+    state = site(clients=2, extra={"node2": ["10.2.0.2"]}, package_extra=["10.2.0.10"])
+    facts = converged(state)
+    facts["client1"] = with_keys(facts["client1"], **{"node2": "stale"})
+    facts["client2"] = with_keys(facts["client2"], **{"10.2.0.2": "cluster", "10.2.0.10": "cluster", "node1": "cluster"})
+    hosts = CfrunHosts(hosts=("client1", "client2"), hostnamekeys=True)
+    for m in state.members:
+        facts[m.name] = facts[m.name].model_copy(update={"cfrun_hosts": hosts})
+    facts["node3"] = with_keys(facts["node3"], **{"client1": "client-client1"})
+    return state, facts
+
+
 SITES = {"fresh": _fresh, "seed": _seed, "standalone": _standalone, "failover": _failover,
-         "regenerate": _regenerate, "prune": _prune}
+         "regenerate": _regenerate, "prune": _prune, "extra": _extra}
 
 
 @pytest.fixture

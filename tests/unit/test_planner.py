@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler.domain import dsau
-from reconciler.observe.facts import HostFacts, SshKey, unreachable
+from reconciler.observe.facts import CfrunHosts, HostFacts, SshKey, unreachable
 from reconciler.plan.planner import make_plan
 from tests.unit.sitefacts import (
     PKG_IP,
@@ -203,25 +203,28 @@ def test_cfrun_none_needs_only_the_package_key_on_clients():
     assert make_plan(state, facts).actions == ()
 
 
-def test_prune_removes_keys_provably_managed_and_reports_the_rest():
+def _inventory(f: HostFacts, *lines: str) -> HostFacts:
+    return f.model_copy(update={"package_fs": f.package_fs.model_copy(update={"inventory": lines})})
+
+
+def test_prune_removes_only_what_the_inventory_records_and_reports_the_rest():
     state = site(clients=2)
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], **{"10.1.0.99": "cluster", "10.9.9.9": "someone"})
-    owner = facts["node1"]
-    facts["node1"] = owner.model_copy(update={"package_fs": owner.package_fs.model_copy(update={"inventory": ("10.1.0.23",)})})
-    facts["node1"] = with_keys(facts["node1"], **{"10.1.0.23": "client-old"})
+    facts["node1"] = _inventory(with_keys(facts["node1"], **{"10.1.0.23": "client-old"}), "node1 root-10.1.0.23.pub")
     plan = make_plan(state, facts)
-    assert kinds(plan) == [
-        ("remove-key", "client.client1.key[root-10.1.0.99.pub]", "client1"),
-        ("remove-key", "member.node1.key[root-10.1.0.23.pub]", "node1"),
-    ]
-    assert any(n.address == "client.client1.key[root-10.9.9.9.pub]" and "left alone" in n.message for n in plan.notices)
+    assert kinds(plan) == [("remove-key", "member.node1.key[root-10.1.0.23.pub]", "node1")]
+    # a key file holding the cluster key is not csync's for that alone (a second package address, another LAN)
+    notes = {n.address: n.message for n in plan.notices}
+    assert "not csync's" in notes["client.client1.key[root-10.1.0.99.pub]"]
+    assert "left alone" in notes["client.client1.key[root-10.9.9.9.pub]"]
 
 
 def test_without_prune_nothing_is_removed():
     state = site(prune=False)
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], **{"10.1.0.99": "cluster"})
+    facts["node1"] = _inventory(facts["node1"], "client1 root-10.1.0.99.pub")
     assert make_plan(state, facts).actions == ()
 
 
@@ -229,6 +232,7 @@ def test_removals_come_after_additions():
     state = site(clients=1)
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], drop=(PKG_IP,), **{"10.1.0.99": "cluster"})
+    facts["node1"] = _inventory(facts["node1"], "client1 root-10.1.0.99.pub")
     plan = make_plan(state, facts)
     assert [a.kind for a in plan.actions] == ["copy-key", "remove-key"]
     assert plan.actions[0].wave < plan.actions[1].wave
@@ -238,41 +242,85 @@ def _ssh(f: HostFacts, *, public=None, authorized=()) -> HostFacts:
     return f.model_copy(update={"ssh_public_keys": tuple(public or ()), "ssh_authorized": tuple(authorized)})
 
 
-def test_regenerate_replaces_key_actions_with_one_wizard_run():
-    state = site(distribution="regenerate")
-    facts = converged(state)
-    master_key = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
+MASTER_SSH = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
+
+
+def _trusting(state, facts):
     for m in state.members:
-        facts[m.name] = _ssh(facts[m.name], public=[master_key])
+        facts[m.name] = _ssh(facts[m.name], public=[MASTER_SSH], authorized=["SHA256:m"])
     for c in state.clients:
-        facts[c.name] = _ssh(with_keys(facts[c.name], drop=(member_ip(2),)), authorized=["SHA256:m"])
+        facts[c.name] = _ssh(facts[c.name], authorized=["SHA256:m"])
+    return facts
+
+
+def test_regenerate_repairs_drift_by_copy_without_a_generation_bump():
+    state = site(distribution="regenerate")
+    facts = _trusting(state, converged(state))
+    facts["client1"] = with_keys(facts["client1"], drop=(member_ip(2),))
+    plan = make_plan(state, facts)
+    assert [(a.kind, a.host) for a in plan.actions] == [("copy-key", "client1")]
+
+
+def test_a_generation_bump_rotates_every_key_through_the_wizard():
+    state = site(distribution="regenerate", generation=1)
+    facts = _trusting(state, converged(state))
+    facts["client1"] = with_keys(facts["client1"], drop=(member_ip(2),))
     plan = make_plan(state, facts)
     [a] = plan.actions
     assert a.kind == "regenerate-keys" and a.host == "node1"
-    assert a.command.startswith(dsau.WIZARD + " regenerate-keys")
+    assert a.params == {"clients": [client_ip(i) for i in (1, 2, 3)], "members": [member_ip(2), member_ip(3)]}
+    assert dsau.WIZARD + " regenerate-keys" in a.command
+    assert a.expected == {"generation": 1, "old_cluster_key": plan.cluster_key}
 
 
-def test_regenerate_is_blocked_by_one_unreachable_client():
-    state = site(distribution="regenerate")
-    facts = converged(state)
+def test_the_recorded_generation_stops_a_second_rotation():
+    state = site(distribution="regenerate", generation=2)
+    facts = _trusting(state, converged(state))
+    facts["node1"] = _inventory(facts["node1"], "generation 2")
+    assert make_plan(state, facts).actions == ()
+    facts["node1"] = _inventory(facts["node1"], "generation 3")
+    plan = make_plan(state, facts)
+    assert plan.actions == () and any("lower than the generation 3" in n.message for n in plan.notices)
+
+
+def test_a_generation_bump_with_distribution_copy_is_blocked():
+    state = site(generation=1)
+    plan = make_plan(state, _trusting(state, converged(state)))
+    assert plan.actions == () and any("distribution: copy" in f.message for f in plan.blocked)
+
+
+def test_a_rotation_is_blocked_by_every_unreachable_or_untrusting_client_named():
+    state = site(distribution="regenerate", generation=1, clients=4)
+    facts = _trusting(state, converged(state))
     facts["client1"] = with_keys(facts["client1"], drop=(PKG_IP,))
     facts["client3"] = unreachable("client3", client_ip(3), "client", "timed out", "timeout")
+    facts["client4"] = _ssh(facts["client4"])
     plan = make_plan(state, facts)
-    assert not plan.actions
-    assert any("unreachable: client3" in f.message for f in plan.blocked)
+    [blocked] = [f for f in plan.blocked if f.address == "site.keys"]
+    assert "unreachable: client3" in blocked.message and "root on client4 does not accept ssh" in blocked.message
+    assert "nothing is rotated" in blocked.message
+    # drift is still repaired by copy
+    assert [(a.kind, a.host) for a in plan.actions] == [("copy-key", "client1")]
 
 
-def test_regenerate_first_authorizes_the_masters_ssh_key_where_missing():
-    state = site(distribution="regenerate", clients=2)
-    facts = converged(state)
-    master_key = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
-    for m in state.members:
-        facts[m.name] = _ssh(facts[m.name], public=[master_key])
-    facts["client1"] = _ssh(with_keys(facts["client1"], drop=(PKG_IP,)), authorized=["SHA256:m"])
-    facts["client2"] = _ssh(facts["client2"])
+def test_a_rotation_covers_the_clients_the_master_knows_besides_the_declared_ones():
+    state = site(distribution="regenerate", generation=1, clients=2)
+    facts = _trusting(state, converged(state))
+    facts["node1"] = with_keys(facts["node1"], **{"10.1.0.77": "client-undeclared"})
+    facts["node1"] = facts["node1"].model_copy(update={"cfrun_hosts": CfrunHosts(hosts=("client1", "client2", "web9"))})
     plan = make_plan(state, facts)
-    assert [(a.kind, a.host) for a in plan.actions] == [("authorize-ssh", "client2"), ("regenerate-keys", "node1")]
-    assert plan.actions[0].id in plan.actions[1].depends_on
+    [a] = plan.actions
+    assert a.params["clients"] == [client_ip(1), client_ip(2), "10.1.0.77", "web9"]
+    assert any("cannot verify them" in n.message and "web9" in n.message for n in plan.notices)
+
+
+def test_a_rotation_is_blocked_by_an_undeclared_address_holding_the_cluster_key():
+    state = site(distribution="regenerate", generation=1, clients=1)
+    facts = _trusting(state, converged(state))
+    facts["node1"] = with_keys(facts["node1"], **{"10.1.9.10": "cluster"})
+    plan = make_plan(state, facts)
+    assert plan.actions == ()
+    assert any("holds the cluster key for 10.1.9.10" in f.message for f in plan.blocked)
 
 
 def test_standalone_master_uses_its_own_key_and_address():
@@ -281,6 +329,7 @@ def test_standalone_master_uses_its_own_key_and_address():
     plan = make_plan(state, facts)
     assert kinds(plan) == [
         ("install-key", f"client.client2.key[root-{master_ip}.pub]", "client2"),
+        ("install-key", f"master.master.key[root-{master_ip}.pub]", "master"),
         ("install-key", f"master.master.key[root-{client_ip(2)}.pub]", "master"),
     ]
     assert "master master" in plan.actions[0].reason

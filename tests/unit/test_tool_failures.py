@@ -84,6 +84,9 @@ def tree(tmp_path: Path) -> Tree:
     for tool in ("cmrunpkg", "cmmodpkg", "cmhaltpkg", "dispatcher", "wizard"):
         _write_exec(normal / tool, "#!/bin/sh\necho done\nexit 0\n")
     _write_exec(normal / "cmversion", "#!/bin/sh\necho A.11.20.00\n")
+    # the rotation's preflight asks root ssh of every system: a stand-in that answers, so
+    # nothing here ever opens a connection (the addresses are the test's, not the lab's)
+    _write_exec(normal / "ssh", "#!/bin/sh\nexit 0\n")
     # cfrun: every host of its hosts file (-f FILE) is ok; cfagent: ok. Builtins only.
     _write_exec(normal / "cfrun", '#!/bin/sh\nwhile read -r h; do case $h in maxchild*) ;; *) echo "cfrun $h: ok" ;; esac; done < "$2"\n')
     _write_exec(normal / "cfagent", '#!/bin/sh\necho "cfagent 10.1.0.10: ok"\n')
@@ -188,12 +191,11 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
         "copy_key": commands.copy_key(s, "root-10.1.0.1.pub", "root-10.1.0.2.pub"),
         "install_key": commands.install_key(s, "root-10.1.0.3.pub", pem, "SHA256:x"),
         "remove_key": commands.remove_key(s, "root-10.1.0.21.pub"),
-        "authorize_ssh": commands.authorize_ssh(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB3 root@node2"]),
         "start_package": commands.start_package("csync", "node1"),
         "halt_package": commands.halt_package("csync"),
         "enable_switching": commands.enable_switching("csync"),
         "dispatch_member": commands.dispatch_member(s, "node1"),
-        "regenerate_keys": commands.regenerate_keys(s, ["10.1.0.21"]),
+        "regenerate_keys": commands.regenerate_keys(s, ["10.1.0.21"], ["10.1.0.2"]),
     }
     for name, c in actions.items():
         out[f"action {name}"] = (c.script, exit_outcome)
@@ -216,7 +218,7 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
     out["lock show"] = (sitestate.lock_show(s, local_dir=local).script, lock_outcome)
     out["lock release"] = (sitestate.lock_release(s, LOCK_ID, local_dir=local).script, lock_outcome)
     out["lock remove"] = (sitestate.lock_remove(s, ["1:2"], local_dir=local).script, lock_outcome)
-    out["inventory"] = (sitestate.inventory_update(s, ["10.1.0.21", "10.1.0.22"]).script, inventory_outcome)
+    out["inventory"] = (sitestate.inventory_update(s, [("node1", "root-10.1.0.21.pub"), ("node1", "root-10.1.0.22.pub")]).script, inventory_outcome)
     out["discovery"] = (discovery.discover(package_files_dir=str(t.root / "pkgfiles"),
                                            standalone_master_inputs=str(t.root / "master-inputs")).script, discovery_outcome)
     clients = ["10.1.0.21", "10.1.0.22"]
@@ -277,9 +279,8 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
     assert {"uname", "ls", "find", "cksum", "awk"} <= calls["probe client"]
     assert {"cmviewcl"} <= calls["probe member"]
     assert {"cksum", "grep", "awk"} <= calls["lock acquire"] | calls["lock show"] | calls["lock renew"]
-    assert {"grep", "sort", "wc"} <= calls["inventory"]
+    assert {"awk", "sort", "cut", "grep", "sed"} <= calls["inventory"]
     assert {"cp", "chmod", "mv"} <= calls["action copy_key"]
-    assert {"grep"} <= calls["action authorize_ssh"]
     assert {"uname", "awk"} <= calls["discovery"]
     assert {"cfrun"} <= calls["cfrun check"] and {"cfagent"} <= calls["cfagent check"]
     assert {"cmversion", "cmrunpkg", "cmhaltpkg"} <= calls["preview"]

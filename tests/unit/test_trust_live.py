@@ -124,7 +124,7 @@ def test_live_commands_are_quoted_and_refuse_unsafe_values():
     script = commands.cfrun_check([A, B]).script
     # cfengine 2's syntax; never -T (it stores keys)
     assert [line for line in script.splitlines() if line.startswith("cfrun")] == ["cfrun -f \"$f\" <<'CSYNC_ANSWERS' &"]
-    assert f"for a in {A} {B}; do" in script and "maxchild = " in script
+    assert f"{A} {A} root-{A}.pub\n{B} {B} root-{B}.pub\nCSYNC_TARGETS" in script and "maxchild = " in script
     assert commands.cfagent_check(PKG_IP).script.splitlines()[-1] == f"cfagent --policy-server {PKG_IP} </dev/null"
     for bad in (["1.2.3.4; rm -rf /"], []):
         try:
@@ -270,7 +270,7 @@ def test_verdict_line_says_yes_and_how_it_was_reached():
 def test_json_has_the_verdict_cells_takeover_and_cfagent():
     doc = json.loads(render_json(big_view(members=2, clients=3)))
     assert doc["failover_ready"] is True and doc["reasons"] == []
-    assert len(doc["cfrun"]) == 6 and set(doc["cfrun"][0]) == {"member", "client", "ok", "problems", "causes"}
+    assert len(doc["cfrun"]) == 6 and set(doc["cfrun"][0]) == {"member", "column", "address", "client", "ok", "problems", "causes"}
     assert [t["member"] for t in doc["takeover"]] == ["node1", "node2"]
     assert [c["client"] for c in doc["cfagent"]] == ["client1", "client2", "client3"]
     assert "disagreements" not in doc  # only with --live

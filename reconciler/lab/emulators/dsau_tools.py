@@ -19,8 +19,8 @@ file of this node (the clients' and members' keys the master holds), and the pac
 of /etc/cmcluster/csync/; it "starts cfservd" there (writes cfservd.started), and installs
 root-<HOST's address>.pub (the cluster key) on every member.
 
-csync_wizard regenerate-keys ADDRESS... — the non-interactive form of the wizard's "Manage
-keys for cfengine clients" [ours]. On the node running the package (or a standalone master).
+csync_wizard regenerate-keys CLIENT... — the non-interactive form of the wizard's "Manage
+keys for cfengine clients" [ours]; a CLIENT is an address or a host name (resolved here). On the node running the package (or a standalone master).
 It first checks that every listed client and every member answers root ssh, and changes
 nothing at all if one does not. Then: a new cluster (master) key pair, on the package
 filesystem and as every member's localhost.priv/.pub, root-<member>.pub and
@@ -40,6 +40,7 @@ import io
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -53,7 +54,7 @@ except ImportError:
     import sgcluster  # type: ignore[no-redef]
 
 DISPATCHER_USAGE = "usage: csync_dispatcher MEMBER_ADDED: <member hostname>"
-WIZARD_USAGE = "usage: csync_wizard regenerate-keys <client address>..."
+WIZARD_USAGE = "usage: csync_wizard regenerate-keys <client address or name>..."
 CSSHSETUP_USAGE = "usage: csshsetup <host>..."
 
 
@@ -267,7 +268,13 @@ def csync_wizard(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] != "regenerate-keys":
         print(WIZARD_USAGE, file=sys.stderr)
         return 2
-    clients = list(dict.fromkeys(argv[1:]))
+    clients = []
+    for given in dict.fromkeys(argv[1:]):  # an address, or a host name resolved as the host resolves it [ours]
+        try:
+            clients.append(socket.gethostbyname(given))
+        except OSError:
+            raise Failed(f"csync_wizard: cannot resolve {given}; no key was changed") from None
+    clients = list(dict.fromkeys(clients))
     lab = labhost.LabState()
     mount, _ = master_here(lab, "csync_wizard")
     me = lab.own_host()
