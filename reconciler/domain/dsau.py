@@ -49,3 +49,9 @@ CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
 # (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin).
 SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin"
 DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
+
+# --- csync's probe program [ours] ---------------------------------------------------------
+# The forced command of csync's plan identity (docs/SECURITY.md): installed by csync on every
+# host, root's, mode 755, in a root-owned directory that no one else can write.
+PROBE_PROGRAM_DIR = f"{STANDALONE_CSYNC_STATE}/bin"
+PROBE_PROGRAM = f"{PROBE_PROGRAM_DIR}/csync-probe"

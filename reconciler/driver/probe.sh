@@ -6,6 +6,7 @@
 #   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
 #   PKGFILES the package's files on a member (/etc/cmcluster/csync)
 #   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
+#   PROG     csync's probe program (driver/probeprogram.py): its version line is reported
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
@@ -23,6 +24,7 @@
 #   %%A path   an ssh key file: its public key lines only (anything else is dropped)
 #   %%I path   an inventory: its address lines only
 #   %%T path   a text file: its lines, at most 4096 bytes
+#   %%H path   csync's probe program: its version line (one of its first 3 lines), nothing else
 # Any other line is data: one element of the array being written. The data comes from
 # uname, ls -q, cksum and cmviewcl; a host that lies can forge its own answer, never
 # another host's, and the awk only ever writes well-formed JSON strings for it.
@@ -126,7 +128,10 @@ optfile() {
   for f in "$HOME"/.ssh/id_*.pub; do [ -f "$f" ] && [ ! -L "$f" ] && echo "%%A $f"; done
   echo '%%J ],"authorized":['
   [ -f "$HOME/.ssh/authorized_keys" ] && echo "%%A $HOME/.ssh/authorized_keys"
-  echo '%%J ]}}'
+  echo '%%J ]}'
+
+  # csync's probe program (the plan identity's forced command): its version line only
+  kind "$PROG"; echo "%%J ,\"program\":{\"kind\":\"$k\",\"header\":"; optfile H "$PROG"; echo '%%J }}'
 } | awk '
 function el(s) {
   gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); gsub(/\r/, "\\r", s)
@@ -147,6 +152,10 @@ function readfile(how, path,    line, n, inblk, c, used) {
       if (line ~ /^-----END RSA PUBLIC KEY-----/) inblk = 0
     } else if (how == "A") { if (sshkey(line)) el(line) }
     else if (how == "I") { if (line ~ /^[0-9.]+$/) el(line) }
+    else if (how == "H") {
+      if (line ~ /^CSYNC_PROBE_PROGRAM=v[0-9]+:sha256:[0-9a-f]+$/) el(line)
+      if (++c >= 3) break
+    }
     else if (how == "T") {
       if (used + length(line) + 1 > 4096) { el(substr(line, 1, 4096 - used)); break }
       el(line); used += length(line) + 1
@@ -160,7 +169,7 @@ function readfile(how, path,    line, n, inblk, c, used) {
   else if (op == "P") pfx = arg
   else if (op == "D") strip = arg
   else if (op == "S") el(arg)
-  else if (op == "F" || op == "A" || op == "I" || op == "T") readfile(op, arg)
+  else if (op == "F" || op == "A" || op == "I" || op == "T" || op == "H") readfile(op, arg)
   next
 }
 {
