@@ -29,6 +29,7 @@ Exit codes:
   {ExitCode.STALE}   a saved plan is stale: the desired state or the hosts changed since
   {ExitCode.LOCKED}   another apply holds the site's lock
   {ExitCode.REFUSED}   apply --auto-approve met cluster operations without --allow-cluster-ops; nothing ran
+  {ExitCode.INTERNAL}  internal error (a bug in csync; CSYNC_DEBUG=1 shows the traceback)
   {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
   130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
 """
@@ -167,7 +168,7 @@ def plan_site(state, paths, *, accept_new: bool, quiet: bool, identity: str = "a
     return plan, facts
 
 
-def emit_plan(plan, fmt: str) -> None:
+def emit_plan(plan, fmt: str, detail: bool = False) -> None:
     from reconciler.views import plan as render
 
     if fmt == "json":
@@ -175,18 +176,22 @@ def emit_plan(plan, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(render.render_markdown(plan), nl=False)
     else:
-        click.echo(render.render_text(plan, color=use_color()), nl=False)
+        click.echo(render.render_text(plan, color=use_color(), detail=detail), nl=False)
+
+
+detail_option = click.option("--detail", is_flag=True, help="Text: one block per action (default: alike actions grouped). JSON is always per action.")
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @desired_state_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan (JSON) for `csync apply PLANFILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@detail_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @target_options
 @accept_new_option
 @identity_option
-def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_keys, identity) -> int:
+def plan(paths, out, fmt, detail, detailed_exitcode, targets, excludes, accept_new_host_keys, identity) -> int:
     """Probe the hosts and show the ordered actions that would reach the desired state.
 
     Never changes a host. Unreachable hosts are listed as unknown, never as converged;
@@ -199,7 +204,7 @@ def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_
         the_plan = the_plan.select(targets, excludes)
     if out:
         out.write_text(the_plan.to_json(), encoding="utf-8")
-    emit_plan(the_plan, fmt)
+    emit_plan(the_plan, fmt, detail)
     if out and fmt == "text":
         click.echo(f"Saved the plan to {out}; apply exactly it with: csync apply {out}")
     if the_plan.blocked or the_plan.unknown:
@@ -212,11 +217,12 @@ def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_
 @main.command()
 @click.argument("planfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def show(planfile, fmt) -> int:
+@detail_option
+def show(planfile, fmt, detail) -> int:
     """Render a saved plan."""
     from reconciler.plan.artefact import Plan
 
-    emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt)
+    emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt, detail)
     return ExitCode.OK
 
 

@@ -116,6 +116,6 @@ def progress_tasks(progress, state, live: bool):
 def exit_code(view) -> int:
     """0 ready; 1 the verdict cannot be trusted (a host silent, live checks incomplete or
     disagreeing); 2 not ready."""
-    if view.report.unreachable or view.disagreements or (view.live is not None and not view.live.complete):
+    if view.report.unreachable or view.report.unsure or view.disagreements or (view.live is not None and not view.live.complete):
         return ExitCode.ERROR
     return ExitCode.OK if view.failover_ready else NOT_READY

@@ -196,30 +196,40 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
 
 def _failover(state: DesiredState, view: PackageView, cluster: ClusterView, d: PackageDecision) -> dict:
     """Who can take the package over once the plan is applied, and what prevents it."""
+    switching_after = True if (d.start or d.enable_switching) else (view.autorun == "enabled")
+    f = failover(state, view, cluster, runs_on=d.node or d.owner, runs=d.runs_after, switching=switching_after)
+    return {"adoptive": f.adoptive, "undeclared_adoptive": f.undeclared, "switching_after": switching_after, "failover_blockers": f.blockers}
+
+
+@dataclass(frozen=True)
+class Failover:
+    adoptive: tuple[str, ...]  # declared nodes that can take the package over
+    undeclared: tuple[str, ...]  # nodes it can fail over to that the desired state does not declare
+    blockers: tuple[str, ...]  # why Serviceguard would not move it, whatever the keys
+
+
+def failover(state: DesiredState, view: PackageView, cluster: ClusterView, *, runs_on: str | None, runs: bool, switching: bool) -> Failover:
+    """Whether Serviceguard could move the package off ``runs_on``: global switching enabled,
+    and an adoptive node that is up, in the package's node list and enabled for it."""
     declared = {m.name for m in state.members}
-    runs_on = d.node or d.owner
-    switching = {n.name: n.switching for n in view.nodes}
+    per_node = {n.name: n.switching for n in view.nodes}
     adoptive: list[str] = []
     undeclared: list[str] = []
     blockers: list[str] = []
     for n in view.node_order() or sorted(declared):
-        if n == runs_on:
-            continue
         node = cluster.nodes.get(n)
-        if node is None or not node.up or switching.get(n, "unknown") == "disabled":
+        if n == runs_on or node is None or not node.up or per_node.get(n, "unknown") == "disabled":
             continue
         (adoptive if n in declared else undeclared).append(n)
-    switching_after = True if (d.start or d.enable_switching) else (view.autorun == "enabled")
-    if not d.runs_after:
+    if not runs:
         blockers.append("the package does not run")
     elif view.status in HANDS_OFF or view.state in HANDS_OFF:
-        blockers.append(f"the package is {view.state}")
-    elif not switching_after:
+        blockers.append(f"the package is {view.state}: Serviceguard does not move it")
+    elif not switching:
         blockers.append("global switching (AUTO_RUN) is disabled: Serviceguard would not move the package")
-    if d.runs_after and not adoptive and not undeclared:
+    if runs and not adoptive and not undeclared:
         blockers.append("no adoptive node is up, in the package's node list and enabled for it")
-    return {"adoptive": tuple(adoptive), "undeclared_adoptive": tuple(undeclared), "switching_after": switching_after,
-            "failover_blockers": tuple(blockers)}
+    return Failover(tuple(adoptive), tuple(undeclared), tuple(blockers))
 
 
 def member_problems(own_key: str | None, facts: HostFacts, cluster_key: str | None) -> list[str]:

@@ -270,22 +270,27 @@ class Pool:
         except OSError as e:
             raise TransportError(f"cannot connect to {host.address}:{settings.port}: {e.strerror or e}", kind="unreachable") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._config_lock:  # invoke's Config is not safe to clone from many threads
-            conn = Connection(
-                host=host.address,
-                user=settings.user,
-                port=settings.port,
-                config=self._config,
-                connect_timeout=settings.connect_timeout,
-                connect_kwargs={
-                    "pkey": pkey,
-                    "look_for_keys": False,
-                    "allow_agent": False,
-                    "sock": sock,
-                    "banner_timeout": settings.connect_timeout,
-                    "auth_timeout": settings.connect_timeout,
-                },
-            )
+        # Each connection gets its own copy of the configuration: fabric keeps the Config it is
+        # given and reads it lazily while opening, so one shared between threads was read by
+        # one while another changed it ("No attribute or config key found for
+        # 'authentication'", issue #19). Cloning reads the shared one, under the lock.
+        with self._config_lock:
+            config = self._config.clone()
+        conn = Connection(
+            host=host.address,
+            user=settings.user,
+            port=settings.port,
+            config=config,
+            connect_timeout=settings.connect_timeout,
+            connect_kwargs={
+                "pkey": pkey,
+                "look_for_keys": False,
+                "allow_agent": False,
+                "sock": sock,
+                "banner_timeout": settings.connect_timeout,
+                "auth_timeout": settings.connect_timeout,
+            },
+        )
         client = conn.client
         for keytype, key in known.entries_for(name).items():
             client.get_host_keys().add(name, keytype, key)

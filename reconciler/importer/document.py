@@ -130,8 +130,9 @@ def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
                 for pk, pv in v.items():
                     if target.get(pk) != pv:
                         target[pk] = pv
-                if k == "package" and "node" not in v and "node" in target:
-                    del target["node"]
+                for optional in ("node", "state"):  # what the site no longer shows goes
+                    if k == "package" and optional not in v and optional in target:
+                        del target[optional]
             elif k in ("package", "host"):
                 old[k] = _flow(v)
             elif old.get(k) != v:

@@ -279,7 +279,7 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
         node = topology.PREFERRED_NODE if any(m.name == topology.PREFERRED_NODE for m in masters) else masters[0].name
         out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
                 f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
-                f"mount: {topology.LAB_MOUNT}, node: {node}}}",
+                f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
                 "  members:"]
         out += [f"    - {{name: {m.name}, address: {m.address}}}" for m in masters]
     out.append("clients:" if clients else "clients: []")

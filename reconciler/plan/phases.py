@@ -314,9 +314,12 @@ def plan_prune(site: PredictedSite) -> None:
         view = site.views.get(host.name)
         if view is None:
             continue
+        wanted = want[host.name]
         for file, key in sorted(view.keys.items()):
+            if file in wanted:
+                continue
             ip = peer_address(file)
-            if ip is None or file in want[host.name]:
+            if ip is None:
                 continue
             address = site.key_address(host.name, file)
             managed = ip in owned or (ck is not None and key.fingerprint == ck)

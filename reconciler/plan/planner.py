@@ -70,14 +70,15 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
         git_commit=git_commit,
         cluster_key=site.cluster_key.fingerprint if site.cluster_key else None,
         cluster_key_source=site.cluster_key_source,
+        cluster_key_inferred=site.cluster_key_inferred,
         package_node=site.package_node,
         actions=actions,
         cluster_operations=sum(1 for a in actions if kinds.spec_of(a.kind).cluster_op),
         blocked=tuple(sorted(site.blocked, key=key)),
         unknown=tuple(sorted(site.unknown, key=key)),
         notices=tuple(sorted(site.notices, key=key)),
-        failover_ready_after=after.failover_ready,
-        failover_notes=after.reasons,
+        failover_ready_after=None if after.unsure else after.failover_ready,
+        failover_notes=after.unsure + after.reasons,
     )
 
 

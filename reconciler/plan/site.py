@@ -173,7 +173,7 @@ class PredictedSite:
         predicted: dict = {name: _Predicted(v.facts, v.keys) for name, v in self.views.items()}
         for f in self.facts.values():
             predicted.setdefault(f.name, f)
-        report = trust_report(self.state, predicted, package_node=self.package_node)
+        report = trust_report(self.state, predicted, package_node=self.package_node, after=self.decision)
         if any(a.kind == kinds.REGENERATE_KEYS.name for a in self.actions):
             return dataclasses.replace(report, failover_ready=False, reasons=("keys are regenerated: readiness is known after apply",))
         return report

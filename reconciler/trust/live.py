@@ -306,7 +306,7 @@ def compare(report: TrustReport, live: LiveReport) -> list[Disagreement]:
 def verdict(report: TrustReport, live: LiveReport | None, disagreements: list[Disagreement]) -> tuple[bool, tuple[str, ...]]:
     """(failover-ready, why not): the prediction's, and with live checks, also that they ran
     completely and agree with it (a prediction the site contradicts proves nothing)."""
-    reasons = list(report.reasons)
+    reasons = [f"unknown: {u}" for u in report.unsure] + list(report.reasons)
     if live is not None:
         if disagreements:
             reasons.append(f"{len(disagreements)} live check(s) disagree with the prediction ({SUFFIX})")
