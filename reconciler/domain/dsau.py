@@ -46,8 +46,9 @@ CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
 
 # --- Serviceguard [doc] ------------------------------------------------------------------
 # Serviceguard commands are run by name; these directories are searched first
-# (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin).
-SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin"
+# (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin; Serviceguard for Linux in
+# $SGSBIN: /opt/cmcluster/bin on SUSE, /usr/local/cmcluster/bin on Red Hat).
+SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin:/usr/local/cmcluster/bin"
 DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
 
 # --- csync's probe program [ours] ---------------------------------------------------------

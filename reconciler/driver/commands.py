@@ -24,7 +24,9 @@ _PROBE_SCRIPT = resources.files("reconciler.driver").joinpath("probe.sh").read_t
 
 # Scripts travel on standard input to a POSIX shell: the command line stays short and
 # fixed, whatever root's login shell is, and the script is data rather than an argument.
-SHELL = "/bin/sh -s"
+# No "-s": a POSIX sh without operands reads its commands from standard input anyway, and
+# some shells of the ksh family (posh) refuse -s.
+SHELL = "/bin/sh"
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,9 @@ def remove_key(state: DesiredState, target: str) -> RemoteCommand:
 def authorize_ssh(key_lines: list[str]) -> RemoteCommand:
     """Append public keys to root's authorized_keys (the csshsetup equivalent), atomically."""
     lines = [check(_SSH_LINE, line, "ssh public key line") for line in key_lines]
-    add = "".join(f"grep -qxF {shlex.quote(line)} \"$tmp\" || printf '%s\\n' {shlex.quote(line)} >> \"$tmp\"\n" for line in lines)
+    # grep: 1 is "not there yet"; anything else a failure, never "add it again"
+    add = "".join(f"grep -qxF {shlex.quote(line)} \"$tmp\"; r=$?; if [ $r = 1 ]; then printf '%s\\n' {shlex.quote(line)} >> \"$tmp\" || exit 1; "
+                  "elif [ $r != 0 ]; then echo \"grep failed on $tmp (exit $r)\" >&2; rm -f \"$tmp\"; exit 1; fi\n" for line in lines)
     script = (
         "umask 077\nmkdir -p \"$HOME/.ssh\" && chmod 700 \"$HOME/.ssh\" || exit 3\n"
         "f=\"$HOME/.ssh/authorized_keys\"; tmp=\"$f.csync.tmp\"\n"
@@ -249,12 +253,14 @@ def cfrun_check(client_addresses: list[str], *, cfengine_dir: str = dsau.CFENGIN
         f"k={ppkeys}\n"
         "umask 077\n"
         'f="${TMPDIR:-/tmp}/csync-cfrun.$$"\n'
-        'rm -f "$f" && (set -C; : > "$f") || { echo "cannot create $f" >&2; exit 1; }\n'
+        # a failure before cfrun runs: exit 3 (cfrun itself exits 0), the program's message last
+        'rm -f "$f" || exit 3\n'
+        '(set -C; : > "$f") || { echo "cannot create $f" >&2; exit 3; }\n'
         "trap 'rm -f \"$f\"' 0\n"
         "trap 'exit 1' 1 2 15\n"
-        f"echo 'maxchild = {CFRUN_CHECK_MAXCHILD}' > \"$f\" || exit 1\n"
+        f"echo 'maxchild = {CFRUN_CHECK_MAXCHILD}' > \"$f\" || exit 3\n"
         f"for a in {' '.join(addresses)}; do\n"
-        '  if [ -f "$k/root-$a.pub" ]; then echo "$a" >> "$f" || exit 1\n'
+        '  if [ -f "$k/root-$a.pub" ]; then echo "$a" >> "$f" || exit 3\n'
         '  else echo "cfrun $a: no key on file, not polled (cfrun would ask whether to accept one on trust) [local $k/root-$a.pub missing]"\n'
         "  fi\n"
         "done\n"

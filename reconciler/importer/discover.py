@@ -37,6 +37,7 @@ from reconciler.domain.serviceguard import (
     CmviewclParseError,
     PackageView,
     parse_cmviewcl_line,
+    parse_cmviewcl_table,
 )
 from reconciler.driver import discovery
 from reconciler.driver.discovery import Discovery, parse_discovery
@@ -154,12 +155,16 @@ class Importer:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})"
                                + (f": {err[-1][:200]}" if err else ""))
+        if found.failures:
+            raise ImportFailed(f"{what} ({address}): the discovery script could not read everything: "
+                               + "; ".join(found.failures[:3]))
         return found
 
     # --- a Serviceguard cluster ----------------------------------------------------------------
     def _cluster(self, pool: Pool, address: str, found: Discovery) -> Found:
         try:
-            cluster = parse_cmviewcl_line(found.cmviewcl)
+            parse = parse_cmviewcl_table if found.cmviewcl_format == "table" else parse_cmviewcl_line
+            cluster = parse(found.cmviewcl)
         except CmviewclParseError as e:
             raise ImportFailed(f"{self.entry}: cmviewcl output not understood: {e}") from None
         if not cluster.name:

@@ -29,6 +29,7 @@ from reconciler.domain.serviceguard import (
     ClusterView,
     CmviewclParseError,
     parse_cmviewcl_line,
+    parse_cmviewcl_table,
 )
 from reconciler.driver.probeprogram import parse_version_line
 
@@ -103,6 +104,8 @@ class HostFacts(KeyStoreReader, Frozen):
     package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
+    cluster_format: Literal["line", "table"] | None = Field(
+        None, description="members only: the cmviewcl format read (table when the release refuses -f line)")
     package_fs: PackageFilesystem | None = None
     master_files: MasterFiles | None = None
     ssh_public_keys: tuple[SshKey, ...] = ()
@@ -140,6 +143,11 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         raise ProbeOutputError(f"not JSON ({e.msg} at byte {e.pos}; {len(stdout)} bytes)") from None
     if not isinstance(doc, dict) or doc.get("format") != 1:
         raise ProbeOutputError("not a csync probe document of format 1")
+    failed = probe_errors(doc)
+    if failed:
+        # A program that failed is never an empty answer: what it would have told is unknown,
+        # and so is everything decided from it (keys, inputs, package files...): the host's facts.
+        raise ProbeOutputError(failed)
     cf = _dict(doc, "cf")
     fields: dict = {
         "name": name,
@@ -162,11 +170,14 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
             fields["package_files"] = pkgfiles["count"] if pkgfiles.get("dir") == "dir" else 0
         sg = _dict(doc, "cmviewcl")
         lines = _lines(sg, "lines")
+        table = sg.get("format") == "table"
         if sg.get("rc") == 0:
             try:
-                fields["cluster"] = parse_cmviewcl_line(lines)
+                fields["cluster"] = parse_cmviewcl_table(lines) if table else parse_cmviewcl_line(lines)
+                fields["cluster_format"] = "table" if table else "line"
             except CmviewclParseError as e:
-                fields["cluster_error"] = f"cmviewcl output not understood: {e}"
+                what = "cmviewcl -v (table format, -f line refused)" if table else "cmviewcl -v -f line"
+                fields["cluster_error"] = f"{what} output not understood: {e}"
         else:
             detail = next((line for line in reversed(lines) if line.strip()), "")
             fields["cluster_error"] = f"cmviewcl failed (exit {sg.get('rc')}): {detail[:200]}"
@@ -209,6 +220,23 @@ def parse_program(section: object) -> ProbeProgram | None:
     if isinstance(header, list):
         found = next((v for line in header if isinstance(line, str) and (v := parse_version_line(line))), None)
     return ProbeProgram(kind=_kind(section.get("kind")), version=found[0] if found else None, digest=found[1] if found else None)
+
+
+def probe_errors(doc: dict) -> str:
+    """The programs that failed during the probe, as one message ('' when none did). A probe
+    without an "errors" list is refused: a probe of this format always prints one."""
+    errors = doc.get("errors")
+    if not isinstance(errors, list):
+        raise ProbeOutputError("section 'errors' missing or not a list (truncated output?)")
+    parts = []
+    for e in errors:
+        if not isinstance(e, dict):
+            raise ProbeOutputError("an error record is not an object")
+        message = str(e.get("message") or "no message")[:200]
+        parts.append(f"{e.get('tool')} failed (exit {e.get('status')}) reading {e.get('section')}: {message}")
+    if not parts:
+        return ""
+    return "probe: " + "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3 else "")
 
 
 def _dict(doc: dict, key: str) -> dict:

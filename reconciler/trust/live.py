@@ -48,7 +48,9 @@ CFRUN_CHATTER = re.compile(
     r"^(WARNING - You do not have a public key from host \S+ = \S*"
     r"|\s+Do you want to accept one on trust\? \(yes/no\)"
     r"|Please reply yes or no\.\.\.\(.*\)"
-    r"|Accepting public key from \S+)$"
+    r"|Accepting public key from \S+"
+    # [src] cfrun.c main: the banner each child prints before polling its host
+    r"|cfrun\(\d+\):\s+\.+ \[ Hailing \S+ \] \.+)$"
 )
 
 # Which predicted cause kinds explain a live complaint about the same file on the same host.

@@ -15,6 +15,7 @@ from reconciler.domain import dsau
 from reconciler.lab.runtime import key_dir
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
