@@ -17,6 +17,9 @@ from reconciler.driver import probeprogram
 from reconciler.lab.keys import ssh_ed25519
 
 pytestmark = pytest.mark.lab
+# also under the lab's HP-UX-like userland: posh as /bin/sh and root's shell (the forced command
+# runs under it), the one-true-awk, tools that refuse what HP-UX 11i lacks
+USERLANDS = ("default", "hpux")
 
 
 def csync(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
