@@ -54,3 +54,9 @@ DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
 # release [doc: "Managing Serviceguard", 16th edition (A.11.19, March 2009), "Previewing the
 # Effect of Cluster Changes"; the lab's cmversion prints A.11.20.00, its format is ours].
 SERVICEGUARD_PREVIEW_SINCE = (11, 19)
+
+# --- csync's probe program [ours] ---------------------------------------------------------
+# The forced command of csync's plan identity (docs/SECURITY.md): installed by csync on every
+# host, root's, mode 755, in a root-owned directory that no one else can write.
+PROBE_PROGRAM_DIR = f"{STANDALONE_CSYNC_STATE}/bin"
+PROBE_PROGRAM = f"{PROBE_PROGRAM_DIR}/csync-probe"

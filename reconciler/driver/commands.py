@@ -83,6 +83,7 @@ def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str
         "MINPUTS": master_inputs,
         "STATE": state_dir,
         "SGPATH": serviceguard_path,
+        "PROG": dsau.PROBE_PROGRAM,
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
     return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")

@@ -6,6 +6,7 @@
 #   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
 #   PKGFILES the package's files on a member (/etc/cmcluster/csync)
 #   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
+#   PROG     csync's probe program (driver/probeprogram.py): its version line is reported
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
@@ -24,6 +25,7 @@
 #   %%I path   an inventory: its entry lines only ("HOST root-PEER.pub", "generation N", or an
 #              address: csync's first format)
 #   %%T path   a text file: its lines, at most 4096 bytes
+#   %%H path   csync's probe program: its version line (one of its first 3 lines), nothing else
 #   %%C name   the section the next records belong to (for the awk's own read errors)
 #   %%E section tool status, message lines, %%e: a command that failed (see `run`)
 #   %%K path   cfservd.conf: its HostnameKeys lines only (comments cut), at most 16
@@ -171,6 +173,10 @@ optfile() {
   echo '%%J ],"authorized":['
   [ -f "$HOME/.ssh/authorized_keys" ] && echo "%%A $HOME/.ssh/authorized_keys"
   echo '%%J ]}'
+
+  # csync's probe program (the plan identity's forced command): its version line only
+  echo '%%C program'
+  kind "$PROG"; echo "%%J ,\"program\":{\"kind\":\"$k\",\"header\":"; optfile H "$PROG" program; echo '%%J }'
 } | awk '
 function str(s) {
   gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); gsub(/\r/, "\\r", s)
@@ -211,6 +217,10 @@ function readfile(how, path,    line, n, inblk, c, used, got, w) {
       line = (w[1] != "" ? w[1] : w[2])
       if (line != "") el("H " line)
     }
+    else if (how == "H") {
+      if (line ~ /^CSYNC_PROBE_PROGRAM=v[0-9]+:sha256:[0-9a-f]+$/) el(line)
+      if (++c >= 3) break
+    }
     else if (how == "T") {
       if (used + length(line) + 1 > 4096) { el(substr(line, 1, 4096 - used)); break }
       el(line); used += length(line) + 1
@@ -229,7 +239,7 @@ inerr && !/^%%e$/ { emsg = emsg (emsg == "" ? "" : " / ") $0; next }
   else if (op == "P") pfx = arg
   else if (op == "D") strip = arg
   else if (op == "S") el(arg)
-  else if (op ~ /^[FAITKR]$/) readfile(op, arg)
+  else if (op ~ /^[FAITKRH]$/) readfile(op, arg)
   next
 }
 {

@@ -50,7 +50,7 @@ def access_data(access: Access, fields: set[str] | None, out_dir: Path | None) -
         return os.path.relpath(absolute, out_dir) if out_dir is not None else absolute
 
     for section in [data, *(data.get("hosts") or {}).values()]:
-        for key in ("identity_file", "known_hosts"):
+        for key in ("identity_file", "plan_identity_file", "known_hosts"):
             if isinstance(section.get(key), str):
                 section[key] = place(section[key])
     if "hosts" in data:

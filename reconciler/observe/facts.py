@@ -33,6 +33,7 @@ from reconciler.domain.serviceguard import (
     parse_cmviewcl_line,
     parse_cmviewcl_table,
 )
+from reconciler.driver.probeprogram import parse_version_line
 
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]
 
@@ -51,6 +52,14 @@ class CfrunHosts(Frozen):
     hosts: tuple[str, ...] = ()
     hostnamekeys: bool = False
     includes: tuple[str, ...] = ()
+
+
+class ProbeProgram(Frozen):
+    """csync's probe program on a host (driver/probeprogram.py): the plan identity's forced command."""
+
+    kind: PathKind = Field(description="the file at dsau.PROBE_PROGRAM: file, missing, ...")
+    version: int | None = Field(None, description="its version (None: no readable version line)")
+    digest: str | None = None
 
 
 class PackageFilesystem(Frozen):
@@ -119,6 +128,7 @@ class HostFacts(KeyStoreReader, Frozen):
     master_files: MasterFiles | None = None
     ssh_public_keys: tuple[SshKey, ...] = ()
     ssh_authorized: tuple[str, ...] = ()
+    probe_program: ProbeProgram | None = Field(None, description="None: not known (the probe did not say)")
     probe_seconds: float | None = None
 
 
@@ -219,7 +229,20 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
     fields["ssh_authorized"] = tuple(
         sorted({k.fingerprint for k in map(parse_ssh_key_line, _lines(ssh, "authorized")) if k})
     )
+    fields["probe_program"] = parse_program(doc.get("program"))
     return HostFacts(**fields)
+
+
+def parse_program(section: object) -> ProbeProgram | None:
+    """The probe's ``program`` section: the kind of the file at dsau.PROBE_PROGRAM and its
+    version line, if it has one."""
+    if not isinstance(section, dict):
+        return None
+    header = section.get("header")
+    found = None
+    if isinstance(header, list):
+        found = next((v for line in header if isinstance(line, str) and (v := parse_version_line(line))), None)
+    return ProbeProgram(kind=_kind(section.get("kind")), version=found[0] if found else None, digest=found[1] if found else None)
 
 
 def probe_errors(doc: dict) -> str:

@@ -118,6 +118,8 @@ class Plan(Frozen):
             parts.insert(1, f"{by['halt']} to halt")
         if by.get("regenerate"):
             parts.append("key regeneration")
+        if by.get("program"):
+            parts.append(f"{by['program']} probe program(s) to install")
         text = "Plan: " + ", ".join(parts) + "."
         if self.cluster_operations:
             text += f" {self.cluster_operations} cluster operation(s)."

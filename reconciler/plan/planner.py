@@ -65,6 +65,7 @@ def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit
 
 def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: str | None, previews: tuple[Preview, ...]) -> Plan:
     site = _through_members(state, facts, previews)
+    phases.plan_probe_program(site)
     phases.plan_keys(site)
     phases.plan_prune(site)
     key = lambda f: (f.address, f.host or "", f.message)
