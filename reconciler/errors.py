@@ -16,6 +16,7 @@ class ExitCode:
     LOCKED = 5  # another apply holds the site's lock
     REFUSED = 6  # apply --auto-approve of a plan with cluster operations, without --allow-cluster-ops
     USAGE = 64  # bad command line (click's own usage errors exit 2; see cli.py)
+    INTERNAL = 70  # a bug in csync: an unexpected exception (EX_SOFTWARE); CSYNC_DEBUG=1 shows its traceback
 
 
 class CsyncError(Exception):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler.desired.model import DesiredState
+from reconciler.domain.preview import judge
+from reconciler.driver.preview import run_previews
 from reconciler.driver.transport import Pool
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import SiteFacts, probe_site
 from reconciler.plan.artefact import Plan
+from reconciler.plan.kinds import preview_request
 from reconciler.plan.planner import make_plan
 
 
@@ -44,4 +47,22 @@ def refresh_and_plan(
     on_probed: Callable[[HostFacts], None] | None = None,
 ) -> tuple[Plan, SiteFacts]:
     facts = probe_site(state, pool, on_done=on_probed)
-    return make_plan(state, facts.hosts, git_commit=git_commit), facts
+    plan = make_plan(state, facts.hosts, git_commit=git_commit)
+    return with_previews(state, pool, facts.hosts, plan, git_commit=git_commit), facts
+
+
+def with_previews(state: DesiredState, pool: Pool, facts: Mapping[str, HostFacts], plan: Plan, *,
+                  git_commit: str | None = None) -> Plan:
+    """``plan`` (made from ``facts``) with Serviceguard's -t preview of each of its cluster
+    operations: one script per host that runs any, none for a plan without them. When a
+    preview does not confirm its operation, the plan is made again with the previews as
+    facts: that operation is blocked, and what depends on it is not planned."""
+    requests = [r for a in plan.cluster_actions() if (r := preview_request(a)) is not None]
+    if not requests:
+        return plan
+    runs = run_previews(state, pool, requests, {n: f.reason or "unreachable" for n, f in facts.items() if not f.reachable})
+    previews = [judge(r, runs[r.action]) for r in requests]
+    if any(p.blocks for p in previews):
+        return make_plan(state, facts, git_commit=git_commit, previews=previews)
+    # nothing blocks: the same plan (make_plan would give it again), with the previews
+    return plan.model_copy(update={"previews": tuple(sorted(previews, key=lambda p: p.action))})

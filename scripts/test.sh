@@ -6,4 +6,4 @@ if [ "$(id -u)" != 0 ]; then
   echo "csync's lab tests start sshd hosts in namespaces and need root; run as root." >&2
   exit 1
 fi
-exec python3 -m pytest -q "$@"
+exec python3 -m pytest -q -n 2 "$@"

@@ -12,6 +12,9 @@ must run.
 - ``lab_factory``: ``lab_factory(scenario, members=3, clients=4)`` starts a lab of its own
   (another size, a standalone master, or a test that stops hosts for good); every lab it
   started is stopped after the test.
+- ``userland``: the hosts' userland of those labs (reconciler/lab/userland.py). A test module
+  that sets ``USERLANDS = ("default", "hpux")`` runs each of its lab tests under both (the
+  probe, plan, apply, import and trust tests do, issue 17); others run under the default.
 """
 
 from __future__ import annotations
@@ -32,14 +35,19 @@ def require_lab_machine() -> None:
         pytest.exit(f"the lab tests cannot run here: {e} (or run: bash scripts/setup-system.sh)", returncode=3)
 
 
+def pytest_generate_tests(metafunc):
+    if "userland" in metafunc.fixturenames:
+        metafunc.parametrize("userland", getattr(metafunc.module, "USERLANDS", ("default",)), scope="session")
+
+
 @pytest.fixture(scope="session")
-def lab_session(tmp_path_factory):
-    """The session's running lab: 3 members, 4 clients, started fresh."""
+def lab_session(tmp_path_factory, userland):
+    """The session's running lab: 3 members, 4 clients, started fresh (one per userland)."""
     require_lab_machine()
     from reconciler.lab import Lab
 
-    lab = Lab(tmp_path_factory.mktemp("lab-session"))
-    lab.up(members=SESSION_MEMBERS, clients=SESSION_CLIENTS, scenario="fresh")
+    lab = Lab(tmp_path_factory.mktemp(f"lab-session-{userland}"))
+    lab.up(members=SESSION_MEMBERS, clients=SESSION_CLIENTS, scenario="fresh", userland=userland)
     try:
         yield lab
     finally:
@@ -64,7 +72,7 @@ def lab(reseed):
 
 
 @pytest.fixture
-def lab_factory(tmp_path_factory):
+def lab_factory(tmp_path_factory, userland):
     """Start labs of one's own: ``lab_factory(scenario="fresh", members=3, clients=4)``; every
     one is stopped after the test."""
     require_lab_machine()
@@ -72,10 +80,10 @@ def lab_factory(tmp_path_factory):
 
     started = []
 
-    def start(scenario: str = "fresh", members: int = 3, clients: int = 4) -> Lab:
+    def start(scenario: str = "fresh", members: int = 3, clients: int = 4, **options) -> Lab:
         lab = Lab(tmp_path_factory.mktemp("lab"))
         started.append(lab)
-        lab.up(members=members, clients=clients, scenario=scenario)
+        lab.up(members=members, clients=clients, scenario=scenario, **{"userland": userland, **options})
         return lab
 
     yield start

@@ -23,6 +23,7 @@ def public(label: str) -> str:
     return keypair(label)[1]
 
 
+@cache
 def fp(label: str) -> str:
     fingerprint, problem = public_key_fingerprint(public(label))
     assert problem is None

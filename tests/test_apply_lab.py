@@ -28,6 +28,7 @@ from reconciler.lab.runtime import LAB_MOUNT, Lab, key_dir, rsa_pair
 from reconciler.pipeline import refresh_and_plan
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 PKG = "127.0.10.10"
 PPKEYS = f"{dsau.CFENGINE_DIR}/{dsau.PPKEYS_SUBDIR}"

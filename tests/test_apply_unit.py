@@ -38,15 +38,16 @@ from tests.unit.test_planner import _ssh, seed_facts
 # --- a simulated site: what each action does to the hosts' facts -------------------------
 
 
-def effect(state, world: dict[str, HostFacts], action: Action) -> None:
-    """Change ``world`` as the action's command would on real hosts."""
+def effect(state, world: dict[str, HostFacts], action: Action, *, package_key: str = "cluster") -> None:
+    """Change ``world`` as the action's command would on real hosts (``package_key``: the
+    label of the key the package filesystem holds)."""
     p = action.params
     if action.kind == "start-package":
         for m in state.members:
             f = world[m.name]
             view = f.cluster.packages[p["package"]].model_copy(update={"status": "up", "state": "running", "owner": p["node"], "autorun": "enabled"})
             cluster = f.cluster.model_copy(update={"packages": {p["package"]: view}})
-            pkgfs = PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", "cluster"), inputs_digest=INPUTS) if m.name == p["node"] else f.package_fs
+            pkgfs = PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", package_key), inputs_digest=INPUTS) if m.name == p["node"] else f.package_fs
             world[m.name] = f.model_copy(update={"cluster": cluster, "package_fs": pkgfs})
     elif action.kind == "enable-switching":
         for m in state.members:
@@ -77,8 +78,9 @@ def effect(state, world: dict[str, HostFacts], action: Action) -> None:
 class SimulatedExecutor(Executor):
     """The real executor with the hosts replaced by ``world``; counts round trips."""
 
-    def __init__(self, state, plan, world, *, fail=(), no_effect=(), down=(), **kw):
+    def __init__(self, state, plan, world, *, fail=(), no_effect=(), down=(), package_key="cluster", **kw):
         super().__init__(state, plan, pool=None, **kw)
+        self.package_key = package_key
         self.world = dict(world)
         self.fail, self.no_effect, self.down = set(fail), set(no_effect), set(down)
         self.batches: list[tuple[str, list[str]]] = []
@@ -112,7 +114,7 @@ class SimulatedExecutor(Executor):
             rc = 1 if a.id in self.fail else 0
             if rc == 0 and a.id not in self.no_effect:
                 with self._lock:
-                    effect(self.state, self.world, a)
+                    effect(self.state, self.world, a, package_key=self.package_key)
             out += [f"@@{nonce} begin {i}", f"@@{nonce} end {i} {rc}"]
             err += [f"@@{nonce} begin {i}"] + (["boom"] if rc else []) + [f"@@{nonce} end {i} {rc}"]
         return CommandResult(0, "\n".join(out).encode(), "\n".join(err).encode(), 0.01)
@@ -219,6 +221,22 @@ def test_exit_zero_without_the_expected_result_is_a_failure():
     results = SimulatedExecutor(state, plan, facts, facts=facts, no_effect={target.id}).run()
     assert results[target.id].outcome == "failed"
     assert results[target.id].detail.startswith("command exited 0 but root-")
+
+
+def test_a_started_package_whose_filesystem_holds_another_key_makes_every_later_action_stale():
+    state, facts, plan = seed()
+    assert plan.cluster_key_inferred
+    results = SimulatedExecutor(state, plan, facts, facts=facts, package_key="another").run()
+    assert results["start-package:package.csync"].outcome == "done"
+    later = [r for r in results.values() if r.action.kind != "start-package"]
+    assert later and {r.outcome for r in later} == {"stale"}
+    assert all("plan again" in r.detail and "holds" in r.detail for r in later)
+
+
+def test_a_started_package_whose_filesystem_holds_the_planned_key_confirms_it():
+    state, facts, plan = seed()
+    results = SimulatedExecutor(state, plan, facts, facts=facts).run()
+    assert {r.outcome for r in results.values()} == {"done"}
 
 
 def test_a_dispatch_is_verified_on_the_member_it_configured():

@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # The csync steps of the pipelines in examples/ci (GitHub Actions and GitLab CI call the
 # same steps, and csync's own end-to-end test runs them): copy this file to ci/csync-ci.sh
-# in the repository that holds the desired state.
+# in the repository that holds the desired state. The pipelines run it as it is on the base
+# (target) branch, never a pull request's copy (docs/SECURITY.md).
 #
 #   csync-ci.sh pr             validate; plan to Markdown (the review comment) and JSON (the
-#                              artefact that is applied after the merge)
+#                              artefact that is applied after the merge). Plan identity only.
 #   csync-ci.sh apply [PLAN]   apply exactly the reviewed PLAN; when it is stale (exit 4) or
 #                              missing: fail (CSYNC_APPLY_MODE=reviewed, the default) or, with
 #                              CSYNC_APPLY_MODE=fresh, plan afresh, show it and apply that
-#   csync-ci.sh drift          plan --detailed-exitcode: exit 2 when the site drifted
+#   csync-ci.sh drift          plan --detailed-exitcode: exit 2 when the site drifted. Plan identity only.
 #
 # Exit codes are csync's own (0 ok, 1 error, 2 drift, 3 invalid, 4 stale, 5 locked), passed
-# through unchanged: nothing here ends in `|| true`, and pipelines run with pipefail.
+# through unchanged: nothing here ends in `|| true`, and pipelines run with pipefail. 64: this
+# script was misused (a root key given to a plan step, a symbolic link in the desired state).
 #
 # Environment: CSYNC_STATE (desired-state file or directory; default desired-state),
 # CSYNC_OUT (output directory; default csync-out), CSYNC_APPLY_MODE (reviewed | fresh),
 # CSYNC (the csync command; default csync).
+# Keys, as their contents (CI secrets): CSYNC_PLAN_SSH_KEY (the plan identity: pr and drift),
+# CSYNC_ROOT_SSH_KEY (root's: apply only; pr and drift refuse to run when it is set),
+# CSYNC_KNOWN_HOSTS (the hosts' keys). Each is written to a directory of its own (mktemp -d,
+# mode 700) that a trap removes when this script exits, however it exits; csync reads them
+# there (CSYNC_PLAN_IDENTITY_FILE, CSYNC_IDENTITY_FILE, CSYNC_KNOWN_HOSTS_FILE) and the key
+# variables are removed from its environment. Unset: the desired state's access paths.
 set -euo pipefail
 
 CSYNC=${CSYNC:-csync}
@@ -24,17 +32,60 @@ OUT=${CSYNC_OUT:-csync-out}
 MODE=${CSYNC_APPLY_MODE:-reviewed}
 
 say() { printf 'csync-ci: %s\n' "$*" >&2; }
+die() { say "$*"; exit 64; }
 annotate() {  # a GitHub Actions annotation (level, text) when running there
   if [ "${GITHUB_ACTIONS:-}" = true ]; then printf '::%s::%s\n' "$1" "$2"; fi
 }
 run() { $CSYNC "$@"; }  # $CSYNC may be a command with arguments: split on purpose
 
+KEYS=""
+IDENTITY=()  # --identity plan once the plan key is given; else csync's choice (access)
+cleanup() { if [ -n "$KEYS" ]; then rm -rf -- "$KEYS"; fi; }
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# keys plan|root: write the identity the step may hold, and the known hosts, to a fresh
+# private directory removed on exit; point csync at them; drop the contents from the environment.
+keys() {
+  local identity=$1
+  if [ "$identity" = plan ] && [ -n "${CSYNC_ROOT_SSH_KEY:-}" ]; then
+    die "refusing to run a plan step with the root identity in its environment (CSYNC_ROOT_SSH_KEY): only apply may hold it"
+  fi
+  KEYS=$(umask 077 && mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/csync-keys.XXXXXXXX")
+  if [ "$identity" = plan ] && [ -n "${CSYNC_PLAN_SSH_KEY:-}" ]; then
+    (umask 077 && printf '%s\n' "$CSYNC_PLAN_SSH_KEY" > "$KEYS/plan_identity")
+    export CSYNC_PLAN_IDENTITY_FILE="$KEYS/plan_identity"
+    IDENTITY=(--identity plan)
+  fi
+  if [ "$identity" = root ] && [ -n "${CSYNC_ROOT_SSH_KEY:-}" ]; then
+    (umask 077 && printf '%s\n' "$CSYNC_ROOT_SSH_KEY" > "$KEYS/root_identity")
+    export CSYNC_IDENTITY_FILE="$KEYS/root_identity"
+  fi
+  if [ -n "${CSYNC_KNOWN_HOSTS:-}" ]; then
+    printf '%s\n' "$CSYNC_KNOWN_HOSTS" > "$KEYS/known_hosts"
+    export CSYNC_KNOWN_HOSTS_FILE="$KEYS/known_hosts"
+  fi
+  unset CSYNC_PLAN_SSH_KEY CSYNC_ROOT_SSH_KEY CSYNC_KNOWN_HOSTS
+}
+
+# A pull request's desired state is data: refuse symbolic links in it (a link to a file of
+# the runner would be read, and could be quoted in an error message).
+plain_files() {
+  if [ -n "$(find "$STATE" -type l -print -quit 2>/dev/null)" ]; then
+    die "refusing $STATE: it holds a symbolic link ($(find "$STATE" -type l -print -quit))"
+  fi
+}
+
 pr() {
+  keys plan
+  plain_files
   mkdir -p "$OUT"
   run validate -f "$STATE"
   local rc=0
   # exit 0: planned; 1: blocked or unknown items (the comment still shows them), then fail
-  run plan -f "$STATE" --format markdown --out "$OUT/plan.json" > "$OUT/plan.md" || rc=$?
+  run plan -f "$STATE" "${IDENTITY[@]}" --format markdown --out "$OUT/plan.json" > "$OUT/plan.md" || rc=$?
   {
     echo "<!-- csync-plan -->"
     cat "$OUT/plan.md"
@@ -51,6 +102,7 @@ pr() {
 
 apply() {
   local plan=${1:-$OUT/reviewed/plan.json} rc=0
+  keys root
   mkdir -p "$OUT"
   if [ -f "$plan" ]; then
     run apply -f "$STATE" "$plan" || rc=$?
@@ -73,14 +125,15 @@ apply() {
   fi
   say "CSYNC_APPLY_MODE=fresh: applying a fresh plan, which NO ONE REVIEWED; it is shown here and in $OUT/fresh-plan.md."
   annotate warning "csync: applied a fresh, unreviewed plan (CSYNC_APPLY_MODE=fresh)"
-  run plan -f "$STATE" --format markdown --out "$OUT/fresh-plan.json" | tee "$OUT/fresh-plan.md"
+  run plan -f "$STATE" --identity root --format markdown --out "$OUT/fresh-plan.json" | tee "$OUT/fresh-plan.md"
   run apply -f "$STATE" "$OUT/fresh-plan.json"
 }
 
 drift() {
+  keys plan
   mkdir -p "$OUT"
   local rc=0
-  run plan -f "$STATE" --detailed-exitcode --format markdown > "$OUT/drift.md" || rc=$?
+  run plan -f "$STATE" "${IDENTITY[@]}" --detailed-exitcode --format markdown > "$OUT/drift.md" || rc=$?
   cat "$OUT/drift.md"
   if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$OUT/drift.md" >> "$GITHUB_STEP_SUMMARY"; fi
   case $rc in

@@ -30,6 +30,7 @@ from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_host, probe_site
 from reconciler.plan.artefact import Action, Plan, fingerprint
 from reconciler.plan.kinds import (
+    START_PACKAGE,
     precondition_hosts,
     precondition_now,
     script_for,
@@ -71,6 +72,8 @@ class Executor:
         self.results: dict[str, ActionResult] = {}
         self._lock = threading.Lock()
         self.lock_problem: str | None = None
+        self.cluster_key_checked = False
+        self.cluster_key_problem: str | None = None
 
     # --- facts -----------------------------------------------------------------------------
     def fresh(self, name: str) -> bool:
@@ -127,10 +130,42 @@ class Executor:
                 for a in actions:
                     self._finish(ActionResult(a, "skipped", number, halted))
                 continue
+            unconfirmed = self._cluster_key_unconfirmed()
+            if unconfirmed:
+                for a in actions:
+                    self._finish(ActionResult(a, "stale", number, unconfirmed))
+                continue
             self.events.wave_started(number, len(waves), actions)
             self._wave(number, actions, last=number == len(waves))
             self.events.wave_finished(number, [self.results[a.id] for a in actions])
         return {a.id: self.results[a.id] for a in self.plan.actions}
+
+    def _cluster_key_unconfirmed(self) -> str | None:
+        """Once this run has started the package, the cluster key the plan inferred from the
+        members' own keys is read from the package filesystem before any further action; a
+        different (or unreadable) key makes every later action stale. None: nothing to check,
+        or confirmed."""
+        if not self.plan.cluster_key_inferred or self.cluster_key_checked:
+            return self.cluster_key_problem
+        started = [r for r in self.results.values() if r.outcome == "done" and r.action.kind == START_PACKAGE.name]
+        if not started:
+            return None
+        node = started[0].action.host
+        if not self.fresh(node):
+            self._probe({node}, after=started[0].wave)
+        f = self.facts.get(node)
+        pkgfs = f.package_fs if f is not None and f.reachable else None
+        found = pkgfs.cluster_key if pkgfs is not None and pkgfs.mounted else None
+        self.cluster_key_checked = True
+        if found is not None and found.usable and found.fingerprint == self.plan.cluster_key:
+            self.events.notice(f"cluster key confirmed on the package filesystem on {node}: {found.fingerprint}")
+            return None
+        seen = found.fingerprint if found is not None and found.usable else "no usable key"
+        self.cluster_key_problem = (
+            f"not run: the plan inferred the cluster key {self.plan.cluster_key} from the members' own keys, but the package "
+            f"filesystem on {node} holds {seen}; nothing more runs: plan again (csync plan) to plan from the confirmed key"
+        )
+        return self.cluster_key_problem
 
     def _wave(self, number: int, actions: list[Action], *, last: bool) -> None:
         runnable = []

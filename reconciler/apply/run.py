@@ -30,6 +30,7 @@ from reconciler.driver.transport import Pool
 from reconciler.errors import ClusterOpsRefused
 from reconciler.observe.facts import HostFacts
 from reconciler.observe.probe import probe_site
+from reconciler.pipeline import with_previews
 from reconciler.plan.artefact import Plan
 from reconciler.plan.kinds import REGENERATE_KEYS
 from reconciler.plan.planner import make_plan
@@ -114,7 +115,8 @@ def run_apply(
         if saved_plan is None:
             t0 = time.monotonic()
             site = probe_site(state, pool)
-            plan = make_plan(state, site.hosts, git_commit=options.git_commit)
+            plan = with_previews(state, pool, site.hosts, make_plan(state, site.hosts, git_commit=options.git_commit),
+                                 git_commit=options.git_commit)
             if options.targets or options.excludes:
                 plan = plan.select(options.targets, options.excludes)
             check_plan(state, plan)

@@ -25,6 +25,7 @@ from reconciler.cli.main import (
     target_options,
 )
 from reconciler.errors import ExitCode
+from reconciler.views.grouping import compress, group_actions
 from reconciler.views.plan import render_text
 from reconciler.views.style import finding_line, interactive, styler, use_color
 
@@ -66,17 +67,27 @@ class TextView(Events):
         pass
 
     def action_finished(self, result) -> None:
+        """What did not go as planned is printed at once, in full; what was done, grouped
+        when its wave ends (one line per group of alike actions)."""
+        if result.outcome != "done":
+            self.echo(self.result_line(result))
+
+    def result_line(self, result) -> str:
         word, colour = _MARK[result.outcome]
         a = result.action
         line = f"  {self.style(f'{word:<7}', fg=colour, bold=True)} {a.address} [{a.kind}] on {a.host}"
-        if result.outcome == "done":
-            line += f" ({result.seconds:.2f}s)"
-        else:
-            line += f": {result.detail}"
-        self.echo(line)
+        return line + (f" ({result.seconds:.2f}s)" if result.outcome == "done" else f": {result.detail}")
 
     def wave_finished(self, number, results) -> None:
-        pass
+        done = {r.action.id: r for r in results if r.outcome == "done"}
+        for g in group_actions(r.action for r in results if r.outcome == "done"):
+            if g.single:
+                self.echo(self.result_line(done[g.first.id]))
+                continue
+            word, colour = _MARK["done"]
+            slowest = max(done[a.id].seconds for a in g.actions)
+            self.echo(f"  {self.style(f'{word:<7}', fg=colour, bold=True)} {g.address} [{g.first.kind} x {len(g.actions)}] "
+                      f"on {compress(g.hosts)} ({slowest:.2f}s)")
 
     def notice(self, text) -> None:
         self.echo(self.style("Note: ", fg="yellow", bold=True) + text)
@@ -100,12 +111,14 @@ class TextView(Events):
 
 
 class RichView(TextView):
-    """On a terminal: a progress bar per wave, and a line per action above it as it completes."""
+    """On a terminal: a progress bar per wave with a live count of ok, failed and stale; only
+    what did not go as planned is listed above it (the journal keeps every action)."""
 
     def __init__(self, color: bool, lock_timeout: float):
         super().__init__(color, lock_timeout)
         self.progress: ProgressView | None = None
         self.task: Task | None = None
+        self.counts: dict[str, int] = {}
 
     def echo(self, text: str = "") -> None:
         if self.progress is not None:
@@ -118,17 +131,24 @@ class RichView(TextView):
 
         super().wave_started(number, total, actions)
         self.progress = ProgressView(stream=sys.stdout, color=self.color).start()
-        self.task = self.progress.task(f"wave {number}/{total}", len(actions))
+        self.wave = f"wave {number}/{total}"
+        self.counts = {"done": 0, "failed": 0, "stale": 0, "skipped": 0}
+        self.task = self.progress.task(self.wave, len(actions))
 
     def action_finished(self, result) -> None:
         super().action_finished(result)
+        self.counts[result.outcome] = self.counts.get(result.outcome, 0) + 1
         if self.task is not None:
+            c = self.counts
+            self.task.describe(f"{self.wave}  ok {c['done']}  failed {c['failed']}  stale {c['stale']}")
             self.task()
 
     def wave_finished(self, number, results) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = self.task = None
+        c = self.counts
+        self.echo(f"  {self.wave}: {c['done']} ok, {c['failed']} failed, {c['stale']} stale, {c['skipped']} skipped")
 
 
 def summary_lines(report, style) -> list[str]:

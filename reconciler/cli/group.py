@@ -9,6 +9,7 @@ so `csync lab` can run on its own without importing the whole command line.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -60,4 +61,11 @@ class ErrorMappingGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except Exception as e:  # a bug: one line for the user, the traceback on request
+            if os.environ.get("CSYNC_DEBUG") == "1":
+                raise
+            detail = " ".join(str(e).split())[:300]
+            click.echo(f"Error: internal error: {type(e).__name__}: {detail} (this is a bug in csync; "
+                       f"CSYNC_DEBUG=1 shows the traceback; a run's journal, if one was open, records it)", err=True)
+            sys.exit(ExitCode.INTERNAL)
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)

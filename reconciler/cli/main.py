@@ -29,6 +29,7 @@ Exit codes:
   {ExitCode.STALE}   a saved plan is stale: the desired state or the hosts changed since
   {ExitCode.LOCKED}   another apply holds the site's lock
   {ExitCode.REFUSED}   apply --auto-approve met cluster operations without --allow-cluster-ops; nothing ran
+  {ExitCode.INTERNAL}  internal error (a bug in csync; CSYNC_DEBUG=1 shows the traceback)
   {ExitCode.USAGE}  bad command line (or apply without a terminal and without --auto-approve)
   130 / 143  interrupted (SIGINT / SIGTERM): running actions finished, lock released, journal kept
 """
@@ -45,10 +46,27 @@ def desired_state_option(func):
     )(func)
 
 
+# Key and known_hosts files given by the environment replace the desired state's, for every
+# host: a CI job writes its keys to a temporary directory of its own (examples/ci/csync-ci.sh).
+ACCESS_FROM_ENVIRONMENT = {
+    "CSYNC_IDENTITY_FILE": "identity_file",
+    "CSYNC_PLAN_IDENTITY_FILE": "plan_identity_file",
+    "CSYNC_KNOWN_HOSTS_FILE": "known_hosts",
+}
+
+
 def load_state(paths: tuple[Path, ...]):
+    import os
+
     from reconciler.desired.loader import load_desired_state
 
-    return load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
+    state = load_desired_state(list(paths) or [Path(DEFAULT_DESIRED_STATE)])
+    given = {field: os.environ[name] for name, field in ACCESS_FROM_ENVIRONMENT.items() if os.environ.get(name)}
+    if given:
+        access = state.access
+        hosts = {n: h.model_copy(update={f: None for f in given if f in type(h).model_fields}) for n, h in access.hosts.items()}
+        state = state.model_copy(update={"access": access.model_copy(update={**given, "hosts": hosts})})
+    return state
 
 
 # Commands kept in modules of their own are imported when used (cligroup.ErrorMappingGroup).
@@ -57,6 +75,7 @@ LAZY_COMMANDS = {
     "unlock": "reconciler.cli.apply:unlock",
     "import": "reconciler.cli.importing:import_",
     "trust": "reconciler.cli.trust:trust",
+    "bootstrap": "reconciler.cli.bootstrap:bootstrap",
     "lab": "reconciler.lab.cli:lab",
 }
 
@@ -110,18 +129,38 @@ def target_options(func):
     return click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only actions on this resource address and what they depend on (repeatable).")(func)
 
 
-def open_pool(state, accept_new: bool):
+def identity_option(func):
+    return click.option(
+        "--identity", type=click.Choice(["auto", "plan", "root"]), default="auto", show_default=True,
+        help="The SSH identity to probe with. auto: the plan identity when access.plan_identity_file is set (it can only run "
+        "csync's probe program), else access.identity_file; root: access.identity_file (before `csync bootstrap`).",
+    )(func)
+
+
+def read_identity(state, identity: str = "auto") -> str:
+    """The identity a read-only command logs in with (docs/SECURITY.md)."""
+    from reconciler.errors import InvalidInput
+
+    if identity == "plan" and not state.access.plan_identity:
+        raise InvalidInput("--identity plan: access.plan_identity_file is not set in the desired state")
+    if identity == "auto":
+        return "plan" if state.access.plan_identity else "root"
+    return identity
+
+
+def open_pool(state, accept_new: bool, identity: str = "root"):
     from reconciler.driver.transport import Pool
 
-    return Pool(state.access, accept_new_host_keys=accept_new)
+    return Pool(state.access, accept_new_host_keys=accept_new, identity="plan" if identity == "plan" else "root")
 
 
-def plan_site(state, paths, *, accept_new: bool, quiet: bool):
+def plan_site(state, paths, *, accept_new: bool, quiet: bool, identity: str = "auto"):
     """Probe the site and plan; returns (plan, facts)."""
     from reconciler.pipeline import git_commit_of, refresh_and_plan
     from reconciler.views.progress import ProgressView
 
-    with open_pool(state, accept_new) as pool, ProgressView(enabled=not quiet, color=use_color(sys.stderr)) as progress:
+    with open_pool(state, accept_new, read_identity(state, identity)) as pool, \
+            ProgressView(enabled=not quiet, color=use_color(sys.stderr)) as progress:
         plan, facts = refresh_and_plan(
             state, pool, git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]),
             on_probed=progress.task("probed", len(state.all_hosts)),
@@ -129,7 +168,7 @@ def plan_site(state, paths, *, accept_new: bool, quiet: bool):
     return plan, facts
 
 
-def emit_plan(plan, fmt: str) -> None:
+def emit_plan(plan, fmt: str, detail: bool = False) -> None:
     from reconciler.views import plan as render
 
     if fmt == "json":
@@ -137,17 +176,22 @@ def emit_plan(plan, fmt: str) -> None:
     elif fmt == "markdown":
         click.echo(render.render_markdown(plan), nl=False)
     else:
-        click.echo(render.render_text(plan, color=use_color()), nl=False)
+        click.echo(render.render_text(plan, color=use_color(), detail=detail), nl=False)
+
+
+detail_option = click.option("--detail", is_flag=True, help="Text: one block per action (default: alike actions grouped). JSON is always per action.")
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @desired_state_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Save the plan (JSON) for `csync apply PLANFILE`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@detail_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @target_options
 @accept_new_option
-def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_keys) -> int:
+@identity_option
+def plan(paths, out, fmt, detail, detailed_exitcode, targets, excludes, accept_new_host_keys, identity) -> int:
     """Probe the hosts and show the ordered actions that would reach the desired state.
 
     Never changes a host. Unreachable hosts are listed as unknown, never as converged;
@@ -155,12 +199,12 @@ def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_
     with what to do.
     """
     state = load_state(paths)
-    the_plan, _ = plan_site(state, paths, accept_new=accept_new_host_keys, quiet=fmt != "text")
+    the_plan, _ = plan_site(state, paths, accept_new=accept_new_host_keys, quiet=fmt != "text", identity=identity)
     if targets or excludes:
         the_plan = the_plan.select(targets, excludes)
     if out:
         out.write_text(the_plan.to_json(), encoding="utf-8")
-    emit_plan(the_plan, fmt)
+    emit_plan(the_plan, fmt, detail)
     if out and fmt == "text":
         click.echo(f"Saved the plan to {out}; apply exactly it with: csync apply {out}")
     if the_plan.blocked or the_plan.unknown:
@@ -173,11 +217,12 @@ def plan(paths, out, fmt, detailed_exitcode, targets, excludes, accept_new_host_
 @main.command()
 @click.argument("planfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def show(planfile, fmt) -> int:
+@detail_option
+def show(planfile, fmt, detail) -> int:
     """Render a saved plan."""
     from reconciler.plan.artefact import Plan
 
-    emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt)
+    emit_plan(Plan.from_json(planfile.read_text(encoding="utf-8"), source=str(planfile)), fmt, detail)
     return ExitCode.OK
 
 
@@ -186,7 +231,8 @@ def show(planfile, fmt) -> int:
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Only this host (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @accept_new_option
-def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
+@identity_option
+def facts(paths, hosts, fmt, accept_new_host_keys, identity) -> int:
     """Probe the hosts and show what csync sees (exit 1 if any host did not answer)."""
     from reconciler.errors import InvalidInput
     from reconciler.observe.probe import probe_site
@@ -199,7 +245,8 @@ def facts(paths, hosts, fmt, accept_new_host_keys) -> int:
     unknown = [h for h in hosts if h not in declared]
     if unknown:
         raise InvalidInput(f"--host {', '.join(unknown)}: not declared in the desired state (declared: {', '.join(sorted(declared))})")
-    with open_pool(state, accept_new_host_keys) as pool, ProgressView(enabled=fmt == "text", color=use_color(sys.stderr)) as progress:
+    with open_pool(state, accept_new_host_keys, read_identity(state, identity)) as pool, \
+            ProgressView(enabled=fmt == "text", color=use_color(sys.stderr)) as progress:
         site = probe_site(state, pool, only=hosts or None, on_done=progress.task("probed", len(hosts) or len(state.all_hosts)))
     if fmt == "json":
         click.echo(render.facts_json(site.hosts.values()), nl=False)

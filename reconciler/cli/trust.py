@@ -16,8 +16,10 @@ import click
 from reconciler.cli.main import (
     accept_new_option,
     desired_state_option,
+    identity_option,
     load_state,
     open_pool,
+    read_identity,
 )
 from reconciler.errors import CsyncError, ExitCode
 from reconciler.views.style import use_color
@@ -44,20 +46,25 @@ Exit codes:
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report (in --format) to FILE; standard output then gets the verdict line only.")
 @accept_new_option
-def trust(paths, fmt, live, out, accept_new_host_keys) -> int:
+@identity_option
+def trust(paths, fmt, live, out, accept_new_host_keys, identity) -> int:
     """Show whether the site is failover-ready: the members x clients trust matrix.
 
     From the facts alone (one probe per host; nothing is changed): will cfrun from each
     member to each client authenticate in both directions, will cfagent on each client
     authenticate the master at the package address, can each member take over the package.
-    Clients whose rows are alike are grouped. See docs/TRUST.md.
+    Clients whose rows are alike are grouped. See docs/TRUST.md. --live logs in with the
+    root identity (access.identity_file); without it, the plan identity when one is set.
     """
     from reconciler.trust.live import assess
     from reconciler.views import trust as render_trust
     from reconciler.views.progress import ProgressView
 
+    if live and identity == "plan":
+        raise click.UsageError("--live runs cfrun and cfagent on the hosts: it needs the root identity, not --identity plan")
     state = load_state(paths)
-    with open_pool(state, accept_new_host_keys) as pool, \
+    # --live runs the site's own cfrun and cfagent: root's identity; the probe alone can use the plan's
+    with open_pool(state, accept_new_host_keys, "root" if live else read_identity(state, identity)) as pool, \
             ProgressView(enabled=fmt == "text" and out is None, color=use_color(sys.stderr)) as progress:
         on_probed, on_checked = progress_tasks(progress, state, live)
         view = assess(state, pool, live=live, on_probed=on_probed, on_checked=on_checked)
@@ -109,6 +116,6 @@ def progress_tasks(progress, state, live: bool):
 def exit_code(view) -> int:
     """0 ready; 1 the verdict cannot be trusted (a host silent, live checks incomplete or
     disagreeing); 2 not ready."""
-    if view.report.unreachable or view.disagreements or (view.live is not None and not view.live.complete):
+    if view.report.unreachable or view.report.unsure or view.disagreements or (view.live is not None and not view.live.complete):
         return ExitCode.ERROR
     return ExitCode.OK if view.failover_ready else NOT_READY

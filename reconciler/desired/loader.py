@@ -44,7 +44,7 @@ MAX_FILE_BYTES = 1024 * 1024
 # not a desired state, and refusing it keeps recursion bounded.
 MAX_DEPTH = 32
 CONCATENATED_KEYS = ("clients",)
-RELATIVE_TO_FILE = ("identity_file", "known_hosts")
+RELATIVE_TO_FILE = ("identity_file", "plan_identity_file", "known_hosts")
 _MISSING = "required field is missing"
 
 _YAML_TAG = "tag:yaml.org,2002:"

@@ -170,6 +170,9 @@ class HostAccess(_Model):
     identity_file: LocalPath | None = Field(
         None, description="Private key for this host; a relative path is relative to the YAML file that declares it, '~' is the home directory."
     )
+    plan_identity_file: LocalPath | None = Field(
+        None, description="The plan identity's private key for this host (see access.plan_identity_file)."
+    )
     connect_timeout: Seconds | None = Field(None, gt=0, le=300, description="Seconds to wait for this host to answer.")
 
 
@@ -184,11 +187,13 @@ class ResolvedAccess:
     known_hosts: str
     connect_timeout: float
     host_key_policy: Literal["strict", "accept-new"]
+    plan_identity_file: str | None = None
 
     def expanded(self) -> ResolvedAccess:
         """The same settings with '~' in the paths expanded to the home directory."""
         return replace(
-            self, identity_file=os.path.expanduser(self.identity_file), known_hosts=os.path.expanduser(self.known_hosts)
+            self, identity_file=os.path.expanduser(self.identity_file), known_hosts=os.path.expanduser(self.known_hosts),
+            plan_identity_file=os.path.expanduser(self.plan_identity_file) if self.plan_identity_file else None,
         )
 
 
@@ -201,6 +206,13 @@ class Access(_Model):
     identity_file: LocalPath = Field(
         "~/.ssh/id_ed25519",
         description="Private key csync authenticates with; a relative path is relative to the YAML file that declares it, '~' is the home directory.",
+    )
+    plan_identity_file: LocalPath | None = Field(
+        None,
+        description="Private key of the plan identity: a second key, authorized for the remote user with a forced command "
+        "(`csync bootstrap` prints the authorized_keys line) that can only run csync's probe program. When set, plan, facts "
+        "and trust (without --live) log in with it; apply, unlock, import and trust --live use identity_file; and every plan "
+        "installs or upgrades the probe program where it is missing or out of date (docs/SECURITY.md).",
     )
     known_hosts: LocalPath = Field(
         "~/.ssh/known_hosts",
@@ -229,7 +241,13 @@ class Access(_Model):
             known_hosts=self.known_hosts,
             connect_timeout=override.connect_timeout if override.connect_timeout is not None else self.connect_timeout,
             host_key_policy=self.host_key_policy,
+            plan_identity_file=override.plan_identity_file if override.plan_identity_file is not None else self.plan_identity_file,
         )
+
+    @property
+    def plan_identity(self) -> bool:
+        """Whether a plan identity is configured (for every host, or for some)."""
+        return self.plan_identity_file is not None or any(h.plan_identity_file is not None for h in self.hosts.values())
 
 
 class Paths(_Model):

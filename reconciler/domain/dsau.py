@@ -46,6 +46,17 @@ CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
 
 # --- Serviceguard [doc] ------------------------------------------------------------------
 # Serviceguard commands are run by name; these directories are searched first
-# (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin).
-SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin"
+# (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin; Serviceguard for Linux in
+# $SGSBIN: /opt/cmcluster/bin on SUSE, /usr/local/cmcluster/bin on Red Hat).
+SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin:/usr/local/cmcluster/bin"
 DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
+# The -t preview of cmrunpkg, cmhaltpkg and cmmodpkg -e, and cmversion, which tells the
+# release [doc: "Managing Serviceguard", 16th edition (A.11.19, March 2009), "Previewing the
+# Effect of Cluster Changes"; the lab's cmversion prints A.11.20.00, its format is ours].
+SERVICEGUARD_PREVIEW_SINCE = (11, 19)
+
+# --- csync's probe program [ours] ---------------------------------------------------------
+# The forced command of csync's plan identity (docs/SECURITY.md): installed by csync on every
+# host, root's, mode 755, in a root-owned directory that no one else can write.
+PROBE_PROGRAM_DIR = f"{STANDALONE_CSYNC_STATE}/bin"
+PROBE_PROGRAM = f"{PROBE_PROGRAM_DIR}/csync-probe"

@@ -64,9 +64,13 @@ class PackageDecision:
     failover_blockers: tuple[str, ...] = ()  # why the package cannot fail over, whatever the keys
 
 
-def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> PackageDecision:
+def decide_package(state: DesiredState, facts: Mapping[str, HostFacts],
+                   refused: Mapping[tuple[str, str], str] | None = None) -> PackageDecision:
     """Read the first declared member that shows a cluster view, and decide. ``facts`` may
-    hold any hosts; unreachable or missing members are skipped."""
+    hold any hosts; unreachable or missing members are skipped. ``refused``: the operations
+    Serviceguard's own preview does not confirm, (start|halt|enable, node) -> why
+    (`reconciler.domain.preview.refusals`): blocked, never planned, and the decision is what
+    it is without them."""
     if not state.is_cluster:
         return PackageDecision(node=state.standalone_host.name, running=True, owner=state.standalone_host.name, runs_after=True)
     pkg = state.package
@@ -99,7 +103,7 @@ def decide_package(state: DesiredState, facts: Mapping[str, HostFacts]) -> Packa
     if view is None:
         notes.append(PackageNote("blocked", address, f"package {pkg.name} is not configured in cluster {state.cluster_name}", source.name))
         return replace(base, notes=tuple(notes))
-    d = _decide(state, facts, view, cluster, base, notes)
+    d = _decide(state, facts, view, cluster, base, notes, refused or {})
     return replace(d, **_failover(state, view, cluster, d))
 
 
@@ -126,7 +130,7 @@ def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) ->
 
 
 def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageView, cluster: ClusterView,
-            base: PackageDecision, notes: list[PackageNote]) -> PackageDecision:
+            base: PackageDecision, notes: list[PackageNote], refused: Mapping[tuple[str, str], str]) -> PackageDecision:
     pkg = state.package
     intent = pkg.state
     address = f"package.{pkg.name}"
@@ -155,6 +159,9 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         return done(node=node, running=owner is not None, owner=owner, runs_after=owner is not None)
     if view.running:
         if intent == "halted":
+            if ("halt", owner or "") in refused:
+                notes.append(PackageNote("blocked", address, f"not halting package {pkg.name} on {owner}: {refused['halt', owner or '']}", owner))
+                return done(node=None, running=True, owner=owner, runs_after=True)
             notes_why = f"package {pkg.name} runs on {owner} and the desired state says it is halted (maintenance)"
             return done(node=None, running=True, owner=owner, halt=True, why=notes_why, runs_after=False)
         if pkg.node and owner != pkg.node:
@@ -167,6 +174,10 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
             else:
                 owner_facts = facts.get(owner or "")
                 enable = owner_declared and owner_facts is not None and owner_facts.reachable
+                if enable and ("enable", owner or "") in refused:
+                    notes.append(PackageNote("blocked", address, f"not enabling the switching of package {pkg.name}: "
+                                             f"{refused['enable', owner or '']}", owner))
+                    enable = False
         why = f"package {pkg.name} runs on {owner} with switching {view.autorun}: it would not fail over" if enable else ""
         return done(node=node, running=True, owner=owner, enable_switching=enable, why=why, runs_after=True)
     # down: halted, failed or unknown
@@ -188,6 +199,9 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         notes.append(PackageNote("blocked", address, f"package {pkg.name} is {shown} and no node may run it ({reasons})"))
         return done()
     target = pkg.node if pkg.node in eligible else eligible[0]
+    if ("start", target) in refused:
+        notes.append(PackageNote("blocked", address, f"not starting package {pkg.name} on {target}: {refused['start', target]}", target))
+        return done()
     why = f"package {pkg.name} is {view.status} ({view.state})"
     if pkg.node and target != pkg.node:
         why += f"; the preferred node {pkg.node} may not run it ({why_not.get(pkg.node, 'not in its node list')}), so the next eligible node"
@@ -196,30 +210,40 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
 
 def _failover(state: DesiredState, view: PackageView, cluster: ClusterView, d: PackageDecision) -> dict:
     """Who can take the package over once the plan is applied, and what prevents it."""
+    switching_after = True if (d.start or d.enable_switching) else (view.autorun == "enabled")
+    f = failover(state, view, cluster, runs_on=d.node or d.owner, runs=d.runs_after, switching=switching_after)
+    return {"adoptive": f.adoptive, "undeclared_adoptive": f.undeclared, "switching_after": switching_after, "failover_blockers": f.blockers}
+
+
+@dataclass(frozen=True)
+class Failover:
+    adoptive: tuple[str, ...]  # declared nodes that can take the package over
+    undeclared: tuple[str, ...]  # nodes it can fail over to that the desired state does not declare
+    blockers: tuple[str, ...]  # why Serviceguard would not move it, whatever the keys
+
+
+def failover(state: DesiredState, view: PackageView, cluster: ClusterView, *, runs_on: str | None, runs: bool, switching: bool) -> Failover:
+    """Whether Serviceguard could move the package off ``runs_on``: global switching enabled,
+    and an adoptive node that is up, in the package's node list and enabled for it."""
     declared = {m.name for m in state.members}
-    runs_on = d.node or d.owner
-    switching = {n.name: n.switching for n in view.nodes}
+    per_node = {n.name: n.switching for n in view.nodes}
     adoptive: list[str] = []
     undeclared: list[str] = []
     blockers: list[str] = []
     for n in view.node_order() or sorted(declared):
-        if n == runs_on:
-            continue
         node = cluster.nodes.get(n)
-        if node is None or not node.up or switching.get(n, "unknown") == "disabled":
+        if n == runs_on or node is None or not node.up or per_node.get(n, "unknown") == "disabled":
             continue
         (adoptive if n in declared else undeclared).append(n)
-    switching_after = True if (d.start or d.enable_switching) else (view.autorun == "enabled")
-    if not d.runs_after:
+    if not runs:
         blockers.append("the package does not run")
     elif view.status in HANDS_OFF or view.state in HANDS_OFF:
-        blockers.append(f"the package is {view.state}")
-    elif not switching_after:
+        blockers.append(f"the package is {view.state}: Serviceguard does not move it")
+    elif not switching:
         blockers.append("global switching (AUTO_RUN) is disabled: Serviceguard would not move the package")
-    if d.runs_after and not adoptive and not undeclared:
+    if runs and not adoptive and not undeclared:
         blockers.append("no adoptive node is up, in the package's node list and enabled for it")
-    return {"adoptive": tuple(adoptive), "undeclared_adoptive": tuple(undeclared), "switching_after": switching_after,
-            "failover_blockers": tuple(blockers)}
+    return Failover(tuple(adoptive), tuple(undeclared), tuple(blockers))
 
 
 def member_problems(own_key: str | None, facts: HostFacts, cluster_key: str | None) -> list[str]:

@@ -24,7 +24,9 @@ _PROBE_SCRIPT = resources.files("reconciler.driver").joinpath("probe.sh").read_t
 
 # Scripts travel on standard input to a POSIX shell: the command line stays short and
 # fixed, whatever root's login shell is, and the script is data rather than an argument.
-SHELL = "/bin/sh -s"
+# No "-s": a POSIX sh without operands reads its commands from standard input anyway, and
+# some shells of the ksh family (posh) refuse -s.
+SHELL = "/bin/sh"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str
         "MINPUTS": master_inputs,
         "STATE": state_dir,
         "SGPATH": serviceguard_path,
+        "PROG": dsau.PROBE_PROGRAM,
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
     return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")
@@ -286,7 +289,9 @@ def cfrun_check(targets: list[str] | list[tuple[str, str, str]], *, hostnamekeys
         f"k={ppkeys}\n"
         "umask 077\n"
         'f="${TMPDIR:-/tmp}/csync-cfrun.$$"\n'
-        'rm -f "$f" && (set -C; : > "$f") || { echo "cannot create $f" >&2; exit 1; }\n'
+        # a failure before cfrun runs: exit 3 (cfrun itself exits 0), the program's message last
+        'rm -f "$f" || exit 3\n'
+        '(set -C; : > "$f") || { echo "cannot create $f" >&2; exit 3; }\n'
         "trap 'rm -f \"$f\"' 0\n"
         "trap 'exit 1' 1 2 15\n"
         f"printf '%s' {shlex.quote(settings)} > \"$f\" || exit 1\n"

@@ -12,21 +12,31 @@ _DISCOVER_SCRIPT = r"""
 PATH=$SGPATH:/usr/bin:/bin:/usr/sbin:$PATH
 LC_ALL=C
 export PATH LC_ALL
+exec 3>&1
+# A program that fails is reported ("@failed TOOL STATUS" and its message), never an empty
+# section: csync refuses to import from an answer with a failure in it.
+failed() { echo "@failed $1 $2"; [ -z "$3" ] || printf '%s\n' "$3"; echo "@section-end"; }
 echo "@hostname"
-uname -n
+e=$(uname -n 2>&1 >&3) || failed uname $? "$e"
 echo "@cmviewcl"
+# the line format from A.11.18; a release that refuses -f: the table format (-v)
 if command -v cmviewcl >/dev/null 2>&1; then
-  cmviewcl -v -f line 2>&1; echo "@rc $?"
+  out=$(cmviewcl -v -f line 2>&1); rc=$?; fmt=line
+  if [ $rc != 0 ]; then tab=$(cmviewcl -v 2>&1) && { out=$tab; rc=0; fmt=table; }; fi
+  [ -z "$out" ] || printf '%s\n' "$out"
+  echo "@format $fmt"; echo "@rc $rc"
 else
   echo "cmviewcl: command not found"; echo "@rc 127"
 fi
 echo "@package-files"
 for f in "$PKGDIR"/*.conf "$PKGDIR"/*.ascii; do
   [ -f "$f" ] && [ ! -L "$f" ] || continue
-  awk '$1 ~ /^(package_name|node_name|ip_address|fs_directory)$/ && NF >= 2 { print $1, $2 }' "$f" 2>/dev/null
+  e=$(awk '$1 ~ /^(package_name|node_name|ip_address|fs_directory)$/ && NF >= 2 { print $1, $2 }' "$f" 2>&1 >&3) || failed awk $? "$e"
 done
 echo "@hosts"
-awk '$1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ { for (i = 2; i <= NF && substr($i, 1, 1) != "#"; i++) print $1, $i }' /etc/hosts 2>/dev/null
+if [ -r /etc/hosts ]; then
+  e=$(awk '$1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ { for (i = 2; i <= NF && substr($i, 1, 1) != "#"; i++) print $1, $i }' /etc/hosts 2>&1 >&3) || failed awk $? "$e"
+fi
 echo "@standalone"
 [ -d "$SINPUTS" ] && [ ! -L "$SINPUTS" ] && echo yes
 echo "@end"
@@ -50,6 +60,8 @@ class Discovery:
     hostname: str | None = None
     cmviewcl_rc: int | None = None
     cmviewcl: list[str] = field(default_factory=list)
+    cmviewcl_format: str = "line"  # table: the release refused -f line
+    failures: list[str] = field(default_factory=list)  # "TOOL failed (exit N): message"
     package_files: list[tuple[str, str]] = field(default_factory=list)
     etc_hosts: dict[str, str] = field(default_factory=dict)  # name -> address (first line wins)
     standalone: bool = False
@@ -59,11 +71,24 @@ class Discovery:
 def parse_discovery(text: str) -> Discovery:
     d = Discovery()
     section = None
+    failure: list[str] | None = None
     for line in text.splitlines():
+        if failure is not None:
+            if line == "@section-end":
+                d.failures.append(" ".join(failure)[:300])
+                failure = None
+            else:
+                failure.append(line)
+            continue
         if line.startswith("@"):
             tag, _, rest = line.partition(" ")
             if tag == "@rc" and section == "cmviewcl":
                 d.cmviewcl_rc = int(rest) if rest.strip().isdigit() else None
+            elif tag == "@format" and section == "cmviewcl":
+                d.cmviewcl_format = rest.strip()
+            elif tag == "@failed":
+                tool, _, status = rest.partition(" ")
+                failure = [f"{tool} failed (exit {status}) in section {section}:"]
             elif tag == "@end":
                 d.complete = True
             else:

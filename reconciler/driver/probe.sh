@@ -6,6 +6,7 @@
 #   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
 #   PKGFILES the package's files on a member (/etc/cmcluster/csync)
 #   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
+#   PROG     csync's probe program (driver/probeprogram.py): its version line is reported
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
@@ -24,16 +25,38 @@
 #   %%I path   an inventory: its entry lines only ("HOST root-PEER.pub", "generation N", or an
 #              address: csync's first format)
 #   %%T path   a text file: its lines, at most 4096 bytes
+#   %%H path   csync's probe program: its version line (one of its first 3 lines), nothing else
+#   %%C name   the section the next records belong to (for the awk's own read errors)
+#   %%E section tool status, message lines, %%e: a command that failed (see `run`)
 #   %%K path   cfservd.conf: its HostnameKeys lines only (comments cut), at most 16
 #   %%R path   a cfrun hosts file: "S <line>" for each setting line (domain, hostnamekeys, ...)
 #              and "H <first word>" for each host line; comments dropped
 # Any other line is data: one element of the array being written. The data comes from
 # uname, ls -q, cksum and cmviewcl; a host that lies can forge its own answer, never
 # another host's, and the awk only ever writes well-formed JSON strings for it.
+#
+# A failure is never an empty answer: every program's exit status is checked, and a program
+# that fails (or a file the awk cannot read) becomes an element of "errors" (section, tool,
+# status, its message); csync takes the host's facts as unknown then (facts.py).
 PATH=$SGPATH:/usr/bin:/bin:/usr/sbin:$PATH
 LC_ALL=C
 export PATH LC_ALL
 umask 077
+
+# run SECTION TOOL ARG...: TOOL's output goes to the stream as data, its messages are kept;
+# a non-zero exit status becomes an error record of SECTION.
+run() {
+  s=$1; shift
+  e=$("$@" 2>&1 >&3); r=$?
+  [ $r = 0 ] || fail "$s" "$1" $r "$e"
+}
+
+# fail SECTION TOOL STATUS MESSAGE: an error record.
+fail() {
+  echo "%%E $1 $2 $3"
+  [ -z "$4" ] || printf '%s\n' "$4"
+  echo "%%e"
+}
 
 # kind PATH: sets k to symlink, dir, file, other or missing (no subshell: a builtin test).
 kind() {
@@ -52,8 +75,9 @@ kind() {
 keys() {
   kind "$1"
   [ "$k" = dir ] || return 0
+  echo "%%C $2"
   echo "%%P L "
-  ls -lnq "$1" 2>/dev/null
+  run "$2" ls -lnq "$1"
   echo "%%P"
   for f in "$1/$OWNKEY" "$1/$PEERPFX"*"$PEERSFX"; do
     b=${f##*/}
@@ -75,39 +99,49 @@ tree() {
   kind "$1"
   [ "$k" = dir ] || return 0
   echo "%%D $1"
-  find "$1" -type f -exec cksum {} + 2>/dev/null
+  run "$2" find "$1" -type f -exec cksum {} +
   echo "%%D"
 }
 
 # A file's lines through one of the awk's readers (I or T), or null when it is no file.
 optfile() {
-  if [ -f "$2" ] && [ ! -L "$2" ]; then echo "%%J ["; echo "%%$1 $2"; echo "%%J ]"
+  if [ -f "$2" ] && [ ! -L "$2" ]; then echo "%%C $3"; echo "%%J ["; echo "%%$1 $2"; echo "%%J ]"
   else echo "%%J null"
   fi
 }
 
 {
+  exec 3>&1  # run() sends a program's output here: into the pipe to the awk
   echo '%%J {"format":1,"hostname":['
-  uname -n
+  run hostname uname -n
   kind "$CF"; echo "%%J ],\"cf\":{\"dir\":\"$k\""
   kind "$CF/ppkeys"; echo "%%J ,\"ppkeys\":\"$k\""
   kind "$CF/inputs"; echo "%%J ,\"inputs\":\"$k\"},\"keys\":["
-  keys "$CF/ppkeys"
+  keys "$CF/ppkeys" keys
   echo '%%J ],"inputs":['
-  tree "$CF/inputs"
-  echo '%%J ],"cfservd":'; optfile K "$CF/inputs/cfservd.conf"
+  tree "$CF/inputs" inputs
+  echo '%%J ],"cfservd":'; optfile K "$CF/inputs/cfservd.conf" cfservd
   if [ "$ROLE" != client ]; then
-    echo '%%J ,"cfrun_hosts":'; optfile R "$CF/inputs/cfrun.hosts"
+    echo '%%J ,"cfrun_hosts":'; optfile R "$CF/inputs/cfrun.hosts" cfrun-hosts
   fi
 
   if [ "$ROLE" = member ]; then
-    echo '%%J ,"cmviewcl":{"lines":['
+    # The line format from A.11.18; an older release refuses -f (and so does a cluster that
+    # is down): then the table format, which every release prints. Both fail: the first
+    # answer is reported.
     if command -v cmviewcl >/dev/null 2>&1; then
-      cmviewcl -v -f line 2>&1; rc=$?
+      out=$(cmviewcl -v -f line 2>&1); rc=$?; fmt=line; lrc=$rc
+      if [ $rc != 0 ]; then
+        tab=$(cmviewcl -v 2>&1); trc=$?
+        if [ $trc = 0 ]; then out=$tab; rc=0; fmt=table; fi
+      fi
     else
-      echo "cmviewcl: command not found"; rc=127
+      out="cmviewcl: command not found (searched $SGPATH and PATH)"; rc=127; fmt=line; lrc=127
     fi
     case $rc in *[!0-9]*|'') rc=1 ;; esac
+    case $lrc in *[!0-9]*|'') lrc=1 ;; esac
+    echo "%%J ,\"cmviewcl\":{\"format\":\"$fmt\",\"line_rc\":$lrc,\"lines\":["
+    [ -z "$out" ] || printf '%s\n' "$out"
     echo "%%J ],\"rc\":$rc}"
     # the package files the add-member processing leaves (a count; the shell's glob, no program)
     n=0; for f in "$PKGFILES"/*; do [ -f "$f" ] && [ ! -L "$f" ] && n=$((n + 1)); done
@@ -116,42 +150,53 @@ optfile() {
     if [ "$k" = dir ]; then mounted=true; else mounted=false; fi
     kind "$MOUNT"; echo "%%J ,\"pkgfs\":{\"mount\":\"$k\",\"mounted\":$mounted"
     if [ $mounted = true ]; then
-      echo '%%J ,"keys":['; keys "$MOUNT/$MKEYS"
-      echo '%%J ],"inputs":['; tree "$MOUNT/$MINPUTS"
-      echo '%%J ],"cfrun_hosts":'; optfile R "$MOUNT/$MINPUTS/cfrun.hosts"
-      echo '%%J ,"inventory":'; optfile I "$MOUNT/$STATE/inventory"
-      echo '%%J ,"lock":'; optfile T "$MOUNT/$STATE/lock.json"
+      echo '%%J ,"keys":['; keys "$MOUNT/$MKEYS" pkgfs-keys
+      echo '%%J ],"inputs":['; tree "$MOUNT/$MINPUTS" pkgfs-inputs
+      echo '%%J ],"cfrun_hosts":'; optfile R "$MOUNT/$MINPUTS/cfrun.hosts" pkgfs-cfrun-hosts
+      echo '%%J ,"inventory":'; optfile I "$MOUNT/$STATE/inventory" inventory
+      echo '%%J ,"lock":'; optfile T "$MOUNT/$STATE/lock.json" lock
     fi
     echo '%%J }'
   elif [ "$ROLE" = master ]; then
     kind "$MINPUTS"; echo "%%J ,\"master\":{\"inputs_dir\":\"$k\",\"inputs\":["
-    tree "$MINPUTS"
-    echo '%%J ],"cfrun_hosts":'; optfile R "$MINPUTS/cfrun.hosts"
-    echo '%%J ,"inventory":'; optfile I "$STATE/inventory"
-    echo '%%J ,"lock":'; optfile T "$STATE/lock.json"
+    tree "$MINPUTS" master-inputs
+    echo '%%J ],"cfrun_hosts":'; optfile R "$MINPUTS/cfrun.hosts" cfrun-hosts
+    echo '%%J ,"inventory":'; optfile I "$STATE/inventory" inventory
+    echo '%%J ,"lock":'; optfile T "$STATE/lock.json" lock
     echo '%%J }'
   fi
 
   # ssh trust: public keys only; a line that is not a key (a symlink to /etc/shadow...) is dropped.
+  echo '%%C ssh'
   echo '%%J ,"ssh":{"public":['
   for f in "$HOME"/.ssh/id_*.pub; do [ -f "$f" ] && [ ! -L "$f" ] && echo "%%A $f"; done
   echo '%%J ],"authorized":['
   [ -f "$HOME/.ssh/authorized_keys" ] && echo "%%A $HOME/.ssh/authorized_keys"
-  echo '%%J ]}}'
+  echo '%%J ]}'
+
+  # csync's probe program (the plan identity's forced command): its version line only
+  echo '%%C program'
+  kind "$PROG"; echo "%%J ,\"program\":{\"kind\":\"$k\",\"header\":"; optfile H "$PROG" program; echo '%%J }'
 } | awk '
-function el(s) {
+function str(s) {
   gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); gsub(/\r/, "\\r", s)
   gsub(/[\001-\037\177]/, "?", s)
-  printf "%s\"%s\"", (first ? "" : ","), s
+  return "\"" s "\""
+}
+function el(s) {
+  printf "%s%s", (first ? "" : ","), str(s)
   first = 0
+}
+function err(section, tool, status, message) {
+  errs = errs (nerr++ ? "," : "") "{\"section\":" str(section) ",\"tool\":" str(tool) ",\"status\":" (status + 0) ",\"message\":" str(substr(message, 1, 500)) "}"
 }
 function sshkey(s) {
   return s ~ /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+\/=]+/ ||
          s ~ / (ssh-(rsa|ed25519|dss)|ecdsa-sha2-[a-z0-9]+) [A-Za-z0-9+\/=]+/
 }
-function readfile(how, path,    line, n, inblk, c, used, w) {
+function readfile(how, path,    line, n, inblk, c, used, got, w) {
   if (how == "F") { n = path; sub(/.*\//, "", n); el("F " n) }
-  while ((getline line < path) > 0) {
+  while ((got = (getline line < path)) > 0) {
     if (how == "F") {
       if (line ~ /^-----BEGIN RSA PUBLIC KEY-----/) inblk = 1
       if (inblk && c < 64) { el("P " line); c++ }
@@ -172,24 +217,33 @@ function readfile(how, path,    line, n, inblk, c, used, w) {
       line = (w[1] != "" ? w[1] : w[2])
       if (line != "") el("H " line)
     }
+    else if (how == "H") {
+      if (line ~ /^CSYNC_PROBE_PROGRAM=v[0-9]+:sha256:[0-9a-f]+$/) el(line)
+      if (++c >= 3) break
+    }
     else if (how == "T") {
       if (used + length(line) + 1 > 4096) { el(substr(line, 1, 4096 - used)); break }
       el(line); used += length(line) + 1
     }
   }
+  if (got < 0) err(section, "awk", 2, "cannot read " path)
   close(path)
 }
+inerr && !/^%%e$/ { emsg = emsg (emsg == "" ? "" : " / ") $0; next }
 /^%%/ {
   op = substr($0, 3, 1); arg = substr($0, 5)
-  if (op == "J") { printf "%s", arg; first = (arg ~ /\[$/) }
+  if (op == "E") { inerr = 1; emsg = ""; split(arg, ew, " ") }
+  else if (op == "e") { inerr = 0; err(ew[1], ew[2], ew[3], emsg) }
+  else if (op == "C") section = arg
+  else if (op == "J") { printf "%s", arg; first = (arg ~ /\[$/) }
   else if (op == "P") pfx = arg
   else if (op == "D") strip = arg
   else if (op == "S") el(arg)
-  else if (op ~ /^[FAITKR]$/) readfile(op, arg)
+  else if (op ~ /^[FAITKRH]$/) readfile(op, arg)
   next
 }
 {
   if (strip != "") { i = index($0, " " strip "/"); if (i) $0 = substr($0, 1, i) "." substr($0, i + 1 + length(strip)) }
   el(pfx $0)
 }
-END { printf "\n" }'
+END { printf ",\"errors\":[%s]}\n", errs }'

@@ -46,9 +46,17 @@ def _lock_prelude(state: DesiredState, local: str) -> str:
         pkg_dir, mounted = "", "false"
     return f"""umask 022
 LC_ALL=C; export LC_ALL
-# epoch seconds: date +%s is not POSIX; awk's srand() returns the previous (time) seed
+# Every program's failure ends the script with its message (exit 1): a lock that cannot be
+# read is never taken for an absent or a damaged one.
+die() {{ echo "$*" >&2; exit 1; }}
+# epoch seconds: date +%s is not POSIX (HP-UX's date has no %s); awk's srand() returns the
+# previous (time) seed
 now() {{ t=$(date +%s 2>/dev/null); case $t in ''|*[!0-9]*) t=$(awk 'BEGIN {{ srand(); print srand() }}') ;; esac; echo "$t"; }}
-cks() {{ cksum < "$1" | awk '{{ print $1 ":" $2 }}'; }}
+clock() {{ c=$(now); case $c in ''|*[!0-9]*) die "cannot read the clock (date +%s, awk srand)" ;; esac; }}
+# "crc:size" of a file
+cks() {{ c=$(cksum < "$1") || die "cksum failed on $1"; set -- $c; case $1:$2 in *[!0-9:]*|:*|*:) die "cksum printed no checksum for $1" ;; esac; c="$1:$2"; }}
+# whether a lock file is ID's (grep: 0 yes, 1 no, else it failed)
+ours() {{ grep -q "\\"id\\":\\"$ID\\"" "$1"; r=$?; [ $r -le 1 ] || die "grep failed on $1 (exit $r)"; return $r; }}
 safe_dir() {{ [ ! -L "$1" ] || {{ echo "$1 is a symbolic link" >&2; exit 3; }}; mkdir -p "$1" && [ -d "$1" ] && [ ! -L "$1" ] || {{ echo "cannot create $1" >&2; exit 3; }}; }}
 LD={shlex.quote(local)}
 L="$LD/{LOCK_FILE}"
@@ -58,22 +66,23 @@ safe_dir "$LD"
 M="$LD/.lock.mutex"
 tries=0
 until mkdir "$M" 2>/dev/null; do
+  [ -d "$M" ] || {{ mkdir "$M" && continue; exit 1; }}  # not held: mkdir failed; its message says why
   t=$(cat "$M/t" 2>/dev/null)
   case $t in ''|*[!0-9]*) t= ;; esac
-  n=$(now); tries=$((tries + 1))
+  clock; n=$c; tries=$((tries + 1))
   if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || {{ [ -z "$t" ] && [ $tries -gt {MUTEX_STALE_SECONDS * 10} ]; }}; then
     rm -rf "$M"; continue
   fi
   [ $tries -le {MUTEX_STALE_SECONDS * 20} ] || {{ echo BUSY; exit 0; }}
   # a tenth of a second where sleep takes fractions (GNU, BSD, busybox), else a second
-  sleep 0.1 2>/dev/null || sleep 1
+  sleep 0.1 2>/dev/null || sleep 1 || die "sleep failed"
 done
 trap 'rm -rf "$M"' EXIT
 trap 'exit 1' HUP INT TERM
-NOW=$(now); echo "$NOW" > "$M/t"
+clock; NOW=$c; echo "$NOW" > "$M/t" || die "cannot write $M/t"
 echo "NOW $NOW"
 write_lock() {{ tmp="$1.$$.tmp"; printf '%s\\n' "$2" > "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$1" || {{ rm -f "$tmp"; echo "cannot write $1" >&2; exit 1; }}; }}
-show() {{ echo "LOCK $1 $(cks "$1")"; echo "CONTENT $(sed -n 1p "$1" | cut -c1-4000)"; }}
+show() {{ cks "$1"; l=$(awk 'NR == 1 {{ print substr($0, 1, 4000); exit }}' "$1") || die "cannot read $1"; echo "LOCK $1 $c"; echo "CONTENT $l"; }}
 """
 
 
@@ -91,15 +100,16 @@ TAKE={shlex.quote(takes)}
 held=
 for f in $P "$L"; do
   [ -f "$f" ] || continue
-  c=$(cks "$f")
-  case " $TAKE " in *" $c "*) rm -f "$f" && echo "TAKEN $f $c"; continue ;; esac
-  if grep -q "\\"id\\":\\"$ID\\"" "$f"; then echo "OURS $f"; continue; fi
+  cks "$f"
+  case " $TAKE " in *" $c "*) rm -f "$f" && echo "TAKEN $f $c" || die "cannot remove $f"; continue ;; esac
+  if ours "$f"; then echo "OURS $f"; continue; fi
   show "$f"; held=1
 done
 [ -z "$held" ] || {{ echo HELD; exit 0; }}
 T=${{P:-$L}}
 if [ -f "$T" ]; then echo "ACQUIRED $T"; exit 0; fi
-write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"acquired_at\\":\\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\\",\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
+at=$(date -u +%Y-%m-%dT%H:%M:%SZ) || die "date failed"
+write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"acquired_at\\":\\"$at\\",\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
 echo "ACQUIRED $T"
 """
     return RemoteCommand(script, f"csync lock acquire {lid}")
@@ -114,7 +124,7 @@ def lock_renew(state: DesiredState, lock_id: str, record: str, lease_seconds: in
 RECORD={shlex.quote(record)}
 found=
 for f in $P "$L"; do
-  [ -f "$f" ] && grep -q "\\"id\\":\\"$ID\\"" "$f" || continue
+  [ -f "$f" ] && ours "$f" || continue
   write_lock "$f" "$RECORD,\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
   echo "RENEWED $f"; found=1
 done
@@ -127,8 +137,8 @@ def lock_release(state: DesiredState, lock_id: str, *, local_dir: str = dsau.STA
     lid = check(_LOCK_ID, lock_id, "lock id")
     script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
 for f in $P "$L"; do
-  [ -f "$f" ] && grep -q "\\"id\\":\\"$ID\\"" "$f" || continue
-  rm -f "$f" && echo "RELEASED $f"
+  [ -f "$f" ] && ours "$f" || continue
+  rm -f "$f" && echo "RELEASED $f" || die "cannot remove $f"
 done
 """
     return RemoteCommand(script, f"csync lock release {lid}")
@@ -148,8 +158,8 @@ def lock_remove(state: DesiredState, checksums: list[str], *, local_dir: str = d
     script = _lock_prelude(state, local_dir) + f"""TAKE={shlex.quote(takes)}
 for f in $P "$L"; do
   [ -f "$f" ] || continue
-  c=$(cks "$f")
-  case " $TAKE " in *" $c "*) rm -f "$f" && echo "RELEASED $f" ;; *) show "$f" ;; esac
+  cks "$f"
+  case " $TAKE " in *" $c "*) rm -f "$f" && echo "RELEASED $f" || die "cannot remove $f" ;; *) show "$f" ;; esac
 done
 """
     return RemoteCommand(script, "csync unlock")
@@ -197,11 +207,16 @@ def inventory_update(state: DesiredState, add: Sequence[tuple[str, str]], drop: 
         "mkdir -p \"$d\" && [ -d \"$d\" ] || exit 3\n"
         f"f=\"$d/{INVENTORY_FILE}\"; tmp=\"$d/.{INVENTORY_FILE}.$$.tmp\"\n"
         "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
-        f"{{ printf '%s' {shlex.quote(dropped)}; echo '%%'; printf '%s' {shlex.quote(added)}; echo '%%'; "
-        "if [ -f \"$f\" ]; then cat \"$f\" || exit 1; fi; } "
-        f"| awk -v gen={shlex.quote(gen)} {shlex.quote(merge)} | sort -u | cut -c3- > \"$tmp\" "
-        "&& chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
-        "echo \"INVENTORY $(grep -c ' root-' \"$f\") $(sed -n 's/^generation //p' \"$f\")\"\n"
+        # every step in its own file and checked: a failing program never becomes an answer
+        "i=\"$tmp.in\"; m=\"$tmp.m\"; s=\"$tmp.s\"; trap 'rm -f \"$i\" \"$m\" \"$s\"' 0\n"
+        f"{{ printf '%s' {shlex.quote(dropped)}; echo '%%'; printf '%s' {shlex.quote(added)}; echo '%%'; }} > \"$i\" || exit 1\n"
+        "if [ -f \"$f\" ]; then cat \"$f\" >> \"$i\" || exit 1; fi\n"
+        f"awk -v gen={shlex.quote(gen)} {shlex.quote(merge)} \"$i\" > \"$m\" || exit 1\n"
+        "sort -u \"$m\" > \"$s\" || exit 1\n"
+        "cut -c3- \"$s\" > \"$tmp\" && chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
+        "c=$(grep -c ' root-' \"$f\"); [ $? -le 1 ] || { echo \"cannot count $f\" >&2; exit 1; }\n"
+        "g=$(sed -n 's/^generation //p' \"$f\") || { echo \"cannot read $f\" >&2; exit 1; }\n"
+        "echo \"INVENTORY $c $g\"\n"
     )
     what = f"+{len(add)} -{len(drop)} key file(s)" + (f", generation {generation}" if generation is not None else "")
     return RemoteCommand(script, f"update {d}/{INVENTORY_FILE} ({what})")

@@ -25,13 +25,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import paramiko
 from fabric import Config, Connection
 
 from reconciler.desired.model import Access, Host
 from reconciler.driver.commands import SHELL, RemoteCommand
+from reconciler.driver.probeprogram import ProbeRequest
+
+Identity = Literal["root", "plan"]
 
 # paramiko logs a traceback for every failed handshake from its transport thread; csync
 # reports each failure itself, once, as a fact.
@@ -131,6 +134,9 @@ class Session:
     # Opening a channel is one protocol round trip: a host that does not answer it within
     # the connect timeout is hung, whatever the command's own (longer) timeout.
     open_timeout: float | None = None
+    # Logged in with the plan identity: sshd runs the probe program whatever is asked, so
+    # only probe requests are sent (run_request); scripts are refused here, before sending.
+    identity: Identity = "root"
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float) -> CommandResult:
         """Run one shell command string (built by reconciler.driver.commands) and collect output."""
@@ -163,7 +169,15 @@ class Session:
 
     def run_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
         """The one way csync runs a script on a host: `SHELL` with the script on stdin."""
+        if self.identity == "plan":
+            raise TransportError(f"{command.display}: the plan identity runs csync's probe only; this needs the root identity "
+                                 "(access.identity_file)", kind="auth")
         return self.run(SHELL, stdin=command.script.encode(), timeout=timeout)
+
+    def run_request(self, request: ProbeRequest, *, timeout: float) -> CommandResult:
+        """A probe through the plan identity's forced command: the request line is the exec
+        command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin."""
+        return self.run(request.line, timeout=timeout)
 
     def close(self) -> None:
         if not self.closed:
@@ -209,6 +223,9 @@ class Pool:
     access: Access
     accept_new_host_keys: bool = False
     sessions: dict[str, Session] = field(default_factory=dict)
+    # root: access.identity_file, scripts on stdin; plan: access.plan_identity_file, probe
+    # requests to the forced command only (docs/SECURITY.md)
+    identity: Identity = "root"
 
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy
@@ -241,7 +258,10 @@ class Pool:
             return self.sessions[host.name]
         settings = self.access.for_host(host.name)
         known = self._known(os.path.expanduser(settings.known_hosts))
-        pkey = self._identity(os.path.expanduser(settings.identity_file))
+        key_file = settings.identity_file if self.identity == "root" else settings.plan_identity_file
+        if key_file is None:
+            raise TransportError(f"no plan identity for {host.name} (access.plan_identity_file)", kind="auth")
+        pkey = self._identity(os.path.expanduser(key_file))
         name = KnownHosts.lookup_name(host.address, settings.port)
         try:
             sock = socket.create_connection((host.address, settings.port), timeout=settings.connect_timeout)
@@ -250,22 +270,27 @@ class Pool:
         except OSError as e:
             raise TransportError(f"cannot connect to {host.address}:{settings.port}: {e.strerror or e}", kind="unreachable") from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._config_lock:  # invoke's Config is not safe to clone from many threads
-            conn = Connection(
-                host=host.address,
-                user=settings.user,
-                port=settings.port,
-                config=self._config,
-                connect_timeout=settings.connect_timeout,
-                connect_kwargs={
-                    "pkey": pkey,
-                    "look_for_keys": False,
-                    "allow_agent": False,
-                    "sock": sock,
-                    "banner_timeout": settings.connect_timeout,
-                    "auth_timeout": settings.connect_timeout,
-                },
-            )
+        # Each connection gets its own copy of the configuration: fabric keeps the Config it is
+        # given and reads it lazily while opening, so one shared between threads was read by
+        # one while another changed it ("No attribute or config key found for
+        # 'authentication'", issue #19). Cloning reads the shared one, under the lock.
+        with self._config_lock:
+            config = self._config.clone()
+        conn = Connection(
+            host=host.address,
+            user=settings.user,
+            port=settings.port,
+            config=config,
+            connect_timeout=settings.connect_timeout,
+            connect_kwargs={
+                "pkey": pkey,
+                "look_for_keys": False,
+                "allow_agent": False,
+                "sock": sock,
+                "banner_timeout": settings.connect_timeout,
+                "auth_timeout": settings.connect_timeout,
+            },
+        )
         client = conn.client
         for keytype, key in known.entries_for(name).items():
             client.get_host_keys().add(name, keytype, key)
@@ -288,6 +313,9 @@ class Pool:
             ) from e
         except paramiko.AuthenticationException as e:
             sock.close()
+            if self.identity == "plan":
+                raise TransportError(f"authentication as {settings.user} with the plan identity refused: {e} (is the plan key "
+                                     "authorized there, with its forced command? csync bootstrap --authorize)", kind="auth") from e
             raise TransportError(f"authentication as {settings.user} refused: {e}", kind="auth") from e
         except (paramiko.SSHException, OSError, EOFError) as e:
             sock.close()
@@ -295,7 +323,7 @@ class Pool:
             if time.monotonic() - started >= settings.connect_timeout * 0.9 or isinstance(e, TimeoutError):
                 raise TransportError(f"no SSH answer within {settings.connect_timeout:g}s (host hung or overloaded)", kind="timeout") from e
             raise TransportError(f"ssh handshake failed: {text}", kind="unreachable") from e
-        session = Session(host=host, connection=conn, open_timeout=settings.connect_timeout)
+        session = Session(host=host, connection=conn, open_timeout=settings.connect_timeout, identity=self.identity)
         self.sessions[host.name] = session
         return session
 

@@ -35,7 +35,9 @@ from reconciler.domain.keys import peer_address
 from reconciler.domain.serviceguard import (
     ClusterView,
     CmviewclParseError,
+    PackageView,
     parse_cmviewcl_line,
+    parse_cmviewcl_table,
 )
 from reconciler.driver import discovery
 from reconciler.driver.discovery import Discovery, parse_discovery
@@ -153,12 +155,16 @@ class Importer:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
             raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})"
                                + (f": {err[-1][:200]}" if err else ""))
+        if found.failures:
+            raise ImportFailed(f"{what} ({address}): the discovery script could not read everything: "
+                               + "; ".join(found.failures[:3]))
         return found
 
     # --- a Serviceguard cluster ----------------------------------------------------------------
     def _cluster(self, pool: Pool, address: str, found: Discovery) -> Found:
         try:
-            cluster = parse_cmviewcl_line(found.cmviewcl)
+            parse = parse_cmviewcl_table if found.cmviewcl_format == "table" else parse_cmviewcl_line
+            cluster = parse(found.cmviewcl)
         except CmviewclParseError as e:
             raise ImportFailed(f"{self.entry}: cmviewcl output not understood: {e}") from None
         if not cluster.name:
@@ -231,6 +237,9 @@ class Importer:
         clients, cfrun, extra = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found,
                                               masters=[m.name for m in members])
         site = cluster.name if is_host_name(cluster.name) else "site"
+        intent = self._intent(package, view)
+        if intent != "running":
+            package_data["state"] = intent
         data = {
             "version": 1,
             "site": site,
@@ -240,9 +249,24 @@ class Importer:
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
         }
-        if not view.running:
-            self.note(f"package {package} is {view.status} ({view.state}): csync keeps it running, so plan will start it")
         return Found(data, self.notes)
+
+    def _intent(self, package: str, view: PackageView) -> str:
+        """The package's state as found, written as the administrator's intent: csync must not
+        undo on its first plan what someone did on purpose (a halt, switching disabled)."""
+        if view.running and view.autorun == "enabled":
+            return "running"
+        if view.running:
+            self.note(f"package {package} runs with switching (AUTO_RUN) {view.autorun}: written as state: unmanaged, so "
+                      f"csync does not re-enable it; set state: running to have csync keep switching enabled")
+            return "unmanaged"
+        if view.status == "down" and view.state == "halted":
+            self.note(f"package {package} is halted: written as state: halted (maintenance), so csync does not start it; "
+                      f"set state: running to have csync start it")
+            return "halted"
+        self.note(f"package {package} is {view.status} ({view.state}): written as state: unmanaged, so csync leaves it "
+                  f"alone; set state: running or halted once it is back in service")
+        return "unmanaged"
 
     def _package(self, cluster: ClusterView, found: Discovery) -> str:
         configured = [v for k, v in found.package_files if k == "package_name" and v in cluster.packages]

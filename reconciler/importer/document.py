@@ -50,7 +50,7 @@ def access_data(access: Access, fields: set[str] | None, out_dir: Path | None) -
         return os.path.relpath(absolute, out_dir) if out_dir is not None else absolute
 
     for section in [data, *(data.get("hosts") or {}).values()]:
-        for key in ("identity_file", "known_hosts"):
+        for key in ("identity_file", "plan_identity_file", "known_hosts"):
             if isinstance(section.get(key), str):
                 section[key] = place(section[key])
     if "hosts" in data:
@@ -134,8 +134,9 @@ def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
                 for pk, pv in v.items():
                     if target.get(pk) != pv:
                         target[pk] = pv
-                if k == "package" and "node" not in v and "node" in target:
-                    del target["node"]
+                for optional in ("node", "state"):  # what the site no longer shows goes
+                    if k == "package" and optional not in v and optional in target:
+                        del target[optional]
             elif k in ("package", "host"):
                 old[k] = _flow(v)
             elif old.get(k) != v:

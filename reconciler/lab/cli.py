@@ -44,20 +44,26 @@ def lab() -> None:
 @click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default="fresh", show_default=True,
               help="fresh: converged; seed: the manual's excerpt (a member added while the package was down); "
                    "standalone: a converged standalone master.")
-@click.option("--sg-release", default=None, metavar="RELEASE",
-              help="The emulated Serviceguard's release (default A.11.20.00). Before A.11.19 the commands "
-                   "have no -t preview and no maintenance mode; before A.11.20 no -d (detach).")
+@click.option("--sg-release", "--serviceguard", "sg_release", default=None, metavar="RELEASE",
+              help="The emulated Serviceguard's release (default A.11.20.00; --serviceguard is the same option). "
+                   "Before A.11.18 cmviewcl has no -f line (tables only); before A.11.19 the commands have no -t "
+                   "preview and no maintenance mode; before A.11.20 no -d (detach).")
+@click.option("--userland", type=click.Choice(["default", "hpux"]), default="default", show_default=True,
+              help="The hosts' sh, awk and tools: the machine's, or hpux (posh as sh, the one-true-awk, and find, ls, "
+                   "cksum, sed, grep, date that refuse GNU-only options).")
 @click.option("--extra-addresses", is_flag=True,
               help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
                    "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).")
-def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool) -> int:
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool,
+       userland: str) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses,
+            userland=userland)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
-    click.echo(f"lab up: {n} hosts, scenario {scenario}, port {lab_.port}, ready in {t['total']:.2f}s "
+    click.echo(f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release}, port {lab_.port}, ready in {t['total']:.2f}s "
                f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)", err=True)
     if lab_.port != 22:
         click.echo(f"note: port 22 is taken on the lab's addresses; the hosts listen on {lab_.port} "

@@ -103,6 +103,9 @@ def _setup(spec: dict) -> None:
         with open(new_root + inside, "w") as f:
             f.write(text)
 
+    if spec.get("userland"):
+        _userland(new_root, spec["userland"])
+
     os.mkdir(new_root + OLD_ROOT, 0o700)
     os.chdir(new_root)
     _check(_libc.syscall(SYS_PIVOT_ROOT, b".", OLD_ROOT.lstrip("/").encode()), "pivot_root")  # relative: resolved in the new root
@@ -114,6 +117,35 @@ def _setup(spec: dict) -> None:
     inner = sorted((p for _, _, p in _mounts() if p == scratch or p.startswith(scratch + "/")), key=len)
     for point in inner:
         _libc.umount2(point.encode(), MNT_DETACH)  # may already be gone with its parent
+
+
+def _userland(root: str, land: dict) -> None:
+    """Make the host's userland (reconciler/lab/userland.py) in its overlay: links replaced
+    (/usr/bin/sh -> posh...), tools moved to ``real_dir`` and wrappers put in their place,
+    root's login shell changed. Nothing of the machine changes: every write lands in the
+    host's tmpfs upper layer."""
+    real = root + land["real_dir"]
+    os.makedirs(real, exist_ok=True)
+    for path, target in land.get("links", {}).items():
+        os.unlink(root + path)
+        os.symlink(target, root + path)
+    for path, text in land.get("wrap", {}).items():
+        os.rename(root + path, real + "/" + os.path.basename(path))
+        with open(root + path, "w") as f:
+            f.write(text)
+        os.chmod(root + path, 0o755)
+    shell = land.get("root_shell")
+    if shell:
+        with open(root + "/etc/passwd") as f:
+            lines = f.read().splitlines()
+        fixed = []
+        for line in lines:
+            fields = line.split(":")
+            if fields[0] == "root" and len(fields) == 7:
+                fields[6] = shell
+            fixed.append(":".join(fields))
+        with open(root + "/etc/passwd", "w") as f:
+            f.write("\n".join(fixed) + "\n")
 
 
 def _child(spec: dict, report_fd: int) -> None:

@@ -45,6 +45,7 @@ from reconciler.domain import dsau
 from reconciler.errors import CsyncError
 from reconciler.lab import keys as keymod
 from reconciler.lab import scenarios, topology
+from reconciler.lab import userland as userland_mod
 from reconciler.lab.emulators import labhost, sgcluster
 from reconciler.lab.keys import rsa_pair  # noqa: F401 - part of this module's API for tests
 from reconciler.lab.topology import (
@@ -236,6 +237,11 @@ class Lab:
         """The emulated Serviceguard's release (what ``cmversion`` prints)."""
         return self.topology.get("sg_release") or sgcluster.DEFAULT_RELEASE
 
+    @property
+    def userland(self) -> str:
+        """The hosts' userland: default (the machine's) or hpux (reconciler/lab/userland.py)."""
+        return self.topology.get("userland") or "default"
+
     def set_sg_release(self, release: str) -> str:
         """[ours] Change the emulated Serviceguard's release of a running lab (as an upgrade
         or a downgrade would, without its rolling steps); the next command sees it. Returns
@@ -273,7 +279,7 @@ class Lab:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh", sg_release: str | None = None,
-           extra_addresses: bool = False) -> float:
+           extra_addresses: bool = False, userland: str = "default") -> float:
         """Start the lab; returns the seconds until every host's sshd listened. ``sg_release``
         is the emulated Serviceguard's release (default A.11.20.00; e.g. A.11.19, A.11.18):
         it decides which options the Serviceguard commands know (docs/LAB.md). With
@@ -284,6 +290,11 @@ class Lab:
         directory, or a host does not start (then nothing is left running)."""
         start = time.monotonic()
         check_machine()
+        if userland not in userland_mod.USERLANDS:
+            raise LabError(f"unknown userland {userland!r}; choose one of {', '.join(userland_mod.USERLANDS)}")
+        lacking = userland_mod.check_userland(userland)
+        if lacking:
+            raise LabError(lacking)
         try:
             hosts = topology.lab_hosts(members, clients, scenario, extra_addresses)
             release = sgcluster.normalize_release(sg_release or sgcluster.DEFAULT_RELEASE)
@@ -301,7 +312,7 @@ class Lab:
             package_addresses = [] if scenario == "standalone" else [PACKAGE_ADDRESS] + ([PACKAGE_EXTRA_ADDRESS] if extra_addresses else [])
             port = self._choose_port([a for h in hosts for a in h.addresses] + package_addresses, excluded)
             t = time.monotonic()
-            self._write_static(hosts, scenario, port, lab_keys, release, extra_addresses)
+            self._write_static(hosts, scenario, port, lab_keys, release, extra_addresses, userland)
             built = self._write_scenario(scenario, lab_keys)
             self.timings["files"] = time.monotonic() - t
             t = time.monotonic()
@@ -576,7 +587,8 @@ class Lab:
         )
 
     def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys,
-                      release: str = sgcluster.DEFAULT_RELEASE, extra_addresses: bool = False) -> None:
+                      release: str = sgcluster.DEFAULT_RELEASE, extra_addresses: bool = False,
+                      userland: str = "default") -> None:
         """Everything that does not change while the lab runs: topology, programs, host keys,
         sshd configs, the emulated cfengine network's key."""
         package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
@@ -584,7 +596,7 @@ class Lab:
         topo = {"format": 1, "scenario": scenario, "port": port, "cluster": None if package is None else CLUSTER,
                 "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role,
                                                "extra_addresses": list(h.extra_addresses)} for h in hosts],
-                "sg_release": release}
+                "sg_release": release, "userland": userland}
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
         self._install_programs()
@@ -707,7 +719,7 @@ class Lab:
             binds.append([str(self.state_dir / sgcluster.PKGFS), LAB_MOUNT])
         return {"name": host.name, "log": str(self.logs_dir / f"{host.name}.log"), "scratch": str(d / "scratch"),
                 "binds": binds, "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
-                "files": {"/etc/hosts": etc_hosts},
+                "files": {"/etc/hosts": etc_hosts}, "userland": userland_mod.spec(self.userland),
                 "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"]}
 
     def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:

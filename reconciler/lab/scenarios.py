@@ -291,7 +291,7 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
         out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
                 f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
                 + (f"extra_addresses: [{', '.join(package_extra)}], " if package_extra else "")
-                + f"mount: {topology.LAB_MOUNT}, node: {node}}}",
+                + f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
                 "  members:"]
         out += [f"    - {host(m)}" for m in masters]
     out.append("clients:" if clients else "clients: []")

@@ -31,7 +31,9 @@ from reconciler.domain.serviceguard import (
     ClusterView,
     CmviewclParseError,
     parse_cmviewcl_line,
+    parse_cmviewcl_table,
 )
+from reconciler.driver.probeprogram import parse_version_line
 
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]
 
@@ -50,6 +52,14 @@ class CfrunHosts(Frozen):
     hosts: tuple[str, ...] = ()
     hostnamekeys: bool = False
     includes: tuple[str, ...] = ()
+
+
+class ProbeProgram(Frozen):
+    """csync's probe program on a host (driver/probeprogram.py): the plan identity's forced command."""
+
+    kind: PathKind = Field(description="the file at dsau.PROBE_PROGRAM: file, missing, ...")
+    version: int | None = Field(None, description="its version (None: no readable version line)")
+    digest: str | None = None
 
 
 class PackageFilesystem(Frozen):
@@ -112,10 +122,13 @@ class HostFacts(KeyStoreReader, Frozen):
     package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
+    cluster_format: Literal["line", "table"] | None = Field(
+        None, description="members only: the cmviewcl format read (table when the release refuses -f line)")
     package_fs: PackageFilesystem | None = None
     master_files: MasterFiles | None = None
     ssh_public_keys: tuple[SshKey, ...] = ()
     ssh_authorized: tuple[str, ...] = ()
+    probe_program: ProbeProgram | None = Field(None, description="None: not known (the probe did not say)")
     probe_seconds: float | None = None
 
 
@@ -148,6 +161,11 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         raise ProbeOutputError(f"not JSON ({e.msg} at byte {e.pos}; {len(stdout)} bytes)") from None
     if not isinstance(doc, dict) or doc.get("format") != 1:
         raise ProbeOutputError("not a csync probe document of format 1")
+    failed = probe_errors(doc)
+    if failed:
+        # A program that failed is never an empty answer: what it would have told is unknown,
+        # and so is everything decided from it (keys, inputs, package files...): the host's facts.
+        raise ProbeOutputError(failed)
     cf = _dict(doc, "cf")
     fields: dict = {
         "name": name,
@@ -173,11 +191,14 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
             fields["package_files"] = pkgfiles["count"] if pkgfiles.get("dir") == "dir" else 0
         sg = _dict(doc, "cmviewcl")
         lines = _lines(sg, "lines")
+        table = sg.get("format") == "table"
         if sg.get("rc") == 0:
             try:
-                fields["cluster"] = parse_cmviewcl_line(lines)
+                fields["cluster"] = parse_cmviewcl_table(lines) if table else parse_cmviewcl_line(lines)
+                fields["cluster_format"] = "table" if table else "line"
             except CmviewclParseError as e:
-                fields["cluster_error"] = f"cmviewcl output not understood: {e}"
+                what = "cmviewcl -v (table format, -f line refused)" if table else "cmviewcl -v -f line"
+                fields["cluster_error"] = f"{what} output not understood: {e}"
         else:
             detail = next((line for line in reversed(lines) if line.strip()), "")
             fields["cluster_error"] = f"cmviewcl failed (exit {sg.get('rc')}): {detail[:200]}"
@@ -208,7 +229,37 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
     fields["ssh_authorized"] = tuple(
         sorted({k.fingerprint for k in map(parse_ssh_key_line, _lines(ssh, "authorized")) if k})
     )
+    fields["probe_program"] = parse_program(doc.get("program"))
     return HostFacts(**fields)
+
+
+def parse_program(section: object) -> ProbeProgram | None:
+    """The probe's ``program`` section: the kind of the file at dsau.PROBE_PROGRAM and its
+    version line, if it has one."""
+    if not isinstance(section, dict):
+        return None
+    header = section.get("header")
+    found = None
+    if isinstance(header, list):
+        found = next((v for line in header if isinstance(line, str) and (v := parse_version_line(line))), None)
+    return ProbeProgram(kind=_kind(section.get("kind")), version=found[0] if found else None, digest=found[1] if found else None)
+
+
+def probe_errors(doc: dict) -> str:
+    """The programs that failed during the probe, as one message ('' when none did). A probe
+    without an "errors" list is refused: a probe of this format always prints one."""
+    errors = doc.get("errors")
+    if not isinstance(errors, list):
+        raise ProbeOutputError("section 'errors' missing or not a list (truncated output?)")
+    parts = []
+    for e in errors:
+        if not isinstance(e, dict):
+            raise ProbeOutputError("an error record is not an object")
+        message = str(e.get("message") or "no message")[:200]
+        parts.append(f"{e.get('tool')} failed (exit {e.get('status')}) reading {e.get('section')}: {message}")
+    if not parts:
+        return ""
+    return "probe: " + "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3 else "")
 
 
 def _dict(doc: dict, key: str) -> dict:

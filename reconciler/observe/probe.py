@@ -7,14 +7,16 @@ as facts with `reachable=False` and the reason.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from reconciler.desired.model import DesiredState, Host
-from reconciler.driver import commands
-from reconciler.driver.transport import Pool, TransportError, fan_out
-from reconciler.observe.facts import HostFacts, Role, parse_probe, unreachable
+from reconciler.domain import dsau
+from reconciler.driver import commands, probeprogram
+from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
+from reconciler.observe.facts import HostFacts, ProbeProgram, Role, parse_probe, parse_program, unreachable
 
 
 @dataclass
@@ -43,11 +45,46 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
     start = time.monotonic()
     try:
         session = pool.connect(host)
-        result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout)
+        if session.identity == "plan":
+            result = session.run_request(probeprogram.probe_request(state, role), timeout=state.access.command_timeout)
+            refused = program_refusal(host, role, result)
+            if refused is not None:
+                return refused
+        else:
+            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout)
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
+    except commands.UnsafeValue as e:
+        return unreachable(host.name, host.address, role, str(e), "probe")
     facts = parse_probe(host.name, host.address, role, result.stdout, result.exit_code, result.stderr, shared=shared)
     return facts.model_copy(update={"probe_seconds": round(time.monotonic() - start, 4)})
+
+
+def program_refusal(host: Host, role: Role, result: CommandResult) -> HostFacts | None:
+    """The facts of a host whose probe program did not run the probe: missing (the forced
+    command not found), another version (it answered its version line), or it refused the
+    request. Its other facts are unknown; the program's are known (plan its install)."""
+    where = dsau.PROBE_PROGRAM
+    if result.exit_code == 127:
+        return unreachable(host.name, host.address, role, f"the probe program {where} is not installed (the plan identity's "
+                           "forced command was not found); install it with csync bootstrap, or csync apply with the root identity",
+                           "probe-program").model_copy(update={"probe_program": ProbeProgram(kind="missing")})
+    if result.exit_code == probeprogram.EXIT_OTHER_PROGRAM:
+        try:
+            found = parse_program(json.loads(result.stdout.decode("utf-8", "replace")).get("program"))
+        except (ValueError, AttributeError):
+            found = None
+        if found is not None and found.version is not None:
+            newer = found.version > probeprogram.PROGRAM_VERSION
+            why = (f"its probe program is version {found.version}, newer than this csync's (version {probeprogram.PROGRAM_VERSION}): "
+                   "use the csync that installed it" if newer else
+                   f"its probe program is version {found.version} ({found.digest}), not this csync's (version "
+                   f"{probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()}): its facts are not read until it is upgraded")
+            return unreachable(host.name, host.address, role, why, "probe-program").model_copy(update={"probe_program": found})
+    if result.exit_code == probeprogram.EXIT_REFUSED:
+        return unreachable(host.name, host.address, role, f"the probe program refused the request: {result.stderr_text(200)}",
+                           "probe-program")
+    return None
 
 
 def probe_site(

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from reconciler import __version__
 from reconciler.domain.base import Frozen
+from reconciler.domain.preview import Preview
 from reconciler.errors import InvalidInput, StalePlan
-from reconciler.plan.kinds import spec_of
+from reconciler.plan.kinds import KINDS, spec_of
+
+# The kinds csync knows, as a type (validated by pydantic's core): their names come from
+# reconciler/plan/kinds.py.
+ActionKind = Literal.__getitem__(tuple(KINDS))
 
 FORMAT_VERSION = 1
 
@@ -34,7 +39,7 @@ def fingerprint(data: Any) -> str:
 
 class Action(Frozen):
     address: str = Field(description="the resource this action changes, e.g. client.web1.key[root-10.0.0.1.pub]")
-    kind: str = Field(description="one of the kinds of reconciler/plan/kinds.py")
+    kind: ActionKind = Field(description="one of the kinds of reconciler/plan/kinds.py")  # type: ignore[valid-type]
     host: str = Field(description="name of the host the action runs on")
     host_address: str
     command: str = Field(description="the command, as shown to the user")
@@ -46,12 +51,6 @@ class Action(Frozen):
     facts_fingerprint: str = ""
     expected: dict[str, Any] = Field(default_factory=dict, description="the state the action must leave")
     replaces: bool = False
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        spec_of(kind)  # ValueError naming the kinds csync knows
-        return kind
 
     @property
     def id(self) -> str:
@@ -75,12 +74,14 @@ class Plan(Frozen):
     git_commit: str | None = None
     cluster_key: str | None = Field(None, description="fingerprint of the cluster (or master) key")
     cluster_key_source: str | None = None
+    cluster_key_inferred: bool = Field(False, description="read from the members' own keys: apply confirms it on the package filesystem after starting the package")
     package_node: str | None = Field(None, description="the node that runs (or will run) the package")
     actions: tuple[Action, ...] = ()
     blocked: tuple[Finding, ...] = ()
     unknown: tuple[Finding, ...] = ()
     notices: tuple[Finding, ...] = ()
     cluster_operations: int = Field(0, description="actions that start, halt or reconfigure the package, or dispatch a member")
+    previews: tuple[Preview, ...] = Field((), description="Serviceguard's -t preview of each cluster operation (reconciler/domain/preview.py)")
     failover_ready_after: bool | None = None
     failover_notes: tuple[str, ...] = ()
 
@@ -117,6 +118,8 @@ class Plan(Frozen):
             parts.insert(1, f"{by['halt']} to halt")
         if by.get("regenerate"):
             parts.append("key regeneration")
+        if by.get("program"):
+            parts.append(f"{by['program']} probe program(s) to install")
         text = "Plan: " + ", ".join(parts) + "."
         if self.cluster_operations:
             text += f" {self.cluster_operations} cluster operation(s)."

@@ -20,15 +20,16 @@ from reconciler.desired.model import DesiredState
 from reconciler.domain.base import Frozen
 from reconciler.domain.keys import KeyFile, is_verified_copy, key_problem
 from reconciler.domain.package import member_problems
+from reconciler.domain.preview import PreviewRequest
 from reconciler.domain.serviceguard import PackageView
-from reconciler.driver import commands
-from reconciler.observe.facts import HostFacts
+from reconciler.driver import commands, probeprogram
+from reconciler.observe.facts import HostFacts, ProbeProgram
 
 if TYPE_CHECKING:
     from reconciler.plan.artefact import Action
 
 Facts = Mapping[str, HostFacts]
-Summary = Literal["start", "halt", "add", "remove", "regenerate"]
+Summary = Literal["start", "halt", "add", "remove", "regenerate", "program"]
 P = TypeVar("P", bound=Frozen)
 
 
@@ -71,6 +72,11 @@ class MirrorKeyParams(Frozen):
     source: str
 
 
+class ProbeProgramParams(Frozen):
+    version: int
+    digest: str
+
+
 # --- the facts an action is planned from (recorded by the planner, recomputed by apply) ----
 def key_state(key: KeyFile | None) -> dict:
     """The facts about one key file that an action is planned from (no key material)."""
@@ -107,6 +113,16 @@ def removal_precondition(file: str, current: KeyFile | None) -> dict:
     return {"file": file, "current": key_state(current)}
 
 
+def program_state(program: ProbeProgram | None) -> dict | None:
+    return None if program is None else {"kind": program.kind, "version": program.version, "digest": program.digest}
+
+
+def program_precondition(facts: HostFacts) -> dict:
+    """install-probe: the probe program as found (the plan identity reports it even when it
+    cannot probe; root's probe reads its version line)."""
+    return {"program": program_state(facts.probe_program)}
+
+
 # --- the spec ------------------------------------------------------------------------------
 Verdict = tuple[str | None, dict]  # (what is still wrong, or None; the verified facts)
 
@@ -125,6 +141,7 @@ class KindSpec(Generic[P]):
     reads: Callable[[DesiredState, Action, P], set[str]] | None = None  # default: the host it runs on
     touches: Callable[[DesiredState, Action, P], set[str]] | None = None
     verified_on: Callable[[DesiredState, Action, P], set[str]] | None = None
+    preview: Callable[[Action, P], PreviewRequest] | None = None  # Serviceguard's -t of it (domain/preview.py)
 
     def typed(self, params: Mapping[str, Any]) -> P:
         """The action's params as this kind's type; raises ValueError naming what is wrong."""
@@ -241,6 +258,21 @@ def _verify_mirrored(state: DesiredState, a: Action, p: MirrorKeyParams, facts: 
     return (f"{p.file} {problem}, not the key of {p.source} ({source.fingerprint})" if problem else None), seen
 
 
+def _install_probe(state: DesiredState, p: ProbeProgramParams) -> commands.RemoteCommand:
+    if (p.version, p.digest) != (probeprogram.PROGRAM_VERSION, probeprogram.program_digest()):
+        raise commands.UnsafeValue(f"the plan installs probe program version {p.version} ({p.digest}); this csync has version "
+                                   f"{probeprogram.PROGRAM_VERSION} ({probeprogram.program_digest()}): plan again with this csync")
+    return probeprogram.install()
+
+
+def _verify_program(state: DesiredState, a: Action, p: ProbeProgramParams, facts: Facts) -> Verdict:
+    found = facts[a.host].probe_program
+    seen = {"program": program_state(found)}
+    if found is None or found.kind != "file" or (found.version, found.digest) != (p.version, p.digest):
+        return f"the probe program is {program_state(found)}, not version {p.version} ({p.digest})", seen
+    return None, seen
+
+
 def _verify_removed(state: DesiredState, a: Action, p: RemoveKeyParams, facts: Facts) -> Verdict:
     present = p.file in facts[a.host].keys
     return (f"{p.file} is still there" if present else None), {"file": p.file, "absent": not present}
@@ -252,6 +284,7 @@ START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "start", p.package, p.node, a.host),
 )
 ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     "enable-switching", 0, "start", ("~", "yellow"), PackageParams, True,
@@ -259,6 +292,7 @@ ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "enable", p.package, a.host, a.host),
 )
 HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     "halt-package", 0, "halt", ("-", "red"), StartPackageParams, True,
@@ -266,6 +300,7 @@ HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     precondition_now=_package_now,
     verify=_verify_halted,
     touches=_cluster_wide,
+    preview=lambda a, p: PreviewRequest(a.id, "halt", p.package, p.node, a.host),
 )
 DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
     "dispatch-member", 1, "start", ("+", "green"), DispatchParams, True,
@@ -312,10 +347,19 @@ REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
     precondition_now=lambda s, a, p, f: removal_precondition(p.file, f[a.host].keys.get(p.file)),
     verify=_verify_removed,
 )
+# csync's own probe program (the plan identity's forced command), not a DSAU flow: first, so
+# that the next plan made with the plan identity can read the host whatever else fails.
+INSTALL_PROBE: KindSpec[ProbeProgramParams] = KindSpec(
+    "install-probe", 0, "program", ("~", "cyan"), ProbeProgramParams, False,
+    build=_install_probe,
+    precondition_now=lambda s, a, p, f: program_precondition(f[a.host]),
+    verify=_verify_program,
+)
 
 # In the order of DSAU's flows: within a wave, actions are listed in this order.
 KINDS: dict[str, KindSpec[Any]] = {k.name: k for k in (
-    START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, MIRROR_KEY, REMOVE_KEY,
+    INSTALL_PROBE, START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, MIRROR_KEY,
+    REMOVE_KEY,
 )}
 ORDER: dict[str, int] = {name: i for i, name in enumerate(KINDS)}
 
@@ -371,3 +415,9 @@ def verify(state: DesiredState, action: Action, facts: Facts) -> Verdict:
             return f"cannot verify: {name} is unreachable ({f.reason if f else 'not probed'})", {}
     spec = spec_of(action.kind)
     return spec.verify(state, action, spec.typed(action.params), facts)
+
+
+def preview_request(action: Action) -> PreviewRequest | None:
+    """What Serviceguard's -t preview of ``action`` is, or None for a kind it cannot preview."""
+    spec = spec_of(action.kind)
+    return spec.preview(action, spec.typed(action.params)) if spec.preview else None

@@ -10,6 +10,7 @@ from reconciler.domain import dsau
 from reconciler.domain.inventory import KeyInventory, parse_inventory
 from reconciler.domain.keys import KeyFile, key_problem, peer_address, peer_hostname, peer_ip
 from reconciler.domain.package import decide_package, infer_cluster_key, inputs_lag, member_problems
+from reconciler.driver.probeprogram import PROGRAM_VERSION, program_digest
 from reconciler.plan import kinds
 from reconciler.plan.artefact import Finding
 from reconciler.plan.site import HostView, PredictedSite
@@ -20,7 +21,7 @@ from reconciler.plan.site import HostView, PredictedSite
 def plan_package(site: PredictedSite) -> None:
     pkg = site.state.package
     address = f"package.{pkg.name}"
-    d = decide_package(site.state, {name: v.facts for name, v in site.views.items()})
+    d = decide_package(site.state, {name: v.facts for name, v in site.views.items()}, site.refused)
     site.decision = d
     for note in d.notes:
         site.find(note.level, note.address, note.message, note.host)
@@ -612,3 +613,36 @@ def read_inventory(site: PredictedSite) -> None:
         site.notices.append(Finding(address="site.inventory", message=(
             f"the site's inventory has {site.inventory.legacy} address line(s) of csync's first format, which prove no key file's "
             f"ownership and are ignored; the next apply rewrites it")))
+
+
+# --- csync's probe program -----------------------------------------------------------------
+
+
+def plan_probe_program(site: PredictedSite) -> None:
+    """Where the plan identity is configured: install csync's probe program (its forced
+    command) where it is missing, and replace it where it differs from this csync's and is
+    not newer. A host whose program is known but not its other facts (the plan identity
+    could not probe it) gets the action too: that is how such a host becomes readable."""
+    want = (PROGRAM_VERSION, program_digest())
+    for host in site.state.all_hosts:
+        facts = site.facts.get(host.name)
+        found = facts.probe_program if facts is not None else None
+        if facts is None or found is None or site.state.access.for_host(host.name).plan_identity_file is None:
+            continue
+        if found.kind == "file" and (found.version, found.digest) == want:
+            continue
+        address = f"{site.host_address(host.name)}.probe"
+        where = dsau.PROBE_PROGRAM
+        if found.version is not None and found.version > PROGRAM_VERSION:
+            site.notices.append(Finding(address=address, host=host.name, message=f"{where} is version {found.version}, newer than this "
+                                        f"csync's ({PROGRAM_VERSION}): left alone; plan with the csync that installed it"))
+            continue
+        if found.kind in ("dir", "other"):
+            site.blocked.append(Finding(address=address, host=host.name, message=f"{where} is {'a directory' if found.kind == 'dir' else 'not a file'}: "
+                                        "csync does not replace it; remove it, then plan again"))
+            continue
+        what = ("missing" if found.kind == "missing" else "a symbolic link" if found.kind == "symlink"
+                else f"version {found.version} ({found.digest})" if found.version is not None else "a file without a version line")
+        site.add(kinds.INSTALL_PROBE, address, host, kinds.ProbeProgramParams(version=want[0], digest=want[1]),
+                 f"csync's probe program (the plan identity's forced command) is {what}; this csync's is version {want[0]} ({want[1]})",
+                 precondition=kinds.program_precondition(facts), expected={"program": {"version": want[0], "digest": want[1]}})

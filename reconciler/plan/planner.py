@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from reconciler.desired.model import DesiredState
 from reconciler.domain import dsau
+from reconciler.domain.preview import Preview, refusals
 from reconciler.observe.facts import HostFacts
 from reconciler.plan import kinds, phases
 from reconciler.plan.artefact import Plan
 from reconciler.plan.site import PredictedSite
 
 
-def _through_members(state: DesiredState, facts: Mapping[str, HostFacts]) -> PredictedSite:
+def _through_members(state: DesiredState, facts: Mapping[str, HostFacts], previews: tuple[Preview, ...] = ()) -> PredictedSite:
     """The predicted site after the package and member phases (the key phase comes next)."""
-    site = PredictedSite(state, facts)
+    site = PredictedSite(state, facts, refused=refusals(previews))
     if state.is_cluster:
         phases.plan_package(site)
     phases.determine_cluster_key(site)
@@ -52,14 +53,19 @@ def _collector_paused():
             gc.enable()
 
 
-def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None) -> Plan:
-    """The plan that would bring the hosts described by ``facts`` to ``state``."""
+def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None,
+              previews: Iterable[Preview] = ()) -> Plan:
+    """The plan that would bring the hosts described by ``facts`` to ``state``. ``previews``:
+    Serviceguard's predictions of the cluster operations of the plan made from the same facts
+    (reconciler/pipeline.py): an operation a preview does not confirm is blocked, and what
+    depends on it is not planned."""
     with _collector_paused():
-        return _make_plan(state, facts, git_commit)
+        return _make_plan(state, facts, git_commit, tuple(sorted(previews, key=lambda p: p.action)))
 
 
-def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: str | None) -> Plan:
-    site = _through_members(state, facts)
+def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: str | None, previews: tuple[Preview, ...]) -> Plan:
+    site = _through_members(state, facts, previews)
+    phases.plan_probe_program(site)
     phases.plan_keys(site)
     phases.plan_prune(site)
     key = lambda f: (f.address, f.host or "", f.message)
@@ -71,14 +77,16 @@ def _make_plan(state: DesiredState, facts: Mapping[str, HostFacts], git_commit: 
         git_commit=git_commit,
         cluster_key=site.cluster_key.fingerprint if site.cluster_key else None,
         cluster_key_source=site.cluster_key_source,
+        cluster_key_inferred=site.cluster_key_inferred,
         package_node=site.package_node,
         actions=actions,
         cluster_operations=sum(1 for a in actions if kinds.spec_of(a.kind).cluster_op),
+        previews=previews,
         blocked=tuple(sorted(site.blocked, key=key)),
         unknown=tuple(sorted(site.unknown, key=key)),
         notices=tuple(sorted(site.notices, key=key)),
-        failover_ready_after=after.failover_ready,
-        failover_notes=after.reasons,
+        failover_ready_after=None if after.unsure else after.failover_ready,
+        failover_notes=after.unsure + after.reasons,
     )
 
 

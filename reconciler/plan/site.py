@@ -108,6 +108,7 @@ class PredictedSite:
     desired_cache: dict | None = None
     peers_cache: dict | None = None  # phases.declared_peers, once
     dispatched: dict[str, str] = field(default_factory=dict)  # member -> dispatch action id
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)  # operations Serviceguard's preview does not confirm
     inventory: KeyInventory | None = None  # the site's inventory (None: it cannot be read)
     inventory_error: str | None = None  # why it cannot be read
 
@@ -177,7 +178,7 @@ class PredictedSite:
         predicted: dict = {name: _Predicted(v.facts, v.keys) for name, v in self.views.items()}
         for f in self.facts.values():
             predicted.setdefault(f.name, f)
-        report = trust_report(self.state, predicted, package_node=self.package_node)
+        report = trust_report(self.state, predicted, package_node=self.package_node, after=self.decision)
         if any(a.kind == kinds.REGENERATE_KEYS.name for a in self.actions):
             return dataclasses.replace(report, failover_ready=False, reasons=("keys are regenerated: readiness is known after apply",))
         return report

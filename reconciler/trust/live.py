@@ -51,7 +51,9 @@ CFRUN_CHATTER = re.compile(
     r"^(WARNING - You do not have a public key from host \S+ = \S*"
     r"|\s+Do you want to accept one on trust\? \(yes/no\)"
     r"|Please reply yes or no\.\.\.\(.*\)"
-    r"|Accepting public key from \S+)$"
+    r"|Accepting public key from \S+"
+    # [src] cfrun.c main: the banner each child prints before polling its host
+    r"|cfrun\(\d+\):\s+\.+ \[ Hailing \S+ \] \.+)$"
 )
 
 # Which predicted cause kinds explain a live complaint about the same file on the same host.
@@ -366,7 +368,7 @@ def compare(report: TrustReport, live: LiveReport) -> list[Disagreement]:
 def verdict(report: TrustReport, live: LiveReport | None, disagreements: list[Disagreement]) -> tuple[bool, tuple[str, ...]]:
     """(failover-ready, why not): the prediction's, and with live checks, also that they ran
     completely and agree with it (a prediction the site contradicts proves nothing)."""
-    reasons = list(report.reasons)
+    reasons = [f"unknown: {u}" for u in report.unsure] + list(report.reasons)
     if live is not None:
         if disagreements:
             reasons.append(f"{len(disagreements)} live check(s) disagree with the prediction ({SUFFIX})")

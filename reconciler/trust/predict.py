@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from reconciler.desired.model import DesiredState
 from reconciler.domain import dsau
-from reconciler.domain.package import infer_cluster_key, package_server
+from reconciler.domain.package import PackageDecision, decide_package, failover, infer_cluster_key, package_server
 from reconciler.observe.facts import HostFacts
 
 # What is wrong with the file a check reads (Cause.kind).
@@ -130,6 +130,7 @@ class TrustReport:
     cfagent: dict[str, Check]  # client -> check (against server_address)
     takeover: tuple[MemberReadiness, ...]
     reasons: tuple[str, ...] = ()
+    unsure: tuple[str, ...] = ()  # why readiness is unknown (a node the desired state does not declare)
     cluster_key: str | None = None
     package: str | None = None  # the csync package's name; None for a standalone master
     server: str | None = None  # the host answering at server_address (None: the package is not running)
@@ -197,6 +198,28 @@ def _names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + ("..." if len(names) > shown else "")
 
 
+def _serviceguard_side(state: DesiredState, facts: Mapping[str, HostFacts], server: str | None, after: PackageDecision | None,
+                       takeover: list[MemberReadiness], reasons: list[str], unsure: list[str]) -> None:
+    """Failover needs more than keys: global switching enabled, and an adoptive node that is
+    up, in the package's node list, enabled for the package, and configured."""
+    d = after if after is not None else decide_package(state, facts)
+    if d.view is None or d.cluster is None:
+        return
+    if after is not None:
+        runs, runs_on, switching = d.runs_after, d.node or d.owner, bool(d.switching_after)
+    else:
+        runs, runs_on, switching = d.running, d.owner, d.view.autorun == "enabled"
+    if d.owner and d.owner not in {m.name for m in state.members}:
+        unsure.append(f"the package runs on {d.owner}, which the desired state does not declare")
+    f = failover(state, d.view, d.cluster, runs_on=runs_on, runs=runs, switching=switching)
+    reasons.extend(b for b in f.blockers if runs or server is not None)  # "not running" is said once, below
+    if f.undeclared:
+        unsure.append(f"the package can fail over to {', '.join(f.undeclared)}, which the desired state does not declare")
+    maybe = {t.member for t in takeover if t.can_take_over is not False}
+    if runs and f.adoptive and not maybe & set(f.adoptive):
+        reasons.append(f"no adoptive node ({', '.join(f.adoptive)}) is configured to take over")
+
+
 def _written(facts: HostFacts | None) -> tuple[dict[str, str], bool]:
     """How a member's cfrun.hosts writes each host (lower-case first label or address -> as
     written), and whether it has hostnamekeys."""
@@ -211,9 +234,12 @@ def _is_address(text: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() for p in parts)
 
 
-def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None) -> TrustReport:
+def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None,
+                 after: PackageDecision | None = None) -> TrustReport:
     """Predict every cfrun (member, from each of its addresses -> client), every cfagent
-    (client -> each master address) and each member's readiness to take over the package."""
+    (client -> each master address) and each member's readiness to take over the package.
+    ``after``: the planner's decision, when the report is of the site as a plan leaves it
+    (else the package is read as it is now)."""
     masters = state.master_hosts
     server_address = state.package.address if state.is_cluster else state.standalone_host.address
     if state.is_cluster and package_node is None:
@@ -329,7 +355,8 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             unknown = list(dict.fromkeys(unchecked))
             takeover.append(MemberReadiness(member=m.name, can_take_over=None, problems=(
                 f"cannot check the key of {len(unknown)} client(s) whose own key is unknown: {_names(unknown)}",)))
-    reasons = []
+    reasons: list[str] = []
+    unsure: list[str] = []
     unreachable = {h.name: (f.reason if f else "not probed") or "unreachable"
                    for h in state.all_hosts if (f := facts.get(h.name)) is None or not f.reachable}
     if unreachable:
@@ -349,10 +376,13 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
     bad_cfrun = sum(1 for row in cfrun.values() for chk in row.values() if chk.ok is not True)
     if state.keys.cfrun == "all-members" and bad_cfrun:
         reasons.append(f"{bad_cfrun} cfrun pair(s) would fail or are unknown")
+    if state.is_cluster:
+        _serviceguard_side(state, facts, server, after, takeover, reasons, unsure)
     agent_columns = [Column("cfagent" if a == server_address else f"cfagent@{a}", "cfagent", None, a) for a in state.server_addresses]
     return TrustReport(
         site=state.site,
-        failover_ready=not reasons,
+        failover_ready=not reasons and not unsure,
+        unsure=tuple(unsure),
         server_address=server_address,
         package_node=package_node,
         members=tuple(m.name for m in masters),

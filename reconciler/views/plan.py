@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from reconciler.domain.preview import Preview
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
+from reconciler.views.grouping import Group, compress, group_actions
 from reconciler.views.style import Styler, finding_line, styler
 
 
@@ -18,8 +20,9 @@ def _symbol(a: Action) -> tuple[str, str]:
     return ("-/+", "yellow") if a.replaces else spec_of(a.kind).symbol
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
-    """Terraform-like text: actions grouped by wave, each with host, command and why."""
+def render_text(plan: Plan, *, color: bool = False, detail: bool = False) -> str:
+    """Terraform-like text: the cluster operations first, then the actions by wave, alike
+    actions as one group (``detail``: one block per action), each with host, command and why."""
     style = styler(color)
     out: list[str] = []
     if plan.cluster_key:
@@ -28,33 +31,48 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         out.append(f"Package node: {plan.package_node}")
     if out:
         out.append("")
+    cluster_ops = plan.cluster_actions()
+    refused = _refused(plan)
+    if cluster_ops or refused:
+        out.append(style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
+                   "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):")
+        for a in cluster_ops:
+            out.append(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}")
+            out.extend(_text_lines(_preview_lines(a, _preview_of(plan, a))))
+        for p in refused:
+            out.append(f"  {style('x', fg='red', bold=True)} {p.action} on {p.host}: not planned (blocked by Serviceguard's preview)")
+            out.extend(_text_lines(_preview_lines(None, p)))
+        out.append("")
     if not plan.actions:
         out.append(style("No changes.", bold=True) + (" The site matches its desired state." if plan.clean else ""))
     for number, wave in enumerate(plan.waves(), 1):
         out.append(style(f"Wave {number}", bold=True) + f" ({len(wave)} action{'s' * (len(wave) != 1)})")
-        for a in wave:
+        groups = [Group((a,)) for a in wave] if detail else _ordered(group_actions(wave))
+        for g in groups:
+            a = g.first
             sym, colour = _symbol(a)
-            out.append(f"  {style(sym, fg=colour, bold=True)} {style(a.address, bold=True)}  [{a.kind}]")
-            out.append(f"      on:   {a.host} ({a.host_address})")
+            count = "" if g.single else f" x {len(g.actions)}"
+            out.append(f"  {style(sym, fg=colour, bold=True)} {style(g.address, bold=True)}  [{a.kind}{count}]")
+            out.append(f"      on:   {a.host} ({a.host_address})" if g.single else f"      on:   {compress(g.hosts)} ({len(g.actions)} hosts)")
             out.append(f"      run:  {a.command}")
             out.append(f"      why:  {a.reason}")
-            if a.depends_on:
-                out.append(f"      after: {', '.join(a.depends_on)}")
-        out.append("")
-    cluster_ops = plan.cluster_actions()
-    if cluster_ops:
-        out.append(style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
-                   "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):")
-        out.extend(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}" for a in cluster_ops)
+            after = sorted({d for x in g.actions for d in x.depends_on})
+            if after:
+                out.append(f"      after: {', '.join(after)}")
         out.append("")
     out.extend(_findings("Blocked (cannot be planned until fixed)", plan.blocked, style, "red"))
     out.extend(_findings("Unknown (not probed; never assumed converged)", plan.unknown, style, "yellow"))
     out.extend(_findings("Notices", plan.notices, style, "cyan"))
     out.append(style(plan.summary(), bold=True))
-    if plan.failover_ready_after is not None:
-        out.append(f"After apply: failover-ready: {'yes' if plan.failover_ready_after else 'no'}")
+    if plan.failover_ready_after is not None or plan.failover_notes:
+        out.append(f"After apply: failover-ready: {_readiness(plan.failover_ready_after)}")
         out.extend(f"  - {n}" for n in plan.failover_notes)
     return "\n".join(out) + "\n"
+
+
+def _ordered(groups: list[Group]) -> list[Group]:
+    """Cluster operations and single actions first, then the groups (stable otherwise)."""
+    return sorted(groups, key=lambda g: (not spec_of(g.first.kind).cluster_op, not g.single))
 
 
 def _findings(title: str, items: Iterable[Finding], style: Styler, colour: str) -> list[str]:
@@ -66,8 +84,23 @@ def _findings(title: str, items: Iterable[Finding], style: Styler, colour: str) 
     return lines + [""]
 
 
-def render_markdown(plan: Plan) -> str:
-    """The plan as a pull-request comment."""
+# A pull-request comment: GitHub refuses one over 65,536 characters.
+MARKDOWN_LIMIT = 60_000
+HOSTS_INLINE = 8  # host lists longer than this (after ranges) fold into <details>
+
+
+def render_markdown(plan: Plan, *, limit: int = MARKDOWN_LIMIT) -> str:
+    """The plan as a pull-request comment, alike actions grouped, never longer than ``limit``
+    characters: past it, host lists go first, then groups, and the comment says what was
+    left out and that the JSON plan is the whole of it."""
+    for hosts, max_groups in ((True, None), (False, None), (False, 200), (False, 50), (False, 10)):
+        text = _markdown(plan, hosts=hosts, max_groups=max_groups)
+        if len(text) <= limit:
+            return text
+    return text[: limit - 200] + "\n\n*(cut at the size limit of a comment: the full plan is the JSON artefact)*\n"
+
+
+def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
     out = [f"### csync plan for site `{plan.site}`", "", f"**{plan.summary()}**", ""]
     meta = [f"desired state `{plan.desired_state_digest}`"]
     if plan.git_commit:
@@ -77,25 +110,101 @@ def render_markdown(plan: Plan) -> str:
     if plan.package_node:
         meta.append(f"package node `{plan.package_node}`")
     out += [" · ".join(meta), ""]
-    if plan.failover_ready_after is not None:
-        out += [f"Failover-ready after apply: **{'yes' if plan.failover_ready_after else 'no'}**", ""]
-    if not plan.actions:
-        out += ["No changes.", ""]
-    for number, wave in enumerate(plan.waves(), 1):
-        out += [f"#### Wave {number}", "", "| | address | kind | host | command | why |", "|---|---|---|---|---|---|"]
-        for a in wave:
-            out.append(f"| `{_symbol(a)[0]}` | `{a.address}` | {a.kind} | {a.host} | `{_md(a.command)}` | {_md(a.reason)} |")
-        out.append("")
+    if plan.failover_ready_after is not None or plan.failover_notes:
+        out += [f"Failover-ready after apply: **{_readiness(plan.failover_ready_after)}**", ""]
     cluster_ops = plan.cluster_actions()
-    if cluster_ops:
+    refused = _refused(plan)
+    if cluster_ops or refused:
         out += ["#### Cluster operations", "", "These start, halt or reconfigure the package, or dispatch a member. Review them: "
                 "`csync apply --auto-approve` runs them only with `--allow-cluster-ops`; a saved plan runs as it is.", ""]
-        out += [f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`" for a in cluster_ops] + [""]
+        for a in cluster_ops:
+            out.append(f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`")
+            out += _md_lines(_preview_lines(a, _preview_of(plan, a)))
+        for p in refused:
+            out.append(f"- **not planned**: `{p.action}` on {p.host}, blocked by Serviceguard's preview")
+            out += _md_lines(_preview_lines(None, p))
+        out.append("")
+    if not plan.actions:
+        out += ["No changes.", ""]
+    shown = left_groups = left_hosts = 0
+    for number, wave in enumerate(plan.waves(), 1):
+        groups = _ordered(group_actions(wave))
+        out += [f"#### Wave {number}", "", "| | address | kind | hosts | command | why |", "|---|---|---|---|---|---|"]
+        for g in groups:
+            if max_groups is not None and shown >= max_groups and not spec_of(g.first.kind).cluster_op:
+                left_groups += 1
+                continue
+            shown += 1
+            a = g.first
+            listed = compress(g.hosts)
+            if g.single:
+                where = a.host
+            elif not hosts:
+                where, left_hosts = f"{len(g.actions)} hosts", left_hosts + 1
+            elif listed.count(",") >= HOSTS_INLINE:
+                where = f"<details><summary>{len(g.actions)} hosts</summary>{_md(listed)}</details>"
+            else:
+                where = f"{_md(listed)} ({len(g.actions)})"
+            out.append(f"| `{_symbol(a)[0]}` | `{_md(g.address)}` | {a.kind} | {where} | `{_md(a.command)}` | {_md(a.reason)} |")
+        out.append("")
+    if left_hosts or left_groups:
+        what = []
+        if left_hosts:
+            what.append(f"the host lists of {left_hosts} group(s)")
+        if left_groups:
+            what.append(f"{left_groups} group(s) of actions")
+        out += [f"> **Left out to fit a comment:** {' and '.join(what)}. Every cluster operation is listed above; the "
+                f"whole plan, per action, is the JSON plan file (`csync plan --out PLANFILE`, or `csync show PLANFILE`).", ""]
     for title, items in (("Blocked", plan.blocked), ("Unknown", plan.unknown), ("Notices", plan.notices)):
         if items:
             out += [f"#### {title}", ""] + [f"- `{f.address}`{f' on {f.host}' if f.host else ''}: {_md(f.message)}" for f in items] + [""]
     out.append("<details><summary>Plan file</summary>\n\nApply exactly this plan with `csync apply PLANFILE`.\n</details>")
     return "\n".join(out) + "\n"
+
+
+def _preview_of(plan: Plan, a: Action) -> Preview | None:
+    return next((p for p in plan.previews if p.action == a.id), None)
+
+
+def _refused(plan: Plan) -> list[Preview]:
+    """Previews whose operation the plan does not hold: Serviceguard did not confirm it."""
+    planned = {a.id for a in plan.actions}
+    return [p for p in plan.previews if p.blocks and p.action not in planned]
+
+
+def _preview_lines(a: Action | None, p: Preview | None) -> list[tuple[str, str, str]]:
+    """(label, what is predicted, a note) lines showing Serviceguard's prediction of a cluster
+    operation beside csync's."""
+    if p is None:
+        if a is not None and spec_of(a.kind).preview is None:
+            return [("Serviceguard:", "", "no preview (not a Serviceguard command)")]
+        return [("Serviceguard:", "", "not previewed")]
+    if p.agrees is None:
+        return [("Serviceguard:", "", p.verdict)]
+    where = f"{p.command} on {p.host}" + (f", {p.release}" if p.release else "")
+    if p.exit_code == 0:
+        said, label = ", ".join(p.predicted) or "no change", "Serviceguard predicts:"
+        how = "agrees" if p.agrees else "DISAGREES: blocked"
+    else:
+        said, label, how = p.verdict, "Serviceguard:", "blocked"
+    return [("csync predicts:", ", ".join(p.expected) or "no change", ""), (label, said, f"{where}: {how}")]
+
+
+def _text_lines(lines: list[tuple[str, str, str]]) -> list[str]:
+    return [f"      {label:<22} {said}{'  (' + note + ')' if said and note else note}" for label, said, note in lines]
+
+
+def _md_lines(lines: list[tuple[str, str, str]]) -> list[str]:
+    return [f"  - {label} {_code(said) if said else ''}{' (' + _md(note) + ')' if said and note else _md(note)}" for label, said, note in lines]
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code in markdown (no backtick of a host's message can end it)."""
+    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
+
+
+def _readiness(ready: bool | None) -> str:
+    return "unknown" if ready is None else "yes" if ready else "no"
 
 
 def _md(text: str) -> str:

@@ -55,6 +55,12 @@ class Task:
         if self.total is not None and self.done >= self.total and self.seconds is None:
             self.seconds = time.monotonic() - self.started
 
+    def describe(self, label: str) -> None:
+        """Change what the bar says (a live count, for instance)."""
+        self.label = label
+        if self._rich is not None and self._id is not None:
+            self._rich.update(self._id, description=label)
+
     def line(self) -> str:
         seconds = self.seconds if self.seconds is not None else time.monotonic() - self.started
         of = f"/{self.total}" if self.total is not None else ""

@@ -9,6 +9,7 @@ each test starts from the fresh scenario.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -48,11 +49,28 @@ def lab(module_lab):
     return module_lab
 
 
+BANNER = re.compile(r"^cfrun\((\d+)\):         \.{10} \[ Hailing (\S+) \] \.{10}$")
+
+
+def unbanner(text: str) -> str:
+    """cfrun's output less the banner each child prints first ([src] cfrun.c main)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not BANNER.match(line.rstrip("\n")))
+
+
 def sh(lab: Lab, host: str, line: str, timeout: float = 60) -> str:
-    """Run a shell line in ``host``; it must exit 0 (cfrun always does); its stdout."""
+    """Run a shell line in ``host``; it must exit 0 (cfrun always does); its stdout, less
+    cfrun's "Hailing" banners."""
     done = lab.exec(host, line, timeout=timeout)
     assert done.returncode == 0, f"{host}$ {line}: exit {done.returncode}\n{done.stdout}{done.stderr}"
-    return done.stdout
+    return unbanner(done.stdout)
+
+
+def test_each_polled_host_comes_after_cfengine_2s_hailing_banner(lab):
+    out = lab.exec("node1", "cfrun").stdout.splitlines()
+    banners = [(i, m.group(2)) for i, m in enumerate(map(BANNER.match, out)) if m]
+    assert [h for _, h in banners][:2] == ["client1", "client2"]
+    for i, host in banners:  # cfrun.hosts has maxchild 1: one child after the other, slot 0
+        assert out[i].startswith("cfrun(0):") and out[i + 1] == f"cfrun {host}: ok"
 
 
 def key(lab: Lab, host: str, name: str) -> bytes:
@@ -98,14 +116,14 @@ def test_without_T_cfrun_asks_and_reads_stdin_until_yes_or_no(lab):
     start = time.monotonic()
     done = lab.exec("node1", "timeout 4 cfrun client1 </dev/null")
     assert done.returncode == 124 and time.monotonic() - start >= 4  # killed by timeout(1)
-    assert done.stdout.startswith(f"{warning}{QUESTION}Please reply yes or no...()\nPlease reply yes or no...()\n")
+    assert unbanner(done.stdout).startswith(f"{warning}{QUESTION}Please reply yes or no...()\nPlease reply yes or no...()\n")
 
     # Each child takes all the input there is for its own question: answers written in
     # advance answer the first question only.
     sh(lab, "node1", f"rm {PP}/root-{CLIENT2}.pub")
     done = lab.exec("node1", "printf 'no\\nno\\n' | timeout 4 cfrun client1 client2")
     assert done.returncode == 124
-    lines = done.stdout.splitlines()
+    lines = unbanner(done.stdout).splitlines()
     assert any(line.startswith("--> cfrun client1: Not authorized") for line in lines)
     assert f"WARNING - You do not have a public key from host client2 = {CLIENT2}" in lines
     assert lines[-1].removeprefix("--> ") == "Please reply yes or no...()"

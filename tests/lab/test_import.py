@@ -15,6 +15,7 @@ from reconciler.domain import dsau
 from reconciler.lab.runtime import key_dir
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -24,9 +25,11 @@ def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def topology(state) -> dict:
-    """What import declares about the site (not the policy choices nor the access)."""
+    """What import declares about the site (not the policy choices, the intent nor the access)."""
+    master = state.master.model_dump(mode="json")
+    master.get("package", {}).pop("state", None)
     return {
-        "master": state.master.model_dump(mode="json"),
+        "master": master,
         "clients": [c.model_dump(mode="json") for c in state.clients],
         "cfrun": state.keys.cfrun,
     }
@@ -64,12 +67,19 @@ def test_import_of_the_seed_lab_describes_the_site_as_it_is(reseed, tmp_path):
     # from node3: the member added while the package was down, with an empty key store
     r = csync(tmp_path, "import", "--from", "127.0.10.3", "--access", str(lab.desired_state_path), "-o", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "package csync is down (halted)" in r.stderr
+    assert "written as state: halted" in r.stderr
     imported, lab_state = load_desired_state([out]), load_desired_state([lab.desired_state_path])
     # every member Serviceguard knows (node3 too), the package, and the clients of the key store
     assert topology(imported) == topology(lab_state)
-    # The format declares a running package and consistent keys, so what plan shows on the
-    # imported file is exactly what the site lacks, the same as from the lab's own file ...
+    # The package was found halted: the import says so, and its first plan starts nothing,
+    # dispatches nothing and spreads no key it cannot confirm ...
+    assert imported.package.state == "halted"
+    halted = plan_json(tmp_path, out)
+    assert not {a["kind"] for a in halted["actions"]} & {"start-package", "dispatch-member", "copy-key"}
+    assert any("waits for the package" in n["message"] for n in halted["notices"])
+    # ... until the administrator says the package runs: then what plan shows is exactly what
+    # the site lacks, the same as from the lab's own file ...
+    out.write_text(out.read_text().replace("state: halted", "state: running"))
     ours, theirs = plan_json(tmp_path, out), plan_json(tmp_path, lab.desired_state_path)
     assert [a["address"] for a in ours["actions"]] == [a["address"] for a in theirs["actions"]]
     assert {a["kind"] for a in ours["actions"]} == {"start-package", "dispatch-member", "copy-key"}

@@ -53,6 +53,11 @@ def out(lab: Lab, host: str, command: str) -> str:
     return run(lab, host, command).stdout
 
 
+def cfrun_out(lab: Lab, host: str, command: str) -> str:
+    """cfrun's answer lines without cfengine 2's per-host 'Hailing' banner (src/cfrun.c)."""
+    return "".join(line for line in out(lab, host, command).splitlines(keepends=True) if "[ Hailing " not in line)
+
+
 def cluster_line(lab: Lab, host: str = "node1"):
     return parse_cmviewcl_line(out(lab, host, "cmviewcl -v -f line").splitlines())
 
@@ -286,7 +291,7 @@ def test_isolate_stops_answering_and_restore_brings_the_host_back(lab):
     finally:
         lab.restore("client2")
     assert ssh_run(lab, CLIENT2, "hostname") == "client2\n"
-    assert out(lab, "node1", "cfrun client2") == "cfrun client2: ok\n"
+    assert cfrun_out(lab, "node1", "cfrun client2") == "cfrun client2: ok\n"
 
 
 def test_reseed_restores_files_and_hosts_without_restarting_sshd(lab):
@@ -363,7 +368,7 @@ def test_standalone_master(lab_factory):
     assert set(keys) == {"localhost.priv", "localhost.pub", "root-127.0.10.1.pub", f"root-{CLIENT1}.pub", f"root-{CLIENT2}.pub"}
     assert keyfiles(lab, "client1")["root-127.0.10.1.pub"] == keys["localhost.pub"]
     assert lab.host_path("master", f"{dsau.STANDALONE_MASTER_INPUTS}/update.conf").read_text().count("127.0.10.1 )") == 1
-    assert out(lab, "master", "cfrun") == "cfrun client1: ok\ncfrun client2: ok\n"
+    assert cfrun_out(lab, "master", "cfrun") == "cfrun client1: ok\ncfrun client2: ok\n"
     assert out(lab, "client2", "cfagent") == "cfagent 127.0.10.1: ok\n"
     state = load_desired_state([lab.desired_state_path])
     assert state.master.mode == "standalone" and state.master.host.name == "master"
@@ -507,11 +512,11 @@ def test_the_dispatcher_configures_a_member_only_on_the_node_running_the_package
     assert lab.host_path("node3", f"{dsau.CFENGINE_DIR}/cfservd.started").exists()
 
     # The manual's next step: cfrun from the new member fails until clients hold its key...
-    assert out(lab, "node3", "cfrun client3") == (f"cfrun client3: BAD: key could not be accepted on trust "
+    assert cfrun_out(lab, "node3", "cfrun client3") == (f"cfrun client3: BAD: key could not be accepted on trust "
                                                   f"[remote {PPKEYS}/root-127.0.10.3.pub missing]\n")
     # ...and copying an existing member's key to the new member's name is enough.
     run(lab, "client3", f"cd {PPKEYS} && cp root-127.0.10.1.pub root-127.0.10.3.pub")
-    assert out(lab, "node3", "cfrun client3") == "cfrun client3: ok\n"
+    assert cfrun_out(lab, "node3", "cfrun client3") == "cfrun client3: ok\n"
 
 
 def test_the_wizard_regenerates_every_key_or_changes_nothing(lab):
@@ -550,31 +555,31 @@ def test_csshsetup_authorises_this_hosts_root_key(lab):
 
 def test_cfrun_needs_the_clients_key_on_the_member_and_the_members_key_on_the_client(lab):
     # cfrun.hosts (in the inputs) names the clients; cfrun always exits 0 (cfengine 2's src/cfrun.c)
-    assert out(lab, "node2", "cfrun client1 client2 client3") == "cfrun client1: ok\ncfrun client2: ok\ncfrun client3: ok\n"
+    assert cfrun_out(lab, "node2", "cfrun client1 client2 client3") == "cfrun client1: ok\ncfrun client2: ok\ncfrun client3: ok\n"
 
     run(lab, "node2", f"mv {PPKEYS}/root-{CLIENT1}.pub /tmp/saved.pub")
-    assert out(lab, "node2", "echo no | cfrun client1 client2") == (
+    assert cfrun_out(lab, "node2", "echo no | cfrun client1 client2") == (
         f"WARNING - You do not have a public key from host client1 = {CLIENT1}\n"
         "          Do you want to accept one on trust? (yes/no)\n\n"
         f"--> cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
         f"[local {PPKEYS}/root-{CLIENT1}.pub missing]\n"
         "cfrun client2: ok\n")
     run(lab, "node2", f"cp {PPKEYS}/root-{CLIENT2}.pub {PPKEYS}/root-{CLIENT1}.pub")  # another client's key
-    assert out(lab, "node2", "cfrun client1") == \
+    assert cfrun_out(lab, "node2", "cfrun client1") == \
         f"cfrun client1: Challenge response from server client1/{CLIENT1} was incorrect! [local {PPKEYS}/root-{CLIENT1}.pub mismatch]\n"
     run(lab, "node2", f"mv /tmp/saved.pub {PPKEYS}/root-{CLIENT1}.pub")
-    assert out(lab, "node2", "cfrun client1") == "cfrun client1: ok\n"
+    assert cfrun_out(lab, "node2", "cfrun client1") == "cfrun client1: ok\n"
 
     run(lab, "client1", f"rm {PPKEYS}/root-127.0.10.2.pub")
-    assert out(lab, "node2", "cfrun client1") == \
+    assert cfrun_out(lab, "node2", "cfrun client1") == \
         f"cfrun client1: BAD: key could not be accepted on trust [remote {PPKEYS}/root-127.0.10.2.pub missing]\n"
-    assert out(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"  # node1's key is still there
+    assert cfrun_out(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"  # node1's key is still there
     run(lab, "client1", f"cp {PPKEYS}/localhost.pub {PPKEYS}/root-127.0.10.2.pub")  # a wrong key for node2
-    assert out(lab, "node2", "cfrun client1") == \
+    assert cfrun_out(lab, "node2", "cfrun client1") == \
         f"cfrun client1: BAD: keys did not match [remote {PPKEYS}/root-127.0.10.2.pub mismatch]\n"
     assert out(lab, "node2", "printf '127.0.10.99\\n' > /tmp/h && echo no | cfrun -f /tmp/h").endswith(
         "--> cfrun 127.0.10.99: No response hailing 127.0.10.99 [unreachable no host of the lab answers at this address]\n")
-    assert out(lab, "node2", "cfrun -x").startswith("Error: Unknown option.\nusage: cfrun")
+    assert cfrun_out(lab, "node2", "cfrun -x").startswith("Error: Unknown option.\nusage: cfrun")
 
 
 def test_cfagent_needs_the_package_key_and_a_running_package(reseed):

@@ -18,6 +18,7 @@ from reconciler.observe.probe import probe_site
 from reconciler.pipeline import refresh_and_plan
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 
 def plan_of(lab):

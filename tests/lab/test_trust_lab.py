@@ -18,6 +18,7 @@ from reconciler.driver.transport import Pool
 from reconciler.trust.live import TrustView, assess
 
 pytestmark = pytest.mark.lab
+USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 PP = "/var/opt/dsau/cfengine/ppkeys"
 PKG = "127.0.10.10"

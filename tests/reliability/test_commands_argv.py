@@ -1,7 +1,7 @@
 """Every remote command csync builds from a valid model parses back to exactly the argument
 vector it means (hypothesis).
 
-Commands travel as POSIX sh scripts on `/bin/sh -s` (commands.SHELL); what makes them safe
+Commands travel as POSIX sh scripts on `/bin/sh` (commands.SHELL; it reads them from standard input); what makes them safe
 is that every value becomes exactly one shell word. So the property is checked where the
 words are made: for models built from generated values that the model accepts, each
 builder's command lines are split back with shlex (and, for quote_argv itself, by a real

@@ -86,3 +86,29 @@ def test_five_concurrent_applies_run_one_at_a_time_and_the_others_wait_or_name_t
     assert len(worked) == 1 and all(x["outcome"] == "done" for x in worked[0] if x["type"] == "action-end")
     assert all(r[-1]["type"] == "run-end" for r in runs)
     assert lock_text(lab) is None and fresh_plan(path).clean and temp_files(lab) == []
+
+
+def test_many_threads_open_connections_in_one_process_without_a_configuration_race(lab, tmp_path):
+    """Issue #19: fabric read a Config shared by every connection of a pool while other threads
+    were creating theirs ("No attribute or config key found for 'authentication'"). Each
+    connection now gets its own copy. 64 connections at once, five times, must all open."""
+    from reconciler.desired.loader import load_desired_state
+    from reconciler.desired.model import Host
+    from reconciler.driver.commands import RemoteCommand
+    from reconciler.driver.transport import Pool, fan_out
+
+    state = load_desired_state([lab.desired_state_path])
+    targets = [Host(name=f"{h.name}-{i}", address=h.address) for i in range(10) for h in state.all_hosts][:64]
+    for _ in range(5):
+        with Pool(state.access) as pool:
+            def work(host: Host) -> str:
+                try:
+                    return pool.connect(host).run_script(RemoteCommand("echo ok", "echo ok"), timeout=30).stdout.decode().strip()
+                except Exception as e:  # the race surfaced as an AttributeError from fabric
+                    return f"{type(e).__name__}: {e}"
+
+            results = fan_out(targets, work, parallelism=64)
+            configs = [s.connection.config for s in pool.sessions.values()]
+        assert set(results.values()) == {"ok"}, {k: v for k, v in results.items() if v != "ok"}
+        # the root of the race: no configuration object is shared by two connections
+        assert len({id(c) for c in configs}) == len(configs) == len(targets)

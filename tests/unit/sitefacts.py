@@ -23,7 +23,8 @@ def member_ip(i: int) -> str:
 
 
 def client_ip(i: int) -> str:
-    return f"10.1.0.{20 + i}"
+    n = 20 + i  # 10.1.0.21 on, then into 10.1.1.x, ...
+    return f"10.1.{n // 256}.{n % 256}"
 
 
 def site(members: int = 3, clients: int = 3, *, preferred: str | None = "node1", extra: dict | None = None,

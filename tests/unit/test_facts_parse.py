@@ -21,6 +21,7 @@ GOOD = {
     "keys": ["L -rw-r--r-- 1 0 0 251 Nov 25 07:51 root-10.0.0.1.pub", "F root-10.0.0.1.pub"],
     "inputs": ["1 2 ./a"],
     "ssh": {"public": [], "authorized": []},
+    "errors": [],
 }
 
 

@@ -560,8 +560,8 @@ class Poll:
 
     print_lock = threading.Lock()
 
-    def __init__(self, host: str, cfg: HostsFile, trust_all: bool, source: str):
-        self.host, self.cfg, self.trust_all, self.source = host, cfg, trust_all, source
+    def __init__(self, host: str, cfg: HostsFile, trust_all: bool, source: str, slot: int = 0):
+        self.host, self.cfg, self.trust_all, self.source, self.slot = host, cfg, trust_all, source, slot
         self.out: list[str] = []
         self.flushed = False
 
@@ -600,6 +600,9 @@ class Poll:
                 time.sleep(PROMPT_REPEAT_SECONDS)
 
     def run(self) -> None:
+        # [src] cfrun.c main: each forked child first prints its banner (into its buffered
+        # output: it appears with the host's lines); i is the child's slot
+        self.write(f"cfrun({self.slot}):         .......... [ Hailing {self.host} ] ..........\n")
         parsed = self.host.split(":", 1)[0]  # ParseHostname: HOST[:PORT]
         try:
             address = socket.getaddrinfo(parsed, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
@@ -644,7 +647,7 @@ def cfrun(argv: list[str]) -> int:
     except labhost.LabStateError as e:
         return _usage("cfrun", str(e), None)
     source = cfg.bindtointerface if cfg.bindtointerface in _own_addresses(me) else _default_source(me, "cfrun")
-    polls = [Poll(host, cfg, parsed.trust_all, source) for host, _ in cfg.hosts]
+    polls = [Poll(host, cfg, parsed.trust_all, source, i % cfg.maxchild) for i, (host, _) in enumerate(cfg.hosts)]
     if cfg.maxchild == 1:
         for p in polls:
             p.run()

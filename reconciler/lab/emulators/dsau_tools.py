@@ -39,6 +39,7 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,7 +98,9 @@ class Bundle:
     def script(self) -> str:
         lines = ["set -e", "umask 077"]
         lines += [f"mkdir -p {shlex.quote(d)}" for d, _ in self.dirs]
-        lines += [f"find {shlex.quote(d)} -mindepth 1 -delete" for d in self.emptied]
+        # empty a directory with POSIX tools only (the hpux userland has no find -mindepth/-delete)
+        lines += [f"for f in {shlex.quote(d)}/* {shlex.quote(d)}/.[!.]* {shlex.quote(d)}/..?*; do "
+                  "if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf \"$f\"; fi; done" for d in self.emptied]
         lines.append("tar -C / -xpf -")
         return "\n".join(lines)
 
@@ -106,7 +109,11 @@ class Bundle:
             os.makedirs(d, mode=mode, exist_ok=True)
             os.chmod(d, mode)
         for d in self.emptied:
-            subprocess.run(["find", d, "-mindepth", "1", "-delete"], check=True)
+            for entry in os.scandir(d):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
         for path, data, mode in self.files:
             labhost.write_atomic(path, data, mode)
 

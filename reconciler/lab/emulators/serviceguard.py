@@ -47,6 +47,10 @@ USAGE = {
     "cmhaltcl": "cmhaltcl [-f] [-v]",
     "cmversion": "cmversion",
 }
+# cmviewcl before A.11.18 (no -f) [doc: the usage a pre-A.11.19 cmviewcl printed, as quoted in a
+# public script written against one: "usage: cmviewcl [-v] [-r {A.11.09|A.11.12}] [-c cluster_name]
+# [-n node_name]... [-l {package|cluster|node|group}]"]
+USAGE_NO_FORMAT = "cmviewcl [-v] [-r {A.11.09|A.11.12}] [-c cluster_name] [-n node_name]... [-l {package|cluster|node|group}]"
 # Further synopsis lines of later releases (the first line above stays as it was).
 USAGE_PREVIEW = {  # A.11.19
     "cmrunpkg": "cmrunpkg -t [-v] [-n node] package...",
@@ -74,6 +78,9 @@ def release() -> str:
 def options_of(tool: str, rel: tuple[int, int]) -> tuple[str, str]:
     """(getopt option string, usage text) of ``tool`` in release ``rel``."""
     opts, usage = OPTIONS[tool], [USAGE[tool]]
+    if tool == "cmviewcl" and rel < sgcluster.LINE_FORMAT_SINCE:
+        # before A.11.18 there is no -f: HP-UX's getopt refuses it ("illegal option -- f")
+        opts, usage = opts.replace("f:", ""), [USAGE_NO_FORMAT]
     if rel >= sgcluster.PREVIEW_SINCE and tool in PREVIEW_OPTIONS:
         opts += PREVIEW_OPTIONS[tool]
         usage.append(USAGE_PREVIEW[tool])
@@ -193,8 +200,6 @@ def cmviewcl(opts: dict, args: list[str]) -> None:
     level = opts.get("-l", [None])[-1]
     if fmt not in ("table", "line"):
         raise Usage(f"-f {fmt}: the format is table or line")
-    if fmt == "line" and sgcluster.release_tuple(release()) < sgcluster.LINE_FORMAT_SINCE:
-        raise Usage(f"-f {fmt}: the format is table (release {release()})")
     if level not in (None, "cluster", "node", "package"):
         raise Usage(f"-l {level}: the level is cluster, node or package")
     cluster = sgcluster.Cluster.read(labhost.LabState())
@@ -341,7 +346,12 @@ def main(argv: list[str]) -> int:
         for flag, value in pairs:
             opts.setdefault(flag, []).append(value)
         log = COMMANDS[tool](opts, args)
-    except (getopt.GetoptError, Usage) as e:
+    except getopt.GetoptError as e:
+        # HP-UX's getopt(3C) wording for an option the release does not have
+        problem = f"illegal option -- {e.opt}" if e.msg.endswith("not recognized") else str(e)
+        sys.stderr.write(f"{tool}: {problem}\nusage: {usage}\n")
+        return 2
+    except Usage as e:
         sys.stderr.write(f"{tool}: {e}\nusage: {usage}\n")
         return 2
     except sgcluster.SgError as e:
