@@ -65,18 +65,25 @@ if {mounted}; then PD={shlex.quote(pkg_dir)}; safe_dir "$PD"; P="$PD/{LOCK_FILE}
 safe_dir "$LD"
 M="$LD/.lock.mutex"
 tries=0
+# The holder writes the mutex's time right after taking it (the clock read before), so a
+# mutex without a time is one whose holder died in between; it is taken as stale only after
+# that many looks in a row (one look at each holder's first instant is no evidence).
+clock; n=$c; empty=0
 until mkdir "$M" 2>/dev/null; do
-  [ -d "$M" ] || {{ mkdir "$M" && continue; exit 1; }}  # not held: mkdir failed; its message says why
+  [ -d "$M" ] || {{ mkdir "$M" && break; exit 1; }}  # not held: mkdir failed; its message says why
   t=$(cat "$M/t" 2>/dev/null)
   case $t in ''|*[!0-9]*) t= ;; esac
-  clock; n=$c; tries=$((tries + 1))
-  if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || {{ [ -z "$t" ] && [ $tries -gt {MUTEX_STALE_SECONDS * 10} ]; }}; then
+  tries=$((tries + 1))
+  if [ -n "$t" ]; then empty=0; else empty=$((empty + 1)); fi
+  if {{ [ -n "$t" ] && [ $((n - t)) -gt {MUTEX_STALE_SECONDS} ]; }} || [ $empty -gt {MUTEX_STALE_SECONDS * 10} ]; then
     rm -rf "$M"; continue
   fi
   [ $tries -le {MUTEX_STALE_SECONDS * 20} ] || {{ echo BUSY; exit 0; }}
   # a tenth of a second where sleep takes fractions (GNU, BSD, busybox), else a second
   sleep 0.1 2>/dev/null || sleep 1 || die "sleep failed"
+  clock; n=$c
 done
+echo "$n" > "$M/t" || die "cannot write $M/t"
 trap 'rm -rf "$M"' EXIT
 trap 'exit 1' HUP INT TERM
 clock; NOW=$c; echo "$NOW" > "$M/t" || die "cannot write $M/t"
@@ -86,7 +93,9 @@ show() {{ cks "$1"; l=$(awk 'NR == 1 {{ print substr($0, 1, 4000); exit }}' "$1"
 """
 
 
-def lock_acquire(state: DesiredState, lock_id: str, record: str, lease_seconds: int, takeover: list[str], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
+def lock_acquire(
+    state: DesiredState, lock_id: str, record: str, lease_seconds: int, takeover: list[str], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE
+) -> RemoteCommand:
     """Create the lock file (package filesystem if mounted here, else node-local) unless a
     lock file exists that is neither ours nor one of ``takeover`` ("crc:size" of expired
     locks, removed only if unchanged). ``record`` is the lock's JSON object without its
@@ -94,7 +103,9 @@ def lock_acquire(state: DesiredState, lock_id: str, record: str, lease_seconds: 
     lid = check(_LOCK_ID, lock_id, "lock id")
     takes = " ".join(check(_CKSUM, c, "lock checksum") for c in takeover)
     lease = int(lease_seconds)
-    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+    script = (
+        _lock_prelude(state, local_dir)
+        + f"""ID={shlex.quote(lid)}
 RECORD={shlex.quote(record)}
 TAKE={shlex.quote(takes)}
 held=
@@ -112,6 +123,7 @@ at=$(date -u +%Y-%m-%dT%H:%M:%SZ) || die "date failed"
 write_lock "$T" "$RECORD,\\"acquired_epoch\\":$NOW,\\"acquired_at\\":\\"$at\\",\\"renewed_epoch\\":$NOW,\\"expires_epoch\\":$((NOW + {lease}))}}"
 echo "ACQUIRED $T"
 """
+    )
     return RemoteCommand(script, f"csync lock acquire {lid}")
 
 
@@ -120,7 +132,9 @@ def lock_renew(state: DesiredState, lock_id: str, record: str, lease_seconds: in
     acquired epoch); prints LOST when none holds it any more (taken over or unlocked)."""
     lid = check(_LOCK_ID, lock_id, "lock id")
     lease = int(lease_seconds)
-    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+    script = (
+        _lock_prelude(state, local_dir)
+        + f"""ID={shlex.quote(lid)}
 RECORD={shlex.quote(record)}
 found=
 for f in $P "$L"; do
@@ -130,47 +144,57 @@ for f in $P "$L"; do
 done
 [ -n "$found" ] || echo LOST
 """
+    )
     return RemoteCommand(script, f"csync lock renew {lid}")
 
 
 def lock_release(state: DesiredState, lock_id: str, *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
     lid = check(_LOCK_ID, lock_id, "lock id")
-    script = _lock_prelude(state, local_dir) + f"""ID={shlex.quote(lid)}
+    script = (
+        _lock_prelude(state, local_dir)
+        + f"""ID={shlex.quote(lid)}
 for f in $P "$L"; do
   [ -f "$f" ] && ours "$f" || continue
   rm -f "$f" && echo "RELEASED $f" || die "cannot remove $f"
 done
 """
+    )
     return RemoteCommand(script, f"csync lock release {lid}")
 
 
 def lock_show(state: DesiredState, *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
     """Print the lock files on this node with their checksums (for `csync unlock`)."""
-    script = _lock_prelude(state, local_dir) + """for f in $P "$L"; do [ -f "$f" ] && show "$f"; done
+    script = (
+        _lock_prelude(state, local_dir)
+        + """for f in $P "$L"; do [ -f "$f" ] && show "$f"; done
 exit 0
 """
+    )
     return RemoteCommand(script, "csync lock show")
 
 
 def lock_remove(state: DesiredState, checksums: list[str], *, local_dir: str = dsau.STANDALONE_CSYNC_STATE) -> RemoteCommand:
     """Remove the lock files whose content is still exactly ``checksums`` ("crc:size")."""
     takes = " ".join(check(_CKSUM, c, "lock checksum") for c in checksums)
-    script = _lock_prelude(state, local_dir) + f"""TAKE={shlex.quote(takes)}
+    script = (
+        _lock_prelude(state, local_dir)
+        + f"""TAKE={shlex.quote(takes)}
 for f in $P "$L"; do
   [ -f "$f" ] || continue
   cks "$f"
   case " $TAKE " in *" $c "*) rm -f "$f" && echo "RELEASED $f" || die "cannot remove $f" ;; *) show "$f" ;; esac
 done
 """
+    )
     return RemoteCommand(script, "csync unlock")
 
 
-def inventory_update(state: DesiredState, add: Sequence[tuple[str, str]], drop: Sequence[tuple[str, str]] = (),
-                     generation: int | None = None) -> RemoteCommand:
+def inventory_update(state: DesiredState, add: Sequence[tuple[str, str]], drop: Sequence[tuple[str, str]] = (), generation: int | None = None) -> RemoteCommand:
     """Rewrite the site's inventory (domain/inventory.py) atomically: its entries less ``drop``,
     plus ``add`` (HOST FILE), and its generation raised to ``generation`` when given (never
     lowered); lines of the first format (addresses) are dropped. On a cluster only where the
     package filesystem is mounted, never on the bare mount point."""
+
     def lines(entries: Sequence[tuple[str, str]]) -> str:
         out = []
         for host, file in entries:
@@ -193,30 +217,30 @@ def inventory_update(state: DesiredState, add: Sequence[tuple[str, str]], drop: 
     # One awk: the drop list, "%%", the add list, "%%", then the file; it prints "0 <header>",
     # "0 generation N" and "1 <entry>" lines, which sort orders; the prefix is then cut.
     merge = (
-        "part == 0 { if ($0 == \"%%\") { part = 1; next } drop[$0] = 1; next }\n"
-        "part == 1 { if ($0 == \"%%\") { part = 2; next } keep[$0] = 1; next }\n"
+        'part == 0 { if ($0 == "%%") { part = 1; next } drop[$0] = 1; next }\n'
+        'part == 1 { if ($0 == "%%") { part = 2; next } keep[$0] = 1; next }\n'
         "/^generation [0-9]+$/ { n = substr($0, 12) + 0; if (n > old) old = n; next }\n"
         "/^[A-Za-z0-9.-]+ root-[A-Za-z0-9.-]+[.]pub$/ { if (!($0 in drop)) keep[$0] = 1 }\n"
-        "END { if (gen != \"\" && gen + 0 > old) old = gen + 0\n"
-        f"  print \"0 {HEADER}\"; print \"0 generation \" (old + 0)\n"
-        "  for (k in keep) print \"1 \" k }"
+        'END { if (gen != "" && gen + 0 > old) old = gen + 0\n'
+        f'  print "0 {HEADER}"; print "0 generation " (old + 0)\n'
+        '  for (k in keep) print "1 " k }'
     )
     script = (
         f"umask 022\nLC_ALL=C; export LC_ALL\n{guard}d={shlex.quote(d)}\n"
-        "[ ! -L \"$d\" ] || { echo \"$d is a symbolic link\" >&2; exit 3; }\n"
-        "mkdir -p \"$d\" && [ -d \"$d\" ] || exit 3\n"
-        f"f=\"$d/{INVENTORY_FILE}\"; tmp=\"$d/.{INVENTORY_FILE}.$$.tmp\"\n"
-        "[ ! -L \"$f\" ] || { echo \"$f is a symbolic link\" >&2; exit 3; }\n"
+        '[ ! -L "$d" ] || { echo "$d is a symbolic link" >&2; exit 3; }\n'
+        'mkdir -p "$d" && [ -d "$d" ] || exit 3\n'
+        f'f="$d/{INVENTORY_FILE}"; tmp="$d/.{INVENTORY_FILE}.$$.tmp"\n'
+        '[ ! -L "$f" ] || { echo "$f is a symbolic link" >&2; exit 3; }\n'
         # every step in its own file and checked: a failing program never becomes an answer
-        "i=\"$tmp.in\"; m=\"$tmp.m\"; s=\"$tmp.s\"; trap 'rm -f \"$i\" \"$m\" \"$s\"' 0\n"
+        'i="$tmp.in"; m="$tmp.m"; s="$tmp.s"; trap \'rm -f "$i" "$m" "$s"\' 0\n'
         f"{{ printf '%s' {shlex.quote(dropped)}; echo '%%'; printf '%s' {shlex.quote(added)}; echo '%%'; }} > \"$i\" || exit 1\n"
-        "if [ -f \"$f\" ]; then cat \"$f\" >> \"$i\" || exit 1; fi\n"
-        f"awk -v gen={shlex.quote(gen)} {shlex.quote(merge)} \"$i\" > \"$m\" || exit 1\n"
-        "sort -u \"$m\" > \"$s\" || exit 1\n"
-        "cut -c3- \"$s\" > \"$tmp\" && chmod 644 \"$tmp\" && mv -f \"$tmp\" \"$f\" || { rm -f \"$tmp\"; exit 1; }\n"
-        "c=$(grep -c ' root-' \"$f\"); [ $? -le 1 ] || { echo \"cannot count $f\" >&2; exit 1; }\n"
-        "g=$(sed -n 's/^generation //p' \"$f\") || { echo \"cannot read $f\" >&2; exit 1; }\n"
-        "echo \"INVENTORY $c $g\"\n"
+        'if [ -f "$f" ]; then cat "$f" >> "$i" || exit 1; fi\n'
+        f'awk -v gen={shlex.quote(gen)} {shlex.quote(merge)} "$i" > "$m" || exit 1\n'
+        'sort -u "$m" > "$s" || exit 1\n'
+        'cut -c3- "$s" > "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$f" || { rm -f "$tmp"; exit 1; }\n'
+        'c=$(grep -c \' root-\' "$f"); [ $? -le 1 ] || { echo "cannot count $f" >&2; exit 1; }\n'
+        'g=$(sed -n \'s/^generation //p\' "$f") || { echo "cannot read $f" >&2; exit 1; }\n'
+        'echo "INVENTORY $c $g"\n'
     )
     what = f"+{len(add)} -{len(drop)} key file(s)" + (f", generation {generation}" if generation is not None else "")
     return RemoteCommand(script, f"update {d}/{INVENTORY_FILE} ({what})")
