@@ -99,22 +99,29 @@ class Peers:
         for role, script in self.scripts.items():
             (d / f"probe-{role}.sh").write_text(script)
         for cfg, tree in (("ansible.cfg", True), ("modules.cfg", False)):
-            (d / cfg).write_text(f"""[defaults]
+            (d / cfg).write_text(
+                f"""[defaults]
 forks = {self.n}
 host_key_checking = True
 gathering = explicit
 retry_files_enabled = False
 deprecation_warnings = False
-""" + (f"""callbacks_enabled = ansible.builtin.tree
+"""
+                + (
+                    f"""callbacks_enabled = ansible.builtin.tree
 [callback_tree]
-directory = {d / 'tree'}
-""" if tree else "") + f"""[ssh_connection]
+directory = {d / "tree"}
+"""
+                    if tree
+                    else ""
+                )
+                + f"""[ssh_connection]
 pipelining = True
 ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes
-control_path_dir = {d / 'cp'}
-""")
-        lines = ["[all:vars]", "ansible_user=root", f"ansible_port={self.port}", f"ansible_ssh_private_key_file={self.key}",
-                 "[members]"]
+control_path_dir = {d / "cp"}
+"""
+            )
+        lines = ["[all:vars]", "ansible_user=root", f"ansible_port={self.port}", f"ansible_ssh_private_key_file={self.key}", "[members]"]
         lines += [f"{h.name} ansible_host={h.address}" for h in self.state.master_hosts]
         lines += ["[clients]"] + [f"{h.name} ansible_host={h.address}" for h in self.state.clients]
         lines += ["[members:vars]", "probe_role=member", "[clients:vars]", "probe_role=client"]
@@ -182,8 +189,7 @@ control_path_dir = {d / 'cp'}
     def _write_pyinfra(self) -> None:
         d = self.work / "pyinfra"
         d.mkdir()
-        data = {"ssh_user": "root", "ssh_port": self.port, "ssh_key": self.key, "ssh_known_hosts_file": self.known_hosts,
-                "ssh_strict_host_key_checking": "yes"}
+        data = {"ssh_user": "root", "ssh_port": self.port, "ssh_key": self.key, "ssh_known_hosts_file": self.known_hosts, "ssh_strict_host_key_checking": "yes"}
         hosts = [(h.name, dict(data, ssh_hostname=h.address)) for h in self.state.all_hosts]
         (d / "inventory.py").write_text(f"hosts = {hosts!r}\n")
 
@@ -191,14 +197,28 @@ control_path_dir = {d / 'cp'}
         """pyinfra's own facts; every host must answer every one."""
         d = self.work / "pyinfra"
         cf = str(self.state.paths.cfengine_dir)
-        shared = [dsau.OWN_PUBLIC_KEY, dsau.peer_key_name(self.state.master.package.address),
-                  *(dsau.peer_key_name(h.address) for h in self.state.master_hosts)]
-        facts = ["server.Hostname", "files.Directory", f"path={cf}", "files.Directory", f"path={cf}/ppkeys",
-                 "files.Directory", f"path={cf}/inputs", "files.FindFiles", f"path={cf}/ppkeys"]
+        shared = [dsau.OWN_PUBLIC_KEY, dsau.peer_key_name(self.state.master.package.address), *(dsau.peer_key_name(h.address) for h in self.state.master_hosts)]
+        facts = [
+            "server.Hostname",
+            "files.Directory",
+            f"path={cf}",
+            "files.Directory",
+            f"path={cf}/ppkeys",
+            "files.Directory",
+            f"path={cf}/inputs",
+            "files.FindFiles",
+            f"path={cf}/ppkeys",
+        ]
         for name in shared:
             facts += ["files.FileContents", f"path={cf}/ppkeys/{name}"]
-        facts += ["server.Command", f"command=find {cf}/inputs -type f -exec cksum {{}} +",
-                  "server.Command", "command=cmviewcl -v -f line 2>&1 || true", "server.AuthorizedKeys", "user=root"]
+        facts += [
+            "server.Command",
+            f"command=find {cf}/inputs -type f -exec cksum {{}} +",
+            "server.Command",
+            "command=cmviewcl -v -f line 2>&1 || true",
+            "server.AuthorizedKeys",
+            "user=root",
+        ]
         seconds, done = _run(["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", *facts], cwd=d)
         result = json.loads(done.stdout)
         hostnames = next(v for k, v in result.items() if k.startswith("server.Hostname"))
@@ -210,8 +230,9 @@ control_path_dir = {d / 'cp'}
 
     def pyinfra_script(self) -> float:
         d = self.work / "pyinfra"
-        seconds, done = _run(["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", "server.Command",
-                              f"command={self.scripts['member']}"], cwd=d)
+        seconds, done = _run(
+            ["pyinfra", "inventory.py", "--parallel", str(self.n), "--json", "fact", "server.Command", f"command={self.scripts['member']}"], cwd=d
+        )
         (result,) = json.loads(done.stdout).values()
         got = _probe_docs_ok(self.state, {k: v or "" for k, v in result.items()}, lambda _name: "member")
         if got != self.n:
@@ -254,7 +275,7 @@ def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS) 
         }
         times: dict[str, list[float]] = {t: [] for t in (*tools, "apply")}
         for r in range(repeat):
-            order = tools[r % len(tools):] + tools[:r % len(tools)]  # rotate: no tool always first
+            order = tools[r % len(tools) :] + tools[: r % len(tools)]  # rotate: no tool always first
             for tool in order:
                 times[tool].append(runners[tool]())
             lab.reseed("seed")
@@ -286,12 +307,21 @@ def print_table(rows: list[dict]) -> None:
     print(f"{'hosts':>5}  {'tool':<16} {'median s':>9} {'min..max s':>13} {'x floor':>8} {'x csync plan':>13}")
     for row in rows:
         m, s = row["median"], row["spread"]
-        for tool, label in (("floor", "fabric floor"), ("csync", "csync plan"), ("pyinfra", "pyinfra facts"), ("ansible", "ansible modules"),
-                            ("pyinfra-script", "pyinfra+probe"), ("ansible-script", "ansible+probe"), ("apply", "csync apply")):
+        for tool, label in (
+            ("floor", "fabric floor"),
+            ("csync", "csync plan"),
+            ("pyinfra", "pyinfra facts"),
+            ("ansible", "ansible modules"),
+            ("pyinfra-script", "pyinfra+probe"),
+            ("ansible-script", "ansible+probe"),
+            ("apply", "csync apply"),
+        ):
             if tool not in m:
                 continue
-            print(f"{row['hosts']:>5}  {label:<16} {m[tool]:>9.2f} {s[tool][0]:>6.2f}..{s[tool][1]:<5.2f} "
-                  f"{m[tool] / m['floor']:>8.2f} {m[tool] / m['csync']:>13.2f}")
+            print(
+                f"{row['hosts']:>5}  {label:<16} {m[tool]:>9.2f} {s[tool][0]:>6.2f}..{s[tool][1]:<5.2f} "
+                f"{m[tool] / m['floor']:>8.2f} {m[tool] / m['csync']:>13.2f}"
+            )
     print()
     for row in rows:
         r = row["ratios"]
@@ -309,12 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="lab sizes (hosts, 3 of them members)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", default="bench-results.json", help="where to write the results")
-    p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
-                   help="which to time (floor and csync always run; Ansible's modules take minutes at 200 hosts)")
+    p.add_argument(
+        "--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="which to time (floor and csync always run; Ansible's modules take minutes at 200 hosts)"
+    )
     args = p.parse_args(argv)
     tools = tuple(t for t in TOOLS if t in {"floor", "csync", *args.tools})
-    needed = ["csync", "ssh"] + (["ansible-playbook"] if {"ansible", "ansible-script"} & {*args.tools} else []) \
+    needed = (
+        ["csync", "ssh"]
+        + (["ansible-playbook"] if {"ansible", "ansible-script"} & {*args.tools} else [])
         + (["pyinfra"] if {"pyinfra", "pyinfra-script"} & {*args.tools} else [])
+    )
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
         print(f"python -m bench: not installed: {', '.join(missing)}; run: pip install -e '.[bench]'", file=sys.stderr)
@@ -331,8 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m bench: {e}", file=sys.stderr)
         return 1
     print_table(rows)
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform(),
-               "ansible": _version(["ansible", "--version"]), "pyinfra": _version(["pyinfra", "--version"])}
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "ansible": _version(["ansible", "--version"]),
+        "pyinfra": _version(["pyinfra", "--version"]),
+    }
     Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
     print(f"results written to {args.json}")
     return 0

@@ -44,8 +44,16 @@ def main(argv=None) -> int:
                 journal = Journal(f"00000000-0000-4000-8000-{round_:012d}", Path(d) / "runs")
                 start = time.monotonic()
                 with Pool(state.access) as pool:
-                    report = run_apply(state, pool, saved_plan=None, options=ApplyOptions(lock_timeout=0), confirm=lambda plan: True,
-                                       events=Events(), journal=journal, stop=StopFlag())
+                    report = run_apply(
+                        state,
+                        pool,
+                        saved_plan=None,
+                        options=ApplyOptions(lock_timeout=0),
+                        confirm=lambda plan: True,
+                        events=Events(),
+                        journal=journal,
+                        stop=StopFlag(),
+                    )
                 applies.append(time.monotonic() - start)
                 journal.close()
                 assert report.exit_code == 0, "seed did not converge"

@@ -57,8 +57,14 @@ class Run:
 
 
 def csync(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE},
+    )
 
 
 def key_files(lab: Lab) -> tuple[list[str], list[str]]:
@@ -68,8 +74,9 @@ def key_files(lab: Lab) -> tuple[list[str], list[str]]:
         if h.state != "up":
             continue
         # one exec per host: every entry's name, and each public key file's bytes after it
-        dump = lab.exec(h.name, f"cd {PPKEYS} 2>/dev/null && for f in .* *; do [ -f \"$f\" ] || continue; "
-                                "echo \"@@ $f\"; case $f in *.pub) cat \"$f\" ;; esac; done; true").stdout
+        dump = lab.exec(
+            h.name, f'cd {PPKEYS} 2>/dev/null && for f in .* *; do [ -f "$f" ] || continue; echo "@@ $f"; case $f in *.pub) cat "$f" ;; esac; done; true'
+        ).stdout
         for block in dump.split("@@ ")[1:]:
             name, _, text = block.partition("\n")
             if name.endswith(".tmp"):
@@ -88,9 +95,13 @@ def one_run(lab: Lab, work: Path, number: int, delay: float) -> Run:
     ids = {a["kind"] + ":" + a["address"] for a in plan["actions"]}
     journals = work / ".csync" / "runs"
     before = set(journals.glob("*")) if journals.exists() else set()
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", "apply", "plan.json", "-f", path], cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli.main", "apply", "plan.json", "-f", path],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE},
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
@@ -155,13 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     results = chaos(args.runs, args.members, args.clients, args.seed, args.dir)
     for r in results:
         status = "ok" if r.ok else "BROKEN"
-        print(f"run {r.number:>3}: killed after {r.delay:.2f}s ({r.phase} the waves); took over: {r.took_over}; "
-              f"converged: {r.converged}; {status}" + (f" {r.partial or ''}{r.drafts or ''}{r.untruthful or ''}{r.error}" if not r.ok else ""))
+        print(
+            f"run {r.number:>3}: killed after {r.delay:.2f}s ({r.phase} the waves); took over: {r.took_over}; "
+            f"converged: {r.converged}; {status}" + (f" {r.partial or ''}{r.drafts or ''}{r.untruthful or ''}{r.error}" if not r.ok else "")
+        )
     phases = {p: sum(1 for r in results if r.phase == p) for p in ("before", "during", "after")}
-    print(f"{len(results)} runs in {time.monotonic() - started:.0f}s: killed before the waves {phases['before']}, during "
-          f"{phases['during']}, after {phases['after']}; locks taken over {sum(r.took_over for r in results)}; partial key "
-          f"files {sum(len(r.partial) for r in results)}; drafts left {sum(len(r.drafts) for r in results)}; untruthful plans "
-          f"{sum(bool(r.untruthful) for r in results)}; converged {sum(r.converged for r in results)}/{len(results)}")
+    print(
+        f"{len(results)} runs in {time.monotonic() - started:.0f}s: killed before the waves {phases['before']}, during "
+        f"{phases['during']}, after {phases['after']}; locks taken over {sum(r.took_over for r in results)}; partial key "
+        f"files {sum(len(r.partial) for r in results)}; drafts left {sum(len(r.drafts) for r in results)}; untruthful plans "
+        f"{sum(bool(r.untruthful) for r in results)}; converged {sum(r.converged for r in results)}/{len(results)}"
+    )
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -49,19 +49,37 @@ def synthetic(members: int, clients: int) -> tuple[DesiredState, dict[str, HostF
     member_hosts = [{"name": f"node{i}", "address": ip(1 + i)} for i in range(1, members + 1)]
     client_hosts = [{"name": f"c{i}", "address": ip(1000 + i)} for i in range(1, clients + 1)]
     pkg_ip = ip(100)
-    state = DesiredState.model_validate({
-        "version": 1, "site": "bench",
-        "master": {"mode": "serviceguard", "cluster": "c", "package": {"name": "csync", "address": pkg_ip, "mount": "/csync", "node": "node1"},
-                   "members": member_hosts},
-        "clients": client_hosts,
-        "keys": {"prune": True},
-    })
+    state = DesiredState.model_validate(
+        {
+            "version": 1,
+            "site": "bench",
+            "master": {
+                "mode": "serviceguard",
+                "cluster": "c",
+                "package": {"name": "csync", "address": pkg_ip, "mount": "/csync", "node": "node1"},
+                "members": member_hosts,
+            },
+            "clients": client_hosts,
+            "keys": {"prune": True},
+        }
+    )
     cluster = fake_key("cluster")
     client_keys = {c["name"]: fake_key(c["name"]) for c in client_hosts}
-    cv = ClusterView(name="c", status="up",
-                     nodes={m["name"]: NodeView(name=m["name"], status="up", state="running") for m in member_hosts},
-                     packages={"csync": PackageView(name="csync", status="up", state="running", owner="node1", autorun="enabled",
-                                                    nodes=tuple(PackageNode(name=m["name"], switching="enabled", order=i) for i, m in enumerate(member_hosts, 1)))})
+    cv = ClusterView(
+        name="c",
+        status="up",
+        nodes={m["name"]: NodeView(name=m["name"], status="up", state="running") for m in member_hosts},
+        packages={
+            "csync": PackageView(
+                name="csync",
+                status="up",
+                state="running",
+                owner="node1",
+                autorun="enabled",
+                nodes=tuple(PackageNode(name=m["name"], switching="enabled", order=i) for i, m in enumerate(member_hosts, 1)),
+            )
+        },
+    )
 
     copies: dict[tuple[str, str], KeyFile] = {}
 
@@ -78,18 +96,28 @@ def synthetic(members: int, clients: int) -> tuple[DesiredState, dict[str, HostF
     member_files[dsau.OWN_PUBLIC_KEY] = named(cluster, dsau.OWN_PUBLIC_KEY)
     for m in member_hosts:
         facts[m["name"]] = HostFacts(
-            name=m["name"], address=m["address"], role="member", reachable=True, cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir",
-            keys=member_files, inputs_digest="sha256:i", cluster=cv,
+            name=m["name"],
+            address=m["address"],
+            role="member",
+            reachable=True,
+            cfengine_dir="dir",
+            ppkeys_dir="dir",
+            inputs_dir="dir",
+            keys=member_files,
+            inputs_digest="sha256:i",
+            cluster=cv,
             package_fs=PackageFilesystem(mounted=m["name"] == "node1", cluster_key=cluster if m["name"] == "node1" else None, inputs_digest="sha256:i"),
         )
     last_member = member_hosts[-1]["address"]
     for c in client_hosts:
-        files = {dsau.OWN_PUBLIC_KEY: named(client_keys[c["name"]], dsau.OWN_PUBLIC_KEY),
-                 dsau.peer_key_name(pkg_ip): named(cluster, dsau.peer_key_name(pkg_ip))}
-        files.update({dsau.peer_key_name(m["address"]): named(cluster, dsau.peer_key_name(m["address"]))
-                      for m in member_hosts if m["address"] != last_member})
-        facts[c["name"]] = HostFacts(name=c["name"], address=c["address"], role="client", reachable=True,
-                                     cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir", keys=files)
+        files = {
+            dsau.OWN_PUBLIC_KEY: named(client_keys[c["name"]], dsau.OWN_PUBLIC_KEY),
+            dsau.peer_key_name(pkg_ip): named(cluster, dsau.peer_key_name(pkg_ip)),
+        }
+        files.update({dsau.peer_key_name(m["address"]): named(cluster, dsau.peer_key_name(m["address"])) for m in member_hosts if m["address"] != last_member})
+        facts[c["name"]] = HostFacts(
+            name=c["name"], address=c["address"], role="client", reachable=True, cfengine_dir="dir", ppkeys_dir="dir", inputs_dir="dir", keys=files
+        )
     return state, facts
 
 
@@ -102,14 +130,20 @@ def measure(members: int, clients: int) -> dict:
     assert len(plan.actions) == clients, f"expected one action per client, got {len(plan.actions)}"
     # ru_maxrss: the whole process at its peak (facts as the probe would hold them + the plan)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"members": members, "clients": clients, "actions": len(plan.actions), "plan_seconds": round(wall, 3),
-            "cpu_seconds": round(cpu, 3), "peak_rss_mib": round(peak), "us_per_client": round(cpu / clients * 1e6, 1)}
+    return {
+        "members": members,
+        "clients": clients,
+        "actions": len(plan.actions),
+        "plan_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_rss_mib": round(peak),
+        "us_per_client": round(cpu / clients * 1e6, 1),
+    }
 
 
 def measure_apart(members: int, clients: int) -> dict:
     """One row in a fresh interpreter, so that each row's peak memory is its own."""
-    out = subprocess.run([sys.executable, "-m", "bench.engine", "--row", str(members), str(clients)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "bench.engine", "--row", str(members), str(clients)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -120,8 +154,10 @@ def growth(rows: list[dict]) -> list[str]:
         mine = [r for r in rows if r["members"] == members and r["clients"] >= 1000]
         if len(mine) >= 2:
             a, b = mine[0], mine[-1]
-            lines.append(f"{members} members: {b['clients'] / a['clients']:.0f}x the clients -> "
-                         f"{b['cpu_seconds'] / a['cpu_seconds']:.1f}x the CPU time (linear: {b['clients'] / a['clients']:.0f}x)")
+            lines.append(
+                f"{members} members: {b['clients'] / a['clients']:.0f}x the clients -> "
+                f"{b['cpu_seconds'] / a['cpu_seconds']:.1f}x the CPU time (linear: {b['clients'] / a['clients']:.0f}x)"
+            )
     return lines
 
 
@@ -141,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         for clients in args.clients:
             r = measure_apart(members, clients)
             rows.append(r)
-            print(f"{r['members']:>7} {r['clients']:>8} {r['actions']:>8} {r['plan_seconds']:>8} {r['cpu_seconds']:>8} "
-                  f"{r['peak_rss_mib']:>13} {r['us_per_client']:>14}", flush=True)
+            print(
+                f"{r['members']:>7} {r['clients']:>8} {r['actions']:>8} {r['plan_seconds']:>8} {r['cpu_seconds']:>8} "
+                f"{r['peak_rss_mib']:>13} {r['us_per_client']:>14}",
+                flush=True,
+            )
     for line in growth(rows):
         print(line)
     if args.json:

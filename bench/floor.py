@@ -18,8 +18,7 @@ from reconciler.driver.transport import Pool, fan_out
 def hostname_fan_out(state: DesiredState) -> int:
     """One `hostname` per host over fabric, in parallel; how many hosts answered with their name."""
     with Pool(state.access) as pool:
-        out = fan_out(state.all_hosts, lambda h: pool.connect(h).run("hostname", timeout=30).stdout,
-                      parallelism=state.access.parallelism)
+        out = fan_out(state.all_hosts, lambda h: pool.connect(h).run("hostname", timeout=30).stdout, parallelism=state.access.parallelism)
     names = {h.name for h in state.all_hosts}
     return sum(1 for stdout in out.values() if stdout.decode().strip() in names)
 

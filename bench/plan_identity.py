@@ -52,24 +52,26 @@ def main(argv=None) -> int:
             state = load_desired_state([lab.desired_state_path])
             state = state.model_copy(update={"access": state.access.model_copy(update={"plan_identity_file": str(key)})})
             plan_key = probeprogram.parse_public_key(public.decode())
-            setup = RemoteCommand(probeprogram.install().script + "\n" +
-                                  probeprogram.authorize(probeprogram.authorized_keys_line(plan_key), plan_key).script, "setup")
+            setup = RemoteCommand(
+                probeprogram.install().script + "\n" + probeprogram.authorize(probeprogram.authorized_keys_line(plan_key), plan_key).script, "setup"
+            )
             with Pool(state.access) as pool:
-                done = fan_out(state.all_hosts, lambda h: pool.connect(h).run_script(setup, timeout=60).exit_code,
-                               parallelism=state.access.parallelism)
+                done = fan_out(state.all_hosts, lambda h: pool.connect(h).run_script(setup, timeout=60).exit_code, parallelism=state.access.parallelism)
             assert set(done.values()) == {0}, done
             times: dict[str, list[float]] = {"root": [], "plan": []}
             per_host: dict[str, float] = {}
             facts: dict[str, dict] = {}
             for i in range(args.rounds):  # alternate: the machine is noisy
-                for identity in (("root", "plan") if i % 2 == 0 else ("plan", "root")):
+                for identity in ("root", "plan") if i % 2 == 0 else ("plan", "root"):
                     seconds, per_host[identity], facts[identity] = probe(state, identity)
                     times[identity].append(seconds)
             assert facts["root"] == facts["plan"], "the two identities read different facts"
             hosts = len(state.all_hosts)
             for identity in ("root", "plan"):
-                print(f"{identity:<5} probe of {hosts} hosts: median {statistics.median(times[identity]):.2f} s "
-                      f"({', '.join(f'{t:.2f}' for t in times[identity])}), {per_host[identity]:.0f} command(s) per host")
+                print(
+                    f"{identity:<5} probe of {hosts} hosts: median {statistics.median(times[identity]):.2f} s "
+                    f"({', '.join(f'{t:.2f}' for t in times[identity])}), {per_host[identity]:.0f} command(s) per host"
+                )
             print(f"plan/root: {statistics.median(times['plan']) / statistics.median(times['root']):.2f}x; same facts: yes")
         finally:
             lab.down()

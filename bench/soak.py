@@ -77,9 +77,7 @@ def perturb(lab, rng: random.Random, cycle: Cycle) -> None:
             if not files:
                 continue
             f = rng.choice(files)
-            command = {"delete": f"rm -f {PPKEYS}/{f}",
-                       "corrupt": f"echo 'not a key (soak)' > {PPKEYS}/{f}",
-                       "chmod": f"chmod 666 {PPKEYS}/{f}"}[kind]
+            command = {"delete": f"rm -f {PPKEYS}/{f}", "corrupt": f"echo 'not a key (soak)' > {PPKEYS}/{f}", "chmod": f"chmod 666 {PPKEYS}/{f}"}[kind]
             lab.exec(host, command, check=True)
             cycle.perturbations.append(f"{kind} {host}:{f}")
         elif kind == "failover":
@@ -121,9 +119,11 @@ def check(state, report, cycle: Cycle) -> None:
     cycle.reported_unreachable = unreachable
     if not cycle.out:
         if report.exit_code != 0 or not final.clean:
-            cycle.problems.append(f"not converged with every host up: exit {report.exit_code}; remaining "
-                                  f"{[a.address for a in final.actions]}, blocked {[f.message for f in final.blocked]}, "
-                                  f"unknown {[f.address for f in final.unknown]}")
+            cycle.problems.append(
+                f"not converged with every host up: exit {report.exit_code}; remaining "
+                f"{[a.address for a in final.actions]}, blocked {[f.message for f in final.blocked]}, "
+                f"unknown {[f.address for f in final.unknown]}"
+            )
         return
     if unreachable != cycle.out:
         cycle.problems.append(f"unreachable reported {sorted(unreachable)}, expected {sorted(cycle.out)}")
@@ -154,8 +154,16 @@ def soak(lab, cycles: int, seed: int, workdir: Path, *, out=print) -> list[Cycle
         start = time.monotonic()
         try:
             with Pool(state.access) as pool:
-                report = run_apply(state, pool, saved_plan=None, options=ApplyOptions(lock_timeout=30),
-                                   confirm=lambda plan: True, events=Events(), journal=journal, stop=StopFlag())
+                report = run_apply(
+                    state,
+                    pool,
+                    saved_plan=None,
+                    options=ApplyOptions(lock_timeout=30),
+                    confirm=lambda plan: True,
+                    events=Events(),
+                    journal=journal,
+                    stop=StopFlag(),
+                )
             check(state, report, cycle)
         except Exception as e:  # a cycle that raises is a failed cycle, with the reason
             cycle.problems.append(f"{type(e).__name__}: {e}")
@@ -165,8 +173,10 @@ def soak(lab, cycles: int, seed: int, workdir: Path, *, out=print) -> list[Cycle
         previous = cycle.out
         results.append(cycle)
         status = "converged" if cycle.converged else f"unreachable {sorted(cycle.reported_unreachable)}" if cycle.out else "NOT converged"
-        out(f"cycle {n:3d}: {'ok  ' if cycle.ok else 'FAIL'} {cycle.seconds:5.1f}s  {cycle.done:3d} done {cycle.failed:2d} not done  "
-            f"{status}; {'; '.join(cycle.perturbations)}")
+        out(
+            f"cycle {n:3d}: {'ok  ' if cycle.ok else 'FAIL'} {cycle.seconds:5.1f}s  {cycle.done:3d} done {cycle.failed:2d} not done  "
+            f"{status}; {'; '.join(cycle.perturbations)}"
+        )
         for p in cycle.problems:
             out(f"           problem: {p}")
     recover(lab, previous)

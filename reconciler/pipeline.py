@@ -31,7 +31,9 @@ def git_commit_of(paths: Sequence[Path]) -> str | None:
             return None
         dirty = subprocess.run(
             ["git", "-C", str(folder), "status", "--porcelain", "--", *[str(Path(p).resolve()) for p in paths]],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -51,8 +53,7 @@ def refresh_and_plan(
     return with_previews(state, pool, facts.hosts, plan, git_commit=git_commit), facts
 
 
-def with_previews(state: DesiredState, pool: Pool, facts: Mapping[str, HostFacts], plan: Plan, *,
-                  git_commit: str | None = None) -> Plan:
+def with_previews(state: DesiredState, pool: Pool, facts: Mapping[str, HostFacts], plan: Plan, *, git_commit: str | None = None) -> Plan:
     """``plan`` (made from ``facts``) with Serviceguard's -t preview of each of its cluster
     operations: one script per host that runs any, none for a plan without them. When a
     preview does not confirm its operation, the plan is made again with the previews as

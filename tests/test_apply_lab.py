@@ -50,8 +50,9 @@ def desired(lab: Lab, where: Path, *, command_timeout: float | None = None, conn
 
 
 def csync(cwd: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.apply", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.apply", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def csync_plan(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -59,8 +60,14 @@ def csync_plan(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def spawn(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reconciler.cli.apply", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli.apply", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def fresh_plan(path: Path):
@@ -96,8 +103,9 @@ def temp_files(lab: Lab) -> list[str]:
     """Temp files csync could leave: key copies being written, lock and inventory drafts."""
     found = []
     for h in lab.hosts:
-        out = lab.exec(h.name, f"find {PPKEYS} /var/opt/dsau/csync {LAB_MOUNT}/dsau/csync -name '*.tmp' 2>/dev/null; "
-                               "find /root/.ssh -name '*.csync.tmp' 2>/dev/null; true").stdout.split()
+        out = lab.exec(
+            h.name, f"find {PPKEYS} /var/opt/dsau/csync {LAB_MOUNT}/dsau/csync -name '*.tmp' 2>/dev/null; find /root/.ssh -name '*.csync.tmp' 2>/dev/null; true"
+        ).stdout.split()
         found += [f"{h.name}:{f}" for f in out]
     return found
 
@@ -122,8 +130,16 @@ def apply_in_process(path: Path, workdir: Path, events: Events, *, lock_timeout:
     journal = Journal("00000000-0000-4000-8000-" + os.urandom(6).hex(), workdir / ".csync" / "runs")
     try:
         with Pool(state.access) as pool:
-            return run_apply(state, pool, saved_plan=None, options=ApplyOptions(lock_timeout=lock_timeout, lease=lease),
-                             confirm=lambda plan: True, events=events, journal=journal, stop=StopFlag())
+            return run_apply(
+                state,
+                pool,
+                saved_plan=None,
+                options=ApplyOptions(lock_timeout=lock_timeout, lease=lease),
+                confirm=lambda plan: True,
+                events=events,
+                journal=journal,
+                stop=StopFlag(),
+            )
     finally:
         journal.close()
 
@@ -176,16 +192,20 @@ def test_the_standalone_master_applies_and_keeps_its_inventory(lab_factory, tmp_
     assert r.returncode == 0, r.stdout + r.stderr
     inventory = lab.exec("master", "cat /var/opt/dsau/csync/inventory").stdout.splitlines()
     # the key files csync owns (declared for their host, and there), one "HOST FILE" a line, sorted
-    assert inventory[1:] == ["generation 0"] + [f"client{i} root-127.0.10.1.pub" for i in (1, 2, 3)] + \
-        ["master root-127.0.10.1.pub"] + [f"master root-127.0.10.2{i}.pub" for i in (1, 2, 3)]
+    assert inventory[1:] == ["generation 0"] + [f"client{i} root-127.0.10.1.pub" for i in (1, 2, 3)] + ["master root-127.0.10.1.pub"] + [
+        f"master root-127.0.10.2{i}.pub" for i in (1, 2, 3)
+    ]
     assert lab.exec("master", "test -e /var/opt/dsau/csync/lock.json").returncode == 1
 
 
 def test_the_inventory_keeps_what_it_listed_adds_what_csync_owns_and_drops_what_is_gone(lab_factory, tmp_path):
     lab = lab_factory("fresh", members=2, clients=2)
     put_key(lab, "client2", "root-127.0.10.99.pub", (key_dir(lab, "client2") / dsau.peer_key_name(PKG)).read_bytes())
-    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'generation 3\\nclient2 root-127.0.10.99.pub\\n"
-                      f"gone root-127.0.10.200.pub\\nclient1 root-127.0.10.77.pub\\n127.0.10.5\\n' > {LAB_MOUNT}/dsau/csync/inventory")
+    lab.exec(
+        "node1",
+        f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'generation 3\\nclient2 root-127.0.10.99.pub\\n"
+        f"gone root-127.0.10.200.pub\\nclient1 root-127.0.10.77.pub\\n127.0.10.5\\n' > {LAB_MOUNT}/dsau/csync/inventory",
+    )
     drop_keys(lab, "client1", "127.0.10.2")
     path = desired(lab, tmp_path).read_text().replace("prune: true", "prune: false")
     (tmp_path / "keep.yaml").write_text(path)
@@ -194,13 +214,27 @@ def test_the_inventory_keeps_what_it_listed_adds_what_csync_owns_and_drops_what_
     assert inventory[0].startswith("# csync inventory, format 2")
     # kept: its generation, an entry it listed whose file is there, an entry of an undeclared host;
     # dropped: a file gone from a host that answered, the first format's address line
-    assert inventory[1:] == ["generation 3", "client1 root-127.0.10.1.pub", "client1 root-127.0.10.10.pub", "client1 root-127.0.10.2.pub",
-                             "client2 root-127.0.10.1.pub", "client2 root-127.0.10.10.pub", "client2 root-127.0.10.2.pub",
-                             "client2 root-127.0.10.99.pub", "gone root-127.0.10.200.pub",
-                             "node1 root-127.0.10.1.pub", "node1 root-127.0.10.10.pub", "node1 root-127.0.10.2.pub",
-                             "node1 root-127.0.10.21.pub", "node1 root-127.0.10.22.pub",
-                             "node2 root-127.0.10.1.pub", "node2 root-127.0.10.10.pub", "node2 root-127.0.10.2.pub",
-                             "node2 root-127.0.10.21.pub", "node2 root-127.0.10.22.pub"]
+    assert inventory[1:] == [
+        "generation 3",
+        "client1 root-127.0.10.1.pub",
+        "client1 root-127.0.10.10.pub",
+        "client1 root-127.0.10.2.pub",
+        "client2 root-127.0.10.1.pub",
+        "client2 root-127.0.10.10.pub",
+        "client2 root-127.0.10.2.pub",
+        "client2 root-127.0.10.99.pub",
+        "gone root-127.0.10.200.pub",
+        "node1 root-127.0.10.1.pub",
+        "node1 root-127.0.10.10.pub",
+        "node1 root-127.0.10.2.pub",
+        "node1 root-127.0.10.21.pub",
+        "node1 root-127.0.10.22.pub",
+        "node2 root-127.0.10.1.pub",
+        "node2 root-127.0.10.10.pub",
+        "node2 root-127.0.10.2.pub",
+        "node2 root-127.0.10.21.pub",
+        "node2 root-127.0.10.22.pub",
+    ]
 
 
 # --- exactly the plan --------------------------------------------------------------------------
@@ -251,8 +285,10 @@ def test_a_host_isolated_mid_apply_fails_alone_and_the_next_plan_is_the_remainin
     drop_keys(lab, "client2", "127.0.10.2")
     for c in ("client2", "client3"):  # csync's copies of the cluster key for an undeclared address: removed in wave 2
         put_key(lab, c, "root-127.0.10.99.pub", cluster_key)
-    lab.exec("node1", f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'client2 root-127.0.10.99.pub\\nclient3 root-127.0.10.99.pub\\n' "
-                      f"> {LAB_MOUNT}/dsau/csync/inventory")
+    lab.exec(
+        "node1",
+        f"mkdir -p {LAB_MOUNT}/dsau/csync && printf 'client2 root-127.0.10.99.pub\\nclient3 root-127.0.10.99.pub\\n' > {LAB_MOUNT}/dsau/csync/inventory",
+    )
     path = desired(lab, tmp_path, command_timeout=3)
     report = apply_in_process(path, tmp_path, Hook(lambda n: lab.isolate("client2") if n == 2 else None))
     try:

@@ -47,7 +47,9 @@ def effect(state, world: dict[str, HostFacts], action: Action, *, package_key: s
             f = world[m.name]
             view = f.cluster.packages[p["package"]].model_copy(update={"status": "up", "state": "running", "owner": p["node"], "autorun": "enabled"})
             cluster = f.cluster.model_copy(update={"packages": {p["package"]: view}})
-            pkgfs = PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", package_key), inputs_digest=INPUTS) if m.name == p["node"] else f.package_fs
+            pkgfs = (
+                PackageFilesystem(mounted=True, cluster_key=key("localhost.pub", package_key), inputs_digest=INPUTS) if m.name == p["node"] else f.package_fs
+            )
             world[m.name] = f.model_copy(update={"cluster": cluster, "package_fs": pkgfs})
     elif action.kind == "enable-switching":
         for m in state.members:
@@ -65,8 +67,9 @@ def effect(state, world: dict[str, HostFacts], action: Action, *, package_key: s
             world[m.name] = world[m.name].model_copy(update={"keys": {**world[m.name].keys, name: key(name, "cluster")}})
     elif action.kind in ("copy-key", "install-key"):
         f = world[action.host]
-        source = f.keys[p["source"]] if action.kind == "copy-key" else next(
-            k for h in world.values() for k in h.keys.values() if k.fingerprint == p["fingerprint"])
+        source = (
+            f.keys[p["source"]] if action.kind == "copy-key" else next(k for h in world.values() for k in h.keys.values() if k.fingerprint == p["fingerprint"])
+        )
         world[action.host] = f.model_copy(update={"keys": {**f.keys, p["file"]: source.model_copy(update={"name": p["file"], "mode": 0o644})}})
     elif action.kind == "remove-key":
         f = world[action.host]
@@ -194,9 +197,13 @@ def test_a_failed_action_does_not_stop_independent_ones_on_the_same_host():
 
 def test_a_dependent_of_a_skipped_action_names_the_root_failure():
     state, facts, plan = seed()
-    chained = plan.model_copy(update={"actions": tuple(
-        a.model_copy(update={"depends_on": ("dispatch-member:member.node3",), "wave": 3}) if a.kind == "copy-key" else a
-        for a in plan.actions)})
+    chained = plan.model_copy(
+        update={
+            "actions": tuple(
+                a.model_copy(update={"depends_on": ("dispatch-member:member.node3",), "wave": 3}) if a.kind == "copy-key" else a for a in plan.actions
+            )
+        }
+    )
     results = SimulatedExecutor(state, chained, facts, facts=facts, fail={"start-package:package.csync"}).run()
     copy = next(r for r in results.values() if r.action.kind == "copy-key")
     assert copy.outcome == "skipped" and "which was skipped" in copy.detail and "failed: exit 1" in copy.detail
@@ -351,7 +358,8 @@ def scenario_facts(name: str):
 
 def test_differences_name_each_changed_fact():
     assert differences({"current": {"present": True, "fingerprint": "A"}}, {"current": {"present": True, "fingerprint": "B"}}) == [
-        "current.fingerprint: planned 'A', now 'B'"]
+        "current.fingerprint: planned 'A', now 'B'"
+    ]
     assert differences({"package": {"owner": "node1"}}, {"package": None}) == ["package: planned {'owner': 'node1'}, now None"]
 
 

@@ -44,10 +44,13 @@ def test_the_pipeline_definitions_validate_against_their_ci_schema(schema, path)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("schema, path, breakage", [
-    ("vendor.github-workflows", GITHUB, ("cancel-in-progress: false", "cancel-in-progress: {}")),
-    ("vendor.gitlab-ci", GITLAB, ("resource_group: csync-site", "resource_group: [csync-site]")),
-])
+@pytest.mark.parametrize(
+    "schema, path, breakage",
+    [
+        ("vendor.github-workflows", GITHUB, ("cancel-in-progress: false", "cancel-in-progress: {}")),
+        ("vendor.gitlab-ci", GITLAB, ("resource_group: csync-site", "resource_group: [csync-site]")),
+    ],
+)
 def test_the_schema_check_fails_a_broken_definition(schema, path, breakage, tmp_path):
     broken = tmp_path / path.name
     broken.write_text(path.read_text().replace(*breakage, 1))
@@ -114,12 +117,45 @@ def test_the_pre_commit_hook_runs_csync_validate(tmp_path):
 
 
 def test_the_ci_identity_names_job_actor_and_run():
-    gh = ci_identity({"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "7", "GITHUB_REPOSITORY": "o/r", "GITHUB_SHA": "abc",
-                      "GITHUB_ACTOR": "alice", "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "push",
-                      "GITHUB_SERVER_URL": "https://git.example"})
-    assert gh == {"system": "github", "run_id": "7", "repository": "o/r", "sha": "abc", "actor": "alice",
-                  "ref": "refs/heads/main", "event_name": "push", "url": "https://git.example/o/r/actions/runs/7"}
-    gl = ci_identity({"GITLAB_CI": "true", "CI_JOB_ID": "9", "CI_PROJECT_PATH": "g/p", "CI_COMMIT_SHA": "def",
-                      "GITLAB_USER_LOGIN": "bob", "CI_JOB_URL": "https://gl.example/g/p/-/jobs/9", "CI_PIPELINE_SOURCE": "push"})
-    assert gl == {"system": "gitlab", "job_id": "9", "project_path": "g/p", "commit_sha": "def", "actor": "bob",
-                  "job_url": "https://gl.example/g/p/-/jobs/9", "pipeline_source": "push"}
+    gh = ci_identity(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_RUN_ID": "7",
+            "GITHUB_REPOSITORY": "o/r",
+            "GITHUB_SHA": "abc",
+            "GITHUB_ACTOR": "alice",
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_EVENT_NAME": "push",
+            "GITHUB_SERVER_URL": "https://git.example",
+        }
+    )
+    assert gh == {
+        "system": "github",
+        "run_id": "7",
+        "repository": "o/r",
+        "sha": "abc",
+        "actor": "alice",
+        "ref": "refs/heads/main",
+        "event_name": "push",
+        "url": "https://git.example/o/r/actions/runs/7",
+    }
+    gl = ci_identity(
+        {
+            "GITLAB_CI": "true",
+            "CI_JOB_ID": "9",
+            "CI_PROJECT_PATH": "g/p",
+            "CI_COMMIT_SHA": "def",
+            "GITLAB_USER_LOGIN": "bob",
+            "CI_JOB_URL": "https://gl.example/g/p/-/jobs/9",
+            "CI_PIPELINE_SOURCE": "push",
+        }
+    )
+    assert gl == {
+        "system": "gitlab",
+        "job_id": "9",
+        "project_path": "g/p",
+        "commit_sha": "def",
+        "actor": "bob",
+        "job_url": "https://gl.example/g/p/-/jobs/9",
+        "pipeline_source": "push",
+    }

@@ -42,8 +42,7 @@ def references(node) -> set[str]:
 # --- the linters ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("persona", ["regular", "pedantic", "auditor"])
 def test_zizmor_offline_finds_nothing_in_the_github_workflow(persona):
-    r = subprocess.run([tool("zizmor"), "--offline", "--persona", persona, "--no-progress", str(GITHUB)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([tool("zizmor"), "--offline", "--persona", persona, "--no-progress", str(GITHUB)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "No findings to report" in r.stdout + r.stderr
 
@@ -57,8 +56,7 @@ def test_every_zizmor_suppression_says_why():
 
 def shell_blocks() -> list[tuple[str, str]]:
     """(where, script) of every shell script the pipelines run."""
-    blocks = [(f"github {name}.steps[{i}]", step["run"]) for name, job in load(GITHUB)["jobs"].items()
-              for i, step in enumerate(job["steps"]) if "run" in step]
+    blocks = [(f"github {name}.steps[{i}]", step["run"]) for name, job in load(GITHUB)["jobs"].items() for i, step in enumerate(job["steps"]) if "run" in step]
     for name, job in load(GITLAB).items():
         if isinstance(job, dict):
             for key in ("before_script", "script", "after_script"):
@@ -185,9 +183,14 @@ def test_gitlab_the_merge_request_job_runs_the_target_branchs_script_on_the_merg
 
     log = tmp_path / "csync.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CSYNC", "CI_", "GITLAB"))}
-    env |= {"CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CSYNC": str(fake_csync(tmp_path / "csync", log)),
-            "CSYNC_STATE": "desired-state", "CSYNC_OUT": "csync-out", PLAN_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nplan\n",
-            "TMPDIR": str(tmp_path / "tmp")}
+    env |= {
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CSYNC": str(fake_csync(tmp_path / "csync", log)),
+        "CSYNC_STATE": "desired-state",
+        "CSYNC_OUT": "csync-out",
+        PLAN_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nplan\n",
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
     (tmp_path / "tmp").mkdir()
     script = "\n".join(load(GITLAB)["plan"]["script"])
     r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=60)
@@ -207,8 +210,7 @@ def run_steps(tmp_path: Path, step: str, env: dict) -> tuple[subprocess.Complete
     (tmp_path / "desired-state").mkdir(exist_ok=True)
     (tmp_path / "desired-state" / "site.yaml").write_text("site: t\n")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CSYNC", "GITHUB_", "CI_", "GITLAB"))}
-    base |= {"CSYNC": str(fake_csync(tmp_path / "csync", log)), "CSYNC_STATE": "desired-state", "CSYNC_OUT": "csync-out",
-             "TMPDIR": str(tmp_path / "tmp")}
+    base |= {"CSYNC": str(fake_csync(tmp_path / "csync", log)), "CSYNC_STATE": "desired-state", "CSYNC_OUT": "csync-out", "TMPDIR": str(tmp_path / "tmp")}
     r = subprocess.run(["bash", str(STEPS), step], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=60)
     return r, log.read_text() if log.exists() else ""
 
@@ -240,11 +242,16 @@ def test_the_apply_step_holds_the_root_key_and_removes_it_even_when_killed(tmp_p
     assert not Path(root_file).exists() and "plan_identity_file: \n" in log
     # a job cancelled while csync runs: TERM to the script, the trap still removes the keys
     slow = tmp_path / "csync"
-    slow.write_text(f"#!/bin/bash\necho \"$CSYNC_IDENTITY_FILE\" > {tmp_path / 'where'}\nsleep 30\n")
+    slow.write_text(f'#!/bin/bash\necho "$CSYNC_IDENTITY_FILE" > {tmp_path / "where"}\nsleep 30\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CSYNC", "GITHUB_"))} | {
-        "CSYNC": str(slow), ROOT_KEY: "ROOT-KEY", "TMPDIR": str(tmp_path / "tmp"), "CSYNC_OUT": "csync-out"}
-    p = subprocess.Popen(["bash", str(STEPS), "apply", str(reviewed / "plan.json")], cwd=tmp_path, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        "CSYNC": str(slow),
+        ROOT_KEY: "ROOT-KEY",
+        "TMPDIR": str(tmp_path / "tmp"),
+        "CSYNC_OUT": "csync-out",
+    }
+    p = subprocess.Popen(
+        ["bash", str(STEPS), "apply", str(reviewed / "plan.json")], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             if (tmp_path / "where").exists() and (tmp_path / "where").read_text().strip():

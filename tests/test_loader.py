@@ -65,32 +65,36 @@ def client(line: str) -> tuple[str, str]:
 
 
 def test_bad_ipv4_address():
-    assert problems(client("  - {name: web2, address: 10.0.0.300}")) == [
-        "site.yaml:12:27: clients[1].address: '10.0.0.300' is not an IPv4 address"
-    ]
+    assert problems(client("  - {name: web2, address: 10.0.0.300}")) == ["site.yaml:12:27: clients[1].address: '10.0.0.300' is not an IPv4 address"]
 
 
-@pytest.mark.parametrize("address, message", [
-    ("10.0.0.021", "'10.0.0.021' has a leading zero, which some tools read as octal; write 10.0.0.21"),
-    ("0.0.0.0", "0.0.0.0 means 'any address'; give the host's own address"),
-    ("255.255.255.255", "255.255.255.255 is the broadcast address; give the host's own address"),
-    ("224.0.0.5", "224.0.0.5 is a multicast address; give the host's own address"),
-    ("10.0.0", "'10.0.0' is not an IPv4 address"),
-    ("'::1'", "'::1' is not an IPv4 address"),
-])
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("10.0.0.021", "'10.0.0.021' has a leading zero, which some tools read as octal; write 10.0.0.21"),
+        ("0.0.0.0", "0.0.0.0 means 'any address'; give the host's own address"),
+        ("255.255.255.255", "255.255.255.255 is the broadcast address; give the host's own address"),
+        ("224.0.0.5", "224.0.0.5 is a multicast address; give the host's own address"),
+        ("10.0.0", "'10.0.0' is not an IPv4 address"),
+        ("'::1'", "'::1' is not an IPv4 address"),
+    ],
+)
 def test_addresses_that_are_not_a_hosts_own_ipv4_address(address, message):
     assert problems(client(f"  - {{name: web2, address: {address}}}")) == [f"site.yaml:12:27: clients[1].address: {message}"]
 
 
-@pytest.mark.parametrize("yaml_name, shown, why", [
-    ('"web1;rm -rf /"', "'web1;rm -rf /'", "';' is not allowed; use letters, digits and '-' (RFC 1123)"),
-    ('"web\\nx"', "'web\\nx'", "'\\n' (a control character) is not allowed; use letters, digits and '-' (RFC 1123)"),
-    ('"w\u0435b1"', "'w\\u0435b1'", "'\\u0435' (CYRILLIC SMALL LETTER IE) is not allowed; use letters, digits and '-' (RFC 1123)"),
-    ('"../etc"', "'../etc'", "give the unqualified name, without the domain ('.' is not allowed)"),
-    ("web1.example.com", "'web1.example.com'", "give the unqualified name, without the domain ('.' is not allowed)"),
-    ("-web", "'-web'", "it must not start or end with '-' (RFC 1123)"),
-    ("a" * 64, "'" + "a" * 64 + "'", "it is 64 characters long; the limit is 63 (RFC 1123)"),
-])
+@pytest.mark.parametrize(
+    "yaml_name, shown, why",
+    [
+        ('"web1;rm -rf /"', "'web1;rm -rf /'", "';' is not allowed; use letters, digits and '-' (RFC 1123)"),
+        ('"web\\nx"', "'web\\nx'", "'\\n' (a control character) is not allowed; use letters, digits and '-' (RFC 1123)"),
+        ('"w\u0435b1"', "'w\\u0435b1'", "'\\u0435' (CYRILLIC SMALL LETTER IE) is not allowed; use letters, digits and '-' (RFC 1123)"),
+        ('"../etc"', "'../etc'", "give the unqualified name, without the domain ('.' is not allowed)"),
+        ("web1.example.com", "'web1.example.com'", "give the unqualified name, without the domain ('.' is not allowed)"),
+        ("-web", "'-web'", "it must not start or end with '-' (RFC 1123)"),
+        ("a" * 64, "'" + "a" * 64 + "'", "it is 64 characters long; the limit is 63 (RFC 1123)"),
+    ],
+)
 def test_host_names_a_shell_a_path_or_an_eye_could_misread_are_refused(yaml_name, shown, why):
     assert problems(client(f"  - name: {yaml_name}\n    address: 10.0.0.22")) == [
         f"site.yaml:12:11: clients[1].name: {shown} is not a valid unqualified host name: {why}"
@@ -116,16 +120,22 @@ def test_path_traversal_in_the_mount_point_is_refused():
     ]
 
 
-@pytest.mark.parametrize("mount, message", [
-    ("/", "'/' cannot be the package's mount point; use a directory of its own, such as /csync"),
-    ("/etc/csync", "'/etc/csync' is in /etc, which belongs to the system or DSAU; mount the package filesystem on a directory of its own, such as /csync"),
-    ("/var/opt/dsau", "'/var/opt/dsau' is in /var/opt/dsau, which belongs to the system or DSAU; mount the package filesystem on a directory of its own, such as /csync"),
-    ("/csync/", "'/csync/' ends with '/'; write '/csync'"),
-    ("//csync", "'//csync' contains '//'; separate directories with a single '/'"),
-    ("csync", "'csync' is not an absolute path; it must start with '/'"),
-    ("'/csync;reboot'", "'/csync;reboot': ';' is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'"),
-    ("'/my csync'", "'/my csync': ' ' is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'"),
-])
+@pytest.mark.parametrize(
+    "mount, message",
+    [
+        ("/", "'/' cannot be the package's mount point; use a directory of its own, such as /csync"),
+        ("/etc/csync", "'/etc/csync' is in /etc, which belongs to the system or DSAU; mount the package filesystem on a directory of its own, such as /csync"),
+        (
+            "/var/opt/dsau",
+            "'/var/opt/dsau' is in /var/opt/dsau, which belongs to the system or DSAU; mount the package filesystem on a directory of its own, such as /csync",
+        ),
+        ("/csync/", "'/csync/' ends with '/'; write '/csync'"),
+        ("//csync", "'//csync' contains '//'; separate directories with a single '/'"),
+        ("csync", "'csync' is not an absolute path; it must start with '/'"),
+        ("'/csync;reboot'", "'/csync;reboot': ';' is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'"),
+        ("'/my csync'", "'/my csync': ' ' is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'"),
+    ],
+)
 def test_mount_point_rules(mount, message):
     assert problems(("site.yaml", BASE.replace("mount: /csync", f"mount: {mount}"))) == [f"site.yaml:6:53: master.package.mount: {message}"]
 
@@ -163,46 +173,52 @@ def test_missing_top_level_field_points_at_the_file():
 
 
 def test_unknown_field_suggests_the_closest_and_is_not_also_missing():
-    assert problems(client("  - {name: web2, adress: 10.0.0.22}")) == [
-        "site.yaml:12:18: clients[1]: unknown field 'adress'; did you mean 'address'?"
-    ]
+    assert problems(client("  - {name: web2, adress: 10.0.0.22}")) == ["site.yaml:12:18: clients[1]: unknown field 'adress'; did you mean 'address'?"]
 
 
 def test_unknown_top_level_field_suggests_the_closest():
-    assert problems(("site.yaml", BASE + "acess: {user: root}\n")) == [
-        "site.yaml:12:1: unknown field 'acess'; did you mean 'access'?"
-    ]
+    assert problems(("site.yaml", BASE + "acess: {user: root}\n")) == ["site.yaml:12:1: unknown field 'acess'; did you mean 'access'?"]
 
 
-@pytest.mark.parametrize("line, message", [
-    ("access: {port: '22'}", "site.yaml:12:16: access.port: expected a whole number, found the text '22'; remove the quotes"),
-    ("access: {port: 70000}", "site.yaml:12:16: access.port: 70000 is too large; it must be at most 65535"),
-    ("access: {connect_timeout: 0}", "site.yaml:12:27: access.connect_timeout: 0 is too small; it must be greater than 0"),
-    ("access: {command_timeout: .inf}", "site.yaml:12:27: access.command_timeout: inf is not a finite number"),
-    ("access: {parallelism: 2.5}", "site.yaml:12:23: access.parallelism: expected a whole number, found the number 2.5"),
-    ("access: {user: 'Root Admin'}", "site.yaml:12:16: access.user: 'Root Admin' is not a valid user name: ' ' is not allowed; use letters, digits, '_', '.' and '-'"),
-    ("access: {host_key_policy: yes}", "site.yaml:12:27: access.host_key_policy: 'yes' is not allowed; must be one of: strict, accept-new"),
-    ("keys: {prune: yes}", "site.yaml:12:15: keys.prune: expected true or false, found the text 'yes'; write true or false (YAML 1.2 reads yes, no, on, off as text)"),
-    ("keys: [copy]", "site.yaml:12:7: keys: expected a mapping ('field: value' lines), found a list"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("access: {port: '22'}", "site.yaml:12:16: access.port: expected a whole number, found the text '22'; remove the quotes"),
+        ("access: {port: 70000}", "site.yaml:12:16: access.port: 70000 is too large; it must be at most 65535"),
+        ("access: {connect_timeout: 0}", "site.yaml:12:27: access.connect_timeout: 0 is too small; it must be greater than 0"),
+        ("access: {command_timeout: .inf}", "site.yaml:12:27: access.command_timeout: inf is not a finite number"),
+        ("access: {parallelism: 2.5}", "site.yaml:12:23: access.parallelism: expected a whole number, found the number 2.5"),
+        (
+            "access: {user: 'Root Admin'}",
+            "site.yaml:12:16: access.user: 'Root Admin' is not a valid user name: ' ' is not allowed; use letters, digits, '_', '.' and '-'",
+        ),
+        ("access: {host_key_policy: yes}", "site.yaml:12:27: access.host_key_policy: 'yes' is not allowed; must be one of: strict, accept-new"),
+        (
+            "keys: {prune: yes}",
+            "site.yaml:12:15: keys.prune: expected true or false, found the text 'yes'; write true or false (YAML 1.2 reads yes, no, on, off as text)",
+        ),
+        ("keys: [copy]", "site.yaml:12:7: keys: expected a mapping ('field: value' lines), found a list"),
+    ],
+)
 def test_values_are_taken_as_written_not_coerced(line, message):
     assert problems(("site.yaml", BASE + line + "\n")) == [message]
 
 
-@pytest.mark.parametrize("version, message", [
-    ("2", "2 is not allowed; must be one of: 1"),
-    ("true", "true is not a format version; write 1"),
-    ("'1'", "'1' is not a format version; write 1"),
-])
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        ("2", "2 is not allowed; must be one of: 1"),
+        ("true", "true is not a format version; write 1"),
+        ("'1'", "'1' is not a format version; write 1"),
+    ],
+)
 def test_version_must_be_1(version, message):
     assert problems(("site.yaml", BASE.replace("version: 1", f"version: {version}"))) == [f"site.yaml:1:10: version: {message}"]
 
 
 def test_empty_members_list():
     text = BASE.replace("    - {name: node1, address: 10.0.0.1}\n    - {name: node2, address: 10.0.0.2}\n", "").replace("members:", "members: []")
-    assert problems(("site.yaml", text.replace(", node: node1", ""))) == [
-        "site.yaml:7:12: master.members: at least 1 entry is required, found 0"
-    ]
+    assert problems(("site.yaml", text.replace(", node: node1", ""))) == ["site.yaml:7:12: master.members: at least 1 entry is required, found 0"]
 
 
 # --- cross-field rules --------------------------------------------------------------------
@@ -245,8 +261,7 @@ def test_access_overrides_name_declared_hosts():
 
 
 def test_every_problem_is_reported_in_one_run():
-    text = (BASE.replace("cluster: c1", "cluster: c 1").replace("10.0.0.2}", "10.0.0.1}")
-            + "  - {name: web2, adress: 10.0.0.22}\nkeys: {prune: maybe}\n")
+    text = BASE.replace("cluster: c1", "cluster: c 1").replace("10.0.0.2}", "10.0.0.1}") + "  - {name: web2, adress: 10.0.0.22}\nkeys: {prune: maybe}\n"
     assert problems(("site.yaml", text)) == [
         "site.yaml:5:12: master.cluster: 'c 1' is not a valid Serviceguard name: ' ' is not allowed; use letters, digits, '_', '.' and '-'",
         "site.yaml:9:30: master.members[1].address: 10.0.0.1 is already the address of member node1 (site.yaml:8:30)",
@@ -259,9 +274,7 @@ def test_every_problem_is_reported_in_one_run():
 
 
 def test_a_key_set_in_two_files_names_both_places():
-    assert problems(("a.yaml", BASE), ("b.yaml", "# more\nsite: other\n"), paths=["."]) == [
-        "b.yaml:2:1: site: also set in a.yaml:2:1; set it in one file"
-    ]
+    assert problems(("a.yaml", BASE), ("b.yaml", "# more\nsite: other\n"), paths=["."]) == ["b.yaml:2:1: site: also set in a.yaml:2:1; set it in one file"]
 
 
 def test_clients_of_several_files_are_one_list_indexed_across_files():
@@ -297,9 +310,7 @@ def test_a_directory_without_yaml_files_is_an_error():
 
 
 def test_duplicate_yaml_key_names_the_first():
-    assert problems(("site.yaml", BASE + "site: other\n")) == [
-        "site.yaml:12:1: site: duplicate key: it is already set at line 2; keep one"
-    ]
+    assert problems(("site.yaml", BASE + "site: other\n")) == ["site.yaml:12:1: site: duplicate key: it is already set at line 2; keep one"]
 
 
 def test_duplicate_key_in_a_nested_mapping():
@@ -328,20 +339,23 @@ def test_yaml_tags_are_refused():
     ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "t.yaml:1:1: the file is empty; a desired-state file is a mapping of fields, such as 'version: 1'"),
-    ("# only a comment\n", "t.yaml:1:1: the file is empty; a desired-state file is a mapping of fields, such as 'version: 1'"),
-    ("- version: 1\n", "t.yaml:1:1: the top level is a list; it must be a mapping of fields (version, site, master, ...)"),
-    ("lab\n", "t.yaml:1:1: the top level is a single value; it must be a mapping of fields (version, site, master, ...)"),
-    ("version: 1\nsite: [lab,\n", "t.yaml:3:1: invalid YAML: expected the node content, but found '<stream end>' (while parsing a flow node)"),
-    ("version: 1\n  site: lab\n", "t.yaml:2:7: invalid YAML: mapping values are not allowed here"),
-    ("version: 1\n\tsite: lab\n", "t.yaml:2:1: invalid YAML: found character '\\t' that cannot start any token (while scanning for the next token)"),
-    ("version: 1\nsite: l\x07b\n", "t.yaml:2:8: invalid YAML: the character '\\x07' is not allowed in YAML text; remove it"),
-    ("version: 1\n---\nsite: lab\n", "t.yaml:3:1: more than one YAML document: a second one starts here; write one document per file (remove the '---')"),
-    (b"version: 1\nsite: l\xffb\n", "t.yaml:2:8: the file is not UTF-8 text (byte 0xff); save it as UTF-8"),
-    ("site: " + "[" * 3000 + "]" * 3000 + "\n", "t.yaml:1:1: invalid YAML: nested too deeply (a desired state is at most 32 levels deep)"),
-    ("? [a, b]\n: 1\n", "t.yaml:1:3: a key must be a field name; a list or mapping cannot be a key"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "t.yaml:1:1: the file is empty; a desired-state file is a mapping of fields, such as 'version: 1'"),
+        ("# only a comment\n", "t.yaml:1:1: the file is empty; a desired-state file is a mapping of fields, such as 'version: 1'"),
+        ("- version: 1\n", "t.yaml:1:1: the top level is a list; it must be a mapping of fields (version, site, master, ...)"),
+        ("lab\n", "t.yaml:1:1: the top level is a single value; it must be a mapping of fields (version, site, master, ...)"),
+        ("version: 1\nsite: [lab,\n", "t.yaml:3:1: invalid YAML: expected the node content, but found '<stream end>' (while parsing a flow node)"),
+        ("version: 1\n  site: lab\n", "t.yaml:2:7: invalid YAML: mapping values are not allowed here"),
+        ("version: 1\n\tsite: lab\n", "t.yaml:2:1: invalid YAML: found character '\\t' that cannot start any token (while scanning for the next token)"),
+        ("version: 1\nsite: l\x07b\n", "t.yaml:2:8: invalid YAML: the character '\\x07' is not allowed in YAML text; remove it"),
+        ("version: 1\n---\nsite: lab\n", "t.yaml:3:1: more than one YAML document: a second one starts here; write one document per file (remove the '---')"),
+        (b"version: 1\nsite: l\xffb\n", "t.yaml:2:8: the file is not UTF-8 text (byte 0xff); save it as UTF-8"),
+        ("site: " + "[" * 3000 + "]" * 3000 + "\n", "t.yaml:1:1: invalid YAML: nested too deeply (a desired state is at most 32 levels deep)"),
+        ("? [a, b]\n: 1\n", "t.yaml:1:3: a key must be a field name; a list or mapping cannot be a key"),
+    ],
+)
 def test_files_that_are_not_a_yaml_mapping(text, message):
     assert problems(("t.yaml", text)) == [message]
 

@@ -32,18 +32,64 @@ VALID: dict[str, Any] = {
 }
 
 FIELDS: list[tuple[str | int, ...]] = [
-    ("version",), ("site",), ("master",), ("master", "mode"), ("master", "cluster"), ("master", "package"),
-    ("master", "package", "name"), ("master", "package", "address"), ("master", "package", "mount"),
-    ("master", "package", "node"), ("master", "members"), ("master", "members", 0), ("master", "members", 1, "name"),
-    ("master", "members", 1, "address"), ("clients",), ("clients", 0), ("clients", 1, "name"), ("clients", 0, "address"),
-    ("keys",), ("keys", "prune"), ("keys", "distribution"), ("access",), ("access", "port"), ("access", "connect_timeout"),
-    ("access", "identity_file"), ("access", "hosts"), ("access", "hosts", "web1"), ("access", "hosts", "web1", "port"),
-    ("paths", "wizard"), ("extra",), ("master", "extra"),
+    ("version",),
+    ("site",),
+    ("master",),
+    ("master", "mode"),
+    ("master", "cluster"),
+    ("master", "package"),
+    ("master", "package", "name"),
+    ("master", "package", "address"),
+    ("master", "package", "mount"),
+    ("master", "package", "node"),
+    ("master", "members"),
+    ("master", "members", 0),
+    ("master", "members", 1, "name"),
+    ("master", "members", 1, "address"),
+    ("clients",),
+    ("clients", 0),
+    ("clients", 1, "name"),
+    ("clients", 0, "address"),
+    ("keys",),
+    ("keys", "prune"),
+    ("keys", "distribution"),
+    ("access",),
+    ("access", "port"),
+    ("access", "connect_timeout"),
+    ("access", "identity_file"),
+    ("access", "hosts"),
+    ("access", "hosts", "web1"),
+    ("access", "hosts", "web1", "port"),
+    ("paths", "wizard"),
+    ("extra",),
+    ("master", "extra"),
 ]
 
 # Values that collide with the valid document's, so that cross-field rules are exercised.
-NEAR_MISSES = st.sampled_from(["10.0.0.1", "10.0.0.10", "10.0.0.21", "node1", "NODE2", "web1", "standalone", "serviceguard",
-                               "/csync", "/", "", "-", "~", "010.0.0.1", "10.0.0.256", "wеb1", "a;b", "../x", "1", "yes"])
+NEAR_MISSES = st.sampled_from(
+    [
+        "10.0.0.1",
+        "10.0.0.10",
+        "10.0.0.21",
+        "node1",
+        "NODE2",
+        "web1",
+        "standalone",
+        "serviceguard",
+        "/csync",
+        "/",
+        "",
+        "-",
+        "~",
+        "010.0.0.1",
+        "10.0.0.256",
+        "wеb1",
+        "a;b",
+        "../x",
+        "1",
+        "yes",
+    ]
+)
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.dates() | NEAR_MISSES
 VALUES = st.recursive(
     SCALARS,

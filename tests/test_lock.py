@@ -177,7 +177,11 @@ def test_a_mutex_left_by_a_killed_script_is_broken_after_it_goes_stale(state, lo
 
 def test_ci_identity_names_the_job():
     assert ci_identity({"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "7", "GITHUB_REPOSITORY": "o/r", "GITHUB_JOB": "apply"}) == {
-        "system": "github", "run_id": "7", "repository": "o/r", "job": "apply"}
+        "system": "github",
+        "run_id": "7",
+        "repository": "o/r",
+        "job": "apply",
+    }
     assert ci_identity({"CI_JOB_ID": "9", "CI_PROJECT_PATH": "g/p"}) == {"system": "gitlab", "job_id": "9", "project_path": "g/p"}
     assert ci_identity({"CI": "true"}) == {"system": "ci"}
     assert ci_identity({}) is None

@@ -128,7 +128,9 @@ def test_addresses_are_kept_in_canonical_form():
 
 def test_values_are_not_coerced():
     assert [e[:2] for e in errors(site(access={"port": "22", "connect_timeout": "5"}, keys={"prune": "true"}))] == [
-        ("keys.prune", "bool_type"), ("access.port", "int_type"), ("access.connect_timeout", "float_type"),
+        ("keys.prune", "bool_type"),
+        ("access.port", "int_type"),
+        ("access.connect_timeout", "float_type"),
     ]
 
 
@@ -173,8 +175,14 @@ def test_semantic_rules_skip_what_is_already_invalid():
 
 
 def test_semantic_rules_never_fail_on_any_shape():
-    for shape in (None, [], "x", {"master": "x"}, {"master": {"mode": "serviceguard", "members": "x", "package": []}},
-                  {"master": {"mode": "standalone", "host": [1]}, "clients": [None, 1, {"name": []}], "access": {"hosts": ["x"]}}):
+    for shape in (
+        None,
+        [],
+        "x",
+        {"master": "x"},
+        {"master": {"mode": "serviceguard", "members": "x", "package": []}},
+        {"master": {"mode": "standalone", "host": [1]}, "clients": [None, 1, {"name": []}], "access": {"hosts": ["x"]}},
+    ):
         assert semantic_problems(shape) == []
 
 

@@ -39,17 +39,38 @@ class Fanout(Events):
             for listener in self.listeners:
                 getattr(listener, name)(*args)
 
-    def lock_waiting(self, record) -> None: self._emit("lock_waiting", record)
-    def lock_acquired(self, lock: SiteLock) -> None: self._emit("lock_acquired", lock)
-    def planned(self, plan: Plan, facts_seconds: float | None) -> None: self._emit("planned", plan, facts_seconds)
-    def wave_started(self, number: int, total: int, actions: list[Action]) -> None: self._emit("wave_started", number, total, actions)
-    def action_started(self, action: Action) -> None: self._emit("action_started", action)
-    def action_finished(self, result: ActionResult) -> None: self._emit("action_finished", result)
-    def wave_finished(self, number: int, results: list[ActionResult]) -> None: self._emit("wave_finished", number, results)
-    def notice(self, text: str) -> None: self._emit("notice", text)
-    def inventory(self, inventory: Inventory) -> None: self._emit("inventory", inventory)
-    def converging(self) -> None: self._emit("converging")
-    def finished(self, report: ApplyReport) -> None: self._emit("finished", report)
+    def lock_waiting(self, record) -> None:
+        self._emit("lock_waiting", record)
+
+    def lock_acquired(self, lock: SiteLock) -> None:
+        self._emit("lock_acquired", lock)
+
+    def planned(self, plan: Plan, facts_seconds: float | None) -> None:
+        self._emit("planned", plan, facts_seconds)
+
+    def wave_started(self, number: int, total: int, actions: list[Action]) -> None:
+        self._emit("wave_started", number, total, actions)
+
+    def action_started(self, action: Action) -> None:
+        self._emit("action_started", action)
+
+    def action_finished(self, result: ActionResult) -> None:
+        self._emit("action_finished", result)
+
+    def wave_finished(self, number: int, results: list[ActionResult]) -> None:
+        self._emit("wave_finished", number, results)
+
+    def notice(self, text: str) -> None:
+        self._emit("notice", text)
+
+    def inventory(self, inventory: Inventory) -> None:
+        self._emit("inventory", inventory)
+
+    def converging(self) -> None:
+        self._emit("converging")
+
+    def finished(self, report: ApplyReport) -> None:
+        self._emit("finished", report)
 
 
 class JournalEvents(Events):
@@ -59,14 +80,32 @@ class JournalEvents(Events):
         self.journal = journal
 
     def action_started(self, action: Action) -> None:
-        self.journal.record("action-start", action=action.id, address=action.address, kind=action.kind, host=action.host,
-                            host_address=action.host_address, wave=action.wave, command=action.command)
+        self.journal.record(
+            "action-start",
+            action=action.id,
+            address=action.address,
+            kind=action.kind,
+            host=action.host,
+            host_address=action.host_address,
+            wave=action.wave,
+            command=action.command,
+        )
 
     def action_finished(self, result: ActionResult) -> None:
         a = result.action
-        self.journal.record("action-end", action=a.id, address=a.address, kind=a.kind, host=a.host, wave=result.wave,
-                            command=a.command, outcome=result.outcome, verified=result.verified or None,
-                            error=result.detail if result.outcome != "done" else None, seconds=result.seconds)
+        self.journal.record(
+            "action-end",
+            action=a.id,
+            address=a.address,
+            kind=a.kind,
+            host=a.host,
+            wave=result.wave,
+            command=a.command,
+            outcome=result.outcome,
+            verified=result.verified or None,
+            error=result.detail if result.outcome != "done" else None,
+            seconds=result.seconds,
+        )
 
     def notice(self, text: str) -> None:
         self.journal.record("notice", message=text)

@@ -269,7 +269,11 @@ class Executor:
                 self._finish(ActionResult(a, "failed", number, f"not run on {host.name}: {lost}", {}, seconds))
             elif rc is None:
                 why = lost or "the host script ended before this action finished"
-                self._finish(ActionResult(a, "failed", number, f"did not complete on {host.name}: {why} (every file change is atomic: the file is either old or new)", {}, seconds))
+                self._finish(
+                    ActionResult(
+                        a, "failed", number, f"did not complete on {host.name}: {why} (every file change is atomic: the file is either old or new)", {}, seconds
+                    )
+                )
             elif rc != 0:
                 self._finish(ActionResult(a, "failed", number, f"exit {rc}: {tail(err) or 'no message'}", {}, seconds))
             elif probe_after and verify_hosts(self.state, a) <= {host.name}:

@@ -43,8 +43,7 @@ def changes(state: DesiredState, facts: Mapping[str, HostFacts], node: Host) -> 
     inv = recorded(state, facts, node)
     owned = owned_key_files(state, facts)
     add = sorted((h, f) for h, files in owned.items() for f in files if not inv.owns(h, f))
-    drop = sorted((h, f) for h, files in inv.files.items() for f in files
-                  if (hf := facts.get(h)) is not None and hf.reachable and f not in hf.keys)
+    drop = sorted((h, f) for h, files in inv.files.items() for f in files if (hf := facts.get(h)) is not None and hf.reachable and f not in hf.keys)
     return add, drop, inv.legacy > 0
 
 

@@ -76,15 +76,23 @@ def ci_identity(environ: dict[str, str] | None = None) -> dict[str, str] | None:
     """Which CI job runs csync, if any (GitHub Actions, GitLab CI, or a generic CI=true)."""
     env = os.environ if environ is None else environ
     if env.get("GITHUB_ACTIONS") == "true" or env.get("GITHUB_RUN_ID"):
-        keys: tuple[str, ...] = ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT", "GITHUB_JOB", "GITHUB_WORKFLOW", "GITHUB_SHA",
-                "GITHUB_REF", "GITHUB_EVENT_NAME", "GITHUB_ACTOR")
+        keys: tuple[str, ...] = (
+            "GITHUB_REPOSITORY",
+            "GITHUB_RUN_ID",
+            "GITHUB_RUN_ATTEMPT",
+            "GITHUB_JOB",
+            "GITHUB_WORKFLOW",
+            "GITHUB_SHA",
+            "GITHUB_REF",
+            "GITHUB_EVENT_NAME",
+            "GITHUB_ACTOR",
+        )
         ident = {"system": "github", **{k.lower().removeprefix("github_"): env[k] for k in keys if env.get(k)}}
         if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY") and env.get("GITHUB_RUN_ID"):
             ident["url"] = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
         return ident
     if env.get("GITLAB_CI") or env.get("CI_JOB_ID"):
-        keys = ("CI_PROJECT_PATH", "CI_PIPELINE_ID", "CI_JOB_ID", "CI_JOB_NAME", "CI_COMMIT_SHA", "CI_COMMIT_REF_NAME",
-                "CI_PIPELINE_SOURCE", "CI_JOB_URL")
+        keys = ("CI_PROJECT_PATH", "CI_PIPELINE_ID", "CI_JOB_ID", "CI_JOB_NAME", "CI_COMMIT_SHA", "CI_COMMIT_REF_NAME", "CI_PIPELINE_SOURCE", "CI_JOB_URL")
         ident = {"system": "gitlab", **{k.lower().removeprefix("ci_"): env[k] for k in keys if env.get(k)}}
         if env.get("GITLAB_USER_LOGIN"):
             ident["actor"] = env["GITLAB_USER_LOGIN"]

@@ -62,9 +62,13 @@ class ApplyReport:
     @property
     def succeeded(self) -> bool:
         return (
-            self.converged and not self.interrupted and not self.cancelled and not self.lock_problem
+            self.converged
+            and not self.interrupted
+            and not self.cancelled
+            and not self.lock_problem
             and all(r.outcome == "done" for r in self.results)
-            and not self.plan.blocked and not self.plan.unknown
+            and not self.plan.blocked
+            and not self.plan.unknown
         )
 
     @property

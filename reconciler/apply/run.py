@@ -69,19 +69,22 @@ def run_apply(
     started = time.monotonic()
     events = Fanout(JournalEvents(journal), events)
     ident = who()
-    base = {"tool_version": __version__, "site": state.site, "desired_state_digest": state.digest(), **ident,
-            "plan_file": options.plan_source}
+    base = {"tool_version": __version__, "site": state.site, "desired_state_digest": state.digest(), **ident, "plan_file": options.plan_source}
 
     def start_record(plan: Plan | None) -> None:
-        journal.record("run-start", **base, git_commit=(plan.git_commit if plan else None) or options.git_commit,
-                       plan_digest=plan_digest(plan) if plan else None,
-                       actions=len(plan.actions) if plan else None, blocked=len(plan.blocked) if plan else None,
-                       unknown=len(plan.unknown) if plan else None)
+        journal.record(
+            "run-start",
+            **base,
+            git_commit=(plan.git_commit if plan else None) or options.git_commit,
+            plan_digest=plan_digest(plan) if plan else None,
+            actions=len(plan.actions) if plan else None,
+            blocked=len(plan.blocked) if plan else None,
+            unknown=len(plan.unknown) if plan else None,
+        )
 
     def not_started(e: Exception) -> None:
         start_record(saved_plan)
-        journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1),
-                       seconds=round(time.monotonic() - started, 3))
+        journal.record("run-end", outcome="not-started", error=str(e), exit_code=getattr(e, "exit_code", 1), seconds=round(time.monotonic() - started, 3))
 
     if saved_plan is not None:
         try:
@@ -97,8 +100,9 @@ def run_apply(
         node = lock_node(state, member_facts)
     else:
         node = state.standalone_host
-    lock = SiteLock(state, node, session_runner(pool, node), lock_id=journal.run_id, lease=options.lease,
-                    plan_digest=plan_digest(saved_plan) if saved_plan else None)
+    lock = SiteLock(
+        state, node, session_runner(pool, node), lock_id=journal.run_id, lease=options.lease, plan_digest=plan_digest(saved_plan) if saved_plan else None
+    )
     try:
         lock.acquire(options.lock_timeout, stop=stop, on_wait=events.lock_waiting)
     except Exception as e:
@@ -115,8 +119,7 @@ def run_apply(
         if saved_plan is None:
             t0 = time.monotonic()
             site = probe_site(state, pool)
-            plan = with_previews(state, pool, site.hosts, make_plan(state, site.hosts, git_commit=options.git_commit),
-                                 git_commit=options.git_commit)
+            plan = with_previews(state, pool, site.hosts, make_plan(state, site.hosts, git_commit=options.git_commit), git_commit=options.git_commit)
             if options.targets or options.excludes:
                 plan = plan.select(options.targets, options.excludes)
             check_plan(state, plan)
@@ -135,8 +138,15 @@ def run_apply(
             plan = saved_plan
             events.planned(plan, None)
         start_record(plan)
-        journal.record("lock", lock_id=lock.id, node=lock.node.name, paths=lock.paths, lease_seconds=lock.lease,
-                       acquired_epoch=lock.acquired_epoch, taken_over=[r.data for r in lock.taken_over])
+        journal.record(
+            "lock",
+            lock_id=lock.id,
+            node=lock.node.name,
+            paths=lock.paths,
+            lease_seconds=lock.lease,
+            acquired_epoch=lock.acquired_epoch,
+            taken_over=[r.data for r in lock.taken_over],
+        )
         report = ApplyReport(plan=plan)
         if not plan.actions:
             if saved_plan is not None:
@@ -178,14 +188,22 @@ def run_apply(
             if missing:
                 executor._probe(missing, after=len(plan.waves()))
             report.final_plan = make_plan(state, executor.facts, git_commit=options.git_commit)
-            journal.record("converge", converged=report.final_plan.clean,
-                           remaining=[{"action": a.id, "host": a.host, "reason": a.reason} for a in report.final_plan.actions],
-                           blocked=[f.model_dump() for f in report.final_plan.blocked],
-                           unknown=[f.model_dump() for f in report.final_plan.unknown])
+            journal.record(
+                "converge",
+                converged=report.final_plan.clean,
+                remaining=[{"action": a.id, "host": a.host, "reason": a.reason} for a in report.final_plan.actions],
+                blocked=[f.model_dump() for f in report.final_plan.blocked],
+                unknown=[f.model_dump() for f in report.final_plan.unknown],
+            )
         return report
     except Exception as e:
-        journal.record("run-end", outcome="not-started" if isinstance(e, ClusterOpsRefused) else "error", error=f"{type(e).__name__}: {e}", exit_code=getattr(e, "exit_code", 1),
-                       seconds=round(time.monotonic() - started, 3))
+        journal.record(
+            "run-end",
+            outcome="not-started" if isinstance(e, ClusterOpsRefused) else "error",
+            error=f"{type(e).__name__}: {e}",
+            exit_code=getattr(e, "exit_code", 1),
+            seconds=round(time.monotonic() - started, 3),
+        )
         report = None
         raise
     finally:
@@ -197,7 +215,14 @@ def run_apply(
         if report is not None:
             report.seconds = round(time.monotonic() - started, 3)
             report.round_trips = {n: s.commands_sent for n, s in pool.sessions.items()}
-            journal.record("run-end", outcome="succeeded" if report.succeeded else "interrupted" if report.interrupted else "failed",
-                           exit_code=report.exit_code, counts=report.counts(), converged=report.converged,
-                           cancelled=report.cancelled, lock_problem=report.lock_problem, seconds=report.seconds)
+            journal.record(
+                "run-end",
+                outcome="succeeded" if report.succeeded else "interrupted" if report.interrupted else "failed",
+                exit_code=report.exit_code,
+                counts=report.counts(),
+                converged=report.converged,
+                cancelled=report.cancelled,
+                lock_problem=report.lock_problem,
+                seconds=report.seconds,
+            )
             events.finished(report)

@@ -86,8 +86,9 @@ class TextView(Events):
                 continue
             word, colour = _MARK["done"]
             slowest = max(done[a.id].seconds for a in g.actions)
-            self.echo(f"  {self.style(f'{word:<7}', fg=colour, bold=True)} {g.address} [{g.first.kind} x {len(g.actions)}] "
-                      f"on {compress(g.hosts)} ({slowest:.2f}s)")
+            self.echo(
+                f"  {self.style(f'{word:<7}', fg=colour, bold=True)} {g.address} [{g.first.kind} x {len(g.actions)}] on {compress(g.hosts)} ({slowest:.2f}s)"
+            )
 
     def notice(self, text) -> None:
         self.echo(self.style("Note: ", fg="yellow", bold=True) + text)
@@ -154,8 +155,10 @@ class RichView(TextView):
 def summary_lines(report, style) -> list[str]:
     c = report.counts()
     out = [""]
-    head = f"Apply {'interrupted' if report.interrupted else 'cancelled' if report.cancelled else 'finished'}: " \
-           f"{c['done']} done, {c['failed']} failed, {c['skipped']} skipped, {c['stale']} stale in {report.seconds:.1f}s."
+    head = (
+        f"Apply {'interrupted' if report.interrupted else 'cancelled' if report.cancelled else 'finished'}: "
+        f"{c['done']} done, {c['failed']} failed, {c['skipped']} skipped, {c['stale']} stale in {report.seconds:.1f}s."
+    )
     out.append(style(head, bold=True))
     if report.cancelled:
         out.append("Nothing was run.")
@@ -199,12 +202,21 @@ def _install_signals(stop):
 @click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @desired_state_option
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (required without a terminal, unless PLANFILE is given).")
-@click.option("--allow-cluster-ops", is_flag=True,
-              help="With --auto-approve and no PLANFILE: also run cluster operations (start, halt or switching of the package, "
-                   "dispatching a member). Without it such a plan is refused (exit 6) and nothing runs.")
+@click.option(
+    "--allow-cluster-ops",
+    is_flag=True,
+    help="With --auto-approve and no PLANFILE: also run cluster operations (start, halt or switching of the package, "
+    "dispatching a member). Without it such a plan is refused (exit 6) and nothing runs.",
+)
 @click.option("--parallelism", type=click.IntRange(1, 1024), help="Hosts worked on at once (default: access.parallelism).")
-@click.option("--lock-timeout", type=click.FloatRange(0), default=60.0, show_default=True, metavar="SECONDS",
-              help="Wait this long for another apply's site lock before giving up (0: fail at once).")
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for another apply's site lock before giving up (0: fail at once).",
+)
 @target_options
 @accept_new_option
 def apply(planfile, paths, auto_approve, allow_cluster_ops, parallelism, lock_timeout, targets, excludes, accept_new_host_keys) -> int:
@@ -257,7 +269,10 @@ def apply(planfile, paths, auto_approve, allow_cluster_ops, parallelism, lock_ti
     try:
         with Pool(state.access, accept_new_host_keys=accept_new_host_keys) as pool:
             options = ApplyOptions(
-                lock_timeout=lock_timeout, lease=lease, targets=targets, excludes=excludes,
+                lock_timeout=lock_timeout,
+                lease=lease,
+                targets=targets,
+                excludes=excludes,
                 git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]) if saved is None else saved.git_commit,
                 plan_source=str(planfile) if planfile else None,
                 allow_cluster_ops=allow_cluster_ops or not auto_approve or planfile is not None,

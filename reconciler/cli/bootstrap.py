@@ -53,15 +53,26 @@ def root_public_blob(state) -> str | None:
 
 @click.command()
 @desired_state_option
-@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The plan key's public key (default: access.plan_identity_file + .pub, or derived from that private key).")
-@click.option("--from", "from_patterns", multiple=True, metavar="PATTERN",
-              help="Accept the plan key only from these addresses or names (authorized_keys from=; repeatable), e.g. the CI runner's address.")
-@click.option("--authorize", is_flag=True, help="Also put the plan key's line in root's authorized_keys on every host "
-              "(replacing any line with the same key).")
-@click.option("--syntax", type=click.Choice(["openssh", "hpux"]), default="openssh", show_default=True,
-              help="The line --authorize writes: openssh (restrict, OpenSSH 7.2 and later) or hpux (HP-UX Secure Shell: the "
-              "restrictions named one by one).")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The plan key's public key (default: access.plan_identity_file + .pub, or derived from that private key).",
+)
+@click.option(
+    "--from",
+    "from_patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Accept the plan key only from these addresses or names (authorized_keys from=; repeatable), e.g. the CI runner's address.",
+)
+@click.option("--authorize", is_flag=True, help="Also put the plan key's line in root's authorized_keys on every host (replacing any line with the same key).")
+@click.option(
+    "--syntax",
+    type=click.Choice(["openssh", "hpux"]),
+    default="openssh",
+    show_default=True,
+    help="The line --authorize writes: openssh (restrict, OpenSSH 7.2 and later) or hpux (HP-UX Secure Shell: the restrictions named one by one).",
+)
 @click.option("--host", "hosts", multiple=True, metavar="NAME", help="Only this host (repeatable).")
 @click.option("--print-only", is_flag=True, help="Print the authorized_keys lines; contact no host.")
 @accept_new_option
@@ -108,10 +119,14 @@ def bootstrap(paths, public_key, from_patterns, authorize, syntax, hosts, print_
     if authorize:
         script += "\n" + probeprogram.authorize(lines[syntax], key).script
     command = RemoteCommand(script, install.display)
-    click.echo(f"\nInstalling {dsau.PROBE_PROGRAM} (version {probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()})"
-               + (" and authorizing the plan key" if authorize else "") + f" on {len(targets)} host(s), as root:")
+    click.echo(
+        f"\nInstalling {dsau.PROBE_PROGRAM} (version {probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()})"
+        + (" and authorizing the plan key" if authorize else "")
+        + f" on {len(targets)} host(s), as root:"
+    )
     failed = 0
     with open_pool(state, accept_new_host_keys, "root") as pool:
+
         def run(host):
             try:
                 result = pool.connect(host).run_script(command, timeout=state.access.command_timeout)

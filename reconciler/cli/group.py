@@ -65,7 +65,10 @@ class ErrorMappingGroup(click.Group):
             if os.environ.get("CSYNC_DEBUG") == "1":
                 raise
             detail = " ".join(str(e).split())[:300]
-            click.echo(f"Error: internal error: {type(e).__name__}: {detail} (this is a bug in csync; "
-                       f"CSYNC_DEBUG=1 shows the traceback; a run's journal, if one was open, records it)", err=True)
+            click.echo(
+                f"Error: internal error: {type(e).__name__}: {detail} (this is a bug in csync; "
+                f"CSYNC_DEBUG=1 shows the traceback; a run's journal, if one was open, records it)",
+                err=True,
+            )
             sys.exit(ExitCode.INTERNAL)
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)

@@ -14,17 +14,29 @@ from reconciler.errors import ExitCode, InvalidInput
 
 
 @click.command("import")
-@click.option("--from", "entry", required=True, metavar="HOST",
-              help="The standalone master or any member of the cluster (IPv4 address or resolvable name).")
-@click.option("--access", "access_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Take the connection settings (the `access:` section) from this YAML file, e.g. a desired-state "
-                   "file; they are written to the output too. Default: the output file's own, else the defaults.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write here (an existing file is updated in place, its comments and order kept). Default: standard output.")
+@click.option("--from", "entry", required=True, metavar="HOST", help="The standalone master or any member of the cluster (IPv4 address or resolvable name).")
+@click.option(
+    "--access",
+    "access_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Take the connection settings (the `access:` section) from this YAML file, e.g. a desired-state "
+    "file; they are written to the output too. Default: the output file's own, else the defaults.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (an existing file is updated in place, its comments and order kept). Default: standard output.",
+)
 @click.option("--site", "site", metavar="NAME", help="Site name for a new file (default: the cluster's name, or the master's).")
-@click.option("--adopt-keys", "adopt", is_flag=True,
-              help="Also record every key file found on the hosts in the site's inventory (on the master, under the site "
-                   "lock): csync then owns them, and keys.prune removes those no longer declared for their host.")
+@click.option(
+    "--adopt-keys",
+    "adopt",
+    is_flag=True,
+    help="Also record every key file found on the hosts in the site's inventory (on the master, under the site "
+    "lock): csync then owns them, and keys.prune removes those no longer declared for their host.",
+)
 @accept_new_option
 def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> int:
     """Probe a live site from HOST and write the desired state that describes it today.
@@ -65,8 +77,9 @@ def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> in
     def note(text: str) -> None:
         click.echo(f"note: {text}", err=True)
 
-    found = importer.Importer(entry, access, accept_new_host_keys=accept_new_host_keys, paths=paths,
-                              known=document.known_addresses(existing), on_note=note).run()
+    found = importer.Importer(
+        entry, access, accept_new_host_keys=accept_new_host_keys, paths=paths, known=document.known_addresses(existing), on_note=note
+    ).run()
     if site:
         found.data["site"] = site
     out_dir = output.parent.resolve() if output is not None else None
@@ -80,8 +93,11 @@ def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> in
     text = document.dump(doc)
     state = document.check(text, out_dir if out_dir is not None else Path(tempfile.gettempdir()))
     d = found.data
-    what = (f"cluster {d['master']['cluster']}, {len(d['master']['members'])} members" if d["master"]["mode"] == "serviceguard"
-            else f"standalone master {d['master']['host']['name']}") + f", {len(d['clients'])} clients"
+    what = (
+        f"cluster {d['master']['cluster']}, {len(d['master']['members'])} members"
+        if d["master"]["mode"] == "serviceguard"
+        else f"standalone master {d['master']['host']['name']}"
+    ) + f", {len(d['clients'])} clients"
     if output is None:
         sys.stdout.write(text)
         click.echo(f"Imported site {doc.get('site')}: {what}.", err=True)
@@ -93,16 +109,17 @@ def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> in
         except OSError as e:
             tmp.unlink(missing_ok=True)
             raise InvalidInput(f"-o {output}: cannot write it: {e.strerror or e}") from None
-        click.echo(f"{'Updated' if existing is not None else 'Wrote'} {output}: site {doc.get('site')}, {what}. "
-                   f"Check it with: csync plan -f {output}")
+        click.echo(f"{'Updated' if existing is not None else 'Wrote'} {output}: site {doc.get('site')}, {what}. Check it with: csync plan -f {output}")
     if adopt:
         from reconciler.cli.main import open_pool
         from reconciler.importer.adopt import adopt_keys
 
         with open_pool(state, accept_new_host_keys) as pool:
             adopted = adopt_keys(state, pool)
-        click.echo(f"Adopted {adopted.files} key file(s) on {adopted.hosts} host(s) into the inventory "
-                   f"({adopted.node}:{adopted.path}); csync owns them now.", err=output is None)
+        click.echo(
+            f"Adopted {adopted.files} key file(s) on {adopted.hosts} host(s) into the inventory ({adopted.node}:{adopted.path}); csync owns them now.",
+            err=output is None,
+        )
         for name in adopted.unreachable:
             click.echo(f"note: {name} did not answer: its key files were not adopted", err=True)
     return ExitCode.OK

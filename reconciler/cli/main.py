@@ -119,19 +119,23 @@ def accept_new_option(func):
     return click.option(
         "--accept-new-host-keys",
         is_flag=True,
-        help="Allow first contact with hosts missing from known_hosts and record their keys "
-        "(a changed key is always refused).",
+        help="Allow first contact with hosts missing from known_hosts and record their keys (a changed key is always refused).",
     )(func)
 
 
 def target_options(func):
     func = click.option("--exclude", "excludes", multiple=True, metavar="ADDR", help="Leave out actions on this resource address (repeatable).")(func)
-    return click.option("--target", "targets", multiple=True, metavar="ADDR", help="Only actions on this resource address and what they depend on (repeatable).")(func)
+    return click.option(
+        "--target", "targets", multiple=True, metavar="ADDR", help="Only actions on this resource address and what they depend on (repeatable)."
+    )(func)
 
 
 def identity_option(func):
     return click.option(
-        "--identity", type=click.Choice(["auto", "plan", "root"]), default="auto", show_default=True,
+        "--identity",
+        type=click.Choice(["auto", "plan", "root"]),
+        default="auto",
+        show_default=True,
         help="The SSH identity to probe with. auto: the plan identity when access.plan_identity_file is set (it can only run "
         "csync's probe program), else access.identity_file; root: access.identity_file (before `csync bootstrap`).",
     )(func)
@@ -159,10 +163,11 @@ def plan_site(state, paths, *, accept_new: bool, quiet: bool, identity: str = "a
     from reconciler.pipeline import git_commit_of, refresh_and_plan
     from reconciler.views.progress import ProgressView
 
-    with open_pool(state, accept_new, read_identity(state, identity)) as pool, \
-            ProgressView(enabled=not quiet, color=use_color(sys.stderr)) as progress:
+    with open_pool(state, accept_new, read_identity(state, identity)) as pool, ProgressView(enabled=not quiet, color=use_color(sys.stderr)) as progress:
         plan, facts = refresh_and_plan(
-            state, pool, git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]),
+            state,
+            pool,
+            git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]),
             on_probed=progress.task("probed", len(state.all_hosts)),
         )
     return plan, facts
@@ -245,8 +250,10 @@ def facts(paths, hosts, fmt, accept_new_host_keys, identity) -> int:
     unknown = [h for h in hosts if h not in declared]
     if unknown:
         raise InvalidInput(f"--host {', '.join(unknown)}: not declared in the desired state (declared: {', '.join(sorted(declared))})")
-    with open_pool(state, accept_new_host_keys, read_identity(state, identity)) as pool, \
-            ProgressView(enabled=fmt == "text", color=use_color(sys.stderr)) as progress:
+    with (
+        open_pool(state, accept_new_host_keys, read_identity(state, identity)) as pool,
+        ProgressView(enabled=fmt == "text", color=use_color(sys.stderr)) as progress,
+    ):
         site = probe_site(state, pool, only=hosts or None, on_done=progress.task("probed", len(hosts) or len(state.all_hosts)))
     if fmt == "json":
         click.echo(render.facts_json(site.hosts.values()), nl=False)
@@ -266,4 +273,3 @@ if __name__ == "__main__":
     from reconciler.cli.main import main as _main
 
     _main()
-

@@ -41,10 +41,18 @@ Exit codes:
 @click.command(epilog=TRUST_EXIT_CODES)
 @desired_state_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True)
-@click.option("--live", is_flag=True, help="Also run the site's own checks (cfrun on each member to every client, cfagent on each "
-              "client against the master's address) and report every disagreement with the prediction.")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report (in --format) to FILE; standard output then gets the verdict line only.")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also run the site's own checks (cfrun on each member to every client, cfagent on each "
+    "client against the master's address) and report every disagreement with the prediction.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report (in --format) to FILE; standard output then gets the verdict line only.",
+)
 @accept_new_option
 @identity_option
 def trust(paths, fmt, live, out, accept_new_host_keys, identity) -> int:
@@ -64,8 +72,10 @@ def trust(paths, fmt, live, out, accept_new_host_keys, identity) -> int:
         raise click.UsageError("--live runs cfrun and cfagent on the hosts: it needs the root identity, not --identity plan")
     state = load_state(paths)
     # --live runs the site's own cfrun and cfagent: root's identity; the probe alone can use the plan's
-    with open_pool(state, accept_new_host_keys, "root" if live else read_identity(state, identity)) as pool, \
-            ProgressView(enabled=fmt == "text" and out is None, color=use_color(sys.stderr)) as progress:
+    with (
+        open_pool(state, accept_new_host_keys, "root" if live else read_identity(state, identity)) as pool,
+        ProgressView(enabled=fmt == "text" and out is None, color=use_color(sys.stderr)) as progress,
+    ):
         on_probed, on_checked = progress_tasks(progress, state, live)
         view = assess(state, pool, live=live, on_probed=on_probed, on_checked=on_checked)
     if fmt == "json":

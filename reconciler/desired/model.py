@@ -64,9 +64,7 @@ class Host(_Model):
         description="Unqualified host name (RFC 1123 label: 1-63 letters, digits and '-'), as the host calls itself; "
         "csync_dispatcher and cmrunpkg are given this name."
     )
-    address: IPv4 = Field(
-        description="IPv4 address (dotted quad) csync connects to, and cfengine knows the host by: its key file is root-<address>.pub."
-    )
+    address: IPv4 = Field(description="IPv4 address (dotted quad) csync connects to, and cfengine knows the host by: its key file is root-<address>.pub.")
 
 
 class MasterHost(Host):
@@ -88,9 +86,7 @@ class Package(_Model):
     """The csync Serviceguard package: the highly available cfengine master."""
 
     name: SgName = Field("csync", description="Serviceguard package name, as cmviewcl prints it.")
-    address: IPv4 = Field(
-        description="The package's relocatable IP address; clients pull policy from it, so they hold root-<address>.pub (the cluster key)."
-    )
+    address: IPv4 = Field(description="The package's relocatable IP address; clients pull policy from it, so they hold root-<address>.pub (the cluster key).")
     extra_addresses: list[IPv4] = Field(
         default_factory=list,
         description="The package's other relocatable addresses (one per subnet); clients hold root-<a>.pub (the cluster key) for each.",
@@ -123,9 +119,7 @@ class ServiceguardMaster(_Model):
     mode: Literal["serviceguard"] = Field(description="The master is the csync package of a Serviceguard cluster.")
     cluster: SgName = Field(description="Serviceguard cluster name, as cmviewcl prints it.")
     package: Package = Field(description="The csync package.")
-    members: list[MasterHost] = Field(
-        min_length=1, description="Cluster members (Serviceguard nodes); each one is an adoptive node of the package."
-    )
+    members: list[MasterHost] = Field(min_length=1, description="Cluster members (Serviceguard nodes); each one is an adoptive node of the package.")
 
 
 class StandaloneMaster(_Model):
@@ -147,7 +141,8 @@ class KeyPolicy(_Model):
         "runs the wizard's key regeneration; regenerate: it runs it when keys.generation is raised (a rotation on purpose).",
     )
     generation: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="The key generation: raise it by one (with distribution: regenerate) to rotate every key of the site "
         "through the wizard once. csync records the generation it rotated to in the site's inventory.",
     )
@@ -157,8 +152,9 @@ class KeyPolicy(_Model):
         "works from any member after a failover; none: clients hold only the package address's key (cfagent only).",
     )
     prune: bool = Field(
-        False, description="Remove key files csync recorded as its own (in the site's inventory) once they are no longer "
-        "declared for their host; every other undeclared key file is left alone and reported."
+        False,
+        description="Remove key files csync recorded as its own (in the site's inventory) once they are no longer "
+        "declared for their host; every other undeclared key file is left alone and reported.",
     )
 
 
@@ -170,9 +166,7 @@ class HostAccess(_Model):
     identity_file: LocalPath | None = Field(
         None, description="Private key for this host; a relative path is relative to the YAML file that declares it, '~' is the home directory."
     )
-    plan_identity_file: LocalPath | None = Field(
-        None, description="The plan identity's private key for this host (see access.plan_identity_file)."
-    )
+    plan_identity_file: LocalPath | None = Field(None, description="The plan identity's private key for this host (see access.plan_identity_file).")
     connect_timeout: Seconds | None = Field(None, gt=0, le=300, description="Seconds to wait for this host to answer.")
 
 
@@ -192,7 +186,9 @@ class ResolvedAccess:
     def expanded(self) -> ResolvedAccess:
         """The same settings with '~' in the paths expanded to the home directory."""
         return replace(
-            self, identity_file=os.path.expanduser(self.identity_file), known_hosts=os.path.expanduser(self.known_hosts),
+            self,
+            identity_file=os.path.expanduser(self.identity_file),
+            known_hosts=os.path.expanduser(self.known_hosts),
             plan_identity_file=os.path.expanduser(self.plan_identity_file) if self.plan_identity_file else None,
         )
 
@@ -227,9 +223,7 @@ class Access(_Model):
         description="strict: a host whose key is not in known_hosts is refused; accept-new: on first contact an unknown "
         "host key is accepted and recorded. A changed key is always refused.",
     )
-    hosts: dict[HostName, HostAccess] = Field(
-        default_factory=dict, description="Per-host overrides, keyed by the name of a declared member, master or client."
-    )
+    hosts: dict[HostName, HostAccess] = Field(default_factory=dict, description="Per-host overrides, keyed by the name of a declared member, master or client.")
 
     def for_host(self, name: str) -> ResolvedAccess:
         """The settings for host ``name``: its overrides, else these defaults."""
@@ -253,12 +247,8 @@ class Access(_Model):
 class Paths(_Model):
     """DSAU paths on the hosts; the defaults are HP's documented ones."""
 
-    cfengine_dir: AbsolutePath = Field(
-        dsau.CFENGINE_DIR, description="cfengine work directory on every managed system (holds inputs/ and ppkeys/)."
-    )
-    standalone_master_inputs: AbsolutePath = Field(
-        dsau.STANDALONE_MASTER_INPUTS, description="Master policy directory of a standalone master."
-    )
+    cfengine_dir: AbsolutePath = Field(dsau.CFENGINE_DIR, description="cfengine work directory on every managed system (holds inputs/ and ppkeys/).")
+    standalone_master_inputs: AbsolutePath = Field(dsau.STANDALONE_MASTER_INPUTS, description="Master policy directory of a standalone master.")
     package_files_dir: AbsolutePath = Field(dsau.PACKAGE_FILES_DIR, description="csync package files on each member.")
     dispatcher: AbsolutePath = Field(dsau.DISPATCHER, description="csync_dispatcher, run on the package's node after a member is added.")
     wizard: AbsolutePath = Field(dsau.WIZARD, description="csync_wizard, run to regenerate keys.")
@@ -287,8 +277,7 @@ class DesiredState(_Model):
             state = handler(data)
         except ValidationError as error:
             field_errors: list[Any] = [
-                {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
-                for e in error.errors(include_url=False)
+                {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in error.errors(include_url=False)
             ]
             raise ValidationError.from_exception_data(cls.__name__, field_errors + line_errors(data)) from None
         conflicts = line_errors(state)

@@ -112,17 +112,20 @@ def semantic_problems(state: Any) -> list[Conflict]:
         if is_host_name(name):
             first = names.setdefault(name.lower(), (loc, role, name))
             if first[0] != loc:
-                problems.append(Conflict(
-                    loc + ("name",),
-                    name,
-                    f"{name} is already the name of {first[1]} {first[2]} ({{where}}); host names must be unique, ignoring case",
-                    first[0] + ("name",),
-                ))
+                problems.append(
+                    Conflict(
+                        loc + ("name",),
+                        name,
+                        f"{name} is already the name of {first[1]} {first[2]} ({{where}}); host names must be unique, ignoring case",
+                        first[0] + ("name",),
+                    )
+                )
         label = f"{role} {name}" if is_host_name(name) else f"{role} {format_loc(loc)}"
         claim(loc + ("address",), address, label)
     # extra addresses after every main address, so a clash names the host whose address it is
-    extra_owners: list[tuple[Loc, str, Any]] = [(loc, f"{role} {_get(h, 'name')}" if is_host_name(_get(h, "name")) else f"{role} {format_loc(loc)}", h)
-                                               for loc, role, h in hosts if role != "client"]
+    extra_owners: list[tuple[Loc, str, Any]] = [
+        (loc, f"{role} {_get(h, 'name')}" if is_host_name(_get(h, "name")) else f"{role} {format_loc(loc)}", h) for loc, role, h in hosts if role != "client"
+    ]
     if package is not None:
         extra_owners.append((("master", "package"), owner if is_ipv4(package_address) else "the package", package))
     for loc, label, holder in extra_owners:
@@ -143,11 +146,13 @@ def semantic_problems(state: Any) -> list[Conflict]:
         declared = {name: first_name for name, (_, _, first_name) in names.items()}
         for name in overrides:
             if is_host_name(name) and declared.get(name.lower()) != name:
-                problems.append(Conflict(
-                    ("access", "hosts", name, "[key]"),
-                    name,
-                    f"{name} is not a declared host{_suggest(name, declared)}; overrides apply to declared members, masters and clients",
-                ))
+                problems.append(
+                    Conflict(
+                        ("access", "hosts", name, "[key]"),
+                        name,
+                        f"{name} is not a declared host{_suggest(name, declared)}; overrides apply to declared members, masters and clients",
+                    )
+                )
     return problems
 
 

@@ -147,8 +147,7 @@ def _mount_point(value: str) -> str:
     for tree in _NOT_A_MOUNT_POINT:
         if value == tree or value.startswith(tree + "/"):
             raise ValueError(
-                f"{show(value)} is in {tree}, which belongs to the system or DSAU; "
-                "mount the package filesystem on a directory of its own, such as /csync"
+                f"{show(value)} is in {tree}, which belongs to the system or DSAU; mount the package filesystem on a directory of its own, such as /csync"
             )
     return value
 

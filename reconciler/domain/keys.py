@@ -119,7 +119,7 @@ def show_key(fingerprint: str | None, md5: str | None) -> str:
 def peer_address(file: str) -> str | None:
     """The peer part of a peer key file's name (root-PEER.pub: an address or a host name), or None."""
     if file.startswith(dsau.PEER_KEY_PREFIX) and file.endswith(dsau.PEER_KEY_SUFFIX) and len(file) > len(dsau.PEER_KEY_PREFIX) + len(dsau.PEER_KEY_SUFFIX):
-        return file[len(dsau.PEER_KEY_PREFIX):-len(dsau.PEER_KEY_SUFFIX)]
+        return file[len(dsau.PEER_KEY_PREFIX) : -len(dsau.PEER_KEY_SUFFIX)]
     return None
 
 

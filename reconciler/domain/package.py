@@ -64,8 +64,7 @@ class PackageDecision:
     failover_blockers: tuple[str, ...] = ()  # why the package cannot fail over, whatever the keys
 
 
-def decide_package(state: DesiredState, facts: Mapping[str, HostFacts],
-                   refused: Mapping[tuple[str, str], str] | None = None) -> PackageDecision:
+def decide_package(state: DesiredState, facts: Mapping[str, HostFacts], refused: Mapping[tuple[str, str], str] | None = None) -> PackageDecision:
     """Read the first declared member that shows a cluster view, and decide. ``facts`` may
     hold any hosts; unreachable or missing members are skipped. ``refused``: the operations
     Serviceguard's own preview does not confirm, (start|halt|enable, node) -> why
@@ -84,19 +83,26 @@ def decide_package(state: DesiredState, facts: Mapping[str, HostFacts],
     cluster = source_facts.cluster
     assert cluster is not None
     if cluster.name and cluster.name != state.cluster_name:
-        return PackageDecision(source=source.name, notes=(PackageNote(
-            "blocked", address, f"{source.name} belongs to cluster {cluster.name!r}, not {state.cluster_name!r} as declared", source.name),))
+        return PackageDecision(
+            source=source.name,
+            notes=(PackageNote("blocked", address, f"{source.name} belongs to cluster {cluster.name!r}, not {state.cluster_name!r} as declared", source.name),),
+        )
     declared = {m.name for m in state.members}
     notes = [
-        PackageNote("blocked", f"member.{m.name}",
-                    f"{m.name} is not a node of cluster {state.cluster_name} according to Serviceguard; "
-                    f"add it to the cluster first (cmapplyconf); csync does not edit cluster configuration", m.name)
-        for m in state.members if m.name not in cluster.nodes
+        PackageNote(
+            "blocked",
+            f"member.{m.name}",
+            f"{m.name} is not a node of cluster {state.cluster_name} according to Serviceguard; "
+            f"add it to the cluster first (cmapplyconf); csync does not edit cluster configuration",
+            m.name,
+        )
+        for m in state.members
+        if m.name not in cluster.nodes
     ]
     notes += [
-        PackageNote("notice", f"node.{n}", f"{n} is a node of cluster {state.cluster_name} that the desired state does not declare; "
-                    f"csync leaves it alone", n)
-        for n in sorted(cluster.nodes) if n not in declared
+        PackageNote("notice", f"node.{n}", f"{n} is a node of cluster {state.cluster_name} that the desired state does not declare; csync leaves it alone", n)
+        for n in sorted(cluster.nodes)
+        if n not in declared
     ]
     view = cluster.packages.get(pkg.name)
     base = PackageDecision(view=view, cluster=cluster, source=source.name)
@@ -129,8 +135,15 @@ def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) ->
     return eligible, why_not
 
 
-def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageView, cluster: ClusterView,
-            base: PackageDecision, notes: list[PackageNote], refused: Mapping[tuple[str, str], str]) -> PackageDecision:
+def _decide(
+    state: DesiredState,
+    facts: Mapping[str, HostFacts],
+    view: PackageView,
+    cluster: ClusterView,
+    base: PackageDecision,
+    notes: list[PackageNote],
+    refused: Mapping[tuple[str, str], str],
+) -> PackageDecision:
     pkg = state.package
     intent = pkg.state
     address = f"package.{pkg.name}"
@@ -141,21 +154,41 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         return replace(base, notes=tuple(notes), **kw)
 
     if view.status in SETTLING or view.state in SETTLING:
-        notes.append(PackageNote("unknown", address, f"package {pkg.name} is {shown} on {view.owner or 'a node'}: "
-                                 f"csync does not act on a package in transition; plan again when it settles", view.owner))
+        notes.append(
+            PackageNote(
+                "unknown",
+                address,
+                f"package {pkg.name} is {shown} on {view.owner or 'a node'}: csync does not act on a package in transition; plan again when it settles",
+                view.owner,
+            )
+        )
         return done(owner=view.owner)
     owner = view.owner if view.owner and (view.status == "up" or view.state in HANDS_OFF) else None
     owner_declared = owner in declared if owner else False
     if owner and not owner_declared:
-        notes.append(PackageNote("unknown", address, f"package {pkg.name} runs on {owner}, which the desired state does not declare: "
-                                 f"csync cannot read the package filesystem there, so the cluster key and the master's inputs are "
-                                 f"unknown; declare {owner} or move the package (cmhaltpkg; cmrunpkg -n NODE)", owner))
+        notes.append(
+            PackageNote(
+                "unknown",
+                address,
+                f"package {pkg.name} runs on {owner}, which the desired state does not declare: "
+                f"csync cannot read the package filesystem there, so the cluster key and the master's inputs are "
+                f"unknown; declare {owner} or move the package (cmhaltpkg; cmrunpkg -n NODE)",
+                owner,
+            )
+        )
     node = owner if owner_declared else None
     if view.status in HANDS_OFF or view.state in HANDS_OFF:
         mode = "detached (Serviceguard does not monitor it)" if "detached" in (view.status, view.state) else "in maintenance mode"
         level: Level = "notice" if intent == "unmanaged" else "blocked"
-        notes.append(PackageNote(level, address, f"package {pkg.name} is {mode}: csync never starts, halts or changes it "
-                                 f"(intent: {intent}); it cannot fail over until an administrator returns it to service", owner))
+        notes.append(
+            PackageNote(
+                level,
+                address,
+                f"package {pkg.name} is {mode}: csync never starts, halts or changes it "
+                f"(intent: {intent}); it cannot fail over until an administrator returns it to service",
+                owner,
+            )
+        )
         return done(node=node, running=owner is not None, owner=owner, runs_after=owner is not None)
     if view.running:
         if intent == "halted":
@@ -169,29 +202,41 @@ def _decide(state: DesiredState, facts: Mapping[str, HostFacts], view: PackageVi
         enable = False
         if view.autorun != "enabled":
             if intent == "unmanaged":
-                notes.append(PackageNote("notice", address, f"package {pkg.name} runs with switching (AUTO_RUN) {view.autorun}; "
-                                         f"unmanaged: csync leaves it so, and the package will not fail over", owner))
+                notes.append(
+                    PackageNote(
+                        "notice",
+                        address,
+                        f"package {pkg.name} runs with switching (AUTO_RUN) {view.autorun}; unmanaged: csync leaves it so, and the package will not fail over",
+                        owner,
+                    )
+                )
             else:
                 owner_facts = facts.get(owner or "")
                 enable = owner_declared and owner_facts is not None and owner_facts.reachable
                 if enable and ("enable", owner or "") in refused:
-                    notes.append(PackageNote("blocked", address, f"not enabling the switching of package {pkg.name}: "
-                                             f"{refused['enable', owner or '']}", owner))
+                    notes.append(PackageNote("blocked", address, f"not enabling the switching of package {pkg.name}: {refused['enable', owner or '']}", owner))
                     enable = False
         why = f"package {pkg.name} runs on {owner} with switching {view.autorun}: it would not fail over" if enable else ""
         return done(node=node, running=True, owner=owner, enable_switching=enable, why=why, runs_after=True)
     # down: halted, failed or unknown
     if view.state == "failed" and view.autorun != "enabled":
         if intent == "running":
-            notes.append(PackageNote("blocked", address, f"package {pkg.name} is {shown} with switching {view.autorun}: csync never "
-                                     f"starts a failed package; find why it failed (cmviewcl -v, the package log), then run it "
-                                     f"by hand or re-enable switching (cmmodpkg -e {pkg.name})"))
+            notes.append(
+                PackageNote(
+                    "blocked",
+                    address,
+                    f"package {pkg.name} is {shown} with switching {view.autorun}: csync never "
+                    f"starts a failed package; find why it failed (cmviewcl -v, the package log), then run it "
+                    f"by hand or re-enable switching (cmmodpkg -e {pkg.name})",
+                )
+            )
         return done()
     if intent == "halted":
         return done()
     if intent == "unmanaged":
-        notes.append(PackageNote("notice", address, f"package {pkg.name} is {shown}; unmanaged: csync does not start it, and key "
-                                 f"work that needs it waits until it runs"))
+        notes.append(
+            PackageNote("notice", address, f"package {pkg.name} is {shown}; unmanaged: csync does not start it, and key work that needs it waits until it runs")
+        )
         return done()
     eligible, why_not = _eligibility(view, cluster, declared)
     if not eligible:

@@ -154,17 +154,26 @@ def judge(request: PreviewRequest, run: PreviewRun) -> Preview:
     and predicts exactly csync's changes; otherwise it blocks, except where the release has no
     preview. Only the exit status, the closing line and the prediction lines are read; a
     message is shown, never parsed."""
-    base = {"action": request.action, "operation": request.operation, "package": request.package, "node": request.node,
-            "host": request.host, "command": request.command, "release": run.release if run.release_exit == 0 else None,
-            "expected": request.expected,
-            "lines": run.stdout + run.stderr, "exit_code": run.exit_code}
+    base = {
+        "action": request.action,
+        "operation": request.operation,
+        "package": request.package,
+        "node": request.node,
+        "host": request.host,
+        "command": request.command,
+        "release": run.release if run.release_exit == 0 else None,
+        "expected": request.expected,
+        "lines": run.stdout + run.stderr,
+        "exit_code": run.exit_code,
+    }
     if run.error is not None:
         return Preview(**base, agrees=False, verdict=f"the preview could not run on {request.host}: {run.error}")
     if not run.ran:
         said = run.release or "nothing"
         if run.release_exit == NOT_FOUND:
-            return Preview(**base, agrees=None, verdict=f"no preview: cmversion was not found on {request.host} ({said}), "
-                                                          f"so csync cannot tell the Serviceguard release")
+            return Preview(
+                **base, agrees=None, verdict=f"no preview: cmversion was not found on {request.host} ({said}), so csync cannot tell the Serviceguard release"
+            )
         if run.release_exit != 0:
             return Preview(**base, agrees=False, verdict=f"cmversion failed on {request.host} (exit {run.release_exit}): {said}")
         if has_preview(run.release) is False:
@@ -193,8 +202,12 @@ def refusals(previews: Iterable[Preview]) -> dict[tuple[str, str], str]:
 def blocking_message(p: Preview) -> str:
     release = f", {p.release}" if p.release else ""
     if p.exit_code is None:  # Serviceguard was not asked, or did not answer
-        return (f"Serviceguard's preview ({p.command} on {p.host}{release}) cannot confirm it: {p.verdict.rstrip('.')}. "
-                f"Not planned, nor what depends on it; plan again")
-    return (f"Serviceguard's preview ({p.command} on {p.host}{release}) does not confirm it: {p.verdict.rstrip('.')}; csync "
-            f"planned it from the probe's facts, predicting {_shown(p.expected)}: the cluster changed since, or Serviceguard "
-            f"sees what csync does not. Not planned, nor what depends on it; plan again")
+        return (
+            f"Serviceguard's preview ({p.command} on {p.host}{release}) cannot confirm it: {p.verdict.rstrip('.')}. "
+            f"Not planned, nor what depends on it; plan again"
+        )
+    return (
+        f"Serviceguard's preview ({p.command} on {p.host}{release}) does not confirm it: {p.verdict.rstrip('.')}; csync "
+        f"planned it from the probe's facts, predicting {_shown(p.expected)}: the cluster changed since, or Serviceguard "
+        f"sees what csync does not. Not planned, nor what depends on it; plan again"
+    )

@@ -120,27 +120,29 @@ def parse_cmviewcl_line(lines: list[str]) -> ClusterView:
     return _view(cluster, nodes, packages, {p: list(n.values()) for p, n in package_nodes.items()})
 
 
-def _view(cluster: dict[str, str], nodes: dict[str, dict[str, str]], packages: dict[str, dict[str, str]],
-          package_nodes: dict[str, list[dict[str, str]]]) -> ClusterView:
+def _view(
+    cluster: dict[str, str], nodes: dict[str, dict[str, str]], packages: dict[str, dict[str, str]], package_nodes: dict[str, list[dict[str, str]]]
+) -> ClusterView:
     """A ClusterView from the attributes either parser gathered; a package's node entries are
     in the order they were printed (which is the node list's order unless `order` says
     otherwise)."""
+
     def entries(p: str) -> tuple[PackageNode, ...]:
         listed = package_nodes.get(p, [])
-        return tuple(sorted(
-            (PackageNode(name=na["name"], switching=na.get(PACKAGE_NODE_SWITCHING, "unknown"),
-                         order=_int(na.get(PACKAGE_NODE_ORDER)) or i)
-             for i, na in enumerate(listed, 1)),
-            key=lambda n: n.name,
-        ))
+        return tuple(
+            sorted(
+                (
+                    PackageNode(name=na["name"], switching=na.get(PACKAGE_NODE_SWITCHING, "unknown"), order=_int(na.get(PACKAGE_NODE_ORDER)) or i)
+                    for i, na in enumerate(listed, 1)
+                ),
+                key=lambda n: n.name,
+            )
+        )
 
     return ClusterView(
         name=cluster.get("name"),
         status=cluster.get("status", "unknown"),
-        nodes={
-            n: NodeView(name=n, status=a.get("status", "unknown"), state=a.get("state", "unknown"))
-            for n, a in nodes.items()
-        },
+        nodes={n: NodeView(name=n, status=a.get("status", "unknown"), state=a.get("state", "unknown")) for n, a in nodes.items()},
         packages={
             p: PackageView(
                 name=p,

@@ -68,8 +68,8 @@ def batch_timeout(result: CommandResult, nonce: str) -> int | None:
     """The seconds after which the batch's watchdog stopped it on the host, if it did."""
     marker = f"@@{nonce} timeout "
     for line in result.stderr.decode("utf-8", "replace").splitlines():
-        if line.startswith(marker) and line[len(marker):].strip().isdigit():
-            return int(line[len(marker):])
+        if line.startswith(marker) and line[len(marker) :].strip().isdigit():
+            return int(line[len(marker) :])
     return None
 
 

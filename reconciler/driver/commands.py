@@ -66,8 +66,9 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
     )
 
 
-def probe_script(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str,
-                 serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
+def probe_script(
+    role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str, serviceguard_path: str = dsau.SERVICEGUARD_PATH
+) -> RemoteCommand:
     """reconciler/driver/probe.sh with its parameters; for members, ``master_inputs`` and
     ``state_dir`` are relative to ``mount``."""
     params = {
@@ -118,7 +119,7 @@ def _ppkeys(state: DesiredState) -> str:
 def _in_ppkeys(state: DesiredState) -> str:
     # The key store must be a real directory: never write through a symlinked ppkeys.
     d = shlex.quote(_ppkeys(state))
-    return f"umask 077\nd={d}\n[ -d \"$d\" ] && [ ! -L \"$d\" ] || {{ echo \"$d is not a directory\" >&2; exit 3; }}\ncd \"$d\" || exit 3"
+    return f'umask 077\nd={d}\n[ -d "$d" ] && [ ! -L "$d" ] || {{ echo "$d is not a directory" >&2; exit 3; }}\ncd "$d" || exit 3'
 
 
 def start_package(package: str, node: str) -> RemoteCommand:
@@ -144,8 +145,10 @@ def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
     (a failover, an operator) between the plan's last look and this script, and the
     dispatcher must never run on a node that no longer has the package filesystem."""
     argv = [state.paths.dispatcher, dsau.DISPATCHER_MEMBER_ADDED, check(NAME, member, "member name")]
-    guard = (f"{package_mounted(state)} || "
-             "{ echo 'the package does not run on this node any more (its filesystem is not mounted here); not dispatching' >&2; exit 3; }")
+    guard = (
+        f"{package_mounted(state)} || "
+        "{ echo 'the package does not run on this node any more (its filesystem is not mounted here); not dispatching' >&2; exit 3; }"
+    )
     return RemoteCommand(f"{guard}\n{quote_argv(argv)}", quote_argv(argv))
 
 
@@ -175,7 +178,7 @@ def regenerate_keys(state: DesiredState, clients: list[str], members: list[str])
         "trap 'exit 1' 1 2 15\n"
         "n=0\n"
         f"for t in {listed}; do\n"
-        f"  ( ssh -o BatchMode=yes -o ConnectTimeout={PREFLIGHT_CONNECT_SECONDS} \"$t\" true </dev/null >/dev/null 2>&1 || echo \"$t\" >> \"$f\" ) &\n"
+        f'  ( ssh -o BatchMode=yes -o ConnectTimeout={PREFLIGHT_CONNECT_SECONDS} "$t" true </dev/null >/dev/null 2>&1 || echo "$t" >> "$f" ) &\n'
         f"  n=$((n + 1)); if [ $n -ge {PREFLIGHT_AT_ONCE} ]; then wait; n=0; fi\n"
         "done\n"
         "wait\n"
@@ -246,8 +249,14 @@ CFRUN_CHECK_MAXCHILD = 32
 CFRUN_CHECK_SECONDS = 90
 
 
-def cfrun_check(targets: list[str] | list[tuple[str, str, str]], *, hostnamekeys: bool = False, bind: str | None = None,
-                cfengine_dir: str = dsau.CFENGINE_DIR, seconds: int = CFRUN_CHECK_SECONDS) -> RemoteCommand:
+def cfrun_check(
+    targets: list[str] | list[tuple[str, str, str]],
+    *,
+    hostnamekeys: bool = False,
+    bind: str | None = None,
+    cfengine_dir: str = dsau.CFENGINE_DIR,
+    seconds: int = CFRUN_CHECK_SECONDS,
+) -> RemoteCommand:
     """cfrun from this host to every listed client, in one call, with cfengine 2's command line
     (src/cfrun.c): ``cfrun -f FILE``, FILE a hosts file made for the check (``maxchild``, then
     the clients) and removed afterwards. Never ``-T``: it stores the key of every client it lacks.
@@ -300,7 +309,7 @@ def cfrun_check(targets: list[str] | list[tuple[str, str, str]], *, hostnamekeys
         '  else echo "cfrun $w: no key on file, not polled (cfrun would ask whether to accept one on trust) [local $k/$key missing]"\n'
         "  fi\n"
         f"done <<'CSYNC_TARGETS'\n{''.join(rows)}CSYNC_TARGETS\n"
-        'cfrun -f "$f" <<\'CSYNC_ANSWERS\' &\nno\nCSYNC_ANSWERS\n'
+        "cfrun -f \"$f\" <<'CSYNC_ANSWERS' &\nno\nCSYNC_ANSWERS\n"
         "p=$!\n"
         f"( trap '' 15; s=0; while [ $s -lt {limit} ]; do sleep 1; s=$((s + 1)); done; kill -TERM 0 ) </dev/null >/dev/null 2>&1 &\n"
         "w=$!\n"
@@ -313,8 +322,6 @@ def cfrun_check(targets: list[str] | list[tuple[str, str, str]], *, hostnamekeys
     if bind is not None:
         line = f"(from {bind}) " + line
     return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(rows)} clients)")
-
-
 
 
 def cfagent_check(server_address: str | list[str]) -> RemoteCommand:

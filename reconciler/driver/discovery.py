@@ -43,8 +43,7 @@ echo "@end"
 """
 
 
-def discover(*, package_files_dir: str, standalone_master_inputs: str,
-             serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
+def discover(*, package_files_dir: str, standalone_master_inputs: str, serviceguard_path: str = dsau.SERVICEGUARD_PATH) -> RemoteCommand:
     """`csync import`'s first look at a host: its name, cmviewcl, the csync package's ASCII
     file (address, mount point, nodes), /etc/hosts (Serviceguard wants every node in it)
     and whether it is a standalone master. Reads only; sections start with '@'."""

@@ -46,17 +46,17 @@ def preview_script(requests: Sequence[PreviewRequest], nonce: str, timeout: int)
         "LC_ALL=C; export LC_ALL\n"
         "v=$(cmversion </dev/null 2>&1); rc=$?\n"
         "nl='\n'\n"
-        "v=${v%%\"$nl\"*}\n"
-        f"printf '\\n@@{nonce} release %d %s\\n' \"$rc\" \"$v\"\n"
+        'v=${v%%"$nl"*}\n'
+        f'printf \'\\n@@{nonce} release %d %s\\n\' "$rc" "$v"\n'
         "ok=\n"
-        "if [ \"$rc\" -eq 0 ]; then\n"
+        'if [ "$rc" -eq 0 ]; then\n'
         "  case $v in\n"
         "    A.[0-9][0-9].[0-9][0-9]|A.[0-9][0-9].[0-9][0-9].[0-9][0-9])\n"
         "      r=${v#A.}; maj=${r%%.*}; r=${r#*.}; min=${r%%.*}\n"
-        f"      if [ \"$maj\" -gt {major} ] || {{ [ \"$maj\" -eq {major} ] && [ \"$min\" -ge {minor} ]; }}; then ok=1; fi ;;\n"
+        f'      if [ "$maj" -gt {major} ] || {{ [ "$maj" -eq {major} ] && [ "$min" -ge {minor} ]; }}; then ok=1; fi ;;\n'
         "  esac\n"
         "fi\n"
-        "if [ -n \"$ok\" ]; then\n"
+        'if [ -n "$ok" ]; then\n'
         f"printf '\\n@@{nonce} previews\\n'\n"
         f"{previews.script}"
         "else\n"
@@ -99,14 +99,11 @@ def parse_preview(result: CommandResult, nonce: str, count: int) -> list[Preview
     runs = []
     for code, out, err in parse_batch(result, nonce, count):
         error = f"timed out after {stopped} s; stopped on the host" if code is None and stopped else None
-        runs.append(PreviewRun(release=release, release_exit=release_exit, ran=True, exit_code=code,
-                               stdout=_clean(out), stderr=_clean(err),
-                               error=error))
+        runs.append(PreviewRun(release=release, release_exit=release_exit, ran=True, exit_code=code, stdout=_clean(out), stderr=_clean(err), error=error))
     return runs
 
 
-def run_previews(state: DesiredState, pool: Pool, requests: Sequence[PreviewRequest],
-                 unreachable: Mapping[str, str] | None = None) -> dict[str, PreviewRun]:
+def run_previews(state: DesiredState, pool: Pool, requests: Sequence[PreviewRequest], unreachable: Mapping[str, str] | None = None) -> dict[str, PreviewRun]:
     """Run every preview, one script per host, hosts in parallel; results by action id.
     A host in ``unreachable`` (name -> why) is not contacted again. Never raises for host
     trouble: it is the preview's result."""

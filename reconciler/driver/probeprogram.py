@@ -149,9 +149,14 @@ def program_body() -> str:
         "PROG": dsau.PROBE_PROGRAM,
     }
     checks = _CHECKS.format(
-        program=dsau.PROBE_PROGRAM, other=EXIT_OTHER_PROGRAM, refused=EXIT_REFUSED, max_request=_MAX_REQUEST,
-        max_path=_MAX_PATH, word=REQUEST_WORD,
-        member_inputs=shlex.quote(dsau.PACKAGE_MASTER_INPUTS), member_state=shlex.quote(dsau.PACKAGE_CSYNC_STATE),
+        program=dsau.PROBE_PROGRAM,
+        other=EXIT_OTHER_PROGRAM,
+        refused=EXIT_REFUSED,
+        max_request=_MAX_REQUEST,
+        max_path=_MAX_PATH,
+        word=REQUEST_WORD,
+        member_inputs=shlex.quote(dsau.PACKAGE_MASTER_INPUTS),
+        member_state=shlex.quote(dsau.PACKAGE_CSYNC_STATE),
         standalone_state=shlex.quote(dsau.STANDALONE_CSYNC_STATE),
         constants="\n".join(f"{k}={shlex.quote(v)}" for k, v in constants.items()),
     )
@@ -191,8 +196,10 @@ class ProbeRequest:
 def check_path(what: str, value: str) -> str:
     parts = value.split("/")[1:]
     if len(value) > _MAX_PATH or not _PATH.fullmatch(value) or any(p in (".", "..") for p in parts):
-        raise UnsafeValue(f"{what} {value!r} cannot be sent to the probe program: it takes absolute, normalised paths "
-                          f"of letters, digits and . _ + - (at most {_MAX_PATH} characters)")
+        raise UnsafeValue(
+            f"{what} {value!r} cannot be sent to the probe program: it takes absolute, normalised paths "
+            f"of letters, digits and . _ + - (at most {_MAX_PATH} characters)"
+        )
     return value
 
 
@@ -205,8 +212,7 @@ def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str) -> 
     elif role == "master":
         check_path("paths.standalone_master_inputs", master_inputs)
         if not master_inputs.endswith("/inputs"):
-            raise UnsafeValue(f"paths.standalone_master_inputs {master_inputs!r} cannot be sent to the probe program: "
-                              "it takes a directory named inputs only")
+            raise UnsafeValue(f"paths.standalone_master_inputs {master_inputs!r} cannot be sent to the probe program: it takes a directory named inputs only")
         words.append(f"minputs={master_inputs}")
     elif role != "client":
         raise UnsafeValue(f"refusing probe role {role!r}")
@@ -219,8 +225,9 @@ def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str) -> 
 def probe_request(state: DesiredState, role: str) -> ProbeRequest:
     """The request for the probe of a host in ``role``: the parameters commands.probe gives
     probe.sh, the DSAU constants being the program's own."""
-    return request(role, cfengine_dir=state.paths.cfengine_dir, mount=state.package.mount if state.is_cluster else "",
-                   master_inputs=state.paths.standalone_master_inputs)
+    return request(
+        role, cfengine_dir=state.paths.cfengine_dir, mount=state.package.mount if state.is_cluster else "", master_inputs=state.paths.standalone_master_inputs
+    )
 
 
 # --- installing it -------------------------------------------------------------------------
@@ -242,12 +249,14 @@ def install() -> RemoteCommand:
         '  [ ! -L "$p" ] || { echo "$p is a symbolic link; not installing through it" >&2; exit 3; }\n'
         '  mkdir -p "$p" && [ -d "$p" ] || { echo "cannot create $p" >&2; exit 3; }\n'
         '  chmod go-w "$p" || exit 3\n'
-        '  [ -n "$(find "$p" -prune -user 0 ! -perm -020 ! -perm -002)" ] || { echo "$p is not root'"'"'s alone (owner or mode); not installing there" >&2; exit 3; }\n'
+        '  [ -n "$(find "$p" -prune -user 0 ! -perm -020 ! -perm -002)" ] || { echo "$p is not root'
+        "'"
+        's alone (owner or mode); not installing there" >&2; exit 3; }\n'
         "done\n"
         f"f={q(prog)}; tmp={q(d)}/.csync-probe.$$\n"
         '[ ! -d "$f" ] || { echo "$f is a directory" >&2; exit 3; }\n'
         'rm -f "$tmp"\n'
-        f"cat > \"$tmp\" <<'{_END}' || {{ rm -f \"$tmp\"; exit 1; }}\n{text}{_END}\n"
+        f'cat > "$tmp" <<\'{_END}\' || {{ rm -f "$tmp"; exit 1; }}\n{text}{_END}\n'
         'chmod 755 "$tmp" && mv -f "$tmp" "$f" || { rm -f "$tmp"; exit 1; }\n'
     )
     return RemoteCommand(script, f"install {prog} (csync probe program v{PROGRAM_VERSION}, {program_digest()[:19]})")
@@ -289,7 +298,7 @@ def parse_public_key(text: str) -> PublicKey:
         blob = base64.b64decode(parts[1], validate=True)
     except (binascii.Error, ValueError):
         raise UnsafeValue("the public key's base64 does not decode") from None
-    if len(blob) < 4 or blob[4:4 + int.from_bytes(blob[:4], "big")] != parts[0].encode():
+    if len(blob) < 4 or blob[4 : 4 + int.from_bytes(blob[:4], "big")] != parts[0].encode():
         raise UnsafeValue("the public key's type does not match its data")
     comment = parts[2] if len(parts) > 2 and _COMMENT.fullmatch(parts[2]) else "csync-plan"
     return PublicKey(parts[0], parts[1], comment)

@@ -117,8 +117,7 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
 class _RejectPolicy(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client, hostname, key):
         raise TransportError(
-            f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); "
-            f"add it to known_hosts, or allow first contact with --accept-new-host-keys",
+            f"unknown host key for {hostname} ({key.get_name()} {key.fingerprint}); add it to known_hosts, or allow first contact with --accept-new-host-keys",
             kind="host-key",
         )
 
@@ -170,8 +169,9 @@ class Session:
     def run_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
         """The one way csync runs a script on a host: `SHELL` with the script on stdin."""
         if self.identity == "plan":
-            raise TransportError(f"{command.display}: the plan identity runs csync's probe only; this needs the root identity "
-                                 "(access.identity_file)", kind="auth")
+            raise TransportError(
+                f"{command.display}: the plan identity runs csync's probe only; this needs the root identity (access.identity_file)", kind="auth"
+            )
         return self.run(SHELL, stdin=command.script.encode(), timeout=timeout)
 
     def run_request(self, request: ProbeRequest, *, timeout: float) -> CommandResult:
@@ -294,9 +294,7 @@ class Pool:
         client = conn.client
         for keytype, key in known.entries_for(name).items():
             client.get_host_keys().add(name, keytype, key)
-        client.set_missing_host_key_policy(
-            _AcceptNewPolicy(known) if known.policy == "accept-new" else _RejectPolicy()
-        )
+        client.set_missing_host_key_policy(_AcceptNewPolicy(known) if known.policy == "accept-new" else _RejectPolicy())
         started = time.monotonic()
         try:
             conn.open()
@@ -314,8 +312,11 @@ class Pool:
         except paramiko.AuthenticationException as e:
             sock.close()
             if self.identity == "plan":
-                raise TransportError(f"authentication as {settings.user} with the plan identity refused: {e} (is the plan key "
-                                     "authorized there, with its forced command? csync bootstrap --authorize)", kind="auth") from e
+                raise TransportError(
+                    f"authentication as {settings.user} with the plan identity refused: {e} (is the plan key "
+                    "authorized there, with its forced command? csync bootstrap --authorize)",
+                    kind="auth",
+                ) from e
             raise TransportError(f"authentication as {settings.user} refused: {e}", kind="auth") from e
         except (paramiko.SSHException, OSError, EOFError) as e:
             sock.close()

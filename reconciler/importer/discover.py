@@ -99,8 +99,16 @@ class Found:
 
 
 class Importer:
-    def __init__(self, entry: str, access: Access, *, accept_new_host_keys: bool = False, paths: Paths | None = None,
-                 known: dict[str, str] | None = None, on_note: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        entry: str,
+        access: Access,
+        *,
+        accept_new_host_keys: bool = False,
+        paths: Paths | None = None,
+        known: dict[str, str] | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ):
         self.entry = entry
         self.access = access
         self.accept_new = accept_new_host_keys
@@ -143,21 +151,21 @@ class Importer:
         what = name or self.entry
         try:
             session = pool.connect(host)
-            result = session.run_script(discovery.discover(
-                package_files_dir=self.paths.package_files_dir,
-                standalone_master_inputs=self.paths.standalone_master_inputs), timeout=self.access.command_timeout)
+            result = session.run_script(
+                discovery.discover(package_files_dir=self.paths.package_files_dir, standalone_master_inputs=self.paths.standalone_master_inputs),
+                timeout=self.access.command_timeout,
+            )
         except TransportError as e:
             hint = " (first contact? pass --accept-new-host-keys)" if e.kind == "host-key" and "CHANGED" not in e.reason else ""
-            raise ImportFailed(f"cannot probe {what} ({address}): {e.reason}{hint}; check the connection settings "
-                               f"(--access FILE: user, port, identity_file, known_hosts)") from None
+            raise ImportFailed(
+                f"cannot probe {what} ({address}): {e.reason}{hint}; check the connection settings (--access FILE: user, port, identity_file, known_hosts)"
+            ) from None
         found = parse_discovery(result.stdout.decode("utf-8", "replace"))
         if not found.complete:
             err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})"
-                               + (f": {err[-1][:200]}" if err else ""))
+            raise ImportFailed(f"{what} ({address}): the discovery script did not finish (exit {result.exit_code})" + (f": {err[-1][:200]}" if err else ""))
         if found.failures:
-            raise ImportFailed(f"{what} ({address}): the discovery script could not read everything: "
-                               + "; ".join(found.failures[:3]))
+            raise ImportFailed(f"{what} ({address}): the discovery script could not read everything: " + "; ".join(found.failures[:3]))
         return found
 
     # --- a Serviceguard cluster ----------------------------------------------------------------
@@ -180,7 +188,8 @@ class Importer:
             if where is None:
                 raise ImportFailed(
                     f"cannot tell the address of member {name}: it is not in /etc/hosts on {self.entry}; "
-                    f"add it there (Serviceguard wants every node there), or declare it in the output file and import again")
+                    f"add it there (Serviceguard wants every node there), or declare it in the output file and import again"
+                )
             if not is_host_name(name):
                 raise ImportFailed(f"member {name!r} of cluster {cluster.name} is not a host name csync accepts")
             members.append(MasterHost(name=name, address=where))
@@ -207,7 +216,8 @@ class Importer:
         if pkg_address is None:
             raise ImportFailed(
                 f"cannot tell the relocatable address of package {package}: no ip_address in {self.paths.package_files_dir}/*.conf "
-                f"on {self.entry}; declare master.package.address in the output file and import again")
+                f"on {self.entry}; declare master.package.address in the output file and import again"
+            )
         mount = conf.get("fs_directory") or self.known.get("@mount")
         if not mount:
             mount = "/csync"
@@ -234,8 +244,9 @@ class Importer:
             raise ImportFailed("no member answered: the master's key store (the clients) cannot be read")
         if view.running and not any(f.package_fs and f.package_fs.mounted for f in facts.values()):
             self.note(f"package {package} runs on {view.owner}, but its filesystem was not found mounted at {mount}")
-        clients, cfrun, extra = self._clients(pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found,
-                                              masters=[m.name for m in members])
+        clients, cfrun, extra = self._clients(
+            pool, state, sorted(in_store - declared, key=_ip_key), [m.address for m in members], found, masters=[m.name for m in members]
+        )
         site = cluster.name if is_host_name(cluster.name) else "site"
         intent = self._intent(package, view)
         if intent != "running":
@@ -243,9 +254,12 @@ class Importer:
         data = {
             "version": 1,
             "site": site,
-            "master": {"mode": "serviceguard", "cluster": cluster.name, "package": dict(package_data),
-                       "members": [{"name": m.name, "address": m.address, **({"extra_addresses": extra[m.name]} if m.name in extra else {})}
-                                   for m in members]},
+            "master": {
+                "mode": "serviceguard",
+                "cluster": cluster.name,
+                "package": dict(package_data),
+                "members": [{"name": m.name, "address": m.address, **({"extra_addresses": extra[m.name]} if m.name in extra else {})} for m in members],
+            },
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
         }
@@ -257,15 +271,20 @@ class Importer:
         if view.running and view.autorun == "enabled":
             return "running"
         if view.running:
-            self.note(f"package {package} runs with switching (AUTO_RUN) {view.autorun}: written as state: unmanaged, so "
-                      f"csync does not re-enable it; set state: running to have csync keep switching enabled")
+            self.note(
+                f"package {package} runs with switching (AUTO_RUN) {view.autorun}: written as state: unmanaged, so "
+                f"csync does not re-enable it; set state: running to have csync keep switching enabled"
+            )
             return "unmanaged"
         if view.status == "down" and view.state == "halted":
-            self.note(f"package {package} is halted: written as state: halted (maintenance), so csync does not start it; "
-                      f"set state: running to have csync start it")
+            self.note(
+                f"package {package} is halted: written as state: halted (maintenance), so csync does not start it; set state: running to have csync start it"
+            )
             return "halted"
-        self.note(f"package {package} is {view.status} ({view.state}): written as state: unmanaged, so csync leaves it "
-                  f"alone; set state: running or halted once it is back in service")
+        self.note(
+            f"package {package} is {view.status} ({view.state}): written as state: unmanaged, so csync leaves it "
+            f"alone; set state: running or halted once it is back in service"
+        )
         return "unmanaged"
 
     def _package(self, cluster: ClusterView, found: Discovery) -> str:
@@ -279,7 +298,8 @@ class Importer:
         names = ", ".join(sorted(cluster.packages)) or "none"
         raise ImportFailed(
             f"{self.entry} is a member of cluster {cluster.name}, but which package is the csync master cannot be told "
-            f"(packages: {names}; no package file in {self.paths.package_files_dir})")
+            f"(packages: {names}; no package file in {self.paths.package_files_dir})"
+        )
 
     # --- a standalone master --------------------------------------------------------------------
     def _standalone(self, pool: Pool, address: str, found: Discovery) -> Found:
@@ -291,8 +311,7 @@ class Importer:
         facts = probe_site(state, pool).hosts[name]
         if not facts.reachable:
             raise ImportFailed(f"cannot probe {name} ({address}): {facts.reason}")
-        clients, cfrun, extra = self._clients(pool, state, sorted(_key_addresses(facts) - {address}, key=_ip_key), [address], found,
-                                              masters=[name])
+        clients, cfrun, extra = self._clients(pool, state, sorted(_key_addresses(facts) - {address}, key=_ip_key), [address], found, masters=[name])
         data = {
             "version": 1,
             "site": name,
@@ -303,8 +322,9 @@ class Importer:
         return Found(data, self.notes)
 
     # --- the clients ----------------------------------------------------------------------------
-    def _clients(self, pool: Pool, state: DesiredState, addresses: list[str], master_addresses: list[str],
-                 found: Discovery, masters: Sequence[str] = ()) -> tuple[list[dict], str, dict[str, list[str]]]:
+    def _clients(
+        self, pool: Pool, state: DesiredState, addresses: list[str], master_addresses: list[str], found: Discovery, masters: Sequence[str] = ()
+    ) -> tuple[list[dict], str, dict[str, list[str]]]:
         """The clients at ``addresses`` (the key store's), named by their own `uname -n`; an
         address that answers with the name of a master host (a member, the standalone master)
         is that host's extra address (another LAN), not a client."""
@@ -338,12 +358,15 @@ class Importer:
             elif name:
                 self.note(f"client {name} ({host.address}) did not answer ({f.reason}); declared from the key store")
             if name is None:
-                self.note(f"{dsau.peer_key_name(host.address)} is in the master's key store, but {host.address} did not answer "
-                          f"({f.reason}) and has no name in /etc/hosts: not declared")
+                self.note(
+                    f"{dsau.peer_key_name(host.address)} is in the master's key store, but {host.address} did not answer "
+                    f"({f.reason}) and has no name in /etc/hosts: not declared"
+                )
                 continue
             if name.lower() in names:
-                raise ImportFailed(f"clients {names[name.lower()]} and {host.address} both call themselves {name}; "
-                                   "fix the host names (or the key store) and import again")
+                raise ImportFailed(
+                    f"clients {names[name.lower()]} and {host.address} both call themselves {name}; fix the host names (or the key store) and import again"
+                )
             names[name.lower()] = host.address
             clients.append({"name": name, "address": host.address})
         cfrun = "all-members" if answered == 0 or with_member_keys * 2 >= answered else "none"

@@ -84,7 +84,8 @@ def new_document(found: Found, access: dict | None, source: str) -> CommentedMap
     doc.yaml_set_start_comment(
         f"The site as `csync import --from {source}` found it on {stamp}.\n"
         "keys.distribution and keys.prune cannot be seen on the hosts: copy and false (import never\n"
-        "turns on deleting keys) are assumed; change them to what the site should do.")
+        "turns on deleting keys) are assumed; change them to what the site should do."
+    )
     return doc
 
 

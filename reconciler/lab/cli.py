@@ -23,8 +23,7 @@ def _lab(directory: str):
     return Lab(directory)
 
 
-dir_option = click.option("--dir", "directory", default=".csync/lab", show_default=True, metavar="DIR",
-                          help="The lab's directory.")
+dir_option = click.option("--dir", "directory", default=".csync/lab", show_default=True, metavar="DIR", help="The lab's directory.")
 
 
 @click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,33 +40,54 @@ def lab() -> None:
 @dir_option
 @click.option("--members", default=3, show_default=True, help="Cluster members (1-9).")
 @click.option("--clients", default=10, show_default=True, help="Managed clients (0-2000).")
-@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default="fresh", show_default=True,
-              help="fresh: converged; seed: the manual's excerpt (a member added while the package was down); "
-                   "standalone: a converged standalone master.")
-@click.option("--sg-release", "--serviceguard", "sg_release", default=None, metavar="RELEASE",
-              help="The emulated Serviceguard's release (default A.11.20.00; --serviceguard is the same option). "
-                   "Before A.11.18 cmviewcl has no -f line (tables only); before A.11.19 the commands have no -t "
-                   "preview and no maintenance mode; before A.11.20 no -d (detach).")
-@click.option("--userland", type=click.Choice(["default", "hpux"]), default="default", show_default=True,
-              help="The hosts' sh, awk and tools: the machine's, or hpux (posh as sh, the one-true-awk, and find, ls, "
-                   "cksum, sed, grep, date that refuse GNU-only options).")
-@click.option("--extra-addresses", is_flag=True,
-              help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
-                   "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).")
-def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool,
-       userland: str) -> int:
+@click.option(
+    "--scenario",
+    type=click.Choice(["fresh", "seed", "standalone"]),
+    default="fresh",
+    show_default=True,
+    help="fresh: converged; seed: the manual's excerpt (a member added while the package was down); standalone: a converged standalone master.",
+)
+@click.option(
+    "--sg-release",
+    "--serviceguard",
+    "sg_release",
+    default=None,
+    metavar="RELEASE",
+    help="The emulated Serviceguard's release (default A.11.20.00; --serviceguard is the same option). "
+    "Before A.11.18 cmviewcl has no -f line (tables only); before A.11.19 the commands have no -t "
+    "preview and no maintenance mode; before A.11.20 no -d (detach).",
+)
+@click.option(
+    "--userland",
+    type=click.Choice(["default", "hpux"]),
+    default="default",
+    show_default=True,
+    help="The hosts' sh, awk and tools: the machine's, or hpux (posh as sh, the one-true-awk, and find, ls, "
+    "cksum, sed, grep, date that refuse GNU-only options).",
+)
+@click.option(
+    "--extra-addresses",
+    is_flag=True,
+    help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
+    "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).",
+)
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool, userland: str) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses,
-            userland=userland)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses, userland=userland)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
-    click.echo(f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release}, port {lab_.port}, ready in {t['total']:.2f}s "
-               f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)", err=True)
+    click.echo(
+        f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release}, port {lab_.port}, ready in {t['total']:.2f}s "
+        f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)",
+        err=True,
+    )
     if lab_.port != 22:
-        click.echo(f"note: port 22 is taken on the lab's addresses; the hosts listen on {lab_.port} "
-                   f"(the desired state above carries access.port: {lab_.port})", err=True)
+        click.echo(
+            f"note: port 22 is taken on the lab's addresses; the hosts listen on {lab_.port} (the desired state above carries access.port: {lab_.port})",
+            err=True,
+        )
     click.echo(f"desired state written to {lab_.desired_state_path}", err=True)
     return ExitCode.OK
 
@@ -92,12 +112,22 @@ def status(directory: str, fmt: str) -> int:
     """List the hosts (up, down, isolated) and the cluster; exit 1 if no host is up."""
     st = _lab(directory).status()
     if fmt == "json":
-        click.echo(json.dumps({
-            "directory": str(st.directory), "scenario": st.scenario, "port": st.port, "cluster": st.cluster,
-            "package": st.package,
-            "hosts": [{"name": h.name, "address": h.address, "extra_addresses": list(h.extra_addresses), "role": h.role,
-                       "state": h.state, "pid": h.pid} for h in st.hosts],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "directory": str(st.directory),
+                    "scenario": st.scenario,
+                    "port": st.port,
+                    "cluster": st.cluster,
+                    "package": st.package,
+                    "hosts": [
+                        {"name": h.name, "address": h.address, "extra_addresses": list(h.extra_addresses), "role": h.role, "state": h.state, "pid": h.pid}
+                        for h in st.hosts
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(f"lab {st.directory} (scenario {st.scenario}, port {st.port})")
         for h in st.hosts:
@@ -106,15 +136,13 @@ def status(directory: str, fmt: str) -> int:
         if st.cluster:
             extra = f" (also {', '.join(st.package['extra_addresses'])})" if st.package and st.package["extra_addresses"] else ""
             for p in st.cluster["packages"]:
-                click.echo(f"  package {p['name']}: {p['status']}/{p['state']} on {p.get('owner') or 'no node'}, "
-                           f"AUTO_RUN {p['autorun']}{extra}")
+                click.echo(f"  package {p['name']}: {p['status']}/{p['state']} on {p.get('owner') or 'no node'}, AUTO_RUN {p['autorun']}{extra}")
     return ExitCode.OK if st.up else ExitCode.ERROR
 
 
 @lab.command()
 @dir_option
-@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default=None,
-              help="Default: the scenario the lab was started with.")
+@click.option("--scenario", type=click.Choice(["fresh", "seed", "standalone"]), default=None, help="Default: the scenario the lab was started with.")
 def reseed(directory: str, scenario: str | None) -> int:
     """Reset every host's files and the cluster to a scenario, without restarting sshd."""
     lab_ = _lab(directory)
@@ -204,4 +232,3 @@ def exec_(directory: str, host: str, command: tuple[str, ...]) -> int:
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     return done.returncode
-

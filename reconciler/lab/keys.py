@@ -91,8 +91,7 @@ class RsaPool:
                 # private first: a .pub file means its .pem is complete
                 self._store(f"{i:05d}.pem", pair.private_pem, 0o600)
                 self._store(f"{i:05d}.pub", pair.public_pem, 0o644)
-            return [RsaPair((self.dir / f"{i:05d}.pem").read_bytes(), (self.dir / f"{i:05d}.pub").read_bytes())
-                    for i in range(count)]
+            return [RsaPair((self.dir / f"{i:05d}.pem").read_bytes(), (self.dir / f"{i:05d}.pub").read_bytes()) for i in range(count)]
 
     def _store(self, name: str, data: bytes, mode: int) -> None:
         tmp = self.dir / f".{name}.tmp"

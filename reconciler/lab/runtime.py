@@ -152,11 +152,13 @@ def check_machine() -> None:
         if not os.access(tool, os.X_OK):
             package = {"nsenter": "util-linux", "ssh": "openssh-client", "tar": "tar"}[os.path.basename(tool)]
             raise LabError(f"{tool} not found; install it: apt-get install {package}")
-    done = subprocess.run([SYSTEM_PYTHON, "-Es", "-c", "import cryptography.hazmat.primitives.asymmetric.rsa"],
-                          capture_output=True) if os.access(SYSTEM_PYTHON, os.X_OK) else None
+    done = (
+        subprocess.run([SYSTEM_PYTHON, "-Es", "-c", "import cryptography.hazmat.primitives.asymmetric.rsa"], capture_output=True)
+        if os.access(SYSTEM_PYTHON, os.X_OK)
+        else None
+    )
     if done is None or done.returncode != 0:
-        raise LabError(f"the lab's emulated commands run with {SYSTEM_PYTHON} and need its cryptography module: "
-                       "apt-get install python3-cryptography")
+        raise LabError(f"the lab's emulated commands run with {SYSTEM_PYTHON} and need its cryptography module: apt-get install python3-cryptography")
 
 
 class Lab:
@@ -207,8 +209,7 @@ class Lab:
 
     @property
     def hosts(self) -> Hosts:
-        return Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ())))
-                      for h in self.topology["hosts"]])
+        return Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ()))) for h in self.topology["hosts"]])
 
     @property
     def package(self) -> dict | None:
@@ -278,8 +279,15 @@ class Lab:
             self._save_runtime(runtime)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def up(self, members: int = 3, clients: int = 10, scenario: str = "fresh", sg_release: str | None = None,
-           extra_addresses: bool = False, userland: str = "default") -> float:
+    def up(
+        self,
+        members: int = 3,
+        clients: int = 10,
+        scenario: str = "fresh",
+        sg_release: str | None = None,
+        extra_addresses: bool = False,
+        userland: str = "default",
+    ) -> float:
         """Start the lab; returns the seconds until every host's sshd listened. ``sg_release``
         is the emulated Serviceguard's release (default A.11.20.00; e.g. A.11.19, A.11.18):
         it decides which options the Serviceguard commands know (docs/LAB.md). With
@@ -389,8 +397,10 @@ class Lab:
         if scenario not in topology.SCENARIOS:
             raise LabError(f"unknown scenario {scenario!r}; choose one of {', '.join(topology.SCENARIOS)}")
         if (scenario == "standalone") != (topo["scenario"] == "standalone"):
-            raise LabError(f"this lab runs a {'standalone master' if topo['scenario'] == 'standalone' else 'cluster'}; "
-                           f"scenario {scenario} needs a new lab: csync lab down, then csync lab up --scenario {scenario}")
+            raise LabError(
+                f"this lab runs a {'standalone master' if topo['scenario'] == 'standalone' else 'cluster'}; "
+                f"scenario {scenario} needs a new lab: csync lab down, then csync lab up --scenario {scenario}"
+            )
         runtime = self._runtime().get("hosts", {})
         for h in self.hosts:
             if h.name in runtime and runtime[h.name].get("isolated"):
@@ -501,17 +511,23 @@ class Lab:
         for name in without:
             if self.hosts[name].role != topology.ROLE_MEMBER:
                 raise LabError(f"{name} is not a cluster member")
-        header = (f"# The desired state of the csync lab in {self.dir}"
-                  + (f", without member(s) {', '.join(without)}" if without else "") + ".")
+        header = f"# The desired state of the csync lab in {self.dir}" + (f", without member(s) {', '.join(without)}" if without else "") + "."
         try:
-            return scenarios.desired_state_yaml([h for h in hosts if h.name not in without], self.scenario,
-                                                identity_file=str(self.admin_key), known_hosts=str(self.known_hosts),
-                                                port=self.port, header=header, package_extra=self._package_extra())
+            return scenarios.desired_state_yaml(
+                [h for h in hosts if h.name not in without],
+                self.scenario,
+                identity_file=str(self.admin_key),
+                known_hosts=str(self.known_hosts),
+                port=self.port,
+                header=header,
+                package_extra=self._package_extra(),
+            )
         except ValueError as e:
             raise LabError(str(e)) from None
 
-    def exec(self, name: str, command: str | Sequence[str], *, timeout: float = 60, input: str | None = None,
-             check: bool = False) -> subprocess.CompletedProcess:
+    def exec(
+        self, name: str, command: str | Sequence[str], *, timeout: float = 60, input: str | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess:
         """Run ``command`` in host ``name`` (its mount and UTS namespaces), as root, without
         ssh: a string goes to /bin/sh -c, a sequence is an argv. Text in and out."""
         self.hosts[name]
@@ -519,10 +535,17 @@ class Lab:
         if pid is None:
             raise LabError(f"{name} is down; start it with: csync lab node-up {name}")
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "USER": "root", "LOGNAME": "root", "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
-        done = subprocess.run(["/usr/bin/nsenter", f"--target={pid}", "--mount", "--uts", "--", *argv], env=env,
-                              input=input, capture_output=True, text=True, timeout=timeout)
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "USER": "root",
+            "LOGNAME": "root",
+            "SHELL": "/bin/sh",
+            "LANG": "C.UTF-8",
+        }
+        done = subprocess.run(
+            ["/usr/bin/nsenter", f"--target={pid}", "--mount", "--uts", "--", *argv], env=env, input=input, capture_output=True, text=True, timeout=timeout
+        )
         if check and done.returncode != 0:
             raise LabError(f"{name}: {command!r} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
         return done
@@ -532,15 +555,15 @@ class Lab:
         host = self.hosts[name]
         path = posixpath.normpath(path)
         if path == labhost.IN_HOST_STATE or path.startswith(labhost.IN_HOST_STATE + "/"):
-            return self.state_dir / path[len(labhost.IN_HOST_STATE):].lstrip("/")
+            return self.state_dir / path[len(labhost.IN_HOST_STATE) :].lstrip("/")
         if self.topology.get("package") and (path == LAB_MOUNT or path.startswith(LAB_MOUNT + "/")):
             owner = next((p.get("owner") for p in self.state.read_json(sgcluster.STATE_FILE)["packages"]), None)
             if owner != host.name:
                 raise LabError(f"the package filesystem is not mounted on {name} (it is on {owner or 'no node'})")
-            return self.state_dir / sgcluster.PKGFS / path[len(LAB_MOUNT):].lstrip("/")
+            return self.state_dir / sgcluster.PKGFS / path[len(LAB_MOUNT) :].lstrip("/")
         for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
             if path == inside or path.startswith(inside + "/"):
-                return self.host_dir(name) / sub / path[len(inside):].lstrip("/")
+                return self.host_dir(name) / sub / path[len(inside) :].lstrip("/")
         raise LabError(f"{path} is not in a per-host directory of the lab ({', '.join(i for _, i in HOST_DIRS)})")
 
     # --- building ----------------------------------------------------------------------------
@@ -563,7 +586,9 @@ class Lab:
         pool = keymod.RsaPool().pairs(3 + len(clients))
         pair = lambda p: (p.private_pem, p.public_pem)
         lab_keys = scenarios.LabKeys(
-            master=pair(pool[0]), late=pair(pool[1]), stale=pair(pool[2]),
+            master=pair(pool[0]),
+            late=pair(pool[1]),
+            stale=pair(pool[2]),
             clients={c.name: pair(pool[3 + i]) for i, c in enumerate(clients)},
             root_ssh={h.name: keymod.ssh_ed25519(f"root@{h.name}") for h in hosts},
         )
@@ -571,8 +596,14 @@ class Lab:
         _write(self.admin_key, admin_priv, 0o600)
         _write(self.admin_key.with_suffix(".pub"), admin_pub, 0o644)
         lab_keys.admin_public = admin_pub
-        data = {"master": lab_keys.master, "late": lab_keys.late, "stale": lab_keys.stale, "clients": lab_keys.clients,
-                "root_ssh": lab_keys.root_ssh, "admin_public": lab_keys.admin_public}
+        data = {
+            "master": lab_keys.master,
+            "late": lab_keys.late,
+            "stale": lab_keys.stale,
+            "clients": lab_keys.clients,
+            "root_ssh": lab_keys.root_ssh,
+            "admin_public": lab_keys.admin_public,
+        }
         _write(self.dir / "keys.json", json.dumps(_text(data), indent=1), 0o600)
         return lab_keys
 
@@ -580,23 +611,41 @@ class Lab:
         data = json.loads((self.dir / "keys.json").read_text())
         pair = lambda p: (p[0].encode(), p[1].encode())
         return scenarios.LabKeys(
-            master=pair(data["master"]), late=pair(data["late"]), stale=pair(data["stale"]),
+            master=pair(data["master"]),
+            late=pair(data["late"]),
+            stale=pair(data["stale"]),
             clients={k: pair(v) for k, v in data["clients"].items()},
             root_ssh={k: pair(v) for k, v in data["root_ssh"].items()},
             admin_public=data["admin_public"].encode(),
         )
 
-    def _write_static(self, hosts: list[LabHost], scenario: str, port: int, lab_keys: scenarios.LabKeys,
-                      release: str = sgcluster.DEFAULT_RELEASE, extra_addresses: bool = False,
-                      userland: str = "default") -> None:
+    def _write_static(
+        self,
+        hosts: list[LabHost],
+        scenario: str,
+        port: int,
+        lab_keys: scenarios.LabKeys,
+        release: str = sgcluster.DEFAULT_RELEASE,
+        extra_addresses: bool = False,
+        userland: str = "default",
+    ) -> None:
         """Everything that does not change while the lab runs: topology, programs, host keys,
         sshd configs, the emulated cfengine network's key."""
-        package = None if scenario == "standalone" else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
-                                                         "extra_addresses": [PACKAGE_EXTRA_ADDRESS] if extra_addresses else []}
-        topo = {"format": 1, "scenario": scenario, "port": port, "cluster": None if package is None else CLUSTER,
-                "package": package, "hosts": [{"name": h.name, "address": h.address, "role": h.role,
-                                               "extra_addresses": list(h.extra_addresses)} for h in hosts],
-                "sg_release": release, "userland": userland}
+        package = (
+            None
+            if scenario == "standalone"
+            else {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT, "extra_addresses": [PACKAGE_EXTRA_ADDRESS] if extra_addresses else []}
+        )
+        topo = {
+            "format": 1,
+            "scenario": scenario,
+            "port": port,
+            "cluster": None if package is None else CLUSTER,
+            "package": package,
+            "hosts": [{"name": h.name, "address": h.address, "role": h.role, "extra_addresses": list(h.extra_addresses)} for h in hosts],
+            "sg_release": release,
+            "userland": userland,
+        }
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
         self._install_programs()
@@ -657,6 +706,7 @@ class Lab:
         not mounted here."""
         hosts = list(self.hosts)
         built = scenarios.build(scenario, hosts, lab_keys, (self.state_dir / "known_hosts").read_text(), self.port)
+
         def write_host(h: LabHost) -> None:
             for sub in RESET_DIRS:
                 scenarios.empty_dir(self.host_dir(h.name) / sub)
@@ -672,8 +722,7 @@ class Lab:
         scenarios.write_tree(built.pkgfs, lambda p: pkgfs / p, atomic=locked)
         if scenario != "standalone":
             members = [h.name for h in hosts if h.role == topology.ROLE_MEMBER]
-            package = {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT,
-                       "owner": built.package_owner, "autorun": built.autorun}
+            package = {"name": PACKAGE, "address": PACKAGE_ADDRESS, "mount": LAB_MOUNT, "owner": built.package_owner, "autorun": built.autorun}
             data = sgcluster.new_cluster(CLUSTER, members, package)
             self.state.write_json(sgcluster.STATE_FILE, data)
         return built
@@ -682,15 +731,23 @@ class Lab:
         """Like host_path for the per-host directories, without reading the lab's state."""
         for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
             if path == inside or path.startswith(inside + "/"):
-                return self.host_dir(name) / sub / path[len(inside):].lstrip("/")
+                return self.host_dir(name) / sub / path[len(inside) :].lstrip("/")
         raise LabError(f"{path} is not in a per-host directory of the lab")
 
     def _write_desired_state(self) -> None:
-        header = (f"# The desired state of the csync lab in {self.dir}: the converged site, whatever\n"
-                  f"# scenario the lab runs (written by `csync lab up`; regenerated by reseed).")
-        text = scenarios.desired_state_yaml(list(self.hosts), self.scenario, identity_file=str(self.admin_key),
-                                            known_hosts=str(self.known_hosts), port=self.port, header=header,
-                                            package_extra=self._package_extra())
+        header = (
+            f"# The desired state of the csync lab in {self.dir}: the converged site, whatever\n"
+            f"# scenario the lab runs (written by `csync lab up`; regenerated by reseed)."
+        )
+        text = scenarios.desired_state_yaml(
+            list(self.hosts),
+            self.scenario,
+            identity_file=str(self.admin_key),
+            known_hosts=str(self.known_hosts),
+            port=self.port,
+            header=header,
+            package_extra=self._package_extra(),
+        )
         _write(self.desired_state_path, text, 0o644)
 
     def _package_extra(self) -> list[str]:
@@ -717,18 +774,23 @@ class Lab:
         binds.insert(1, [str(self.state_dir), labhost.IN_HOST_STATE])  # inside /run, before /root hides the lab dir
         if owner == host.name:
             binds.append([str(self.state_dir / sgcluster.PKGFS), LAB_MOUNT])
-        return {"name": host.name, "log": str(self.logs_dir / f"{host.name}.log"), "scratch": str(d / "scratch"),
-                "binds": binds, "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
-                "files": {"/etc/hosts": etc_hosts}, "userland": userland_mod.spec(self.userland),
-                "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"]}
+        return {
+            "name": host.name,
+            "log": str(self.logs_dir / f"{host.name}.log"),
+            "scratch": str(d / "scratch"),
+            "binds": binds,
+            "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
+            "files": {"/etc/hosts": etc_hosts},
+            "userland": userland_mod.spec(self.userland),
+            "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"],
+        }
 
     def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:
         """Start ``hosts`` and wait until each listens; on failure stop them all and raise."""
         cluster = self.topology.get("package") is not None
         etc_hosts = self._etc_hosts()
         specs = [self._spec(h, owner, cluster, etc_hosts) for h in hosts]
-        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise LabError(f"starting the hosts failed: {done.stderr.strip()[-2000:]}")
         results = json.loads(done.stdout)
@@ -934,28 +996,30 @@ def _processes_in(mnts: set[str], utss: set[str]) -> set[int]:
 
 
 def _sshd_config(host: LabHost, port: int) -> str:
-    return "\n".join([
-        f"# sshd of lab host {host.name} ({host.role}); written by csync lab",
-        *[f"ListenAddress {a}" for a in host.addresses],
-        f"Port {port}",
-        f"HostKey {HOST_RUN}/ssh_host_ed25519_key",
-        f"PidFile {HOST_RUN}/sshd.pid",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "StrictModes yes",
-        # root's own keys, then the emulated cfengine network's key (forced command cfservd)
-        f"AuthorizedKeysFile .ssh/authorized_keys {HOST_RUN}/cfservd_authorized_keys",
-        "MaxStartups 200:30:400",
-        "MaxSessions 64",
-        "Subsystem sftp internal-sftp",
-        "UseDNS no",
-        "PrintMotd no",
-        "PrintLastLog no",
-        "LogLevel INFO",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# sshd of lab host {host.name} ({host.role}); written by csync lab",
+            *[f"ListenAddress {a}" for a in host.addresses],
+            f"Port {port}",
+            f"HostKey {HOST_RUN}/ssh_host_ed25519_key",
+            f"PidFile {HOST_RUN}/sshd.pid",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes yes",
+            # root's own keys, then the emulated cfengine network's key (forced command cfservd)
+            f"AuthorizedKeysFile .ssh/authorized_keys {HOST_RUN}/cfservd_authorized_keys",
+            "MaxStartups 200:30:400",
+            "MaxSessions 64",
+            "Subsystem sftp internal-sftp",
+            "UseDNS no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "LogLevel INFO",
+            "",
+        ]
+    )
 
 
 def _cfnet_ssh_config(port: int) -> str:

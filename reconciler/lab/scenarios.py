@@ -44,8 +44,7 @@ from reconciler.lab.topology import LabHost
 
 # Commands installed in each role's directories, as links to the programs in the lab's
 # state/bin (the in-host path of that directory is /run/csync-lab/bin).
-SERVICEGUARD_COMMANDS = ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg", "cmrunnode", "cmhaltnode", "cmruncl", "cmhaltcl",
-                         "cmversion")
+SERVICEGUARD_COMMANDS = ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg", "cmrunnode", "cmhaltnode", "cmruncl", "cmhaltcl", "cmversion")
 CFENGINE_COMMANDS = ("cfagent", "cfrun", "cfservd", "cfkey")
 BIN = "/run/csync-lab/bin"
 CFSERVD_MARKER = f"{dsau.CFENGINE_DIR}/cfservd.started"  # [ours]
@@ -55,8 +54,7 @@ PACKAGE_CONF = f"{dsau.PACKAGE_FILES_DIR}/csync.conf"  # [ours] the package's AS
 def cfrun_hosts(clients: list[LabHost]) -> str:
     """cfrun.hosts: the managed clients cfrun asks for a run [doc: a master input, read by cfrun
     from CF/inputs; ours: one client per line, by host name, no settings (so maxchild 1)]."""
-    return ("# cfrun.hosts: the managed clients cfrun asks for a run (DSAU configuration synchronization)\n"
-            + "".join(f"{c.name}\n" for c in clients))
+    return "# cfrun.hosts: the managed clients cfrun asks for a run (DSAU configuration synchronization)\n" + "".join(f"{c.name}\n" for c in clients)
 
 
 def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] = ()) -> dict[str, str]:
@@ -88,14 +86,14 @@ def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] 
             "      cf.motd\n"
             "\n"
             "processes:\n"
-            "   \"cfservd\" restart \"/opt/dsau/sbin/cfservd\"\n"
+            '   "cfservd" restart "/opt/dsau/sbin/cfservd"\n'
         ),
         "cf.motd": (
             "# cf.motd: the message of the day\n"
             "editfiles:\n"
             "   { /etc/motd\n"
             "     AutoCreate\n"
-            "     AppendIfNoSuchLine \"This system is managed by DSAU configuration synchronization.\"\n"
+            '     AppendIfNoSuchLine "This system is managed by DSAU configuration synchronization."\n'
             "   }\n"
         ),
         "cfservd.conf": (
@@ -103,7 +101,7 @@ def master_inputs(policy_host: str, master_dir: str, clients: Sequence[LabHost] 
             "control:\n"
             "   domain        = ( lab )\n"
             "   AllowUsers    = ( root )\n"
-            "   cfrunCommand  = ( \"/opt/dsau/sbin/cfagent\" )\n"
+            '   cfrunCommand  = ( "/opt/dsau/sbin/cfagent" )\n'
             "\n"
             "admit:\n"
             f"   {master_dir}  127.0.0.0/8\n"
@@ -116,8 +114,11 @@ def package_conf(members: list[LabHost]) -> str:
     """/etc/cmcluster/csync/csync.conf: the package's ASCII configuration [ours]; with extra
     addresses, an ip_subnet/ip_address pair for the second LAN too (a modular package lists one
     pair per relocatable address)."""
-    second = [f"ip_subnet               {topology.EXTRA_NET}.0", f"ip_address              {topology.PACKAGE_EXTRA_ADDRESS}"] \
-        if any(m.extra_addresses for m in members) else []
+    second = (
+        [f"ip_subnet               {topology.EXTRA_NET}.0", f"ip_address              {topology.PACKAGE_EXTRA_ADDRESS}"]
+        if any(m.extra_addresses for m in members)
+        else []
+    )
     lines = [
         "# csync package: the highly available cfengine master (DSAU configuration synchronization)",
         f"package_name            {topology.PACKAGE}",
@@ -240,8 +241,7 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
 
     pkgfs = HostFiles()
     if not standalone:
-        pkgfs.dirs.update({"dsau": 0o755, "dsau/cfengine_master": 0o755, dsau.PACKAGE_MASTER_INPUTS: 0o755,
-                           dsau.PACKAGE_CLUSTER_KEY_DIR: 0o700})
+        pkgfs.dirs.update({"dsau": 0o755, "dsau/cfengine_master": 0o755, dsau.PACKAGE_MASTER_INPUTS: 0o755, dsau.PACKAGE_CLUSTER_KEY_DIR: 0o700})
         for name, text in inputs.items():
             pkgfs.put(f"{dsau.PACKAGE_MASTER_INPUTS}/{name}", text)
         pkgfs.put(f"{dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PRIVATE_KEY}", master_priv, 0o600)
@@ -269,8 +269,9 @@ def ssh_client_config(own_address: str, port: int) -> str:
     )
 
 
-def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: str, known_hosts: str, port: int,
-                       header: str, package_extra: Sequence[str] = ()) -> str:
+def desired_state_yaml(
+    hosts: list[LabHost], scenario: str, *, identity_file: str, known_hosts: str, port: int, header: str, package_extra: Sequence[str] = ()
+) -> str:
     """The converged intent of a lab as desired-state YAML (whatever the scenario it started in);
     with extra addresses (`lab up --extra-addresses`) they are declared too."""
     masters = [h for h in hosts if h.is_master_side]
@@ -288,11 +289,14 @@ def desired_state_yaml(hosts: list[LabHost], scenario: str, *, identity_file: st
             raise ValueError("a cluster's desired state needs at least one member")
         # The preferred node must be a declared member: the first one left if it is not.
         node = topology.PREFERRED_NODE if any(m.name == topology.PREFERRED_NODE for m in masters) else masters[0].name
-        out += ["  mode: serviceguard", f"  cluster: {topology.CLUSTER}",
-                f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
-                + (f"extra_addresses: [{', '.join(package_extra)}], " if package_extra else "")
-                + f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
-                "  members:"]
+        out += [
+            "  mode: serviceguard",
+            f"  cluster: {topology.CLUSTER}",
+            f"  package: {{name: {topology.PACKAGE}, address: {topology.PACKAGE_ADDRESS}, "
+            + (f"extra_addresses: [{', '.join(package_extra)}], " if package_extra else "")
+            + f"mount: {topology.LAB_MOUNT}, node: {node}, state: running}}",
+            "  members:",
+        ]
         out += [f"    - {host(m)}" for m in masters]
     out.append("clients:" if clients else "clients: []")
     out += [f"  - {{name: {c.name}, address: {c.address}}}" for c in clients]
@@ -319,8 +323,14 @@ REPO_LAB_HEADER = """\
 
 def repo_desired_state() -> str:
     """desired-state/lab.yaml of the repository: the default lab, paths relative to the file."""
-    return desired_state_yaml(topology.lab_hosts(3, 10, "fresh"), "fresh", identity_file="../.csync/lab/admin/id_ed25519",
-                              known_hosts="../.csync/lab/known_hosts", port=22, header=REPO_LAB_HEADER)
+    return desired_state_yaml(
+        topology.lab_hosts(3, 10, "fresh"),
+        "fresh",
+        identity_file="../.csync/lab/admin/id_ed25519",
+        known_hosts="../.csync/lab/known_hosts",
+        port=22,
+        header=REPO_LAB_HEADER,
+    )
 
 
 def write_tree(files: HostFiles, resolve, atomic: bool = True) -> None:

@@ -37,6 +37,7 @@ from reconciler.driver.probeprogram import parse_version_line
 
 PathKind = Literal["dir", "file", "symlink", "other", "missing"]
 
+
 class SshKey(Frozen):
     type: str
     fingerprint: str
@@ -116,14 +117,14 @@ class HostFacts(KeyStoreReader, Frozen):
     inputs_digest: str | None = None
     inputs_count: int | None = Field(None, description="regular files in the inputs directory (None: no directory)")
     inputs_sums: dict[str, str] | None = Field(None, description="members only: path -> 'cksum size' of each input file")
-    hostname_keys: bool = Field(False, description="its cfservd authenticates callers by root-<caller's name>.pub "
-                                "(HostnameKeys = ( on ) in inputs/cfservd.conf)")
+    hostname_keys: bool = Field(
+        False, description="its cfservd authenticates callers by root-<caller's name>.pub (HostnameKeys = ( on ) in inputs/cfservd.conf)"
+    )
     cfrun_hosts: CfrunHosts | None = Field(None, description="members and masters: inputs/cfrun.hosts, which their cfrun reads")
     package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
-    cluster_format: Literal["line", "table"] | None = Field(
-        None, description="members only: the cmviewcl format read (table when the release refuses -f line)")
+    cluster_format: Literal["line", "table"] | None = Field(None, description="members only: the cmviewcl format read (table when the release refuses -f line)")
     package_fs: PackageFilesystem | None = None
     master_files: MasterFiles | None = None
     ssh_public_keys: tuple[SshKey, ...] = ()
@@ -140,8 +141,7 @@ class ProbeOutputError(ValueError):
     pass
 
 
-def parse_probe(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes = b"",
-                *, shared: dict | None = None) -> HostFacts:
+def parse_probe(name: str, address: str, role: Role, stdout: bytes, exit_code: int, stderr: bytes = b"", *, shared: dict | None = None) -> HostFacts:
     """Typed facts from one probe's output; malformed output gives an unreachable fact.
 
     ``shared``: one dict for every host of a run (see parse_key_listing)."""
@@ -226,9 +226,7 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
         )
     ssh = _dict(doc, "ssh")
     fields["ssh_public_keys"] = tuple(k for k in map(parse_ssh_key_line, _lines(ssh, "public")) if k)
-    fields["ssh_authorized"] = tuple(
-        sorted({k.fingerprint for k in map(parse_ssh_key_line, _lines(ssh, "authorized")) if k})
-    )
+    fields["ssh_authorized"] = tuple(sorted({k.fingerprint for k in map(parse_ssh_key_line, _lines(ssh, "authorized")) if k}))
     fields["probe_program"] = parse_program(doc.get("program"))
     return HostFacts(**fields)
 

@@ -66,9 +66,14 @@ def program_refusal(host: Host, role: Role, result: CommandResult) -> HostFacts 
     request. Its other facts are unknown; the program's are known (plan its install)."""
     where = dsau.PROBE_PROGRAM
     if result.exit_code == 127:
-        return unreachable(host.name, host.address, role, f"the probe program {where} is not installed (the plan identity's "
-                           "forced command was not found); install it with csync bootstrap, or csync apply with the root identity",
-                           "probe-program").model_copy(update={"probe_program": ProbeProgram(kind="missing")})
+        return unreachable(
+            host.name,
+            host.address,
+            role,
+            f"the probe program {where} is not installed (the plan identity's "
+            "forced command was not found); install it with csync bootstrap, or csync apply with the root identity",
+            "probe-program",
+        ).model_copy(update={"probe_program": ProbeProgram(kind="missing")})
     if result.exit_code == probeprogram.EXIT_OTHER_PROGRAM:
         try:
             found = parse_program(json.loads(result.stdout.decode("utf-8", "replace")).get("program"))
@@ -76,14 +81,16 @@ def program_refusal(host: Host, role: Role, result: CommandResult) -> HostFacts 
             found = None
         if found is not None and found.version is not None:
             newer = found.version > probeprogram.PROGRAM_VERSION
-            why = (f"its probe program is version {found.version}, newer than this csync's (version {probeprogram.PROGRAM_VERSION}): "
-                   "use the csync that installed it" if newer else
-                   f"its probe program is version {found.version} ({found.digest}), not this csync's (version "
-                   f"{probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()}): its facts are not read until it is upgraded")
+            why = (
+                f"its probe program is version {found.version}, newer than this csync's (version {probeprogram.PROGRAM_VERSION}): "
+                "use the csync that installed it"
+                if newer
+                else f"its probe program is version {found.version} ({found.digest}), not this csync's (version "
+                f"{probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()}): its facts are not read until it is upgraded"
+            )
             return unreachable(host.name, host.address, role, why, "probe-program").model_copy(update={"probe_program": found})
     if result.exit_code == probeprogram.EXIT_REFUSED:
-        return unreachable(host.name, host.address, role, f"the probe program refused the request: {result.stderr_text(200)}",
-                           "probe-program")
+        return unreachable(host.name, host.address, role, f"the probe program refused the request: {result.stderr_text(200)}", "probe-program")
     return None
 
 

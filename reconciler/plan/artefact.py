@@ -28,7 +28,6 @@ ActionKind = Literal.__getitem__(tuple(KINDS))
 FORMAT_VERSION = 1
 
 
-
 def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -74,7 +73,9 @@ class Plan(Frozen):
     git_commit: str | None = None
     cluster_key: str | None = Field(None, description="fingerprint of the cluster (or master) key")
     cluster_key_source: str | None = None
-    cluster_key_inferred: bool = Field(False, description="read from the members' own keys: apply confirms it on the package filesystem after starting the package")
+    cluster_key_inferred: bool = Field(
+        False, description="read from the members' own keys: apply confirms it on the package filesystem after starting the package"
+    )
     package_node: str | None = Field(None, description="the node that runs (or will run) the package")
     actions: tuple[Action, ...] = ()
     blocked: tuple[Finding, ...] = ()
@@ -112,8 +113,12 @@ class Plan(Frozen):
         for a in self.actions:
             what = "replace" if a.replaces else spec_of(a.kind).summary
             by[what] = by.get(what, 0) + 1
-        parts = [f"{by.get('start', 0)} to start/dispatch", f"{by.get('add', 0)} keys to add", f"{by.get('replace', 0)} to replace",
-                 f"{by.get('remove', 0)} to remove"]
+        parts = [
+            f"{by.get('start', 0)} to start/dispatch",
+            f"{by.get('add', 0)} keys to add",
+            f"{by.get('replace', 0)} to replace",
+            f"{by.get('remove', 0)} to remove",
+        ]
         if by.get("halt"):
             parts.insert(1, f"{by['halt']} to halt")
         if by.get("regenerate"):

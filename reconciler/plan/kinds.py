@@ -85,8 +85,7 @@ def key_state(key: KeyFile | None) -> dict:
     return {"present": True, "kind": key.kind, "fingerprint": key.fingerprint, "mode": key.mode}
 
 
-def key_precondition(file: str, current: KeyFile | None, desired: str | None, source: KeyFile | None = None,
-                     source_file: str | None = None) -> dict:
+def key_precondition(file: str, current: KeyFile | None, desired: str | None, source: KeyFile | None = None, source_file: str | None = None) -> dict:
     """copy-key / install-key: the target file as found; for a copy, the source as found."""
     pre: dict[str, Any] = {"file": file, "current": key_state(current), "desired": desired}
     if source_file is not None:
@@ -105,8 +104,11 @@ def package_precondition(view: PackageView | None) -> dict:
 
 def dispatch_precondition(member: HostFacts, package_node: str | None, cluster_key: str | None) -> dict:
     """dispatch-member: the member's own key and inputs, who runs the package, the cluster key."""
-    return {"member": {"own_key": member.own_fingerprint, "inputs_files": member.inputs_count, "package_files": member.package_files},
-            "package_node": package_node, "cluster_key": cluster_key}
+    return {
+        "member": {"own_key": member.own_fingerprint, "inputs_files": member.inputs_count, "package_files": member.package_files},
+        "package_node": package_node,
+        "cluster_key": cluster_key,
+    }
 
 
 def removal_precondition(file: str, current: KeyFile | None) -> dict:
@@ -206,8 +208,7 @@ def _dispatch_now(state: DesiredState, a: Action, p: DispatchParams, facts: Fact
     runs_here = view is not None and view.running and view.owner == a.host
     pkgfs = here.package_fs
     key = pkgfs.cluster_key if runs_here and pkgfs and pkgfs.mounted else None
-    return dispatch_precondition(facts[p.member], view.owner if view is not None and view.running else None,
-                                 key.fingerprint if key and key.usable else None)
+    return dispatch_precondition(facts[p.member], view.owner if view is not None and view.running else None, key.fingerprint if key and key.usable else None)
 
 
 def _verify_dispatch(state: DesiredState, a: Action, p: DispatchParams, facts: Facts) -> Verdict:
@@ -228,8 +229,7 @@ def _key_now(state: DesiredState, a: Action, p: CopyKeyParams | InstallKeyParams
 def _verify_key(state: DesiredState, a: Action, p: Any, facts: Facts) -> Verdict:
     e = a.expected
     key = facts[a.host].keys.get(e["file"])
-    seen = {"file": e["file"], "fingerprint": key.fingerprint if key else None,
-            "mode": f"{key.mode:04o}" if key and key.mode is not None else None}
+    seen = {"file": e["file"], "fingerprint": key.fingerprint if key else None, "mode": f"{key.mode:04o}" if key and key.mode is not None else None}
     problem = key_problem(key, e["fingerprint"])
     return (f"{e['file']} {problem}, not {e['fingerprint']}" if problem else None), seen
 
@@ -260,8 +260,10 @@ def _verify_mirrored(state: DesiredState, a: Action, p: MirrorKeyParams, facts: 
 
 def _install_probe(state: DesiredState, p: ProbeProgramParams) -> commands.RemoteCommand:
     if (p.version, p.digest) != (probeprogram.PROGRAM_VERSION, probeprogram.program_digest()):
-        raise commands.UnsafeValue(f"the plan installs probe program version {p.version} ({p.digest}); this csync has version "
-                                   f"{probeprogram.PROGRAM_VERSION} ({probeprogram.program_digest()}): plan again with this csync")
+        raise commands.UnsafeValue(
+            f"the plan installs probe program version {p.version} ({p.digest}); this csync has version "
+            f"{probeprogram.PROGRAM_VERSION} ({probeprogram.program_digest()}): plan again with this csync"
+        )
     return probeprogram.install()
 
 
@@ -279,7 +281,12 @@ def _verify_removed(state: DesiredState, a: Action, p: RemoveKeyParams, facts: F
 
 
 START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
-    "start-package", 0, "start", ("+", "green"), StartPackageParams, True,
+    "start-package",
+    0,
+    "start",
+    ("+", "green"),
+    StartPackageParams,
+    True,
     build=lambda s, p: commands.start_package(p.package, p.node),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
@@ -287,7 +294,12 @@ START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     preview=lambda a, p: PreviewRequest(a.id, "start", p.package, p.node, a.host),
 )
 ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
-    "enable-switching", 0, "start", ("~", "yellow"), PackageParams, True,
+    "enable-switching",
+    0,
+    "start",
+    ("~", "yellow"),
+    PackageParams,
+    True,
     build=lambda s, p: commands.enable_switching(p.package),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
@@ -295,7 +307,12 @@ ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     preview=lambda a, p: PreviewRequest(a.id, "enable", p.package, a.host, a.host),
 )
 HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
-    "halt-package", 0, "halt", ("-", "red"), StartPackageParams, True,
+    "halt-package",
+    0,
+    "halt",
+    ("-", "red"),
+    StartPackageParams,
+    True,
     build=lambda s, p: commands.halt_package(p.package),
     precondition_now=_package_now,
     verify=_verify_halted,
@@ -303,7 +320,12 @@ HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     preview=lambda a, p: PreviewRequest(a.id, "halt", p.package, p.node, a.host),
 )
 DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
-    "dispatch-member", 1, "start", ("+", "green"), DispatchParams, True,
+    "dispatch-member",
+    1,
+    "start",
+    ("+", "green"),
+    DispatchParams,
+    True,
     build=lambda s, p: commands.dispatch_member(s, p.member),
     precondition_now=_dispatch_now,
     verify=_verify_dispatch,
@@ -312,19 +334,34 @@ DISPATCH_MEMBER: KindSpec[DispatchParams] = KindSpec(
     verified_on=lambda s, a, p: {p.member},
 )
 COPY_KEY: KindSpec[CopyKeyParams] = KindSpec(
-    "copy-key", 3, "add", ("+", "green"), CopyKeyParams, False,
+    "copy-key",
+    3,
+    "add",
+    ("+", "green"),
+    CopyKeyParams,
+    False,
     build=lambda s, p: commands.copy_key(s, p.source, p.file),
     precondition_now=_key_now,
     verify=_verify_key,
 )
 INSTALL_KEY: KindSpec[InstallKeyParams] = KindSpec(
-    "install-key", 3, "add", ("+", "green"), InstallKeyParams, False,
+    "install-key",
+    3,
+    "add",
+    ("+", "green"),
+    InstallKeyParams,
+    False,
     build=lambda s, p: commands.install_key(s, p.file, p.pem, p.fingerprint),
     precondition_now=_key_now,
     verify=_verify_key,
 )
 REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
-    "regenerate-keys", 3, "regenerate", ("-/+", "yellow"), RegenerateParams, False,
+    "regenerate-keys",
+    3,
+    "regenerate",
+    ("-/+", "yellow"),
+    RegenerateParams,
+    False,
     build=lambda s, p: commands.regenerate_keys(s, list(p.clients), list(p.members)),
     precondition_now=_regenerate_now,
     verify=_verify_regenerated,
@@ -336,13 +373,23 @@ REGENERATE_KEYS: KindSpec[RegenerateParams] = KindSpec(
 # the names it does not write (extra addresses, host names), copied on the host. Planned from
 # names only: the key itself is made by the rotation it follows.
 MIRROR_KEY: KindSpec[MirrorKeyParams] = KindSpec(
-    "mirror-key", 3, "add", ("~", "yellow"), MirrorKeyParams, False,
+    "mirror-key",
+    3,
+    "add",
+    ("~", "yellow"),
+    MirrorKeyParams,
+    False,
     build=lambda s, p: commands.copy_key(s, p.source, p.file),
     precondition_now=lambda s, a, p, f: {"file": p.file, "source": p.source, "after": "the rotation"},
     verify=_verify_mirrored,
 )
 REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
-    "remove-key", 4, "remove", ("-", "red"), RemoveKeyParams, False,
+    "remove-key",
+    4,
+    "remove",
+    ("-", "red"),
+    RemoveKeyParams,
+    False,
     build=lambda s, p: commands.remove_key(s, p.file),
     precondition_now=lambda s, a, p, f: removal_precondition(p.file, f[a.host].keys.get(p.file)),
     verify=_verify_removed,
@@ -350,17 +397,33 @@ REMOVE_KEY: KindSpec[RemoveKeyParams] = KindSpec(
 # csync's own probe program (the plan identity's forced command), not a DSAU flow: first, so
 # that the next plan made with the plan identity can read the host whatever else fails.
 INSTALL_PROBE: KindSpec[ProbeProgramParams] = KindSpec(
-    "install-probe", 0, "program", ("~", "cyan"), ProbeProgramParams, False,
+    "install-probe",
+    0,
+    "program",
+    ("~", "cyan"),
+    ProbeProgramParams,
+    False,
     build=_install_probe,
     precondition_now=lambda s, a, p, f: program_precondition(f[a.host]),
     verify=_verify_program,
 )
 
 # In the order of DSAU's flows: within a wave, actions are listed in this order.
-KINDS: dict[str, KindSpec[Any]] = {k.name: k for k in (
-    INSTALL_PROBE, START_PACKAGE, HALT_PACKAGE, ENABLE_SWITCHING, DISPATCH_MEMBER, COPY_KEY, INSTALL_KEY, REGENERATE_KEYS, MIRROR_KEY,
-    REMOVE_KEY,
-)}
+KINDS: dict[str, KindSpec[Any]] = {
+    k.name: k
+    for k in (
+        INSTALL_PROBE,
+        START_PACKAGE,
+        HALT_PACKAGE,
+        ENABLE_SWITCHING,
+        DISPATCH_MEMBER,
+        COPY_KEY,
+        INSTALL_KEY,
+        REGENERATE_KEYS,
+        MIRROR_KEY,
+        REMOVE_KEY,
+    )
+}
 ORDER: dict[str, int] = {name: i for i, name in enumerate(KINDS)}
 
 

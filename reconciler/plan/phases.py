@@ -30,17 +30,37 @@ def plan_package(site: PredictedSite) -> None:
         return
     precondition = kinds.package_precondition(d.view)
     if d.halt and d.owner in site.views:
-        site.add(kinds.HALT_PACKAGE, address, site.state.host(d.owner), kinds.StartPackageParams(package=pkg.name, node=d.owner),
-                 d.why, precondition=precondition, expected={"package": {"running": False}})
+        site.add(
+            kinds.HALT_PACKAGE,
+            address,
+            site.state.host(d.owner),
+            kinds.StartPackageParams(package=pkg.name, node=d.owner),
+            d.why,
+            precondition=precondition,
+            expected={"package": {"running": False}},
+        )
     if d.node is None:
         return
     if d.enable_switching and d.node in site.views:
-        site.add(kinds.ENABLE_SWITCHING, address, site.state.host(d.node), kinds.PackageParams(package=pkg.name), d.why,
-                 precondition=precondition, expected={"package": {"autorun": "enabled"}})
+        site.add(
+            kinds.ENABLE_SWITCHING,
+            address,
+            site.state.host(d.node),
+            kinds.PackageParams(package=pkg.name),
+            d.why,
+            precondition=precondition,
+            expected={"package": {"autorun": "enabled"}},
+        )
     if d.start:
-        action = site.add(kinds.START_PACKAGE, address, site.state.host(d.node), kinds.StartPackageParams(package=pkg.name, node=d.node),
-                          d.why, precondition=precondition,
-                          expected={"package": {"owner": d.node, "running": True, "autorun": "enabled"}})
+        action = site.add(
+            kinds.START_PACKAGE,
+            address,
+            site.state.host(d.node),
+            kinds.StartPackageParams(package=pkg.name, node=d.node),
+            d.why,
+            precondition=precondition,
+            expected={"package": {"owner": d.node, "running": True, "autorun": "enabled"}},
+        )
         site.package_action = action.id
 
 
@@ -54,7 +74,13 @@ def determine_cluster_key(site: PredictedSite) -> None:
         if key and key.usable:
             site.cluster_key, site.cluster_key_source = key, f"the own key of master {master.name}"
         else:
-            site.blocked.append(Finding(address=f"master.{master.name}", host=master.name, message=f"master {master.name} has no usable {dsau.OWN_PUBLIC_KEY}: {key.problem if key else 'missing'}; run cfkey there"))
+            site.blocked.append(
+                Finding(
+                    address=f"master.{master.name}",
+                    host=master.name,
+                    message=f"master {master.name} has no usable {dsau.OWN_PUBLIC_KEY}: {key.problem if key else 'missing'}; run cfkey there",
+                )
+            )
         mf = view.facts.master_files
         site.master_inputs = mf.inputs_digest if mf else None
         return
@@ -70,7 +96,13 @@ def determine_cluster_key(site: PredictedSite) -> None:
         site.master_inputs = pkgfs.inputs_digest
         site.master_inputs_sums = pkgfs.inputs_sums
         if site.cluster_key is None:
-            site.blocked.append(Finding(address=f"package.{site.state.package.name}", host=holder, message=f"the package filesystem on {holder} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})"))
+            site.blocked.append(
+                Finding(
+                    address=f"package.{site.state.package.name}",
+                    host=holder,
+                    message=f"the package filesystem on {holder} holds no usable cluster key ({dsau.PACKAGE_CLUSTER_KEY_DIR}/{dsau.OWN_PUBLIC_KEY})",
+                )
+            )
         return
     # Package down (or its filesystem out of reach): the members that were configured hold
     # the cluster key as their own. That key is unconfirmed: only a start planned here
@@ -81,7 +113,12 @@ def determine_cluster_key(site: PredictedSite) -> None:
         site.cluster_key_inferred = True
         site.cluster_key_source = f"the own key of {', '.join(holders)} (the package filesystem is not mounted)"
     else:
-        site.blocked.append(Finding(address="site.keys", message="cannot tell the cluster key: the package filesystem is not mounted and the members do not agree on one key; start the package and plan again"))
+        site.blocked.append(
+            Finding(
+                address="site.keys",
+                message="cannot tell the cluster key: the package filesystem is not mounted and the members do not agree on one key; start the package and plan again",
+            )
+        )
 
 
 # --- members -----------------------------------------------------------------------------
@@ -106,13 +143,25 @@ def plan_members(site: PredictedSite) -> None:
         if not problems:
             lag = inputs_lag(view.facts.inputs_sums, site.master_inputs_sums)
             if lag:
-                site.notices.append(Finding(address=address, host=m.name, message=f"{m.name}'s inputs differ from the master's ({lag}): "
-                                            f"they lag until cfagent's next run, or update.conf excludes them; not an action"))
+                site.notices.append(
+                    Finding(
+                        address=address,
+                        host=m.name,
+                        message=f"{m.name}'s inputs differ from the master's ({lag}): "
+                        f"they lag until cfagent's next run, or update.conf excludes them; not an action",
+                    )
+                )
             continue
         what = " and ".join(problems)
         if owner is None or site.decision is None or not site.decision.runs_after:
-            site.notices.append(Finding(address=address, host=m.name, message=f"{m.name} is not configured ({what}); dispatching it "
-                                        f"waits for the package to run on a declared member (state: {site.state.package.state})"))
+            site.notices.append(
+                Finding(
+                    address=address,
+                    host=m.name,
+                    message=f"{m.name} is not configured ({what}); dispatching it "
+                    f"waits for the package to run on a declared member (state: {site.state.package.state})",
+                )
+            )
             continue
         if m.name == owner.name:
             site.blocked.append(Finding(address=address, host=m.name, message=f"{m.name} runs the package but {what}; fix it by hand or move the package"))
@@ -122,7 +171,10 @@ def plan_members(site: PredictedSite) -> None:
             continue
         precondition = kinds.dispatch_precondition(view.facts, owner.name, ck)
         action = site.add(
-            kinds.DISPATCH_MEMBER, address, owner, kinds.DispatchParams(member=m.name),
+            kinds.DISPATCH_MEMBER,
+            address,
+            owner,
+            kinds.DispatchParams(member=m.name),
             f"{m.name} {what} (not configured as an adoptive node)",
             precondition=precondition,
             expected={"member": {"own_key": ck, "configured": True}},
@@ -274,7 +326,13 @@ def plan_keys(site: PredictedSite) -> None:
             current = view.keys.get(file)
             if fp is None:
                 if whose.startswith("the key of client") or site.cluster_key is None:
-                    site.unknown.append(Finding(address=site.key_address(host.name, file), host=host.name, message=f"should hold {whose}, which is unknown ({'client unreachable or without a key' if whose.startswith('the key of client') else 'cluster key unknown'})"))
+                    site.unknown.append(
+                        Finding(
+                            address=site.key_address(host.name, file),
+                            host=host.name,
+                            message=f"should hold {whose}, which is unknown ({'client unreachable or without a key' if whose.startswith('the key of client') else 'cluster key unknown'})",
+                        )
+                    )
                 continue
             problem = key_problem(current, fp)
             if problem is None:
@@ -283,11 +341,19 @@ def plan_keys(site: PredictedSite) -> None:
             if site.cluster_key_inferred and not site.package_action and site.cluster_key and fp == site.cluster_key.fingerprint:
                 # Never spread a key read from the members' own keys: only the package
                 # filesystem confirms the cluster key, and this plan does not start it.
-                site.notices.append(Finding(address=address, host=host.name, message=(
-                    f"{file} {problem}; it should hold the cluster key, which waits for the package to run "
-                    f"(state: {site.state.package.state}): csync writes the cluster key only once the package filesystem confirms it")))
+                site.notices.append(
+                    Finding(
+                        address=address,
+                        host=host.name,
+                        message=(
+                            f"{file} {problem}; it should hold the cluster key, which waits for the package to run "
+                            f"(state: {site.state.package.state}): csync writes the cluster key only once the package filesystem confirms it"
+                        ),
+                    )
+                )
                 continue
             plan_key_fix(site, host, view, file, fp, whose, current, problem, address)
+
 
 def key_store_refused(site: PredictedSite, host: Host, view: HostView) -> bool:
     """A ppkeys that exists but is not a directory (a symbolic link, a file) is neither
@@ -297,12 +363,16 @@ def key_store_refused(site: PredictedSite, host: Host, view: HostView) -> bool:
     if kind not in ("symlink", "file", "other"):
         return False
     what = {"symlink": "a symbolic link", "file": "a file", "other": "not a directory"}[kind]
-    site.blocked.append(Finding(
-        address=site.host_address(host.name), host=host.name,
-        message=f"{site.state.paths.cfengine_dir}/{dsau.PPKEYS_SUBDIR} is {what}; csync neither reads nor writes keys through it: "
-                f"make it a directory (mode 700) holding the keys, then plan again",
-    ))
+    site.blocked.append(
+        Finding(
+            address=site.host_address(host.name),
+            host=host.name,
+            message=f"{site.state.paths.cfengine_dir}/{dsau.PPKEYS_SUBDIR} is {what}; csync neither reads nor writes keys through it: "
+            f"make it a directory (mode 700) holding the keys, then plan again",
+        )
+    )
     return True
+
 
 def plan_key_fix(site: PredictedSite, host: Host, view: HostView, file: str, fp: str, whose: str, current: KeyFile | None, problem: str, address: str) -> None:
     depends = []
@@ -320,18 +390,34 @@ def plan_key_fix(site: PredictedSite, host: Host, view: HostView, file: str, fp:
         source = next((n for n in view.cluster_key_copies(fp) if n != file), None)
     if source is not None:
         precondition = kinds.key_precondition(file, current, fp, view.keys[source], source)
-        site.add(kinds.COPY_KEY, address, host, kinds.CopyKeyParams(file=file, source=source), reason,
-                  precondition=precondition,
-                  expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
+        site.add(
+            kinds.COPY_KEY,
+            address,
+            host,
+            kinds.CopyKeyParams(file=file, source=source),
+            reason,
+            precondition=precondition,
+            expected={"file": file, "fingerprint": fp},
+            depends_on=depends,
+            replaces=replaces,
+        )
     else:
         precondition = kinds.key_precondition(file, current, fp)
         key = key_source(site, fp)
         if key is None or not key.pem:
             site.unknown.append(Finding(address=address, host=host.name, message=f"{reason}, but csync has no copy of that key to install"))
             return
-        site.add(kinds.INSTALL_KEY, address, host, kinds.InstallKeyParams(file=file, pem=key.pem, fingerprint=fp), reason,
-                  precondition=precondition,
-                  expected={"file": file, "fingerprint": fp}, depends_on=depends, replaces=replaces)
+        site.add(
+            kinds.INSTALL_KEY,
+            address,
+            host,
+            kinds.InstallKeyParams(file=file, pem=key.pem, fingerprint=fp),
+            reason,
+            precondition=precondition,
+            expected={"file": file, "fingerprint": fp},
+            depends_on=depends,
+            replaces=replaces,
+        )
     view.after_write(file, fp)
 
 
@@ -391,34 +477,55 @@ def plan_rotation(site: PredictedSite) -> bool:
     if wanted == 0 and (inv is None or inv.generation == 0):
         return False
     if inv is None and site.inventory_error:
-        site.unknown.append(Finding(address=address, message=f"keys.generation is {wanted}, but the generation recorded in the site's "
-                                    f"inventory is unknown ({site.inventory_error}): no rotation until it can be read"))
+        site.unknown.append(
+            Finding(
+                address=address,
+                message=f"keys.generation is {wanted}, but the generation recorded in the site's "
+                f"inventory is unknown ({site.inventory_error}): no rotation until it can be read",
+            )
+        )
         return False
     recorded = inv.generation if inv is not None else 0
     if wanted < recorded:
-        site.notices.append(Finding(address=address, message=f"keys.generation is {wanted}, lower than the generation {recorded} recorded "
-                                    f"in the site's inventory: no rotation (raise it to {recorded + 1} to rotate again)"))
+        site.notices.append(
+            Finding(
+                address=address,
+                message=f"keys.generation is {wanted}, lower than the generation {recorded} recorded "
+                f"in the site's inventory: no rotation (raise it to {recorded + 1} to rotate again)",
+            )
+        )
         return False
     if wanted == recorded:
         return False
     if s.keys.distribution != "regenerate":
-        site.blocked.append(Finding(address=address, message=f"keys.generation is {wanted} and the inventory records {recorded}: a rotation "
-                                    f"runs the wizard's key regeneration, which keys.distribution: copy never does; set keys.distribution: "
-                                    f"regenerate to rotate, or keys.generation back to {recorded}"))
+        site.blocked.append(
+            Finding(
+                address=address,
+                message=f"keys.generation is {wanted} and the inventory records {recorded}: a rotation "
+                f"runs the wizard's key regeneration, which keys.distribution: copy never does; set keys.distribution: "
+                f"regenerate to rotate, or keys.generation back to {recorded}",
+            )
+        )
         return False
     runner = rotation_runner(site)
     if runner is None or runner.name not in site.views:
         where = "the node running the package" if s.is_cluster else f"master {s.standalone_host.name}"
-        site.blocked.append(Finding(address=address, message=f"key rotation (generation {recorded} -> {wanted}) runs the wizard on {where}, "
-                                    f"which is {'not running' if runner is None else 'unreachable'}"))
+        site.blocked.append(
+            Finding(
+                address=address,
+                message=f"key rotation (generation {recorded} -> {wanted}) runs the wizard on {where}, "
+                f"which is {'not running' if runner is None else 'unreachable'}",
+            )
+        )
         return False
     if site.cluster_key is None:
         site.blocked.append(Finding(address=address, message="key rotation needs the current cluster key known (to verify it changed)"))
         return False
     unreachable = [h.name for h in s.all_hosts if h.name not in site.views]
     runner_keys = {k.fingerprint for k in site.views[runner.name].facts.ssh_public_keys}
-    untrusted = [h.name for h in s.all_hosts if h.name in site.views and h.name != runner.name
-                 and not (runner_keys & set(site.views[h.name].facts.ssh_authorized))]
+    untrusted = [
+        h.name for h in s.all_hosts if h.name in site.views and h.name != runner.name and not (runner_keys & set(site.views[h.name].facts.ssh_authorized))
+    ]
     undeclared, master_side = known_systems(site, runner)
     problems = []
     if unreachable:
@@ -428,27 +535,51 @@ def plan_rotation(site: PredictedSite) -> bool:
     elif untrusted:
         problems.append(f"root on {', '.join(untrusted)} does not accept ssh from {runner.name}'s root key (run csshsetup there)")
     if master_side:
-        problems.append(f"the master holds the cluster key for {', '.join(master_side)}, which the desired state does not declare "
-                        f"(declare them as extra addresses, or remove their key files)")
+        problems.append(
+            f"the master holds the cluster key for {', '.join(master_side)}, which the desired state does not declare "
+            f"(declare them as extra addresses, or remove their key files)"
+        )
     if problems:
-        site.blocked.append(Finding(address=address, message=f"key rotation (generation {recorded} -> {wanted}) needs every system the wizard "
-                                    f"changes reachable and trusting the master: {'; '.join(problems)}; nothing is rotated"))
+        site.blocked.append(
+            Finding(
+                address=address,
+                message=f"key rotation (generation {recorded} -> {wanted}) needs every system the wizard "
+                f"changes reachable and trusting the master: {'; '.join(problems)}; nothing is rotated",
+            )
+        )
         return False
     clients = [c.address for c in s.clients] + undeclared
     members = [m.address for m in s.master_hosts if m.name != runner.name]
     depends = [d for d in [site.package_action, *site.dispatched.values()] if d]
-    also = (f"; the master also knows {len(undeclared)} undeclared system(s), which the wizard regenerates too and csync checks "
-            f"only for root ssh: {', '.join(undeclared[:5])}{', ...' if len(undeclared) > 5 else ''}") if undeclared else ""
+    also = (
+        (
+            f"; the master also knows {len(undeclared)} undeclared system(s), which the wizard regenerates too and csync checks "
+            f"only for root ssh: {', '.join(undeclared[:5])}{', ...' if len(undeclared) > 5 else ''}"
+        )
+        if undeclared
+        else ""
+    )
     if undeclared:
-        site.notices.append(Finding(address=address, message=f"the wizard regenerates the keys of every system the master knows; these are "
-                                    f"not declared, so csync cannot verify them afterwards: {', '.join(undeclared)}"))
+        site.notices.append(
+            Finding(
+                address=address,
+                message=f"the wizard regenerates the keys of every system the master knows; these are "
+                f"not declared, so csync cannot verify them afterwards: {', '.join(undeclared)}",
+            )
+        )
     old = site.cluster_key.fingerprint
     assert old is not None  # a usable key has one
-    rotation = site.add(kinds.REGENERATE_KEYS, address, runner, kinds.RegenerateParams(clients=clients, members=members),
-             f"keys.generation is {wanted}, the inventory records {recorded}: rotate every key of the site through the wizard "
-             f"(the cluster key {shown(site, old)} and {len(s.clients)} declared client(s)){also}",
-             precondition=rotation_precondition(site, runner, clients, members),
-             expected={"generation": wanted, "old_cluster_key": old}, depends_on=depends)
+    rotation = site.add(
+        kinds.REGENERATE_KEYS,
+        address,
+        runner,
+        kinds.RegenerateParams(clients=clients, members=members),
+        f"keys.generation is {wanted}, the inventory records {recorded}: rotate every key of the site through the wizard "
+        f"(the cluster key {shown(site, old)} and {len(s.clients)} declared client(s)){also}",
+        precondition=rotation_precondition(site, runner, clients, members),
+        expected={"generation": wanted, "old_cluster_key": old},
+        depends_on=depends,
+    )
     plan_mirrors(site, rotation.id)
     return True
 
@@ -485,18 +616,29 @@ def plan_mirrors(site: PredictedSite, rotation: str) -> None:
                 source = client_file[fp]  # a client's key under its host name, on the master side
             else:
                 continue
-            site.add(kinds.MIRROR_KEY, site.key_address(host.name, file), host, kinds.MirrorKeyParams(file=file, source=source),
-                     f"{file} should hold {whose}, which the rotation changes and the wizard does not write here: copied from {source} after it",
-                     precondition={"file": file, "source": source, "after": "the rotation"},
-                     expected={"file": file, "source": source}, depends_on=[rotation], replaces=file in view.keys)
+            site.add(
+                kinds.MIRROR_KEY,
+                site.key_address(host.name, file),
+                host,
+                kinds.MirrorKeyParams(file=file, source=source),
+                f"{file} should hold {whose}, which the rotation changes and the wizard does not write here: copied from {source} after it",
+                precondition={"file": file, "source": source, "after": "the rotation"},
+                expected={"file": file, "source": source},
+                depends_on=[rotation],
+                replaces=file in view.keys,
+            )
 
 
 def rotation_precondition(site: PredictedSite, runner: Host, clients: list[str], members: list[str]) -> dict:
     """What a rotation is planned from: the generations, the cluster key, who runs the wizard and for whom."""
     inv = site.inventory
-    return {"generation": {"recorded": inv.generation if inv is not None else 0, "wanted": site.state.keys.generation},
-            "cluster_key": site.cluster_key.fingerprint if site.cluster_key else None, "runner": runner.name,
-            "clients": clients, "members": members}
+    return {
+        "generation": {"recorded": inv.generation if inv is not None else 0, "wanted": site.state.keys.generation},
+        "cluster_key": site.cluster_key.fingerprint if site.cluster_key else None,
+        "runner": runner.name,
+        "clients": clients,
+        "members": members,
+    }
 
 
 def rotation_problems(site: PredictedSite, old_cluster_key: str | None) -> list[str]:
@@ -567,26 +709,52 @@ def plan_prune(site: PredictedSite) -> None:
             named = peer_named(peers, peer) if peer_hostname(file) else None
             source = site.package_node if host.name in site.dispatched else None  # the dispatcher copies its peer keys
             if inv is not None and (inv.owns(host.name, file) or (source is not None and inv.owns(source, file))):
-                why = ("recorded in the site's inventory" if inv.owns(host.name, file) else
-                       f"the dispatcher copies it from {source}, where the site's inventory records it")
-                site.add(kinds.REMOVE_KEY, address, host, kinds.RemoveKeyParams(file=file),
-                         f"{file} is csync's ({why}) and no longer declared for {host.name}",
-                         precondition=kinds.removal_precondition(file, key), expected={"file": file, "absent": True},
-                         depends_on=[site.dispatched[host.name]] if host.name in site.dispatched else [])
+                why = (
+                    "recorded in the site's inventory"
+                    if inv.owns(host.name, file)
+                    else f"the dispatcher copies it from {source}, where the site's inventory records it"
+                )
+                site.add(
+                    kinds.REMOVE_KEY,
+                    address,
+                    host,
+                    kinds.RemoveKeyParams(file=file),
+                    f"{file} is csync's ({why}) and no longer declared for {host.name}",
+                    precondition=kinds.removal_precondition(file, key),
+                    expected={"file": file, "absent": True},
+                    depends_on=[site.dispatched[host.name]] if host.name in site.dispatched else [],
+                )
             elif named is not None and (fp := peers[named][0]) is not None and key_problem(key, fp) is not None:
-                site.add(kinds.REMOVE_KEY, address, host, kinds.RemoveKeyParams(file=file),
-                         f"{file} is named after {named}, but {key_problem(key, fp)}; {host.name} does not need {named}'s key, and cfrun "
-                         f"looks this file up before root-<address>.pub",
-                         precondition=kinds.removal_precondition(file, key), expected={"file": file, "absent": True})
+                site.add(
+                    kinds.REMOVE_KEY,
+                    address,
+                    host,
+                    kinds.RemoveKeyParams(file=file),
+                    f"{file} is named after {named}, but {key_problem(key, fp)}; {host.name} does not need {named}'s key, and cfrun "
+                    f"looks this file up before root-<address>.pub",
+                    precondition=kinds.removal_precondition(file, key),
+                    expected={"file": file, "absent": True},
+                )
             elif named is not None:
                 continue  # the right key (or one that cannot be checked), under a declared host's name
             elif inv is None:
                 why = site.inventory_error or "the site has no inventory yet"
-                site.notices.append(Finding(address=address, host=host.name, message=f"{file} is not declared for {host.name}, and "
-                                            f"whether csync owns it cannot be told ({why}); left alone"))
+                site.notices.append(
+                    Finding(
+                        address=address,
+                        host=host.name,
+                        message=f"{file} is not declared for {host.name}, and whether csync owns it cannot be told ({why}); left alone",
+                    )
+                )
             else:
-                site.notices.append(Finding(address=address, host=host.name, message=f"{file} is not declared for {host.name} and not "
-                                            f"csync's (not in the site's inventory): left alone (csync import --adopt-keys records it)"))
+                site.notices.append(
+                    Finding(
+                        address=address,
+                        host=host.name,
+                        message=f"{file} is not declared for {host.name} and not "
+                        f"csync's (not in the site's inventory): left alone (csync import --adopt-keys records it)",
+                    )
+                )
 
 
 def read_inventory(site: PredictedSite) -> None:
@@ -610,9 +778,15 @@ def read_inventory(site: PredictedSite) -> None:
     inv = parse_inventory(lines) if lines is not None else None
     site.inventory = inv if inv is not None else KeyInventory()
     if site.inventory.legacy:
-        site.notices.append(Finding(address="site.inventory", message=(
-            f"the site's inventory has {site.inventory.legacy} address line(s) of csync's first format, which prove no key file's "
-            f"ownership and are ignored; the next apply rewrites it")))
+        site.notices.append(
+            Finding(
+                address="site.inventory",
+                message=(
+                    f"the site's inventory has {site.inventory.legacy} address line(s) of csync's first format, which prove no key file's "
+                    f"ownership and are ignored; the next apply rewrites it"
+                ),
+            )
+        )
 
 
 # --- csync's probe program -----------------------------------------------------------------
@@ -634,15 +808,39 @@ def plan_probe_program(site: PredictedSite) -> None:
         address = f"{site.host_address(host.name)}.probe"
         where = dsau.PROBE_PROGRAM
         if found.version is not None and found.version > PROGRAM_VERSION:
-            site.notices.append(Finding(address=address, host=host.name, message=f"{where} is version {found.version}, newer than this "
-                                        f"csync's ({PROGRAM_VERSION}): left alone; plan with the csync that installed it"))
+            site.notices.append(
+                Finding(
+                    address=address,
+                    host=host.name,
+                    message=f"{where} is version {found.version}, newer than this "
+                    f"csync's ({PROGRAM_VERSION}): left alone; plan with the csync that installed it",
+                )
+            )
             continue
         if found.kind in ("dir", "other"):
-            site.blocked.append(Finding(address=address, host=host.name, message=f"{where} is {'a directory' if found.kind == 'dir' else 'not a file'}: "
-                                        "csync does not replace it; remove it, then plan again"))
+            site.blocked.append(
+                Finding(
+                    address=address,
+                    host=host.name,
+                    message=f"{where} is {'a directory' if found.kind == 'dir' else 'not a file'}: csync does not replace it; remove it, then plan again",
+                )
+            )
             continue
-        what = ("missing" if found.kind == "missing" else "a symbolic link" if found.kind == "symlink"
-                else f"version {found.version} ({found.digest})" if found.version is not None else "a file without a version line")
-        site.add(kinds.INSTALL_PROBE, address, host, kinds.ProbeProgramParams(version=want[0], digest=want[1]),
-                 f"csync's probe program (the plan identity's forced command) is {what}; this csync's is version {want[0]} ({want[1]})",
-                 precondition=kinds.program_precondition(facts), expected={"program": {"version": want[0], "digest": want[1]}})
+        what = (
+            "missing"
+            if found.kind == "missing"
+            else "a symbolic link"
+            if found.kind == "symlink"
+            else f"version {found.version} ({found.digest})"
+            if found.version is not None
+            else "a file without a version line"
+        )
+        site.add(
+            kinds.INSTALL_PROBE,
+            address,
+            host,
+            kinds.ProbeProgramParams(version=want[0], digest=want[1]),
+            f"csync's probe program (the plan identity's forced command) is {what}; this csync's is version {want[0]} ({want[1]})",
+            precondition=kinds.program_precondition(facts),
+            expected={"program": {"version": want[0], "digest": want[1]}},
+        )

@@ -53,8 +53,7 @@ def _collector_paused():
             gc.enable()
 
 
-def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None,
-              previews: Iterable[Preview] = ()) -> Plan:
+def make_plan(state: DesiredState, facts: Mapping[str, HostFacts], *, git_commit: str | None = None, previews: Iterable[Preview] = ()) -> Plan:
     """The plan that would bring the hosts described by ``facts`` to ``state``. ``previews``:
     Serviceguard's predictions of the cluster operations of the plan made from the same facts
     (reconciler/pipeline.py): an operation a preview does not confirm is blocked, and what

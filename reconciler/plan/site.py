@@ -68,8 +68,7 @@ class HostView:
     def cluster_key_copies(self, fp: str) -> list[str]:
         """Peer key files on this host that verifiably hold the key ``fp``."""
         return sorted(
-            n for n, k in self.keys.items()
-            if n not in self.planned and n.startswith(dsau.PEER_KEY_PREFIX) and k.fingerprint == fp and is_verified_copy(k)
+            n for n, k in self.keys.items() if n not in self.planned and n.startswith(dsau.PEER_KEY_PREFIX) and k.fingerprint == fp and is_verified_copy(k)
         )
 
     @property
@@ -133,21 +132,38 @@ class PredictedSite:
         return f"{self.host_address(host)}.key[{file}]"
 
     def find(self, level: str, address: str, message: str, host: str | None = None) -> None:
-        {"blocked": self.blocked, "unknown": self.unknown, "notice": self.notices}[level].append(
-            Finding(address=address, host=host, message=message))
+        {"blocked": self.blocked, "unknown": self.unknown, "notice": self.notices}[level].append(Finding(address=address, host=host, message=message))
 
-    def add(self, spec: kinds.KindSpec, address: str, host: Host, params: Frozen, reason: str, *, precondition: dict, expected: dict,
-             depends_on=(), replaces: bool = False) -> _Pending:
+    def add(
+        self,
+        spec: kinds.KindSpec,
+        address: str,
+        host: Host,
+        params: Frozen,
+        reason: str,
+        *,
+        precondition: dict,
+        expected: dict,
+        depends_on=(),
+        replaces: bool = False,
+    ) -> _Pending:
         cmd = spec.build(self.state, params)
-        action = _Pending(kind=spec.name, address=address, host=host.name, params=spec.dump(params), depends_on=tuple(sorted(set(depends_on))), fields=dict(
-            host_address=host.address,
-            command=cmd.display,
-            reason=reason,
-            precondition=precondition,
-            facts_fingerprint=fingerprint(precondition),
-            expected=expected,
-            replaces=replaces,
-        ))
+        action = _Pending(
+            kind=spec.name,
+            address=address,
+            host=host.name,
+            params=spec.dump(params),
+            depends_on=tuple(sorted(set(depends_on))),
+            fields=dict(
+                host_address=host.address,
+                command=cmd.display,
+                reason=reason,
+                precondition=precondition,
+                facts_fingerprint=fingerprint(precondition),
+                expected=expected,
+                replaces=replaces,
+            ),
+        )
         self.actions.append(action)
         return action
 

@@ -96,7 +96,7 @@ def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[s
         line = raw.rstrip("\r")
         if tool == "cfrun":
             while line.startswith(CFRUN_PROMPT):
-                line = line[len(CFRUN_PROMPT):]
+                line = line[len(CFRUN_PROMPT) :]
             if CFRUN_CHATTER.match(line):
                 continue
         if not line.strip():
@@ -279,13 +279,9 @@ def run_live_checks(
         else:
             by_client = {}
         cfrun_results[col.label] = {c.name: by_client.get(c.name) for c in state.clients}
-    cfagent_results = {
-        c.name: (runs[c.name].results.get(report.server_address) if c.name in runs else None) for c in state.clients
-    }
-    cfagent_extra = {a: {c.name: (runs[c.name].results.get(a) if c.name in runs else None) for c in state.clients}
-                     for a in server_addresses[1:]}
-    return LiveReport(cfrun=cfrun_results, cfagent=cfagent_results, errors=tuple(sorted(errors)), seconds=time.monotonic() - start,
-                      cfagent_extra=cfagent_extra)
+    cfagent_results = {c.name: (runs[c.name].results.get(report.server_address) if c.name in runs else None) for c in state.clients}
+    cfagent_extra = {a: {c.name: (runs[c.name].results.get(a) if c.name in runs else None) for c in state.clients} for a in server_addresses[1:]}
+    return LiveReport(cfrun=cfrun_results, cfagent=cfagent_results, errors=tuple(sorted(errors)), seconds=time.monotonic() - start, cfagent_extra=cfagent_extra)
 
 
 # --- comparison ------------------------------------------------------------------------------
@@ -323,15 +319,18 @@ def _explained(live: LiveResult, predicted: Check, local: str, remote: str | Non
     return any(c.host == host and c.file == file and (c.kind in kinds or c.kind == OWN_KEY) for c in predicted.causes)
 
 
-def _compare_cell(check: str, member: str | None, client: str, predicted: Check, live: LiveResult | None,
-                  local: str, remote: str | None) -> Disagreement | None:
+def _compare_cell(
+    check: str, member: str | None, client: str, predicted: Check, live: LiveResult | None, local: str, remote: str | None
+) -> Disagreement | None:
     if predicted.ok is None or live is None:
         return None  # a host did not answer the probe, or the live check gave no answer: nothing to compare
     if predicted.ok and live.ok:
         return None
     if predicted.ok and not live.ok and live.where == "unreachable":
-        why = (f"predicted ok, but the live check did not reach its peer: {live.line} (csync's probe does not test the "
-               f"network between hosts; a filter, a hung host or an overloaded one)")
+        why = (
+            f"predicted ok, but the live check did not reach its peer: {live.line} (csync's probe does not test the "
+            f"network between hosts; a filter, a hung host or an overloaded one)"
+        )
     elif predicted.ok and not live.ok:
         why = f"predicted ok, but the live check failed: {live.line}"
     elif not predicted.ok and live.ok:
@@ -358,8 +357,7 @@ def compare(report: TrustReport, live: LiveReport) -> list[Disagreement]:
         if col.tool != "cfagent":
             continue
         for c in report.clients:
-            d = _compare_cell("cfagent", None if col.label == "cfagent" else col.label, c, report.check(col, c), live.result(col, c),
-                              local=c, remote=server)
+            d = _compare_cell("cfagent", None if col.label == "cfagent" else col.label, c, report.check(col, c), live.result(col, c), local=c, remote=server)
             if d:
                 out.append(d)
     return out

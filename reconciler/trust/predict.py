@@ -69,8 +69,10 @@ class Cause:
         if self.kind == NO_SERVER:
             return f"the package is not running: nothing answers at {self.file}"
         if self.kind == UNKNOWN_NAME:
-            return (f"{self.host} authenticates callers by name (HostnameKeys); the name {self.whose} gives for {self.detail} is its "
-                    f"resolver's, which csync does not know")
+            return (
+                f"{self.host} authenticates callers by name (HostnameKeys); the name {self.whose} gives for {self.detail} is its "
+                f"resolver's, which csync does not know"
+            )
         return f"{self.host}: {self.detail or 'unreachable'}"
 
 
@@ -198,8 +200,15 @@ def _names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + ("..." if len(names) > shown else "")
 
 
-def _serviceguard_side(state: DesiredState, facts: Mapping[str, HostFacts], server: str | None, after: PackageDecision | None,
-                       takeover: list[MemberReadiness], reasons: list[str], unsure: list[str]) -> None:
+def _serviceguard_side(
+    state: DesiredState,
+    facts: Mapping[str, HostFacts],
+    server: str | None,
+    after: PackageDecision | None,
+    takeover: list[MemberReadiness],
+    reasons: list[str],
+    unsure: list[str],
+) -> None:
     """Failover needs more than keys: global switching enabled, and an adoptive node that is
     up, in the package's node list, enabled for the package, and configured."""
     d = after if after is not None else decide_package(state, facts)
@@ -234,8 +243,7 @@ def _is_address(text: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() for p in parts)
 
 
-def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None,
-                 after: PackageDecision | None = None) -> TrustReport:
+def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package_node: str | None = None, after: PackageDecision | None = None) -> TrustReport:
     """Predict every cfrun (member, from each of its addresses -> client), every cfagent
     (client -> each master address) and each member's readiness to take over the package.
     ``after``: the planner's decision, when the report is of the site as a plan leaves it
@@ -274,8 +282,20 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
         written, by_name = _written(mf)
         primary = col.address == member_of[col.member or ""].address
         serves_by_name = bool(mf is not None and mf.reachable and mf.hostname_keys)
-        views.append((col, mf, own[col.member or ""], mf.keys if mf is not None and mf.reachable else None,
-                      _offers(mf, col.member or ""), written, by_name, primary, dsau.peer_key_name(col.address), serves_by_name))
+        views.append(
+            (
+                col,
+                mf,
+                own[col.member or ""],
+                mf.keys if mf is not None and mf.reachable else None,
+                _offers(mf, col.member or ""),
+                written,
+                by_name,
+                primary,
+                dsau.peer_key_name(col.address),
+                serves_by_name,
+            )
+        )
     # Clients outer, columns inner: each client's facts are read once, not once per column
     # (8 members x 100,000 clients are 800,000 cells); the common case is checked inline.
     for c in state.clients:
@@ -299,8 +319,16 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             serve_file = dsau.peer_key_name(c_lower) if serves_by_name else c_file
             if c_keys is not None and m_keys is not None and m_own is not None and c_side_file is not None and serve_file == m_file:
                 k1, k2 = m_keys.get(m_file), c_keys.get(c_side_file)
-                if (k1 is not None and k2 is not None and k1.fingerprint == c_own and k2.fingerprint == m_own
-                        and k1.kind == "file" and k2.kind == "file" and k1.problem is None and k2.problem is None):
+                if (
+                    k1 is not None
+                    and k2 is not None
+                    and k1.fingerprint == c_own
+                    and k2.fingerprint == m_own
+                    and k1.kind == "file"
+                    and k2.kind == "file"
+                    and k1.problem is None
+                    and k2.problem is None
+                ):
                     cfrun[col.label][c.name] = _OK
                     continue
             member_side = _expect(mf, m_name, m_file, c_own, c.name)
@@ -327,11 +355,14 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
                 client_side = _expect(cf, c.name, server_file, cluster_key, "the cluster")
                 chk = _check({c.name: cf}, [_offers(cf, c.name), client_side, Cause("", address, NO_SERVER)])
             else:
-                chk = _check({c.name: cf, server: sf}, [
-                    _offers(cf, c.name),
-                    _expect(cf, c.name, server_file, own.get(server), f"{server} (answering at {address})"),
-                    _expect(sf, server, s_file, own[c.name], c.name),
-                ])
+                chk = _check(
+                    {c.name: cf, server: sf},
+                    [
+                        _offers(cf, c.name),
+                        _expect(cf, c.name, server_file, own.get(server), f"{server} (answering at {address})"),
+                        _expect(sf, server, s_file, own[c.name], c.name),
+                    ],
+                )
             if address == server_address:
                 cfagent[c.name] = chk
             else:
@@ -344,8 +375,11 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             continue
         problems = []
         if state.is_cluster and (cluster_key is None or own[m.name] != cluster_key):
-            problems.append("does not hold the cluster key (not configured: dispatch it)" if cluster_key else
-                            "the cluster key is unknown (the package is not running and the members do not agree on one key)")
+            problems.append(
+                "does not hold the cluster key (not configured: dispatch it)"
+                if cluster_key
+                else "the cluster key is unknown (the package is not running and the members do not agree on one key)"
+            )
         missing = lacking[m.name]
         if missing:
             problems.append(f"lacks the key of {len(missing)} client(s): {_names(missing)}")
@@ -353,18 +387,21 @@ def trust_report(state: DesiredState, facts: Mapping[str, HostFacts], *, package
             takeover.append(MemberReadiness(member=m.name, can_take_over=not problems, problems=tuple(problems)))
         else:
             unknown = list(dict.fromkeys(unchecked))
-            takeover.append(MemberReadiness(member=m.name, can_take_over=None, problems=(
-                f"cannot check the key of {len(unknown)} client(s) whose own key is unknown: {_names(unknown)}",)))
+            takeover.append(
+                MemberReadiness(
+                    member=m.name,
+                    can_take_over=None,
+                    problems=(f"cannot check the key of {len(unknown)} client(s) whose own key is unknown: {_names(unknown)}",),
+                )
+            )
     reasons: list[str] = []
     unsure: list[str] = []
-    unreachable = {h.name: (f.reason if f else "not probed") or "unreachable"
-                   for h in state.all_hosts if (f := facts.get(h.name)) is None or not f.reachable}
+    unreachable = {h.name: (f.reason if f else "not probed") or "unreachable" for h in state.all_hosts if (f := facts.get(h.name)) is None or not f.reachable}
     if unreachable:
         reasons.append(f"{len(unreachable)} host(s) did not answer: {', '.join(list(unreachable)[:5])}{'...' if len(unreachable) > 5 else ''}")
     if server is None:
         reasons.append("the package is not running")
-    bad_agents = [c.name for c in state.clients
-                  if cfagent[c.name].ok is not True or any(row[c.name].ok is not True for row in cfagent_extra.values())]
+    bad_agents = [c.name for c in state.clients if cfagent[c.name].ok is not True or any(row[c.name].ok is not True for row in cfagent_extra.values())]
     if bad_agents:
         reasons.append(f"cfagent would fail or is unknown on {len(bad_agents)} client(s)")
     bad_members = [t.member for t in takeover if t.can_take_over is False]

@@ -34,8 +34,10 @@ def render_text(plan: Plan, *, color: bool = False, detail: bool = False) -> str
     cluster_ops = plan.cluster_actions()
     refused = _refused(plan)
     if cluster_ops or refused:
-        out.append(style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
-                   "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):")
+        out.append(
+            style("Cluster operations", fg="magenta", bold=True) + " (they start, halt or reconfigure the package, or dispatch a "
+            "member; `csync apply --auto-approve` runs them only with --allow-cluster-ops):"
+        )
         for a in cluster_ops:
             out.append(f"  * {a.address}  [{a.kind}] on {a.host}: {a.command}")
             out.extend(_text_lines(_preview_lines(a, _preview_of(plan, a))))
@@ -115,8 +117,13 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
     cluster_ops = plan.cluster_actions()
     refused = _refused(plan)
     if cluster_ops or refused:
-        out += ["#### Cluster operations", "", "These start, halt or reconfigure the package, or dispatch a member. Review them: "
-                "`csync apply --auto-approve` runs them only with `--allow-cluster-ops`; a saved plan runs as it is.", ""]
+        out += [
+            "#### Cluster operations",
+            "",
+            "These start, halt or reconfigure the package, or dispatch a member. Review them: "
+            "`csync apply --auto-approve` runs them only with `--allow-cluster-ops`; a saved plan runs as it is.",
+            "",
+        ]
         for a in cluster_ops:
             out.append(f"- `{a.address}` [{a.kind}] on {a.host}: `{_md(a.command)}`")
             out += _md_lines(_preview_lines(a, _preview_of(plan, a)))
@@ -153,8 +160,11 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
             what.append(f"the host lists of {left_hosts} group(s)")
         if left_groups:
             what.append(f"{left_groups} group(s) of actions")
-        out += [f"> **Left out to fit a comment:** {' and '.join(what)}. Every cluster operation is listed above; the "
-                f"whole plan, per action, is the JSON plan file (`csync plan --out PLANFILE`, or `csync show PLANFILE`).", ""]
+        out += [
+            f"> **Left out to fit a comment:** {' and '.join(what)}. Every cluster operation is listed above; the "
+            f"whole plan, per action, is the JSON plan file (`csync plan --out PLANFILE`, or `csync show PLANFILE`).",
+            "",
+        ]
     for title, items in (("Blocked", plan.blocked), ("Unknown", plan.unknown), ("Notices", plan.notices)):
         if items:
             out += [f"#### {title}", ""] + [f"- `{f.address}`{f' on {f.host}' if f.host else ''}: {_md(f.message)}" for f in items] + [""]

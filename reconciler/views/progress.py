@@ -92,11 +92,16 @@ class ProgressView:
 
             console = Console(file=self.stream, highlight=False, no_color=not color)
             self._rich = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=console, transient=True,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
                 # lines written to the stream meanwhile are printed above the bar; standard
                 # output is left alone when the bar is on standard error
-                redirect_stdout=self.stream is sys.stdout, redirect_stderr=True,
+                redirect_stdout=self.stream is sys.stdout,
+                redirect_stderr=True,
             )
 
     def task(self, label: str, total: int | None = None) -> Task:

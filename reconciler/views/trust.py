@@ -183,8 +183,11 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
     out.append("")
     if view.live is not None:
         live = view.live
-        ran = (sum(1 for row in live.cfrun.values() for x in row.values() if x) + sum(1 for x in live.cfagent.values() if x)
-               + sum(1 for row in live.cfagent_extra.values() for x in row.values() if x))
+        ran = (
+            sum(1 for row in live.cfrun.values() for x in row.values() if x)
+            + sum(1 for x in live.cfagent.values() if x)
+            + sum(1 for row in live.cfagent_extra.values() for x in row.values() if x)
+        )
         out.append(style("Live checks", bold=True) + f": {ran} answered in {live.seconds:.1f}s")
         if view.disagreements:
             out.append(style(f"  {len(view.disagreements)} disagreement(s) with the prediction ({SUFFIX}):", fg="magenta", bold=True))
@@ -193,8 +196,10 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
             out.append("  every live check agrees with the prediction")
         out.extend(style(f"  problem: {e}", fg="yellow") for e in live.errors)
         out.append("")
-    out.append("ok: will authenticate; FAIL: will not (causes listed under the row); ?: unknown (a host did not answer)"
-               + ("; !: the live check disagrees" if view.live is not None else ""))
+    out.append(
+        "ok: will authenticate; FAIL: will not (causes listed under the row); ?: unknown (a host did not answer)"
+        + ("; !: the live check disagrees" if view.live is not None else "")
+    )
     return "\n".join(out) + "\n"
 
 
@@ -247,10 +252,7 @@ def to_dict(view: TrustView) -> dict:
             doc[where].append(cell)
     if view.live is not None:
         doc["live"] = {"seconds": round(view.live.seconds, 3), "errors": list(view.live.errors)}
-        doc["disagreements"] = [
-            {**dataclasses.asdict(d), "predicted_problems": list(d.predicted_problems), "message": d.message}
-            for d in view.disagreements
-        ]
+        doc["disagreements"] = [{**dataclasses.asdict(d), "predicted_problems": list(d.predicted_problems), "message": d.message} for d in view.disagreements]
     return doc
 
 
@@ -318,31 +320,38 @@ def render_html(view: TrustView) -> str:
         where += f"; cluster key {show_key(r.cluster_key, r.cluster_key_md5) if r.cluster_key else 'unknown'}"
     else:
         where = f"standalone master {r.server} at {r.server_address}"
-    parts.append(f'<p class="meta">{e(where)}; {len(r.members)} member(s), {len(r.clients)} client(s)'
-                 + ("; live checks run" if with_live else "; predicted from the facts (no live checks)") + "</p>")
+    parts.append(
+        f'<p class="meta">{e(where)}; {len(r.members)} member(s), {len(r.clients)} client(s)'
+        + ("; live checks run" if with_live else "; predicted from the facts (no live checks)")
+        + "</p>"
+    )
     if r.unreachable:
-        parts.append("<p class=\"meta\">Unreachable: " + "; ".join(f"{e(h)}: {e(w)}" for h, w in r.unreachable.items()) + "</p>")
+        parts.append('<p class="meta">Unreachable: ' + "; ".join(f"{e(h)}: {e(w)}" for h, w in r.unreachable.items()) + "</p>")
 
     parts.append('<h2>Takeover</h2><table><tr><th class="client">member</th><th>can take over</th><th>problems</th></tr>')
     for t in r.takeover:
         sym = "?" if t.can_take_over is None else ("yes" if t.can_take_over else "no")
-        parts.append(f'<tr><td class="client">{e(t.member)}</td><td class="{_CLASS[t.can_take_over]}">{sym}</td>'
-                     f'<td class="problems">{e("; ".join(t.problems))}</td></tr>')
+        parts.append(
+            f'<tr><td class="client">{e(t.member)}</td><td class="{_CLASS[t.can_take_over]}">{sym}</td>'
+            f'<td class="problems">{e("; ".join(t.problems))}</td></tr>'
+        )
     parts.append("</table>")
 
-    parts.append(f"<h2>Trust matrix</h2><p class=\"note\">cfrun from each member address to each client; cfagent on each client "
-                 f"against {e(', '.join(col.address for col in _columns(r) if col.tool == 'cfagent'))}. Hover a cell for its causes.</p>")
-    parts.append('<p class="legend"><span class="ok">ok: will authenticate</span><span class="fail">FAIL: will not</span>'
-                 '<span class="unknown">?: unknown (a host did not answer)</span>'
-                 + ('<span class="disagree">!: the live check disagrees</span>' if with_live else "") + "</p>")
+    parts.append(
+        f'<h2>Trust matrix</h2><p class="note">cfrun from each member address to each client; cfagent on each client '
+        f"against {e(', '.join(col.address for col in _columns(r) if col.tool == 'cfagent'))}. Hover a cell for its causes.</p>"
+    )
+    parts.append(
+        '<p class="legend"><span class="ok">ok: will authenticate</span><span class="fail">FAIL: will not</span>'
+        '<span class="unknown">?: unknown (a host did not answer)</span>'
+        + ('<span class="disagree">!: the live check disagrees</span>' if with_live else "")
+        + "</p>"
+    )
     matrix = _columns(r)
     header = "".join(f'<th title="{e(col.address)}">{e(col.label)}</th>' for col in matrix)
     parts.append(f'<table><tr><th class="client">client</th>{header}</tr>')
     for c in r.clients:
-        cells = "".join(
-            _td(r.check(col, c), view.disagrees(_key(col), c), live.result(col, c) if live is not None else None, with_live)
-            for col in matrix
-        )
+        cells = "".join(_td(r.check(col, c), view.disagrees(_key(col), c), live.result(col, c) if live is not None else None, with_live) for col in matrix)
         parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
     parts.append("</table>")
 
@@ -350,19 +359,19 @@ def render_html(view: TrustView) -> str:
     if failing:
         parts.append("<h2>Problems</h2>")
         for g in failing:
-            parts.append(f"<p><b>{e(client_label(g.clients, r.clients))}</b></p><ul class=\"causes\">")
+            parts.append(f'<p><b>{e(client_label(g.clients, r.clients))}</b></p><ul class="causes">')
             for column, problems in g.problems:
                 parts.append(f"<li><b>{e(column)}</b>: {e('; '.join(problems))}</li>")
             parts.append("</ul>")
     if live is not None:
         parts.append("<h2>Live checks</h2>")
         if view.disagreements:
-            parts.append(f"<p>{len(view.disagreements)} disagreement(s) with the prediction ({e(SUFFIX)}):</p><ul class=\"causes\">")
+            parts.append(f'<p>{len(view.disagreements)} disagreement(s) with the prediction ({e(SUFFIX)}):</p><ul class="causes">')
             parts.extend(f"<li>{e(d.where)}: {e(d.why)}</li>" for d in view.disagreements)
             parts.append("</ul>")
         else:
             parts.append("<p>Every live check agrees with the prediction.</p>")
         if live.errors:
-            parts.append("<ul class=\"causes\">" + "".join(f"<li>{e(x)}</li>" for x in live.errors) + "</ul>")
+            parts.append('<ul class="causes">' + "".join(f"<li>{e(x)}</li>" for x in live.errors) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

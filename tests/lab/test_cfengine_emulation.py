@@ -95,8 +95,9 @@ def test_T_trusts_every_key_cfrun_lacks_and_so_writes_it(lab):
 
     # -T never replaces a key on file: a wrong one still fails, and stays.
     sh(lab, "node1", f"cp {PP}/root-{CLIENT2}.pub {PP}/root-{CLIENT1}.pub")
-    assert sh(lab, "node1", "cfrun -T client1") == (f"cfrun client1: Challenge response from server client1/{CLIENT1} "
-                                                   f"was incorrect! [local {PP}/root-{CLIENT1}.pub mismatch]\n")
+    assert sh(lab, "node1", "cfrun -T client1") == (
+        f"cfrun client1: Challenge response from server client1/{CLIENT1} was incorrect! [local {PP}/root-{CLIENT1}.pub mismatch]\n"
+    )
     assert key(lab, "node1", f"root-{CLIENT1}.pub") == key(lab, "client2", "localhost.pub")
 
 
@@ -106,7 +107,8 @@ def test_without_T_cfrun_asks_and_reads_stdin_until_yes_or_no(lab):
     assert sh(lab, "node1", "printf 'maybe\\nno\\n' | cfrun client1") == (
         f"{warning}{QUESTION}Please reply yes or no...(maybe)\n"
         f"cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
-        f"[local {PP}/root-{CLIENT1}.pub missing]\n")
+        f"[local {PP}/root-{CLIENT1}.pub missing]\n"
+    )
     assert not lab.host_path("node1", f"{PP}/root-{CLIENT1}.pub").exists()
     assert sh(lab, "node1", "echo yes | cfrun client1") == f"{warning}{QUESTION}cfrun client1: ok\n"
     assert key(lab, "node1", f"root-{CLIENT1}.pub") == key(lab, "client1", "localhost.pub")
@@ -136,8 +138,7 @@ def test_only_hosts_of_the_hosts_file_are_polled(lab):
     assert sh(lab, "node1", "cfrun") == "cfrun client1: ok\ncfrun client2: ok\ncfrun client3: ok\n"
     # -f chooses the file; a name without '/' is read from the inputs ($CFINPUTS when set).
     sh(lab, "node1", f"printf '# by address\\nmaxchild = 4\\n{CLIENT3}\\n{CLIENT1} -- -K\\n' > /tmp/by-address")
-    assert sorted(sh(lab, "node1", f"cfrun -f /tmp/by-address {CLIENT3} {CLIENT1}").splitlines()) == \
-        [f"cfrun {CLIENT1}: ok", f"cfrun {CLIENT3}: ok"]
+    assert sorted(sh(lab, "node1", f"cfrun -f /tmp/by-address {CLIENT3} {CLIENT1}").splitlines()) == [f"cfrun {CLIENT1}: ok", f"cfrun {CLIENT3}: ok"]
     assert sh(lab, "node1", "CFINPUTS=/tmp cfrun -f by-address client1") == ""
     assert sh(lab, "node1", "cfrun -f by-address") == f"Unable to open {dsau.CFENGINE_DIR}/inputs/by-address\n"
     assert sh(lab, "node1", "cfrun -f").startswith("Error: No filename listed after -f option.\nusage: cfrun")
@@ -154,15 +155,15 @@ def test_cfrun_looks_up_the_name_key_before_the_address_key(lab):
     # With hostnamekeys, the name key is the one that authenticates: the stale name key
     # defeats the correct address key.
     sh(lab, "node1", "printf 'hostnamekeys = true\\nclient1\\n' > /tmp/names")
-    assert sh(lab, "node1", "cfrun -f /tmp/names") == (f"cfrun client1: Challenge response from server client1/{CLIENT1} "
-                                                      f"was incorrect! [local {PP}/root-client1.pub mismatch]\n")
+    assert sh(lab, "node1", "cfrun -f /tmp/names") == (
+        f"cfrun client1: Challenge response from server client1/{CLIENT1} was incorrect! [local {PP}/root-client1.pub mismatch]\n"
+    )
     # Without it (cfrun.hosts as the lab writes it), the address key authenticates...
     assert sh(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"
     # ...but the name key still counts as "a key on file": with the address key gone, cfrun
     # neither asks nor trusts (even with -T), and fails.
     sh(lab, "node1", f"rm {PP}/root-{CLIENT1}.pub")
-    refused = (f"cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
-               f"[local {PP}/root-{CLIENT1}.pub missing]\n")
+    refused = f"cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) [local {PP}/root-{CLIENT1}.pub missing]\n"
     assert sh(lab, "node1", "cfrun client1 </dev/null") == refused
     assert sh(lab, "node1", "cfrun -T client1") == refused
     assert not lab.host_path("node1", f"{PP}/root-{CLIENT1}.pub").exists()
@@ -174,8 +175,7 @@ def test_cfrun_looks_up_the_name_key_before_the_address_key(lab):
 def test_cfservd_with_hostname_keys_looks_up_the_callers_name(lab):
     conf = lab.host_path("client1", f"{dsau.CFENGINE_DIR}/inputs/cfservd.conf")
     conf.write_text(conf.read_text().replace("control:\n", "control:\n   HostnameKeys  = ( on )\n", 1))
-    assert sh(lab, "node1", "cfrun client1") == \
-        f"cfrun client1: BAD: key could not be accepted on trust [remote {PP}/root-node1.pub missing]\n"
+    assert sh(lab, "node1", "cfrun client1") == f"cfrun client1: BAD: key could not be accepted on trust [remote {PP}/root-node1.pub missing]\n"
     lab.host_path("client1", f"{PP}/root-node1.pub").write_bytes(key(lab, "client1", "localhost.pub"))  # stale
     assert sh(lab, "node1", "cfrun client1") == f"cfrun client1: BAD: keys did not match [remote {PP}/root-node1.pub mismatch]\n"
     assert key(lab, "client1", f"root-{NODE1}.pub") == key(lab, "node1", "localhost.pub")  # the address key is right
@@ -192,8 +192,9 @@ def test_extra_addresses_are_in_the_labs_api_status_and_desired_state(lab):
     assert hosts["node1"].extra_addresses == (NODE1_LAN2,) and hosts["node2"].extra_addresses == ("127.0.20.2",)
     assert hosts["client1"].extra_addresses == ()
     assert lab.package["extra_addresses"] == [PKG_LAN2] and PKG_LAN2 in lab.addresses
-    done = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "lab", "status", "--format", "json", "--dir", str(lab.dir)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "lab", "status", "--format", "json", "--dir", str(lab.dir)], capture_output=True, text=True, timeout=60
+    )
     status = json.loads(done.stdout)
     assert status["package"]["extra_addresses"] == [PKG_LAN2]
     assert {h["name"]: h["extra_addresses"] for h in status["hosts"]}["node1"] == [NODE1_LAN2]

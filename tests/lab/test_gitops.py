@@ -25,16 +25,27 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ROOT / "examples" / "ci" / "csync-ci.sh"
 GITHUB_JOB = {
-    "GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "1", "GITHUB_REPOSITORY": "dsau/lab-site",
-    "GITHUB_JOB": "apply", "GITHUB_WORKFLOW": "csync", "GITHUB_ACTOR": "alice", "GITHUB_REF": "refs/heads/main",
-    "GITHUB_EVENT_NAME": "push", "GITHUB_SERVER_URL": "https://git.example",
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_RUN_ID": "4242",
+    "GITHUB_RUN_ATTEMPT": "1",
+    "GITHUB_REPOSITORY": "dsau/lab-site",
+    "GITHUB_JOB": "apply",
+    "GITHUB_WORKFLOW": "csync",
+    "GITHUB_ACTOR": "alice",
+    "GITHUB_REF": "refs/heads/main",
+    "GITHUB_EVENT_NAME": "push",
+    "GITHUB_SERVER_URL": "https://git.example",
 }
 
 
 def git(repo: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                            "GIT_COMMITTER_EMAIL": "t@t"})
+    r = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"},
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -56,8 +67,7 @@ def make_repo(tmp_path: Path, lab) -> tuple[Path, str]:
 def step(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """One pipeline step, as the CI job runs it (csync = this checkout's reconciler.cli.main)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_", "GITLAB"))}
-    environ |= {"CSYNC": f"{sys.executable} -m reconciler.cli.main", "PYTHONPATH": os.pathsep.join(sys.path),
-                "CSYNC_STATE": "desired-state"}
+    environ |= {"CSYNC": f"{sys.executable} -m reconciler.cli.main", "PYTHONPATH": os.pathsep.join(sys.path), "CSYNC_STATE": "desired-state"}
     environ |= env or {}
     return subprocess.run(["bash", "ci/csync-ci.sh", *args], cwd=repo, capture_output=True, text=True, timeout=600, env=environ)
 
@@ -96,10 +106,19 @@ def test_pull_request_plan_then_merge_applies_the_reviewed_plan_and_records_comm
     start = records[0]
     assert start["type"] == "run-start" and start["git_commit"] == commit
     assert start["plan_file"] == "csync-out/reviewed/plan.json" and start["actions"] == len(artefact["actions"])
-    assert start["ci"] == {"system": "github", "repository": "dsau/lab-site", "run_id": "4242", "run_attempt": "1",
-                           "job": "apply", "workflow": "csync", "sha": commit, "ref": "refs/heads/main",
-                           "event_name": "push", "actor": "alice",
-                           "url": "https://git.example/dsau/lab-site/actions/runs/4242"}
+    assert start["ci"] == {
+        "system": "github",
+        "repository": "dsau/lab-site",
+        "run_id": "4242",
+        "run_attempt": "1",
+        "job": "apply",
+        "workflow": "csync",
+        "sha": commit,
+        "ref": "refs/heads/main",
+        "event_name": "push",
+        "actor": "alice",
+        "url": "https://git.example/dsau/lab-site/actions/runs/4242",
+    }
     assert records[-1]["type"] == "run-end" and records[-1]["exit_code"] == 0
 
     # --- converged: the next plan has no changes, and the scheduled drift check passes

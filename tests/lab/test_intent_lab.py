@@ -24,8 +24,9 @@ pytestmark = pytest.mark.lab
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "CI": "true"})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"}
+    )
 
 
 def desired(lab: Lab, tmp_path: Path, *, without=(), intent: str | None = None) -> Path:
@@ -120,10 +121,13 @@ def test_the_start_node_honours_per_node_switching(reseed, tmp_path):
     assert start["host"] == "node2" and "node1" in start["reason"]
 
 
-@pytest.mark.parametrize("disturb, level", [
-    ("cmmodpkg -m on -n node1 csync", "blocked"),  # maintenance mode, halted
-    ("cmrunpkg -n node1 csync && cmhaltnode -d node1", "blocked"),  # detached
-])
+@pytest.mark.parametrize(
+    "disturb, level",
+    [
+        ("cmmodpkg -m on -n node1 csync", "blocked"),  # maintenance mode, halted
+        ("cmrunpkg -n node1 csync && cmhaltnode -d node1", "blocked"),  # detached
+    ],
+)
 def test_a_package_out_of_service_is_never_started(reseed, tmp_path, disturb, level):
     lab = reseed("seed")
     sh(lab, "node2", disturb)
@@ -160,8 +164,7 @@ def test_an_unattended_apply_refuses_cluster_operations_and_a_reviewed_plan_runs
 def test_plan_never_shows_a_traceback_under_any_disturbance(reseed, lab_factory, tmp_path, scenario):
     lab = lab_factory("standalone", members=1, clients=2) if scenario == "standalone" else reseed(scenario)
     path = desired(lab, tmp_path)
-    disturbances = [] if scenario == "standalone" else [
-        "cmmodpkg -d -n node2 csync", "cmhaltnode -f node3", "cmmodpkg -d csync", "cmhaltpkg csync"]
+    disturbances = [] if scenario == "standalone" else ["cmmodpkg -d -n node2 csync", "cmhaltnode -f node3", "cmmodpkg -d csync", "cmhaltpkg csync"]
     for step in ["true", *disturbances]:
         lab.exec("node1" if scenario != "standalone" else "master", step)
         for fmt in ("text", "json", "markdown"):

@@ -78,8 +78,9 @@ def desired(lab: Lab, where: Path, *, keys: str = KEYS, without: tuple[str, ...]
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"}
+    )
 
 
 def apply(cwd: Path, path: Path) -> subprocess.CompletedProcess:
@@ -197,8 +198,9 @@ def test_a_removed_clients_keys_written_by_csync_are_pruned_from_every_member(la
     # client4 leaves the site
     smaller = desired(lab, tmp_path, without=("client4",))
     plan = plan_json(tmp_path, smaller)
-    assert sorted((a["kind"], a["host"], a["params"]["file"]) for a in plan["actions"]) == \
-        [("remove-key", m, f"root-{CLIENTS['client4']}.pub") for m in MEMBERS]
+    assert sorted((a["kind"], a["host"], a["params"]["file"]) for a in plan["actions"]) == [
+        ("remove-key", m, f"root-{CLIENTS['client4']}.pub") for m in MEMBERS
+    ]
     apply(tmp_path, smaller)
     for m in MEMBERS:
         assert not lab.host_path(m, f"{PP}/root-{CLIENTS['client4']}.pub").exists()

@@ -68,8 +68,11 @@ def owner(lab: Lab) -> str | None:
 
 def mounted_on(lab: Lab) -> list[str]:
     """Members where the package filesystem is visible."""
-    return [m.name for m in lab.hosts.by_role("member")
-            if lab.state.pid_of(m.name) and run(lab, m.name, f"test -d {LAB_MOUNT}/dsau/cfengine_master", rc=None).returncode == 0]
+    return [
+        m.name
+        for m in lab.hosts.by_role("member")
+        if lab.state.pid_of(m.name) and run(lab, m.name, f"test -d {LAB_MOUNT}/dsau/cfengine_master", rc=None).returncode == 0
+    ]
 
 
 def keyfiles(lab: Lab, host: str) -> dict[str, str]:
@@ -79,16 +82,24 @@ def keyfiles(lab: Lab, host: str) -> dict[str, str]:
 
 
 def cluster_pub(lab: Lab) -> str:
-    return hashlib.sha256(lab.host_path("node1", f"{PPKEYS}/localhost.pub").read_bytes()).hexdigest() \
-        if lab.state.pid_of("node1") else ""
+    return hashlib.sha256(lab.host_path("node1", f"{PPKEYS}/localhost.pub").read_bytes()).hexdigest() if lab.state.pid_of("node1") else ""
 
 
 def ssh_client(lab: Lab, address: str, timeout: float = 5) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.load_host_keys(str(lab.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(address, port=lab.port, username="root", key_filename=str(lab.admin_key), look_for_keys=False,
-                   allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+    client.connect(
+        address,
+        port=lab.port,
+        username="root",
+        key_filename=str(lab.admin_key),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+    )
     return client
 
 
@@ -420,8 +431,7 @@ def test_cmrunpkg_and_cmhaltpkg_and_their_refusals(lab):
     assert "usage: cmrunpkg [-v] [-n node] package..." in run(lab, "node1", "cmrunpkg -n node1 -n node2 csync", rc=2).stderr
     assert "usage: cmviewcl" in run(lab, "node1", "cmviewcl -f xml", rc=2).stderr
 
-    assert out(lab, "node1", "cmhaltpkg csync") == ("Halting package csync\nSuccessfully halted package csync\n"
-                                                   "cmhaltpkg: All specified packages are halted\n")
+    assert out(lab, "node1", "cmhaltpkg csync") == ("Halting package csync\nSuccessfully halted package csync\ncmhaltpkg: All specified packages are halted\n")
     line = out(lab, "node1", "cmviewcl -f line -p csync")
     assert line == "name=csync\nstatus=down\nstate=halted\nautorun=disabled\n"  # no owner line while halted
     assert mounted_on(lab) == []
@@ -429,9 +439,9 @@ def test_cmrunpkg_and_cmhaltpkg_and_their_refusals(lab):
     r = run(lab, "node1", "cmrunpkg -n node9 csync", rc=1)
     assert r.stderr == "cmrunpkg: Unable to find node node9 in cluster lab-cluster.\n"
 
-    assert out(lab, "node1", "cmrunpkg -v -n node3 csync") == ("Running package csync on node node3\n"
-                                                              "Successfully started package csync on node node3\n"
-                                                              "cmrunpkg: All specified packages are running\n")
+    assert out(lab, "node1", "cmrunpkg -v -n node3 csync") == (
+        "Running package csync on node node3\nSuccessfully started package csync on node node3\ncmrunpkg: All specified packages are running\n"
+    )
     pkg = cluster_line(lab).packages["csync"]
     assert (pkg.owner, pkg.autorun) == ("node3", "disabled")  # switching stays as it was
     assert mounted_on(lab) == ["node3"]
@@ -507,13 +517,16 @@ def test_the_dispatcher_configures_a_member_only_on_the_node_running_the_package
     pkg_inputs = lab.state_dir / "pkgfs" / dsau.PACKAGE_MASTER_INPUTS
     inputs = lab.host_path("node3", f"{dsau.CFENGINE_DIR}/inputs")
     assert {p.name: p.read_bytes() for p in inputs.iterdir()} == {p.name: p.read_bytes() for p in pkg_inputs.iterdir()}
-    assert lab.host_path("node3", f"{dsau.PACKAGE_FILES_DIR}/csync.conf").read_bytes() == \
-        lab.host_path("node2", f"{dsau.PACKAGE_FILES_DIR}/csync.conf").read_bytes()
+    assert (
+        lab.host_path("node3", f"{dsau.PACKAGE_FILES_DIR}/csync.conf").read_bytes()
+        == lab.host_path("node2", f"{dsau.PACKAGE_FILES_DIR}/csync.conf").read_bytes()
+    )
     assert lab.host_path("node3", f"{dsau.CFENGINE_DIR}/cfservd.started").exists()
 
     # The manual's next step: cfrun from the new member fails until clients hold its key...
-    assert cfrun_out(lab, "node3", "cfrun client3") == (f"cfrun client3: BAD: key could not be accepted on trust "
-                                                  f"[remote {PPKEYS}/root-127.0.10.3.pub missing]\n")
+    assert cfrun_out(lab, "node3", "cfrun client3") == (
+        f"cfrun client3: BAD: key could not be accepted on trust [remote {PPKEYS}/root-127.0.10.3.pub missing]\n"
+    )
     # ...and copying an existing member's key to the new member's name is enough.
     run(lab, "client3", f"cd {PPKEYS} && cp root-127.0.10.1.pub root-127.0.10.3.pub")
     assert cfrun_out(lab, "node3", "cfrun client3") == "cfrun client3: ok\n"
@@ -529,8 +542,7 @@ def test_the_wizard_regenerates_every_key_or_changes_nothing(lab):
     assert run(lab, "node2", f"{dsau.WIZARD} regenerate-keys {clients}", rc=1).stderr.startswith("csync_wizard: package csync runs on node node1")
 
     lab.reseed("fresh")
-    assert out(lab, "node1", f"{dsau.WIZARD} regenerate-keys {clients}") == \
-        "csync_wizard: regenerated keys for 3 master systems and 4 clients\n"
+    assert out(lab, "node1", f"{dsau.WIZARD} regenerate-keys {clients}") == "csync_wizard: regenerated keys for 3 master systems and 4 clients\n"
     after = {h.name: keyfiles(lab, h.name) for h in lab.hosts}
     cluster = after["node1"]["localhost.pub"]
     assert cluster != before["node1"]["localhost.pub"]
@@ -563,37 +575,37 @@ def test_cfrun_needs_the_clients_key_on_the_member_and_the_members_key_on_the_cl
         "          Do you want to accept one on trust? (yes/no)\n\n"
         f"--> cfrun client1: Not authorized to trust the server=client1's public key (trustkey=false) "
         f"[local {PPKEYS}/root-{CLIENT1}.pub missing]\n"
-        "cfrun client2: ok\n")
+        "cfrun client2: ok\n"
+    )
     run(lab, "node2", f"cp {PPKEYS}/root-{CLIENT2}.pub {PPKEYS}/root-{CLIENT1}.pub")  # another client's key
-    assert cfrun_out(lab, "node2", "cfrun client1") == \
-        f"cfrun client1: Challenge response from server client1/{CLIENT1} was incorrect! [local {PPKEYS}/root-{CLIENT1}.pub mismatch]\n"
+    assert (
+        cfrun_out(lab, "node2", "cfrun client1")
+        == f"cfrun client1: Challenge response from server client1/{CLIENT1} was incorrect! [local {PPKEYS}/root-{CLIENT1}.pub mismatch]\n"
+    )
     run(lab, "node2", f"mv /tmp/saved.pub {PPKEYS}/root-{CLIENT1}.pub")
     assert cfrun_out(lab, "node2", "cfrun client1") == "cfrun client1: ok\n"
 
     run(lab, "client1", f"rm {PPKEYS}/root-127.0.10.2.pub")
-    assert cfrun_out(lab, "node2", "cfrun client1") == \
-        f"cfrun client1: BAD: key could not be accepted on trust [remote {PPKEYS}/root-127.0.10.2.pub missing]\n"
+    assert cfrun_out(lab, "node2", "cfrun client1") == f"cfrun client1: BAD: key could not be accepted on trust [remote {PPKEYS}/root-127.0.10.2.pub missing]\n"
     assert cfrun_out(lab, "node1", "cfrun client1") == "cfrun client1: ok\n"  # node1's key is still there
     run(lab, "client1", f"cp {PPKEYS}/localhost.pub {PPKEYS}/root-127.0.10.2.pub")  # a wrong key for node2
-    assert cfrun_out(lab, "node2", "cfrun client1") == \
-        f"cfrun client1: BAD: keys did not match [remote {PPKEYS}/root-127.0.10.2.pub mismatch]\n"
+    assert cfrun_out(lab, "node2", "cfrun client1") == f"cfrun client1: BAD: keys did not match [remote {PPKEYS}/root-127.0.10.2.pub mismatch]\n"
     assert out(lab, "node2", "printf '127.0.10.99\\n' > /tmp/h && echo no | cfrun -f /tmp/h").endswith(
-        "--> cfrun 127.0.10.99: No response hailing 127.0.10.99 [unreachable no host of the lab answers at this address]\n")
+        "--> cfrun 127.0.10.99: No response hailing 127.0.10.99 [unreachable no host of the lab answers at this address]\n"
+    )
     assert cfrun_out(lab, "node2", "cfrun -x").startswith("Error: Unknown option.\nusage: cfrun")
 
 
 def test_cfagent_needs_the_package_key_and_a_running_package(reseed):
     lab = reseed("seed")
-    assert run(lab, "client2", "cfagent", rc=1).stdout == \
-        f"cfagent {PKG}: Key-authentication for {PKG} failed [local {PPKEYS}/root-{PKG}.pub missing]\n"
-    assert run(lab, "client1", "cfagent", rc=1).stdout == \
-        f"cfagent {PKG}: Couldn't connect to {PKG} [unreachable package csync is not running]\n"
+    assert run(lab, "client2", "cfagent", rc=1).stdout == f"cfagent {PKG}: Key-authentication for {PKG} failed [local {PPKEYS}/root-{PKG}.pub missing]\n"
+    assert run(lab, "client1", "cfagent", rc=1).stdout == f"cfagent {PKG}: Couldn't connect to {PKG} [unreachable package csync is not running]\n"
     run(lab, "node1", "cmrunpkg csync")
     assert out(lab, "client1", "cfagent") == f"cfagent {PKG}: ok\n"
     run(lab, "client1", f"cp {PPKEYS}/localhost.pub {PPKEYS}/root-{PKG}.pub")
-    assert run(lab, "client1", "cfagent", rc=1).stdout == \
-        f"cfagent {PKG}: Key-authentication for {PKG} failed [local {PPKEYS}/root-{PKG}.pub mismatch]\n"
+    assert run(lab, "client1", "cfagent", rc=1).stdout == f"cfagent {PKG}: Key-authentication for {PKG} failed [local {PPKEYS}/root-{PKG}.pub mismatch]\n"
     # Failing over to node3, which is in the cluster but lacks the clients' keys (seed):
     run(lab, "node1", "cmhaltpkg csync && cmrunpkg -n node3 csync")
-    assert run(lab, "client3", "cfagent", rc=1).stdout == \
-        f"cfagent {PKG}: BAD: key could not be accepted on trust [remote {PPKEYS}/root-{CLIENT3}.pub missing]\n"
+    assert (
+        run(lab, "client3", "cfagent", rc=1).stdout == f"cfagent {PKG}: BAD: key could not be accepted on trust [remote {PPKEYS}/root-{CLIENT3}.pub missing]\n"
+    )

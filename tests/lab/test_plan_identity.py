@@ -24,8 +24,14 @@ USERLANDS = ("default", "hpux")
 
 def csync(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CSYNC_")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], capture_output=True, text=True, timeout=300,
-                          env=environ | {"PYTHONPATH": os.pathsep.join(sys.path)}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environ | {"PYTHONPATH": os.pathsep.join(sys.path)},
+        cwd=cwd,
+    )
 
 
 def plan_key(lab, tmp_path: Path) -> tuple[Path, Path]:
@@ -55,8 +61,24 @@ def authorize_by_hand(lab, key: Path) -> str:
 
 def ssh(lab, key: Path, host: str, *command: str) -> subprocess.CompletedProcess:
     address = lab.hosts[host].address
-    argv = ["ssh", "-i", str(key), "-p", str(lab.port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={lab.known_hosts}", "-o", "StrictHostKeyChecking=yes", "-T", f"root@{address}", *command]
+    argv = [
+        "ssh",
+        "-i",
+        str(key),
+        "-p",
+        str(lab.port),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={lab.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-T",
+        f"root@{address}",
+        *command,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
@@ -108,13 +130,32 @@ def test_the_plan_key_plans_like_root_and_can_do_nothing_else(reseed, tmp_path):
             assert r.returncode == probeprogram.EXIT_REFUSED, (command, r.stdout, r.stderr)
             assert "csync-probe: refused" in r.stderr and "uid=" not in r.stdout
     digest = probeprogram.program_digest()
-    for bad in (f"csync-probe {digest} role=client cf=/etc/..", f"csync-probe {digest} role=client cf=/x;id",
-                f"csync-probe {digest} role=master cf=/x minputs=/root", f"csync-probe {digest} role=client cf=/x cf=/y"):
+    for bad in (
+        f"csync-probe {digest} role=client cf=/etc/..",
+        f"csync-probe {digest} role=client cf=/x;id",
+        f"csync-probe {digest} role=master cf=/x minputs=/root",
+        f"csync-probe {digest} role=client cf=/x cf=/y",
+    ):
         r = ssh(lab, key, "client1", bad)
         assert r.returncode == probeprogram.EXIT_REFUSED and r.stdout == "", (bad, r.stderr)
-    scp = subprocess.run(["scp", "-i", str(key), "-P", str(lab.port), "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={lab.known_hosts}",
-                          f"root@{lab.hosts['client1'].address}:/etc/hostname", str(tmp_path / "stolen")],
-                         capture_output=True, text=True, timeout=60)
+    scp = subprocess.run(
+        [
+            "scp",
+            "-i",
+            str(key),
+            "-P",
+            str(lab.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={lab.known_hosts}",
+            f"root@{lab.hosts['client1'].address}:/etc/hostname",
+            str(tmp_path / "stolen"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert scp.returncode != 0 and not (tmp_path / "stolen").exists()
     # and the root key still runs anything (the lab's admin key)
     assert ssh(lab, lab.admin_key, "client1", "id", "-u").stdout.strip() == "0"

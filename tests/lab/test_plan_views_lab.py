@@ -13,8 +13,9 @@ pytestmark = pytest.mark.lab
 
 
 def csync(cwd, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "CI": "true"})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"}
+    )
 
 
 def named(text: str) -> set[str]:

@@ -26,8 +26,7 @@ USERLANDS = ("default", "hpux")
 
 
 def csync(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ))
+    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
 
 
 @pytest.mark.parametrize("release", [None, "A.11.17"])
@@ -62,8 +61,15 @@ def test_seed_plans_applies_and_converges_on_the_hpux_userland(tmp_path, release
 
 
 GNU_ONLY = [
-    "ls --version", "ls -h /", "find / -maxdepth 1 -name x", "find / -name x -print0", "sed -i s/x/y/ /etc/hostname",
-    "grep -r root /etc/passwd", "grep root /etc/passwd -c", "cksum -a crc /etc/hostname", "date +%s",
+    "ls --version",
+    "ls -h /",
+    "find / -maxdepth 1 -name x",
+    "find / -name x -print0",
+    "sed -i s/x/y/ /etc/hostname",
+    "grep -r root /etc/passwd",
+    "grep root /etc/passwd -c",
+    "cksum -a crc /etc/hostname",
+    "date +%s",
 ]
 
 
@@ -79,9 +85,12 @@ def test_the_hpux_userland_refuses_gnu_only_options_and_the_default_takes_them(l
     if userland == "hpux":
         assert sh.stdout.splitlines() == ["posh", "awk version 20220912", "root:x:0:0:root:/root:/bin/sh"]
         # what csync's scripts use is taken
-        ok = lab.exec("client1", "ls -lnq /var/opt/dsau/cfengine/ppkeys >/dev/null && find /var/opt/dsau/cfengine/inputs "
-                                 "-type f -exec cksum {} + >/dev/null && grep -qxF x /etc/hostname; test $? = 1 && "
-                                 "sed -n 1p /etc/hostname >/dev/null && echo fine")
+        ok = lab.exec(
+            "client1",
+            "ls -lnq /var/opt/dsau/cfengine/ppkeys >/dev/null && find /var/opt/dsau/cfengine/inputs "
+            "-type f -exec cksum {} + >/dev/null && grep -qxF x /etc/hostname; test $? = 1 && "
+            "sed -n 1p /etc/hostname >/dev/null && echo fine",
+        )
         assert ok.stdout == "fine\n", ok.stderr
     else:
         assert sh.stdout.splitlines()[0] == "dash"

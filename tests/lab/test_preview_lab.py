@@ -34,8 +34,9 @@ START_SEEN = "package:csync|node:node1|action:starting"
 
 
 def csync(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "CI": "true"})
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "CI": "true"}
+    )
 
 
 def sh(lab: Lab, host: str, command: str) -> str:
@@ -75,19 +76,29 @@ def test_seed_plan_shows_serviceguards_preview_of_the_start_beside_csyncs(reseed
     path = desired(lab, tmp_path)
     text = csync(tmp_path, "plan", "-f", str(path))
     assert text.returncode == 0, text.stdout + text.stderr
-    section = text.stdout[text.stdout.index("Cluster operations"):]
-    assert ("  * package.csync  [start-package] on node1: cmrunpkg -n node1 csync && cmmodpkg -e csync\n"
-            f"      csync predicts:        {START_SEEN}\n"
-            f"      Serviceguard predicts: {START_SEEN}  (cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)\n") in section
+    section = text.stdout[text.stdout.index("Cluster operations") :]
+    assert (
+        "  * package.csync  [start-package] on node1: cmrunpkg -n node1 csync && cmmodpkg -e csync\n"
+        f"      csync predicts:        {START_SEEN}\n"
+        f"      Serviceguard predicts: {START_SEEN}  (cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)\n"
+    ) in section
     assert "member.node3  [dispatch-member] on node1" in section and "no preview (not a Serviceguard command)" in section
     md = csync(tmp_path, "plan", "-f", str(path), "--format", "markdown").stdout
     assert f"  - Serviceguard predicts: `{START_SEEN}` (cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)" in md
     p = json.loads(csync(tmp_path, "plan", "-f", str(path), "--format", "json").stdout)
     [preview] = p["previews"]
     assert preview == {
-        "action": "start-package:package.csync", "operation": "start", "package": "csync", "node": "node1", "host": "node1",
-        "command": "cmrunpkg -t -n node1 csync", "release": "A.11.20.00", "expected": [START_SEEN],
-        "lines": [START_SEEN, "cmrunpkg: Command preview completed successfully"], "exit_code": 0, "agrees": True,
+        "action": "start-package:package.csync",
+        "operation": "start",
+        "package": "csync",
+        "node": "node1",
+        "host": "node1",
+        "command": "cmrunpkg -t -n node1 csync",
+        "release": "A.11.20.00",
+        "expected": [START_SEEN],
+        "lines": [START_SEEN, "cmrunpkg: Command preview completed successfully"],
+        "exit_code": 0,
+        "agrees": True,
         "verdict": f"Serviceguard predicts the same: {START_SEEN}",
     }
     # a preview acts on nothing: the package is still halted, and the plan is the same
@@ -116,14 +127,17 @@ def test_switching_disabled_after_the_probe_blocks_the_start_and_what_depends_on
     assert not kinds & {"start-package", "dispatch-member", "copy-key"}, kinds
     assert not any(a.depends_on for a in plan.actions)
     [preview] = plan.previews
-    refusal = ("cmrunpkg: Unable to run package csync on node node1: node switching is disabled for the package on this "
-               "node (enable it with cmmodpkg -e -n node1 csync).")
+    refusal = (
+        "cmrunpkg: Unable to run package csync on node node1: node switching is disabled for the package on this "
+        "node (enable it with cmmodpkg -e -n node1 csync)."
+    )
     assert (preview.agrees, preview.exit_code, preview.lines) == (False, 1, (refusal,))
     [blocked] = [f for f in plan.blocked if f.address == "package.csync"]
     assert blocked.host == "node1"
-    assert blocked.message.startswith("not starting package csync on node1: Serviceguard's preview (cmrunpkg -t -n node1 csync "
-                                      "on node1, A.11.20.00) does not confirm it: Serviceguard refuses it (exit 1): "
-                                      + refusal.rstrip("."))
+    assert blocked.message.startswith(
+        "not starting package csync on node1: Serviceguard's preview (cmrunpkg -t -n node1 csync "
+        "on node1, A.11.20.00) does not confirm it: Serviceguard refuses it (exit 1): " + refusal.rstrip(".")
+    )
     assert any(f.address == "member.node3" and "waits for the package" in f.message for f in plan.notices)
     text = render_text(plan)
     assert "  x start-package:package.csync on node1: not planned (blocked by Serviceguard's preview)" in text
@@ -148,8 +162,7 @@ def test_a_halt_serviceguard_predicts_on_another_node_is_blocked(reseed, tmp_pat
     assert preview.command == "cmhaltpkg -t csync" and preview.host == "node1"
     assert (preview.agrees, preview.exit_code) == (False, 0)
     assert preview.predicted == ("package:csync|node:node2|action:halting",)
-    assert preview.verdict == ("Serviceguard predicts package:csync|node:node2|action:halting, "
-                               "csync package:csync|node:node1|action:halting")
+    assert preview.verdict == ("Serviceguard predicts package:csync|node:node2|action:halting, csync package:csync|node:node1|action:halting")
     assert any(f.message.startswith("not halting package csync on node1: Serviceguard's preview") for f in plan.blocked)
     assert "Serviceguard predicts: package:csync|node:node2|action:halting" in render_text(plan)
     assert "DISAGREES: blocked" in render_text(plan)

@@ -48,8 +48,7 @@ def pkg_lines(lab: Lab, host: str = "node2") -> str:
 
 
 def mounted_on(lab: Lab) -> list[str]:
-    return [m for m in ("node1", "node2", "node3")
-            if lab.state.pid_of(m) and lab.exec(m, "mountpoint -q /csync").returncode == 0]
+    return [m for m in ("node1", "node2", "node3") if lab.state.pid_of(m) and lab.exec(m, "mountpoint -q /csync").returncode == 0]
 
 
 @contextlib.contextmanager
@@ -69,16 +68,24 @@ def test_node_switching_and_node_list_in_line_and_table_formats(lab):
     run(lab, "node1", "cmmodpkg -d -n node2 csync")
     lines = out(lab, "node1", "cmviewcl -v -f line").splitlines()
     assert [x for x in lines if x.startswith("package:csync|node:")] == [
-        "package:csync|node:node1|name=node1", "package:csync|node:node1|switching=enabled", "package:csync|node:node1|order=1",
-        "package:csync|node:node2|name=node2", "package:csync|node:node2|switching=disabled", "package:csync|node:node2|order=2",
-        "package:csync|node:node3|name=node3", "package:csync|node:node3|switching=enabled", "package:csync|node:node3|order=3",
+        "package:csync|node:node1|name=node1",
+        "package:csync|node:node1|switching=enabled",
+        "package:csync|node:node1|order=1",
+        "package:csync|node:node2|name=node2",
+        "package:csync|node:node2|switching=disabled",
+        "package:csync|node:node2|order=2",
+        "package:csync|node:node3|name=node3",
+        "package:csync|node:node3|switching=enabled",
+        "package:csync|node:node3|order=3",
     ]
     table = out(lab, "node1", "cmviewcl -v -p csync")
-    assert ("      Node_Switching_Parameters:\n"
-            "      NODE_TYPE    STATUS       SWITCHING    NAME\n"
-            "      Primary      up           enabled      node1          (current)\n"
-            "      Alternate    up           disabled     node2\n"
-            "      Alternate    up           enabled      node3\n") in table
+    assert (
+        "      Node_Switching_Parameters:\n"
+        "      NODE_TYPE    STATUS       SWITCHING    NAME\n"
+        "      Primary      up           enabled      node1          (current)\n"
+        "      Alternate    up           disabled     node2\n"
+        "      Alternate    up           enabled      node3\n"
+    ) in table
     assert view(lab).packages["csync"].node_order() == ["node1", "node2", "node3"]
 
 
@@ -87,7 +94,8 @@ def test_cmrunpkg_refuses_a_node_with_switching_disabled_or_outside_the_node_lis
     r = run(lab, "node1", "cmrunpkg -n node2 csync", rc=1)
     assert r.stdout == "" and r.stderr == (
         "cmrunpkg: Unable to run package csync on node node2: node switching is disabled for the package on this "
-        "node (enable it with cmmodpkg -e -n node2 csync).\n")
+        "node (enable it with cmmodpkg -e -n node2 csync).\n"
+    )
     r = run(lab, "node2", "cmrunpkg csync", rc=1)  # without -n: the node it is run on
     assert "on node node2: node switching is disabled" in r.stderr
     assert view(lab).packages["csync"].status == "down" and mounted_on(lab) == []
@@ -112,8 +120,7 @@ def test_preview_predicts_without_acting(lab):
     r = run(lab, "node2", "cmhaltpkg -t csync")
     assert r.stdout == f"package:csync|node:node1|action:halting\ncmhaltpkg: {PREVIEW_OK}\n" and r.stderr == ""
     r = run(lab, "node2", "cmhaltnode -t -f node1")
-    assert r.stdout == ("package:csync|node:node1|action:failing\npackage:csync|node:node2|action:starting\n"
-                        f"cmhaltnode: {PREVIEW_OK}\n")
+    assert r.stdout == (f"package:csync|node:node1|action:failing\npackage:csync|node:node2|action:starting\ncmhaltnode: {PREVIEW_OK}\n")
     assert out(lab, "node2", "cmmodpkg -e -t csync") == f"cmmodpkg: {PREVIEW_OK}\n"  # already running: nothing to do
     # a refusal is the command's own, exit 1
     r = run(lab, "node2", "cmrunpkg -t -n node2 csync", rc=1)
@@ -148,8 +155,7 @@ def test_the_release_decides_which_options_exist(lab):
     with release(lab, "A.11.19"):
         assert out(lab, "node1", "cmhaltpkg -t csync").endswith(f"cmhaltpkg: {PREVIEW_OK}\n")
         r = run(lab, "node1", "cmhaltnode -d node1", rc=2)
-        assert r.stderr.startswith("cmhaltnode: illegal option -- d\nusage: cmhaltnode [-f] [-v] [node...]\n"
-                                   "       cmhaltnode -t [-f] [-v] [node...]\n")
+        assert r.stderr.startswith("cmhaltnode: illegal option -- d\nusage: cmhaltnode [-f] [-v] [node...]\n       cmhaltnode -t [-f] [-v] [node...]\n")
     with release(lab, "A.11.17"):
         assert run(lab, "node1", "cmviewcl -f line", rc=2).stderr.startswith("cmviewcl: illegal option -- f\nusage: cmviewcl [-v] [-r {A.11.09|A.11.12}]")
         assert out(lab, "node1", "cmviewcl -l cluster").startswith("CLUSTER        STATUS\nlab-cluster    up\n")
@@ -180,8 +186,7 @@ def test_lab_up_takes_the_release(tmp_path):
 def test_maintenance_mode_of_a_running_package(lab):
     # [doc] package switching must be disabled first; a running package only on its own node
     r = run(lab, "node2", "cmmodpkg -m on csync", rc=1)
-    assert r.stderr == ("cmmodpkg: Unable to place package csync in maintenance mode: package switching is enabled; "
-                        "disable it first (cmmodpkg -d csync).\n")
+    assert r.stderr == ("cmmodpkg: Unable to place package csync in maintenance mode: package switching is enabled; disable it first (cmmodpkg -d csync).\n")
     run(lab, "node2", "cmmodpkg -d csync")
     r = run(lab, "node2", "cmmodpkg -m on -n node2 csync", rc=1)
     assert "package is running on node node1; a running package can be placed in maintenance mode only on its own node" in r.stderr
@@ -203,8 +208,7 @@ def test_maintenance_mode_of_a_running_package(lab):
     run(lab, "node2", "cmhaltpkg csync")
     assert pkg_lines(lab) == "name=csync\nstatus=down\nstate=maintenance\nautorun=disabled\n"
     r = run(lab, "node2", "cmrunpkg -n node2 csync", rc=1)
-    assert r.stderr == ("cmrunpkg: Unable to run package csync on node node2: package is in maintenance mode on node "
-                        "node1 and can run only there.\n")
+    assert r.stderr == ("cmrunpkg: Unable to run package csync on node node2: package is in maintenance mode on node node1 and can run only there.\n")
     run(lab, "node2", "cmrunpkg -n node1 csync")
     assert pkg_lines(lab).splitlines()[1:4] == ["status=up", "state=maintenance", "owner=node1"]
     assert mounted_on(lab) == ["node1"]
@@ -231,14 +235,17 @@ def test_maintenance_mode_of_a_halted_package_and_its_node_leaving(lab):
 
 def test_cmhaltnode_d_detaches_the_package_which_keeps_running(lab):
     assert run(lab, "node2", "cmhaltnode -d -f node1", rc=2).stderr.startswith("cmhaltnode: -d and -f are mutually exclusive\n")
-    assert out(lab, "node2", "cmhaltnode -d node1") == ("Package csync detached on node node1.\nNode node1 halted.\n"
-                                                        "cmhaltnode: Completed successfully on all nodes specified\n")
+    assert out(lab, "node2", "cmhaltnode -d node1") == (
+        "Package csync detached on node node1.\nNode node1 halted.\ncmhaltnode: Completed successfully on all nodes specified\n"
+    )
     # [doc] "cmviewcl reports the status and state of detached packages as detached"
     assert pkg_lines(lab) == "name=csync\nstatus=detached\nstate=detached\nowner=node1\nautorun=enabled\n"
     table = out(lab, "node2", "cmviewcl")
-    assert ("  NODE           STATUS       STATE\n  node1          down         halted\n\n"
-            "    PACKAGE        STATUS       STATE        AUTO_RUN     NODE\n"
-            "    csync          detached     detached     enabled      node1\n") in table
+    assert (
+        "  NODE           STATUS       STATE\n  node1          down         halted\n\n"
+        "    PACKAGE        STATUS       STATE        AUTO_RUN     NODE\n"
+        "    csync          detached     detached     enabled      node1\n"
+    ) in table
     v = view(lab)
     assert (v.nodes["node1"].status, v.packages["csync"].status, v.packages["csync"].running) == ("down", "detached", False)
     # it still runs: mounted on node1, which answers at the package address; no failover
@@ -247,9 +254,11 @@ def test_cmhaltnode_d_detaches_the_package_which_keeps_running(lab):
     r = run(lab, "node2", "cmrunpkg -n node2 csync", rc=1)  # [doc] a detached package cannot be run
     assert r.stderr == "cmrunpkg: Unable to run package csync: package is detached on node node1. Halt it first (cmhaltpkg csync).\n"
     assert run(lab, "node2", "cmmodpkg -e -t csync", rc=1).stderr == (
-        "cmmodpkg: Unable to preview: cmmodpkg -e -t is not supported for detached package csync.\n")
+        "cmmodpkg: Unable to preview: cmmodpkg -e -t is not supported for detached package csync.\n"
+    )
     assert run(lab, "node2", "cmmodpkg -m on -n node2 csync", rc=1).stderr.startswith(
-        "cmmodpkg: Unable to place package csync in maintenance mode: package is detached on node node1.")
+        "cmmodpkg: Unable to place package csync in maintenance mode: package is detached on node node1."
+    )
 
     # [doc] restarting the node re-attaches it
     assert "Package csync re-attached on node node1.\n" in out(lab, "node2", "cmrunnode node1")
@@ -291,8 +300,9 @@ def test_a_package_held_starting_or_halting(lab):
     assert pkg_lines(lab) == "name=csync\nstatus=halting\nstate=halting\nowner=node1\nautorun=enabled\n"
     for command, what in (("cmhaltpkg csync", "halt"), ("cmrunpkg -n node2 csync", "run")):
         r = run(lab, "node2", command, rc=1)  # [doc] not in a transitory state
-        assert r.stderr == (f"{command.split()[0]}: Unable to {what} package csync: package is halting on node node1; "
-                            "try again when it is no longer in a transitory state.\n")
+        assert r.stderr == (
+            f"{command.split()[0]}: Unable to {what} package csync: package is halting on node node1; try again when it is no longer in a transitory state.\n"
+        )
     assert mounted_on(lab) == ["node1"]
     lab.pkg_state("csync", "release")
     assert pkg_lines(lab) == "name=csync\nstatus=down\nstate=halted\nautorun=disabled\n" and mounted_on(lab) == []
@@ -300,8 +310,9 @@ def test_a_package_held_starting_or_halting(lab):
     lab.pkg_state("csync", "starting", node="node3")
     assert pkg_lines(lab) == "name=csync\nstatus=starting\nstate=starting\nowner=node3\nautorun=disabled\n"
     assert "    csync          starting     starting     disabled     node3\n" in out(lab, "node2", "cmviewcl")
-    assert run(lab, "node2", "cmrunpkg -t -n node2 csync", rc=1).stderr.endswith("package is starting on node node3; "
-                                                                                 "try again when it is no longer in a transitory state.\n")
+    assert run(lab, "node2", "cmrunpkg -t -n node2 csync", rc=1).stderr.endswith(
+        "package is starting on node node3; try again when it is no longer in a transitory state.\n"
+    )
     assert mounted_on(lab) == []
     with pytest.raises(LabError, match="only a halted package can be starting"):
         lab.pkg_state("csync", "starting")

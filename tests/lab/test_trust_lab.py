@@ -89,8 +89,9 @@ def test_a_missing_member_key_on_one_client(reseed):
     view = checked(lab)
     assert_prediction_equals_live(view)
     assert failing(view) == {("node2", "client3")}
-    assert view.live.cfrun["node2"]["client3"].line == \
-        f"cfrun client3: BAD: key could not be accepted on trust [remote {PP}/root-127.0.10.2.pub missing]"  # as cfrun.hosts writes it
+    assert (
+        view.live.cfrun["node2"]["client3"].line == f"cfrun client3: BAD: key could not be accepted on trust [remote {PP}/root-127.0.10.2.pub missing]"
+    )  # as cfrun.hosts writes it
     assert [t.can_take_over for t in view.report.takeover] == [True, True, True]
     assert view.reasons == ("1 cfrun pair(s) would fail or are unknown",)
 
@@ -131,8 +132,9 @@ def test_a_private_key_csync_cannot_see_is_reported_as_a_disagreement(reseed):
     sh(lab, "client2", f"cp {PP}/localhost.pub /tmp/old.pub && cfkey >/dev/null && cp /tmp/old.pub {PP}/localhost.pub")
     view = checked(lab)
     assert failing(view) == set() and view.report.failover_ready
-    assert {(d.check, d.member, d.client) for d in view.disagreements} == \
-        {("cfrun", m, "client2") for m in ("node1", "node2", "node3")} | {("cfagent", None, "client2")}
+    assert {(d.check, d.member, d.client) for d in view.disagreements} == {("cfrun", m, "client2") for m in ("node1", "node2", "node3")} | {
+        ("cfagent", None, "client2")
+    }
     assert all(d.message.endswith("(a bug in csync or a fact csync does not see)") for d in view.disagreements)
     assert not view.failover_ready
     done = csync("trust", "-f", str(lab.desired_state_path), "--live", "--format", "json")
@@ -172,12 +174,18 @@ def test_a_live_check_that_does_not_run_or_answers_garbage_is_a_problem_not_a_re
 def test_the_plans_failover_prediction_holds_after_apply(reseed, tmp_path):
     lab = reseed("seed")
     path = str(lab.desired_state_path)
-    plan = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "plan", "-f", path, "--format", "json"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    plan = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "plan", "-f", path, "--format", "json"], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
     assert plan.returncode == 0, plan.stderr
     assert json.loads(plan.stdout)["failover_ready_after"] is True
-    applied = subprocess.run([sys.executable, "-m", "reconciler.cli.main", "apply", "-f", path, "--auto-approve", "--allow-cluster-ops"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    applied = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "apply", "-f", path, "--auto-approve", "--allow-cluster-ops"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert applied.returncode == 0, applied.stdout + applied.stderr
     view = checked(lab)
     assert_prediction_equals_live(view)
@@ -255,9 +263,20 @@ def screenshot(page: Path, png: Path, profile: Path, size: tuple[int, int] = (11
     browser = shutil.which("chromium")
     assert browser, "chromium is not installed: run scripts/setup-system.sh (apt-get install chromium)"
     done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={profile}",
-         f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0 and png.exists(), done.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

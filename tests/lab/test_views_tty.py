@@ -30,8 +30,13 @@ def run(args: list[str], *, ci: bool, stdout_tty: bool = True, stderr_tty: bool 
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")} | {"COLUMNS": str(COLUMNS), "TERM": "xterm-256color"}
     if ci:
         env["CI"] = "true"
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli.main", *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=slave if stdout_tty else subprocess.PIPE, stderr=slave if stderr_tty else subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli.main", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout_tty else subprocess.PIPE,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+    )
     os.close(slave)
     seen = bytearray()
     pipe = proc.stdout if not stdout_tty else proc.stderr if not stderr_tty else None

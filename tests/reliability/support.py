@@ -42,8 +42,9 @@ def temp_files(lab: Lab) -> list[str]:
     on every host that is up."""
     found = []
     for name in up_hosts(lab):
-        out = lab.exec(name, f"find {PPKEYS} /var/opt/dsau/csync {LAB_MOUNT}/dsau/csync /root/.ssh "
-                             "\\( -name '*.tmp' -o -name '.lock.mutex' \\) 2>/dev/null; true").stdout.split()
+        out = lab.exec(
+            name, f"find {PPKEYS} /var/opt/dsau/csync {LAB_MOUNT}/dsau/csync /root/.ssh \\( -name '*.tmp' -o -name '.lock.mutex' \\) 2>/dev/null; true"
+        ).stdout.split()
         found += [f"{name}:{f}" for f in out]
     return found
 
@@ -69,12 +70,16 @@ def read_only_key_store(lab: Lab, host: str):
 def full_key_store(lab: Lab, host: str):
     """The host's ppkeys replaced by a small tmpfs holding the same files, then filled up
     (ENOSPC on the next write); unmounted at the end, which brings back the real directory."""
-    lab.exec(host, f"""set -e
+    lab.exec(
+        host,
+        f"""set -e
 rm -rf /tmp/csync-test-pp && cp -a {PPKEYS} /tmp/csync-test-pp
 mount -t tmpfs -o size=256k,mode=700 csync-test-full {PPKEYS}
 cp -a /tmp/csync-test-pp/. {PPKEYS}/ && rm -rf /tmp/csync-test-pp
 dd if=/dev/zero of={PPKEYS}/.filler bs=4k 2>/dev/null || true
-""", check=True)
+""",
+        check=True,
+    )
     try:
         yield
     finally:
@@ -86,8 +91,7 @@ def hang_program(lab: Lab, host: str, path: str, *, seconds: int, then: str | No
     the original, moved to ``then``, when given)."""
     tail = f'exec {then} "$@"\n' if then else "exit 0\n"
     move = f"mkdir -p $(dirname {then}) && mv {path} {then}" if then else f"rm -f {path}"
-    lab.exec(host, f"{move} && printf '#!/bin/sh\\necho csync-test-hang $$ >&2\\nsleep {seconds}\\n{tail}' > {path} && chmod 755 {path}",
-             check=True)
+    lab.exec(host, f"{move} && printf '#!/bin/sh\\necho csync-test-hang $$ >&2\\nsleep {seconds}\\n{tail}' > {path} && chmod 755 {path}", check=True)
 
 
 def processes(lab: Lab, host: str, pattern: str) -> list[str]:

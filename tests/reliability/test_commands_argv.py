@@ -39,8 +39,7 @@ def models(draw) -> DesiredState:
     members = draw(st.lists(labels, min_size=1, max_size=4, unique_by=str.lower))
     clients = draw(st.lists(labels, min_size=0, max_size=4, unique_by=str.lower))
     assume(not {m.lower() for m in members} & {c.lower() for c in clients})
-    addresses = draw(st.lists(st.tuples(octets, octets), min_size=len(members) + len(clients) + 1,
-                              max_size=len(members) + len(clients) + 1, unique=True))
+    addresses = draw(st.lists(st.tuples(octets, octets), min_size=len(members) + len(clients) + 1, max_size=len(members) + len(clients) + 1, unique=True))
     ip = [f"10.{a}.{b}.1" for a, b in addresses]
     data = {
         "version": 1,
@@ -131,16 +130,29 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
     assert words(commands.remove_key(state, by_name).script.splitlines()[-1]) == ["rm", "-f", "--", by_name]
     copy = commands.copy_key(state, dsau.OWN_PUBLIC_KEY, target).script.splitlines()
     assert words(copy[1]) == [f"d={ppkeys}"]
-    assert commands_of(copy[-1].split(" || ")[0]) == [["rm", "-f", f".csync.{target}.tmp"], ["cp", dsau.OWN_PUBLIC_KEY, f".csync.{target}.tmp"],
-                                                      ["chmod", "644", f".csync.{target}.tmp"], ["mv", "-f", f".csync.{target}.tmp", target]]
+    assert commands_of(copy[-1].split(" || ")[0]) == [
+        ["rm", "-f", f".csync.{target}.tmp"],
+        ["cp", dsau.OWN_PUBLIC_KEY, f".csync.{target}.tmp"],
+        ["chmod", "644", f".csync.{target}.tmp"],
+        ["mv", "-f", f".csync.{target}.tmp", target],
+    ]
 
     # the probe's parameters, one assignment each
     expected = [
-        ("CF", state.paths.cfengine_dir), ("ROLE", "member"), ("MOUNT", pkg.mount), ("MDIR", dsau.PACKAGE_MASTER_DIR),
-        ("PKGFILES", dsau.PACKAGE_FILES_DIR), ("MKEYS", dsau.PACKAGE_CLUSTER_KEY_DIR), ("OWNKEY", dsau.OWN_PUBLIC_KEY),
-        ("PEERPFX", dsau.PEER_KEY_PREFIX), ("PEERSFX", dsau.PEER_KEY_SUFFIX), ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS),
-        ("STATE", dsau.PACKAGE_CSYNC_STATE), ("SGPATH", dsau.SERVICEGUARD_PATH)]
-    header = commands.probe(state, "member").script.splitlines()[:len(expected)]
+        ("CF", state.paths.cfengine_dir),
+        ("ROLE", "member"),
+        ("MOUNT", pkg.mount),
+        ("MDIR", dsau.PACKAGE_MASTER_DIR),
+        ("PKGFILES", dsau.PACKAGE_FILES_DIR),
+        ("MKEYS", dsau.PACKAGE_CLUSTER_KEY_DIR),
+        ("OWNKEY", dsau.OWN_PUBLIC_KEY),
+        ("PEERPFX", dsau.PEER_KEY_PREFIX),
+        ("PEERSFX", dsau.PEER_KEY_SUFFIX),
+        ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS),
+        ("STATE", dsau.PACKAGE_CSYNC_STATE),
+        ("SGPATH", dsau.SERVICEGUARD_PATH),
+    ]
+    header = commands.probe(state, "member").script.splitlines()[: len(expected)]
     assert [words(line) for line in header] == [[f"{k}={v}"] for k, v in expected]
 
 
@@ -154,12 +166,12 @@ def test_an_installed_key_is_written_byte_for_byte(state, lines):
     target = dsau.peer_key_name(state.clients[0].address if state.clients else state.members[0].address)
     last = commands.install_key(state, target, pem, "SHA256:x").script.splitlines()
     # the printf's words span the PEM's lines: split the whole script after the key-store prelude
-    body = "\n".join(last[last.index(next(x for x in last if x.startswith("rm -f .csync."))):])
+    body = "\n".join(last[last.index(next(x for x in last if x.startswith("rm -f .csync."))) :])
     lex = shlex.shlex(body.split(" || ")[0], posix=True, punctuation_chars=True)
     lex.whitespace_split = True
     tokens = list(lex)
     at = tokens.index("printf")
-    assert tokens[at:at + 5] == ["printf", "%s", pem, ">", f".csync.{target}.tmp"]
+    assert tokens[at : at + 5] == ["printf", "%s", pem, ">", f".csync.{target}.tmp"]
 
 
 @pytest.mark.parametrize("value", ["$(reboot)", "`id`", "a;b", "a\nb", "' OR '1", "*", "~root", "a b", "-n", "\\"])
@@ -170,4 +182,8 @@ def test_values_the_model_refuses_are_refused_by_the_builders_too(value):
     with pytest.raises(commands.UnsafeValue):
         commands.halt_package(value)
     with pytest.raises(commands.UnsafeValue):
-        commands.regenerate_keys(DesiredState.model_validate({"version": 1, "site": "s", "master": {"mode": "standalone", "host": {"name": "m", "address": "10.0.0.1"}}}), [value], [])
+        commands.regenerate_keys(
+            DesiredState.model_validate({"version": 1, "site": "s", "master": {"mode": "standalone", "host": {"name": "m", "address": "10.0.0.1"}}}),
+            [value],
+            [],
+        )

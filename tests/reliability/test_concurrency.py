@@ -36,8 +36,13 @@ def test_parallel_plans_agree_and_change_nothing(lab_factory, tmp_path):
     before = {h.name: lab.exec(h.name, "ls -la --time-style=+%s /var/opt/dsau/cfengine/ppkeys").stdout for h in lab.hosts}
 
     def plan(_):
-        return subprocess.run([sys.executable, "-m", "reconciler.cli.main", "plan", "-f", str(path), "--format", "json", "--detailed-exitcode"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "reconciler.cli.main", "plan", "-f", str(path), "--format", "json", "--detailed-exitcode"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     with ThreadPoolExecutor(8) as pool:
         runs = list(pool.map(plan, range(8)))
@@ -101,6 +106,7 @@ def test_many_threads_open_connections_in_one_process_without_a_configuration_ra
     targets = [Host(name=f"{h.name}-{i}", address=h.address) for i in range(10) for h in state.all_hosts][:64]
     for _ in range(5):
         with Pool(state.access) as pool:
+
             def work(host: Host) -> str:
                 try:
                     return pool.connect(host).run_script(RemoteCommand("echo ok", "echo ok"), timeout=30).stdout.decode().strip()

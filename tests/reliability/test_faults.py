@@ -151,8 +151,7 @@ def test_csync_killed_while_a_host_script_runs_leaves_no_drafts_and_the_next_app
     records = read(journals(tmp_path)[0])
     assert records[-1]["type"] != "run-end"  # a killed run leaves what it did, flushed
     # the host script runs on without its client; whatever it reached, no drafts stay
-    wait_for(lambda: not processes(lab, "node1", "csync-test-hang") and not processes(lab, "node1", "sleep 3"), 20,
-             "the host script to end")
+    wait_for(lambda: not processes(lab, "node1", "csync-test-hang") and not processes(lab, "node1", "sleep 3"), 20, "the host script to end")
     assert temp_files(lab) == []
     # the next plan tells the truth about what is left; the next apply waits out the lease
     left = fresh_plan(path)

@@ -32,8 +32,9 @@ def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def replace_program(lab, host: str, name: str, body: str) -> None:
     """Replace the emulated command ``name`` in one host (its /usr/local/sbin) by ``body``."""
-    lab.exec(host, ["/bin/sh", "-c", f"rm -f /usr/local/sbin/{name} && cat > /usr/local/sbin/{name} && chmod 755 /usr/local/sbin/{name}"],
-             input=body, check=True)
+    lab.exec(
+        host, ["/bin/sh", "-c", f"rm -f /usr/local/sbin/{name} && cat > /usr/local/sbin/{name} && chmod 755 /usr/local/sbin/{name}"], input=body, check=True
+    )
 
 
 def test_lying_key_files_are_not_followed_not_leaked_and_replaced(lab_factory, tmp_path):

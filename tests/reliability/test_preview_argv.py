@@ -22,8 +22,7 @@ NONCE = "0123456789abcdef0123456789abcdef"
 def test_every_preview_of_a_valid_model_is_the_intended_argv_in_the_script(state, data):
     pkg = state.master.package.name
     node = data.draw(st.sampled_from([m.name for m in state.members]))
-    requests = [PreviewRequest("a", "start", pkg, node, node), PreviewRequest("b", "halt", pkg, node, node),
-                PreviewRequest("c", "enable", pkg, node, node)]
+    requests = [PreviewRequest("a", "start", pkg, node, node), PreviewRequest("b", "halt", pkg, node, node), PreviewRequest("c", "enable", pkg, node, node)]
     script = driver.preview_script(requests, NONCE, timeout=30).script.splitlines()
     argvs = [["cmrunpkg", "-t", "-n", node, pkg], ["cmhaltpkg", "-t", pkg], ["cmmodpkg", "-e", "-t", pkg]]
     for argv in argvs:
@@ -32,8 +31,12 @@ def test_every_preview_of_a_valid_model_is_the_intended_argv_in_the_script(state
 
 @pytest.mark.parametrize("value", ["$(reboot)", "`id`", "a;b", "a\nb", "' OR '1", "*", "~root", "a b", "-n", "\\"])
 def test_values_the_model_refuses_never_reach_a_preview(value):
-    for request in (PreviewRequest("a", "start", value, "node1", "node1"), PreviewRequest("a", "start", "csync", value, "node1"),
-                    PreviewRequest("a", "halt", value, "node1", "node1"), PreviewRequest("a", "enable", value, "node1", "node1")):
+    for request in (
+        PreviewRequest("a", "start", value, "node1", "node1"),
+        PreviewRequest("a", "start", "csync", value, "node1"),
+        PreviewRequest("a", "halt", value, "node1", "node1"),
+        PreviewRequest("a", "enable", value, "node1", "node1"),
+    ):
         with pytest.raises(UnsafeValue):
             driver.preview_script([request], NONCE, timeout=30)
 

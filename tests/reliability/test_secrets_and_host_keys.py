@@ -36,7 +36,7 @@ def _b64_fragments(data: bytes) -> set[str]:
     out = set()
     for shift in range(3):
         text = base64.b64encode(b"\0" * shift + data).decode()
-        out.update(text[i:i + 40] for i in range(0, len(text) - 39))
+        out.update(text[i : i + 40] for i in range(0, len(text) - 39))
     return out
 
 
@@ -55,11 +55,12 @@ def private_fragments(lab) -> set[str]:
             continue
         for m in PEM_PRIVATE.finditer(p.read_text(errors="replace").replace("\\n", "\n")):
             pem = m.group(0).encode()
-            key = (serialization.load_ssh_private_key(pem, None) if b"OPENSSH" in pem
-                   else serialization.load_pem_private_key(pem, None))
+            key = serialization.load_ssh_private_key(pem, None) if b"OPENSSH" in pem else serialization.load_pem_private_key(pem, None)
             public = key.public_key()
-            blobs = [public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
-                     base64.b64decode(public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1])]
+            blobs = [
+                public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+                base64.b64decode(public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1]),
+            ]
             if isinstance(key, rsa.RSAPrivateKey):
                 blobs.append(public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1))
                 n = key.private_numbers()
@@ -72,9 +73,9 @@ def private_fragments(lab) -> set[str]:
                 secret_hex = []
             public_pieces = set().union(*(_b64_fragments(b) for b in blobs))
             body = "".join(m.group(2).split())
-            fragments.update(f for f in (body[i:i + 40] for i in range(0, len(body) - 40, 20)) if f not in public_pieces)
+            fragments.update(f for f in (body[i : i + 40] for i in range(0, len(body) - 40, 20)) if f not in public_pieces)
             for h in secret_hex:
-                fragments.update(h[i:i + 40] for i in range(0, max(1, len(h) - 40), 20))
+                fragments.update(h[i : i + 40] for i in range(0, max(1, len(h) - 40), 20))
             keys += 1
     assert keys >= 5, "the lab's private keys were not found: the scan would prove nothing"
     return fragments
@@ -84,7 +85,9 @@ def test_no_private_key_material_in_anything_csync_prints_or_writes(lab_factory,
     lab = lab_factory("fresh", members=3, clients=2)
     drop_keys(lab, "client1", PKG, "127.0.10.1", "127.0.10.2", "127.0.10.3")
     drop_keys(lab, "client2", PKG)
-    lab.exec("node3", "rm -f /etc/cmcluster/csync/*", check=True)  # unconfigured (no package files): a dispatch too  # installed from PEM (public keys in the plan)
+    lab.exec(
+        "node3", "rm -f /etc/cmcluster/csync/*", check=True
+    )  # unconfigured (no package files): a dispatch too  # installed from PEM (public keys in the plan)
     path = desired(lab, tmp_path)
     runs = [
         cli(tmp_path, "plan", "-f", str(path)),
@@ -99,8 +102,7 @@ def test_no_private_key_material_in_anything_csync_prints_or_writes(lab_factory,
         cli(tmp_path, "facts", "-f", str(path), "--format", "json"),
     ]
     assert runs[7].returncode == 0 and runs[8].returncode == 0, runs[7].stdout + runs[7].stderr
-    written = {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in tmp_path.rglob("*")
-               if p.is_file() and p.name != "desired-state.yaml"}
+    written = {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.name != "desired-state.yaml"}
     assert "plan.json" in written and any(k.startswith(".csync/runs/") for k in written)
     texts = {f"run {i} ({' '.join(r.args[2:5])}) {stream}": getattr(r, stream) for i, r in enumerate(runs) for stream in ("stdout", "stderr")}
     texts.update(written)

@@ -18,22 +18,27 @@ def boom(*_args, **_kwargs):
     raise RuntimeError("injected fault\nsecond line")
 
 
-@pytest.mark.parametrize("target, command", [
-    ("reconciler.observe.probe.parse_probe", ["plan"]),
-    ("reconciler.pipeline.make_plan", ["plan"]),
-    ("reconciler.observe.probe.parse_probe", ["facts"]),
-    ("reconciler.trust.predict.trust_report", ["trust"]),
-    ("reconciler.apply.executor.Executor.run", ["apply", "--auto-approve", "--allow-cluster-ops"]),
-])
+@pytest.mark.parametrize(
+    "target, command",
+    [
+        ("reconciler.observe.probe.parse_probe", ["plan"]),
+        ("reconciler.pipeline.make_plan", ["plan"]),
+        ("reconciler.observe.probe.parse_probe", ["facts"]),
+        ("reconciler.trust.predict.trust_report", ["trust"]),
+        ("reconciler.apply.executor.Executor.run", ["apply", "--auto-approve", "--allow-cluster-ops"]),
+    ],
+)
 def test_an_unexpected_exception_is_one_error_line_and_exit_70(reseed, tmp_path, monkeypatch, target, command):
     lab = reseed("seed")
     path = desired(lab, tmp_path)
     module, _, attr = target.rpartition(".")
     if module.endswith(".Executor"):
         from reconciler.apply.executor import Executor
+
         monkeypatch.setattr(Executor, "run", boom)
     else:
         import importlib
+
         monkeypatch.setattr(importlib.import_module(module), attr, boom)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CSYNC_DEBUG", raising=False)

@@ -75,8 +75,13 @@ def _prune():
     facts = converged(state)
     facts["client1"] = with_keys(facts["client1"], **{"10.1.0.99": "cluster", "10.9.9.9": "someone"})
     owner = facts["node1"]
-    facts["node1"] = owner.model_copy(update={"package_fs": owner.package_fs.model_copy(update={
-        "inventory": ("generation 0", "node1 root-10.1.0.23.pub", "client2 root-10.1.0.88.pub", "10.1.0.23")})})
+    facts["node1"] = owner.model_copy(
+        update={
+            "package_fs": owner.package_fs.model_copy(
+                update={"inventory": ("generation 0", "node1 root-10.1.0.23.pub", "client2 root-10.1.0.88.pub", "10.1.0.23")}
+            )
+        }
+    )
     facts["node1"] = with_keys(facts["node1"], **{"10.1.0.23": "client-old"})
     facts["client2"] = with_keys(facts["client2"], **{member_ip(1): "stale", client_ip(1): "someone", "10.1.0.88": "cluster"})
     facts["node3"] = facts["node3"].model_copy(update={"keys": keyset(own="node3-own")})
@@ -97,8 +102,7 @@ def _extra():
     return state, facts
 
 
-SITES = {"fresh": _fresh, "seed": _seed, "standalone": _standalone, "failover": _failover,
-         "regenerate": _regenerate, "prune": _prune, "extra": _extra}
+SITES = {"fresh": _fresh, "seed": _seed, "standalone": _standalone, "failover": _failover, "regenerate": _regenerate, "prune": _prune, "extra": _extra}
 
 
 @pytest.fixture

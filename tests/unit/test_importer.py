@@ -37,8 +37,7 @@ def test_the_discovery_output_is_parsed_by_section():
 
 
 def test_access_paths_are_written_relative_to_the_output_file(tmp_path):
-    access = Access.model_validate({"identity_file": str(tmp_path / "keys" / "id"), "known_hosts": "~/.ssh/kh", "port": 2222,
-                                    "connect_timeout": 5.0})
+    access = Access.model_validate({"identity_file": str(tmp_path / "keys" / "id"), "known_hosts": "~/.ssh/kh", "port": 2222, "connect_timeout": 5.0})
     data = document.access_data(access, None, tmp_path / "site")
     assert data == {"identity_file": "../keys/id", "known_hosts": "~/.ssh/kh", "port": 2222, "connect_timeout": 5}
     assert document.access_data(access, None, None)["identity_file"] == str(tmp_path / "keys" / "id")
@@ -62,17 +61,26 @@ keys: {distribution: regenerate, cfrun: all-members, prune: true}
 
 
 def test_merging_keeps_comments_order_and_choices_and_follows_the_site():
-    found = importer.Found({
-        "version": 1, "site": "c1",
-        "master": {"mode": "serviceguard", "cluster": "c1",
-                   "package": {"name": "csync", "address": "10.0.0.10", "mount": "/srv/csync", "node": "node1"},
-                   "members": [{"name": "node1", "address": "10.0.0.1"}, {"name": "node2", "address": "10.0.0.2"}]},
-        "clients": [{"name": "web1", "address": "10.0.1.1"}, {"name": "db1", "address": "10.0.1.2"}],
-        "keys": {"distribution": "copy", "cfrun": "none", "prune": False},
-    }, [])
+    found = importer.Found(
+        {
+            "version": 1,
+            "site": "c1",
+            "master": {
+                "mode": "serviceguard",
+                "cluster": "c1",
+                "package": {"name": "csync", "address": "10.0.0.10", "mount": "/srv/csync", "node": "node1"},
+                "members": [{"name": "node1", "address": "10.0.0.1"}, {"name": "node2", "address": "10.0.0.2"}],
+            },
+            "clients": [{"name": "web1", "address": "10.0.1.1"}, {"name": "db1", "address": "10.0.1.2"}],
+            "keys": {"distribution": "copy", "cfrun": "none", "prune": False},
+        },
+        [],
+    )
     doc = document.read_existing_text(EXISTING)
     out = document.dump(document.merge_document(doc, found, None))
-    assert out == """\
+    assert (
+        out
+        == """\
 # our site
 version: 1
 site: prod   # production
@@ -88,5 +96,11 @@ clients:
   - {name: db1, address: 10.0.1.2}
 keys: {distribution: regenerate, cfrun: all-members, prune: true}
 """
+    )
     assert document.known_addresses(document.read_existing_text(EXISTING)) == {
-        "node1": "10.0.0.1", "old": "10.0.0.9", "web1": "10.0.1.99", "@package": "10.0.0.10", "@mount": "/csync"}
+        "node1": "10.0.0.1",
+        "old": "10.0.0.9",
+        "web1": "10.0.1.99",
+        "@package": "10.0.0.10",
+        "@mount": "/csync",
+    }

@@ -62,8 +62,11 @@ def test_generation_is_a_whole_number_from_zero():
 
 def test_the_md5_digest_is_cfengines_notation_of_the_modulus_then_the_exponent():
     pem = test_keys.public("cluster")
-    modulus = subprocess.run(["openssl", "rsa", "-RSAPublicKey_in", "-noout", "-modulus"], input=pem, capture_output=True,
-                             text=True, check=True).stdout.strip().split("=", 1)[1]
+    modulus = (
+        subprocess.run(["openssl", "rsa", "-RSAPublicKey_in", "-noout", "-modulus"], input=pem, capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .split("=", 1)[1]
+    )
     assert cfengine_digest(pem) == "MD5=" + hashlib.md5(bytes.fromhex(modulus) + bytes.fromhex("010001")).hexdigest()
     assert cfengine_digest("junk") is None
 
@@ -84,10 +87,16 @@ def test_trust_shows_the_cluster_keys_md5():
 # --- key file names ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "ip", "host"), [
-    ("root-10.1.0.1.pub", "10.1.0.1", None), ("root-node2.pub", None, "node2"), ("root-node2.lab.example.pub", None, "node2.lab.example"),
-    ("root-a;b.pub", None, None), ("localhost.pub", None, None),
-])
+@pytest.mark.parametrize(
+    ("name", "ip", "host"),
+    [
+        ("root-10.1.0.1.pub", "10.1.0.1", None),
+        ("root-node2.pub", None, "node2"),
+        ("root-node2.lab.example.pub", None, "node2.lab.example"),
+        ("root-a;b.pub", None, None),
+        ("localhost.pub", None, None),
+    ],
+)
 def test_a_key_file_is_named_by_an_address_or_a_host_name(name, ip, host):
     assert (peer_ip(name), peer_hostname(name)) == (ip, host)
 
@@ -152,8 +161,7 @@ def test_an_inventory_of_csyncs_first_format_proves_nothing():
 
 def test_the_inventory_parser_and_writer_agree(tmp_path):
     state = standalone_facts()[0]
-    script = sitestate.inventory_update(state, [("client1", "root-10.1.0.1.pub"), ("master", "root-client1.pub")],
-                                       [("master", "root-10.1.0.9.pub")], 2).script
+    script = sitestate.inventory_update(state, [("client1", "root-10.1.0.1.pub"), ("master", "root-client1.pub")], [("master", "root-10.1.0.9.pub")], 2).script
     d = tmp_path / "state"
     d.mkdir()
     (d / "inventory").write_text("generation 5\nmaster root-10.1.0.9.pub\nmaster root-10.1.0.21.pub\n10.1.0.3\nrm -rf /\n")
@@ -175,8 +183,7 @@ def test_the_inventory_parser_and_writer_agree(tmp_path):
 def test_clients_and_members_hold_every_master_address_and_a_standalone_master_its_own():
     state = site(clients=1, extra={"node2": ["10.2.0.2"]}, package_extra=["10.2.0.10"])
     plan = make_plan(state, converged(state))
-    assert {(h, f) for _, h, f in actions(plan)} == {(h, f"root-{a}.pub") for h in ("client1", "node1", "node2", "node3")
-                                                    for a in ("10.2.0.2", "10.2.0.10")}
+    assert {(h, f) for _, h, f in actions(plan)} == {(h, f"root-{a}.pub") for h in ("client1", "node1", "node2", "node3") for a in ("10.2.0.2", "10.2.0.10")}
     none = site(clients=1, extra={"node2": ["10.2.0.2"]}, package_extra=["10.2.0.10"], cfrun="none")
     assert {(h, f) for _, h, f in actions(make_plan(none, converged(none))) if h == "client1"} == {("client1", "root-10.2.0.10.pub")}
 
@@ -258,8 +265,7 @@ def _trusting(state, facts):
     key = SshKey(type="ssh-ed25519", fingerprint="SHA256:m", line="ssh-ed25519 AAAAm")
     for h in state.all_hosts:
         f = facts[h.name]
-        facts[h.name] = f.model_copy(update={"ssh_authorized": ("SHA256:m",),
-                                             "ssh_public_keys": (key,) if f.role == "member" else ()})
+        facts[h.name] = f.model_copy(update={"ssh_authorized": ("SHA256:m",), "ssh_public_keys": (key,) if f.role == "member" else ()})
     return facts
 
 
@@ -298,7 +304,8 @@ def test_a_bad_extra_address_or_generation_is_reported_at_its_file_line_and_fiel
         "version: 1\nsite: s\nmaster:\n  mode: serviceguard\n  cluster: c1\n"
         "  package: {address: 10.0.0.10, extra_addresses: [10.0.1.10]}\n"
         "  members:\n    - {name: n1, address: 10.0.0.1, extra_addresses: [10.0.1.1, 10.0.1.300]}\n"
-        "clients:\n  - {name: c1, address: 10.0.1.10}\nkeys: {generation: -1}\n")
+        "clients:\n  - {name: c1, address: 10.0.1.10}\nkeys: {generation: -1}\n"
+    )
     with pytest.raises(InvalidInput) as e:
         load_desired_state([path])
     text = str(e.value)

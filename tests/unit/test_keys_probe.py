@@ -52,13 +52,16 @@ def test_a_key_file_whose_name_is_not_a_host_name_is_not_reported(tmp_path, cfdi
     assert set(facts.keys) == {"localhost.pub", "root-10.0.0.1.pub"}
 
 
-@pytest.mark.parametrize(("text", "on"), [
-    ("control:\n   HostnameKeys = ( on )\n", True),
-    ("control:\n   HostnameKeys=(true)\n", True),
-    ("control:\n#   HostnameKeys = ( on )\n", False),
-    ("control:\n   HostnameKeys = ( off )\n", False),
-    ("control:\n   domain = ( lab )\n", False),
-])
+@pytest.mark.parametrize(
+    ("text", "on"),
+    [
+        ("control:\n   HostnameKeys = ( on )\n", True),
+        ("control:\n   HostnameKeys=(true)\n", True),
+        ("control:\n#   HostnameKeys = ( on )\n", False),
+        ("control:\n   HostnameKeys = ( off )\n", False),
+        ("control:\n   domain = ( lab )\n", False),
+    ],
+)
 def test_cfservd_hostname_keys_is_read_from_cfservd_conf(tmp_path, cfdir, text, on):
     (tmp_path / "cf" / "inputs" / "cfservd.conf").write_text(text)
     assert parse_probe("web1", "10.0.0.21", "client", *run_probe(tmp_path)).hostname_keys is on
@@ -66,7 +69,8 @@ def test_cfservd_hostname_keys_is_read_from_cfservd_conf(tmp_path, cfdir, text, 
 
 def test_a_master_reads_its_cfrun_hosts_and_the_master_inputs_copy(tmp_path, cfdir):
     (tmp_path / "cf" / "inputs" / "cfrun.hosts").write_text(
-        "# the clients\nmaxchild = 4\nhostnamekeys = true\n  client1   # first\nclient2:5308\n10.0.0.23\n; rm -rf /\n")
+        "# the clients\nmaxchild = 4\nhostnamekeys = true\n  client1   # first\nclient2:5308\n10.0.0.23\n; rm -rf /\n"
+    )
     master = tmp_path / "master-inputs"
     master.mkdir()
     (master / "cfrun.hosts").write_text("domain = lab.example\nclient1\nclient9\n")
@@ -86,8 +90,8 @@ def test_the_inventory_keeps_only_entry_lines(tmp_path, cfdir):
     state = tmp_path / "state"
     state.mkdir()
     (state / "inventory").write_text(
-        "# csync inventory 2\ngeneration 3\nnode1 root-10.0.0.21.pub\nclient1 root-node2.pub\n10.0.0.5\n"
-        "node1 root-$(id).pub\n; rm -rf /\nnode1 localhost.pub\n")
+        "# csync inventory 2\ngeneration 3\nnode1 root-10.0.0.21.pub\nclient1 root-node2.pub\n10.0.0.5\nnode1 root-$(id).pub\n; rm -rf /\nnode1 localhost.pub\n"
+    )
     facts = parse_probe("m", "10.0.0.1", "master", *run_probe(tmp_path, role="master"))
     assert facts.master_files.inventory == ("generation 3", "node1 root-10.0.0.21.pub", "client1 root-node2.pub", "10.0.0.5")
 

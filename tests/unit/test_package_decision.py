@@ -19,16 +19,24 @@ def with_intent(state: DesiredState, intent: str) -> DesiredState:
     return DesiredState.model_validate(data)
 
 
-def view(*, status="down", state="halted", owner=None, autorun="disabled", nodes=("node1", "node2", "node3"),
-         disabled=(), down=(), extra_nodes=()) -> ClusterView:
+def view(
+    *, status="down", state="halted", owner=None, autorun="disabled", nodes=("node1", "node2", "node3"), disabled=(), down=(), extra_nodes=()
+) -> ClusterView:
     names = ["node1", "node2", "node3", *extra_nodes]
     return ClusterView(
-        name="c1", status="up",
+        name="c1",
+        status="up",
         nodes={n: NodeView(name=n, status="down" if n in down else "up", state="halted" if n in down else "running") for n in names},
-        packages={"csync": PackageView(
-            name="csync", status=status, state=state, owner=owner, autorun=autorun,
-            nodes=tuple(PackageNode(name=n, switching="disabled" if n in disabled else "enabled", order=i) for i, n in enumerate(nodes, 1)),
-        )},
+        packages={
+            "csync": PackageView(
+                name="csync",
+                status=status,
+                state=state,
+                owner=owner,
+                autorun=autorun,
+                nodes=tuple(PackageNode(name=n, switching="disabled" if n in disabled else "enabled", order=i) for i, n in enumerate(nodes, 1)),
+            )
+        },
     )
 
 
@@ -39,14 +47,17 @@ def facts_with(state: DesiredState, cluster: ClusterView, owner: str | None = No
 RUNNING = dict(status="up", state="running", owner="node1", autorun="enabled")
 
 
-@pytest.mark.parametrize("intent, shown, expect", [
-    ("running", RUNNING, dict(start=False, halt=False, node="node1", runs_after=True)),
-    ("halted", RUNNING, dict(start=False, halt=True, node=None, runs_after=False)),
-    ("unmanaged", RUNNING, dict(start=False, halt=False, node="node1", runs_after=True)),
-    ("running", {}, dict(start=True, halt=False, node="node1", runs_after=True)),
-    ("halted", {}, dict(start=False, halt=False, node=None, runs_after=False)),
-    ("unmanaged", {}, dict(start=False, halt=False, node=None, runs_after=False)),
-])
+@pytest.mark.parametrize(
+    "intent, shown, expect",
+    [
+        ("running", RUNNING, dict(start=False, halt=False, node="node1", runs_after=True)),
+        ("halted", RUNNING, dict(start=False, halt=True, node=None, runs_after=False)),
+        ("unmanaged", RUNNING, dict(start=False, halt=False, node="node1", runs_after=True)),
+        ("running", {}, dict(start=True, halt=False, node="node1", runs_after=True)),
+        ("halted", {}, dict(start=False, halt=False, node=None, runs_after=False)),
+        ("unmanaged", {}, dict(start=False, halt=False, node=None, runs_after=False)),
+    ],
+)
 def test_intent_decides_start_and_halt(intent, shown, expect):
     state = with_intent(site(), intent)
     d = decide_package(state, facts_with(state, view(**shown), owner=shown.get("owner")))
@@ -62,13 +73,16 @@ def test_switching_disabled_on_purpose_is_enabled_only_under_running(intent):
         assert any("leaves it so" in n.message for n in d.notes)
 
 
-@pytest.mark.parametrize("disabled, down, order, expected", [
-    ((), (), ("node1", "node2", "node3"), "node1"),  # the preferred node
-    (("node1",), (), ("node1", "node2", "node3"), "node2"),  # switching disabled there: the next in order
-    ((), ("node1",), ("node1", "node2", "node3"), "node2"),  # down: the next
-    ((), (), ("node3", "node2"), "node3"),  # node1 not in the package's node list; its order decides
-    (("node1", "node2"), ("node3",), ("node1", "node2", "node3"), None),  # nobody may run it
-])
+@pytest.mark.parametrize(
+    "disabled, down, order, expected",
+    [
+        ((), (), ("node1", "node2", "node3"), "node1"),  # the preferred node
+        (("node1",), (), ("node1", "node2", "node3"), "node2"),  # switching disabled there: the next in order
+        ((), ("node1",), ("node1", "node2", "node3"), "node2"),  # down: the next
+        ((), (), ("node3", "node2"), "node3"),  # node1 not in the package's node list; its order decides
+        (("node1", "node2"), ("node3",), ("node1", "node2", "node3"), None),  # nobody may run it
+    ],
+)
 def test_start_node_follows_serviceguards_eligibility(disabled, down, order, expected):
     state = site()
     d = decide_package(state, facts_with(state, view(nodes=order, disabled=disabled, down=down)))
@@ -78,13 +92,16 @@ def test_start_node_follows_serviceguards_eligibility(disabled, down, order, exp
         assert "node1: switching disabled" in blocked.message and "node3: node down" in blocked.message
 
 
-@pytest.mark.parametrize("status, pkg_state, level", [
-    ("detached", "detached", "blocked"),
-    ("up", "maintenance", "blocked"),
-    ("down", "maintenance", "blocked"),
-    ("starting", "starting", "unknown"),
-    ("halting", "halting", "unknown"),
-])
+@pytest.mark.parametrize(
+    "status, pkg_state, level",
+    [
+        ("detached", "detached", "blocked"),
+        ("up", "maintenance", "blocked"),
+        ("down", "maintenance", "blocked"),
+        ("starting", "starting", "unknown"),
+        ("halting", "halting", "unknown"),
+    ],
+)
 @pytest.mark.parametrize("intent", ["running", "halted"])
 def test_a_package_out_of_service_or_in_transition_is_never_started_or_halted(status, pkg_state, level, intent):
     state = with_intent(site(), intent)

@@ -25,8 +25,9 @@ START = PreviewRequest("start-package:package.csync", "start", "csync", "node1",
 HALT = PreviewRequest("halt-package:package.csync", "halt", "csync", "node1", "node1")
 ENABLE = PreviewRequest("enable-switching:package.csync", "enable", "csync", "node1", "node1")
 DONE = "cmrunpkg: Command preview completed successfully"
-REFUSAL = ("cmrunpkg: Unable to run package csync on node node1: node switching is disabled for the package on this node "
-           "(enable it with cmmodpkg -e -n node1 csync).")
+REFUSAL = (
+    "cmrunpkg: Unable to run package csync on node node1: node switching is disabled for the package on this node (enable it with cmmodpkg -e -n node1 csync)."
+)
 
 
 def ran(*stdout: str, exit_code: int = 0, stderr: tuple[str, ...] = (), release: str = "A.11.20.00") -> PreviewRun:
@@ -50,13 +51,16 @@ def test_halt_agrees_on_the_owner_and_enable_on_a_running_package_predicts_no_ch
     assert judge(ENABLE, ran("cmmodpkg: Command preview completed successfully")).agrees
 
 
-@pytest.mark.parametrize("request_, lines", [
-    (START, ("package:csync|node:node2|action:starting",)),                      # another node
-    (START, ("package:csync|node:node1|action:starting", "package:other|node:node1|action:halting")),  # more than csync's
-    (START, ()),                                                                  # nothing would happen
-    (HALT, ("package:csync|node:node2|action:halting",)),                         # it runs elsewhere by now
-    (ENABLE, ("package:csync|node:node2|action:starting",)),                      # it halted meanwhile: AUTO_RUN would start it
-])
+@pytest.mark.parametrize(
+    "request_, lines",
+    [
+        (START, ("package:csync|node:node2|action:starting",)),  # another node
+        (START, ("package:csync|node:node1|action:starting", "package:other|node:node1|action:halting")),  # more than csync's
+        (START, ()),  # nothing would happen
+        (HALT, ("package:csync|node:node2|action:halting",)),  # it runs elsewhere by now
+        (ENABLE, ("package:csync|node:node2|action:starting",)),  # it halted meanwhile: AUTO_RUN would start it
+    ],
+)
 def test_any_other_prediction_disagrees_and_blocks(request_, lines):
     done = f"{request_.argv[0]}: Command preview completed successfully"
     p = judge(request_, ran(*lines, done))
@@ -76,10 +80,13 @@ def test_a_refused_preview_blocks_with_serviceguards_words():
     assert p.lines == (REFUSAL,)
 
 
-@pytest.mark.parametrize("run, why", [
-    (PreviewRun(error="connection lost during a command"), "could not run on node1: connection lost"),
-    (PreviewRun(release="A.11.20.00", release_exit=0, ran=True, exit_code=None), "did not complete"),
-])
+@pytest.mark.parametrize(
+    "run, why",
+    [
+        (PreviewRun(error="connection lost during a command"), "could not run on node1: connection lost"),
+        (PreviewRun(release="A.11.20.00", release_exit=0, ran=True, exit_code=None), "did not complete"),
+    ],
+)
 def test_a_preview_that_could_not_run_or_finish_blocks(run, why):
     p = judge(START, run)
     assert p.blocks and why in p.verdict
@@ -96,8 +103,7 @@ def test_an_unreadable_release_has_no_preview_and_says_what_cmversion_said():
     assert p.agrees is None and p.verdict == "no preview: cannot tell the Serviceguard release (cmversion said 'Serviceguard A.11.20')"
     p = judge(START, PreviewRun(release="sh: cmversion: not found", release_exit=127))
     assert p.agrees is None and p.release is None
-    assert p.verdict == ("no preview: cmversion was not found on node1 (sh: cmversion: not found), so csync cannot tell the "
-                         "Serviceguard release")
+    assert p.verdict == ("no preview: cmversion was not found on node1 (sh: cmversion: not found), so csync cannot tell the Serviceguard release")
 
 
 def test_a_cmversion_that_fails_blocks_with_its_message():
@@ -106,9 +112,20 @@ def test_a_cmversion_that_fails_blocks_with_its_message():
     assert p.verdict == "cmversion failed on node1 (exit 1): cmversion: cannot connect to cmcld"
 
 
-@pytest.mark.parametrize("text, expect", [("A.11.20.00", (11, 20)), ("A.11.19", (11, 19)), ("A.12.00.10", (12, 0)),
-                                          ("A.11.9", None), (" A.11.20.00", None), ("B.11.20.00", None), ("11.20", None),
-                                          ("", None), (None, None)])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("A.11.20.00", (11, 20)),
+        ("A.11.19", (11, 19)),
+        ("A.12.00.10", (12, 0)),
+        ("A.11.9", None),
+        (" A.11.20.00", None),
+        ("B.11.20.00", None),
+        ("11.20", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_release_parsing(text, expect):
     assert release_tuple(text) == expect
     assert has_preview(text) == (None if expect is None else expect >= (11, 19))
@@ -192,8 +209,7 @@ def test_a_cmversion_that_fails_runs_no_preview_and_blocks(tmp_path):
     bin_dir = fake_serviceguard(tmp_path, "A.11.20.00")
     (bin_dir / "cmversion").write_text(f'#!/bin/sh\necho "cmversion $*" >> {tmp_path / "calls"}\necho "cmversion: no cluster daemon" >&2\nexit 2\n')
     script = driver.preview_script([START], NONCE, timeout=30).script
-    done = subprocess.run(["/bin/sh"], input=script.encode(), capture_output=True, timeout=60,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    done = subprocess.run(["/bin/sh"], input=script.encode(), capture_output=True, timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
     [run] = driver.parse_preview(CommandResult(done.returncode, done.stdout, done.stderr, 0.0), NONCE, 1)
     assert (run.ran, run.release_exit, run.release) == (False, 2, "cmversion: no cluster daemon")
     assert (tmp_path / "calls").read_text() == "cmversion \n"
@@ -260,8 +276,9 @@ def test_a_start_predicted_elsewhere_is_blocked_not_moved():
     previews = preview_of(make_plan(state, facts), ran("package:csync|node:node2|action:starting", DONE))
     plan = make_plan(state, facts, previews=previews)
     assert not plan.cluster_actions()
-    assert any("Serviceguard predicts package:csync|node:node2|action:starting, csync package:csync|node:node1|action:starting"
-               in f.message for f in plan.blocked)
+    assert any(
+        "Serviceguard predicts package:csync|node:node2|action:starting, csync package:csync|node:node1|action:starting" in f.message for f in plan.blocked
+    )
 
 
 def test_a_refused_halt_leaves_the_package_running_and_blocked():
@@ -310,15 +327,16 @@ def test_views_show_serviceguards_prediction_beside_csyncs():
     first = make_plan(state, facts)
     plan = first.model_copy(update={"previews": tuple(preview_of(first, ran("package:csync|node:node1|action:starting", DONE)))})
     text = render_text(plan)
-    section = text[text.index("Cluster operations"):]
-    assert ("  * package.csync  [start-package] on node1: cmrunpkg -n node1 csync && cmmodpkg -e csync\n"
-            "      csync predicts:        package:csync|node:node1|action:starting\n"
-            "      Serviceguard predicts: package:csync|node:node1|action:starting  "
-            "(cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)\n") in section
+    section = text[text.index("Cluster operations") :]
+    assert (
+        "  * package.csync  [start-package] on node1: cmrunpkg -n node1 csync && cmmodpkg -e csync\n"
+        "      csync predicts:        package:csync|node:node1|action:starting\n"
+        "      Serviceguard predicts: package:csync|node:node1|action:starting  "
+        "(cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)\n"
+    ) in section
     assert "      Serviceguard:          no preview (not a Serviceguard command)" in section
     md = render_markdown(plan)
-    assert ("  - Serviceguard predicts: `package:csync|node:node1|action:starting` "
-            "(cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)") in md
+    assert ("  - Serviceguard predicts: `package:csync|node:node1|action:starting` (cmrunpkg -t -n node1 csync on node1, A.11.20.00: agrees)") in md
     assert "  - Serviceguard: no preview (not a Serviceguard command)" in md
     assert "Serviceguard:          not previewed" in render_text(first)
 
@@ -351,7 +369,6 @@ def test_plan_json_round_trips_with_previews():
     assert Plan.from_json(plan.to_json()) == plan
 
 
-
 def test_a_hung_preview_is_stopped_on_the_host_and_blocks(tmp_path):
     bin_dir = fake_serviceguard(tmp_path, "A.11.20.00")
     (bin_dir / "cmhaltpkg").write_text("#!/bin/sh\nsleep 60\n")
@@ -365,8 +382,9 @@ def test_a_hung_preview_is_stopped_on_the_host_and_blocks(tmp_path):
 
 
 def test_a_hosts_output_reaches_the_plan_escaped_and_bounded():
-    out = (f"\n@@{NONCE} release 0 A.11.20.00\x1b[2J\n@@{NONCE} previews\n\n@@{NONCE} begin 0\n"
-           + "x\x1b]0;owned\x07\n" * 60 + f"\n@@{NONCE} end 0 1\n").encode()
+    out = (
+        f"\n@@{NONCE} release 0 A.11.20.00\x1b[2J\n@@{NONCE} previews\n\n@@{NONCE} begin 0\n" + "x\x1b]0;owned\x07\n" * 60 + f"\n@@{NONCE} end 0 1\n"
+    ).encode()
     [run] = driver.parse_preview(CommandResult(0, out, b"", 0.0), NONCE, 1)
     assert run.release == "A.11.20.00\\x1b[2J" and run.exit_code == 1
     assert run.stdout[0] == "x\\x1b]0;owned\\x07" and len(run.stdout) == driver.MAX_LINES + 1
@@ -375,8 +393,10 @@ def test_a_hosts_output_reaches_the_plan_escaped_and_bounded():
 
 def test_a_preview_csync_could_not_ask_says_so():
     [message] = refusals([judge(START, PreviewRun(error="node1 did not answer the probe (connection refused)"))]).values()
-    assert message == ("Serviceguard's preview (cmrunpkg -t -n node1 csync on node1) cannot confirm it: the preview could not run "
-                       "on node1: node1 did not answer the probe (connection refused). Not planned, nor what depends on it; plan again")
+    assert message == (
+        "Serviceguard's preview (cmrunpkg -t -n node1 csync on node1) cannot confirm it: the preview could not run "
+        "on node1: node1 did not answer the probe (connection refused). Not planned, nor what depends on it; plan again"
+    )
 
 
 def test_a_long_refusal_is_shortened_in_the_verdict_and_kept_whole_in_the_record():

@@ -50,7 +50,9 @@ def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfd
     cf = str(tmp_path / "cf")
     request = probeprogram.request(role, cfengine_dir=cf, mount=str(mount), master_inputs=str(tmp_path / "master" / "inputs"))
     script = commands.probe_script(
-        role, cfengine_dir=cf, mount=str(mount) if role == "member" else "",
+        role,
+        cfengine_dir=cf,
+        mount=str(mount) if role == "member" else "",
         master_inputs=dsau.PACKAGE_MASTER_INPUTS if role == "member" else str(tmp_path / "master" / "inputs"),
         state_dir=dsau.PACKAGE_CSYNC_STATE if role == "member" else dsau.STANDALONE_CSYNC_STATE,
     ).script
@@ -65,32 +67,35 @@ def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfd
 
 
 # --- anything else is refused, and nothing runs ------------------------------------------------
-@pytest.mark.parametrize("request_line, why", [
-    (None, "no request"),
-    ("", "no request"),
-    ("id", "not a csync probe request"),
-    ("/bin/sh -s", "not a csync probe request"),
-    ("csync-probe", "not a csync probe request"),
-    (f"csync-probe {DIGEST} role=client cf=/tmp/../etc", "not a normalised path"),
-    (f"csync-probe {DIGEST} role=client cf=tmp", "not an absolute path"),
-    (f"csync-probe {DIGEST} role=client cf=/", "not a normalised path"),
-    (f"csync-probe {DIGEST} role=client cf=/x;id", "unexpected characters"),
-    (f"csync-probe {DIGEST} role=client cf=$(id)", "unexpected characters"),
-    (f"csync-probe {DIGEST} role=client cf=`id`", "unexpected characters"),
-    (f"csync-probe {DIGEST} role=client cf=/x\nid", "unexpected characters"),
-    (f"csync-probe {DIGEST} role=client cf=/x *", "unexpected characters"),
-    (f"csync-probe {DIGEST} role=client cf=/x cf=/y", "cf given twice"),
-    (f"csync-probe {DIGEST} role=client cf=/x mount=/y", "role client takes cf only"),
-    (f"csync-probe {DIGEST} role=member cf=/x", "role member takes cf and mount"),
-    (f"csync-probe {DIGEST} role=master cf=/x minputs=/etc", "not a directory named inputs"),
-    (f"csync-probe {DIGEST} role=root cf=/x", "role: not member"),
-    (f"csync-probe {DIGEST} cf=/x", "no role"),
-    (f"csync-probe {DIGEST} role=client cf=/x path=/y", "unknown parameter path"),
-    (f"csync-probe {DIGEST} role=client cf", "not key=value"),
-    ("csync-probe md5:x role=client cf=/x", "no program digest"),
-    (f"csync-probe {DIGEST} role=client cf=/{'a' * 300}", "too long"),
-    (f"csync-probe {DIGEST} role=client cf=/x " + "x=y " * 300, "request too long"),
-])
+@pytest.mark.parametrize(
+    "request_line, why",
+    [
+        (None, "no request"),
+        ("", "no request"),
+        ("id", "not a csync probe request"),
+        ("/bin/sh -s", "not a csync probe request"),
+        ("csync-probe", "not a csync probe request"),
+        (f"csync-probe {DIGEST} role=client cf=/tmp/../etc", "not a normalised path"),
+        (f"csync-probe {DIGEST} role=client cf=tmp", "not an absolute path"),
+        (f"csync-probe {DIGEST} role=client cf=/", "not a normalised path"),
+        (f"csync-probe {DIGEST} role=client cf=/x;id", "unexpected characters"),
+        (f"csync-probe {DIGEST} role=client cf=$(id)", "unexpected characters"),
+        (f"csync-probe {DIGEST} role=client cf=`id`", "unexpected characters"),
+        (f"csync-probe {DIGEST} role=client cf=/x\nid", "unexpected characters"),
+        (f"csync-probe {DIGEST} role=client cf=/x *", "unexpected characters"),
+        (f"csync-probe {DIGEST} role=client cf=/x cf=/y", "cf given twice"),
+        (f"csync-probe {DIGEST} role=client cf=/x mount=/y", "role client takes cf only"),
+        (f"csync-probe {DIGEST} role=member cf=/x", "role member takes cf and mount"),
+        (f"csync-probe {DIGEST} role=master cf=/x minputs=/etc", "not a directory named inputs"),
+        (f"csync-probe {DIGEST} role=root cf=/x", "role: not member"),
+        (f"csync-probe {DIGEST} cf=/x", "no role"),
+        (f"csync-probe {DIGEST} role=client cf=/x path=/y", "unknown parameter path"),
+        (f"csync-probe {DIGEST} role=client cf", "not key=value"),
+        ("csync-probe md5:x role=client cf=/x", "no program digest"),
+        (f"csync-probe {DIGEST} role=client cf=/{'a' * 300}", "too long"),
+        (f"csync-probe {DIGEST} role=client cf=/x " + "x=y " * 300, "request too long"),
+    ],
+)
 def test_a_request_that_is_not_exactly_a_probe_request_is_refused(tmp_path, request_line, why):
     done = run_program(tmp_path, request_line)
     assert done.returncode == probeprogram.EXIT_REFUSED
@@ -111,8 +116,9 @@ def test_the_version_line_identifies_the_program_and_the_probe_reports_it(tmp_pa
     assert lines[0] == "#!/bin/sh" and probeprogram.parse_version_line(lines[1]) == (probeprogram.PROGRAM_VERSION, DIGEST)
     assert DIGEST == "sha256:" + __import__("hashlib").sha256(text.split("\n", 2)[2].encode()).hexdigest()
     assert probeprogram.parse_version_line("CSYNC_PROBE_PROGRAM=v1:sha256:abc") is None
-    assert parse_program({"kind": "file", "header": ["CSYNC_PROBE_PROGRAM=v7:sha256:" + "a" * 64]}) == \
-        ProbeProgram(kind="file", version=7, digest="sha256:" + "a" * 64)
+    assert parse_program({"kind": "file", "header": ["CSYNC_PROBE_PROGRAM=v7:sha256:" + "a" * 64]}) == ProbeProgram(
+        kind="file", version=7, digest="sha256:" + "a" * 64
+    )
     assert parse_program({"kind": "file", "header": None}) == ProbeProgram(kind="file")
     assert parse_program(None) is None
 
@@ -150,10 +156,12 @@ def test_the_install_script_writes_the_program_atomically_and_refuses_symlinks()
 def test_the_authorized_keys_line_forces_the_program_and_restricts_everything_else():
     key = probeprogram.parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3FLT9NtP4yjtk5i9877+ZVEGKRpa7ZqQB++pR2Sakg ci@runner")
     assert probeprogram.authorized_keys_line(key) == (
-        f'restrict,command="{dsau.PROBE_PROGRAM}" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3FLT9NtP4yjtk5i9877+ZVEGKRpa7ZqQB++pR2Sakg ci@runner')
+        f'restrict,command="{dsau.PROBE_PROGRAM}" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3FLT9NtP4yjtk5i9877+ZVEGKRpa7ZqQB++pR2Sakg ci@runner'
+    )
     hpux = probeprogram.authorized_keys_line(key, from_patterns=("10.0.0.5", "10.1.0.0/24"), syntax="hpux")
-    assert hpux.startswith('no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,from="10.0.0.5,10.1.0.0/24",'
-                           f'command="{dsau.PROBE_PROGRAM}" ssh-ed25519 ')
+    assert hpux.startswith(
+        f'no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,from="10.0.0.5,10.1.0.0/24",command="{dsau.PROBE_PROGRAM}" ssh-ed25519 '
+    )
     for bad in ('10.0.0.5"', "a,b", "x y"):
         with pytest.raises(commands.UnsafeValue):
             probeprogram.authorized_keys_line(key, from_patterns=(bad,))
@@ -207,19 +215,26 @@ def test_install_probe_is_planned_where_the_program_is_missing_or_older_never_wh
 def test_a_host_the_plan_identity_could_not_probe_gets_its_program_installed():
     state = with_plan_identity(sitefacts.site())
     facts = {n: f.model_copy(update={"probe_program": CURRENT}) for n, f in sitefacts.converged(state).items()}
-    facts["client1"] = facts["client1"].model_copy(update={"reachable": False, "reason": "its probe program is version 0",
-                                                            "reason_kind": "probe-program",
-                                                            "probe_program": ProbeProgram(kind="file", version=0, digest="sha256:" + "0" * 64)})
+    facts["client1"] = facts["client1"].model_copy(
+        update={
+            "reachable": False,
+            "reason": "its probe program is version 0",
+            "reason_kind": "probe-program",
+            "probe_program": ProbeProgram(kind="file", version=0, digest="sha256:" + "0" * 64),
+        }
+    )
     plan = make_plan(state, facts)
     assert [(a.kind, a.host) for a in plan.actions] == [("install-probe", "client1")]
     assert any(f.host == "client1" and "version 0" in f.message for f in plan.unknown)
 
 
 def test_the_plan_identity_is_a_desired_state_field_resolved_per_host(tmp_path):
-    state = DesiredState.model_validate({
-        **sitefacts.site().model_dump(mode="json", exclude={"access"}),
-        "access": {"plan_identity_file": "~/.ssh/plan", "hosts": {"client1": {"plan_identity_file": "/keys/c1"}}},
-    })
+    state = DesiredState.model_validate(
+        {
+            **sitefacts.site().model_dump(mode="json", exclude={"access"}),
+            "access": {"plan_identity_file": "~/.ssh/plan", "hosts": {"client1": {"plan_identity_file": "/keys/c1"}}},
+        }
+    )
     assert state.access.plan_identity
     assert state.access.for_host("client1").plan_identity_file == "/keys/c1"
     assert state.access.for_host("client2").expanded().plan_identity_file == os.path.expanduser("~/.ssh/plan")

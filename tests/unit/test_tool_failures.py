@@ -31,8 +31,35 @@ from tests.keys import keypair, public
 from tests.unit import sitefacts
 
 # Every external program a script of csync's may call (shell builtins cannot be replaced).
-TOOLS = ("ls", "find", "cksum", "awk", "sed", "grep", "cut", "sort", "wc", "uname", "date", "mkdir", "cp", "mv",
-         "chmod", "rm", "cat", "sleep", "tr", "head", "cmviewcl", "cmrunpkg", "cmmodpkg", "cmhaltpkg", "cmversion", "cfrun", "cfagent")
+TOOLS = (
+    "ls",
+    "find",
+    "cksum",
+    "awk",
+    "sed",
+    "grep",
+    "cut",
+    "sort",
+    "wc",
+    "uname",
+    "date",
+    "mkdir",
+    "cp",
+    "mv",
+    "chmod",
+    "rm",
+    "cat",
+    "sleep",
+    "tr",
+    "head",
+    "cmviewcl",
+    "cmrunpkg",
+    "cmmodpkg",
+    "cmhaltpkg",
+    "cmversion",
+    "cfrun",
+    "cfagent",
+)
 MESSAGE = "simulated failure"
 LOCK_ID = "0b4f2c1e-8a3d-4c5e-9f6a-1b2c3d4e5f60"
 
@@ -91,13 +118,19 @@ def tree(tmp_path: Path) -> Tree:
     _write_exec(normal / "cfrun", '#!/bin/sh\nwhile read -r h; do case $h in maxchild*) ;; *) echo "cfrun $h: ok" ;; esac; done < "$2"\n')
     _write_exec(normal / "cfagent", '#!/bin/sh\necho "cfagent 10.1.0.10: ok"\n')
     state = sitefacts.site(members=1, clients=2)
-    state = DesiredState.model_validate({
-        **state.model_dump(mode="json"),
-        "master": {**state.model_dump(mode="json")["master"], "package": {"name": "csync", "address": sitefacts.PKG_IP, "mount": str(mount)}},
-        "paths": {"cfengine_dir": str(cf), "standalone_master_inputs": str(root / "master-inputs"),
-                  "package_files_dir": str(root / "pkgfiles"), "dispatcher": str(normal / "dispatcher"),
-                  "wizard": str(normal / "wizard")},
-    })
+    state = DesiredState.model_validate(
+        {
+            **state.model_dump(mode="json"),
+            "master": {**state.model_dump(mode="json")["master"], "package": {"name": "csync", "address": sitefacts.PKG_IP, "mount": str(mount)}},
+            "paths": {
+                "cfengine_dir": str(cf),
+                "standalone_master_inputs": str(root / "master-inputs"),
+                "package_files_dir": str(root / "pkgfiles"),
+                "dispatcher": str(normal / "dispatcher"),
+                "wizard": str(normal / "wizard"),
+            },
+        }
+    )
     return Tree(root, state, normal, root / "calls.log")
 
 
@@ -131,6 +164,7 @@ def probe_outcome(role: str) -> Callable[[CommandResult], Outcome]:
         if facts.cluster_error:
             return "fail", facts.cluster_error
         return "ok", facts.model_dump()
+
     return outcome
 
 
@@ -164,6 +198,7 @@ def live_outcome(tool: str, targets: list[str]) -> Callable[[CommandResult], Out
         if run.error or run.problems:
             return "fail", f"{run.error} {run.problems}"
         return "ok", {a: x.ok for a, x in run.results.items()}
+
     return outcome
 
 
@@ -173,6 +208,7 @@ def preview_outcome(nonce: str, count: int) -> Callable[[CommandResult], Outcome
         if any(x.error or x.release_exit != 0 or not x.ran or x.exit_code != 0 for x in runs):
             return "fail", " ".join(f"{x.error} {x.release} {' '.join(x.stderr)}" for x in runs)
         return "ok", [(x.release, x.stdout) for x in runs]
+
     return outcome
 
 
@@ -182,11 +218,20 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
     pem = public("new")
     out: dict[str, tuple[str, Callable[[CommandResult], Outcome]]] = {}
     for role in ("client", "member"):
-        out[f"probe {role}"] = (commands.probe(s, role).script.replace(f"PKGFILES={dsau.PACKAGE_FILES_DIR}", f"PKGFILES={t.root / 'pkgfiles'}"),
-                                probe_outcome(role))
-    out["probe master"] = (commands.probe_script("master", cfengine_dir=s.paths.cfengine_dir, mount="",
-                                                 master_inputs=str(t.root / "csync" / "dsau" / "cfengine_master" / "inputs"),
-                                                 state_dir=str(t.root / "csync" / "dsau" / "csync")).script, probe_outcome("master"))
+        out[f"probe {role}"] = (
+            commands.probe(s, role).script.replace(f"PKGFILES={dsau.PACKAGE_FILES_DIR}", f"PKGFILES={t.root / 'pkgfiles'}"),
+            probe_outcome(role),
+        )
+    out["probe master"] = (
+        commands.probe_script(
+            "master",
+            cfengine_dir=s.paths.cfengine_dir,
+            mount="",
+            master_inputs=str(t.root / "csync" / "dsau" / "cfengine_master" / "inputs"),
+            state_dir=str(t.root / "csync" / "dsau" / "csync"),
+        ).script,
+        probe_outcome("master"),
+    )
     actions = {
         "copy_key": commands.copy_key(s, "root-10.1.0.1.pub", "root-10.1.0.2.pub"),
         "install_key": commands.install_key(s, "root-10.1.0.3.pub", pem, "SHA256:x"),
@@ -209,8 +254,10 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
         return "ok", [o for _rc, o, _e in parts]
 
     out["batch"] = (both.script, batch_outcome)
-    previews = [PreviewRequest("start-package:package.csync", "start", "csync", "node1", "node1"),
-                PreviewRequest("halt-package:package.csync", "halt", "csync", "node1", "node1")]
+    previews = [
+        PreviewRequest("start-package:package.csync", "start", "csync", "node1", "node1"),
+        PreviewRequest("halt-package:package.csync", "halt", "csync", "node1", "node1"),
+    ]
     out["preview"] = (preview.preview_script(previews, nonce, timeout=30).script, preview_outcome(nonce, len(previews)))
     record = f'{{"id":"{LOCK_ID}","user":"t"'
     out["lock acquire"] = (sitestate.lock_acquire(s, LOCK_ID, record, 60, [], local_dir=local).script, lock_outcome)
@@ -219,8 +266,10 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
     out["lock release"] = (sitestate.lock_release(s, LOCK_ID, local_dir=local).script, lock_outcome)
     out["lock remove"] = (sitestate.lock_remove(s, ["1:2"], local_dir=local).script, lock_outcome)
     out["inventory"] = (sitestate.inventory_update(s, [("node1", "root-10.1.0.21.pub"), ("node1", "root-10.1.0.22.pub")]).script, inventory_outcome)
-    out["discovery"] = (discovery.discover(package_files_dir=str(t.root / "pkgfiles"),
-                                           standalone_master_inputs=str(t.root / "master-inputs")).script, discovery_outcome)
+    out["discovery"] = (
+        discovery.discover(package_files_dir=str(t.root / "pkgfiles"), standalone_master_inputs=str(t.root / "master-inputs")).script,
+        discovery_outcome,
+    )
     clients = ["10.1.0.21", "10.1.0.22"]
     out["cfrun check"] = (commands.cfrun_check(clients, cfengine_dir=s.paths.cfengine_dir).script, live_outcome("cfrun", clients))
     out["cfagent check"] = (commands.cfagent_check(sitefacts.PKG_IP).script, live_outcome("cfagent", [sitefacts.PKG_IP]))

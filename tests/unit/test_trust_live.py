@@ -49,8 +49,14 @@ def test_parses_every_line_of_the_grammar():
     results, problems = parse_check_output("cfrun", SAMPLES, [A, B, C])
     assert problems == []
     assert results[A] == LiveResult(ok=True, line=f"cfrun {A}: ok")
-    assert results[B] == LiveResult(ok=False, line=SAMPLES.splitlines()[1], message="BAD: key could not be accepted on trust",
-                                    where="remote", path=f"{PP}/root-127.0.10.3.pub", detail="missing")
+    assert results[B] == LiveResult(
+        ok=False,
+        line=SAMPLES.splitlines()[1],
+        message="BAD: key could not be accepted on trust",
+        where="remote",
+        path=f"{PP}/root-127.0.10.3.pub",
+        detail="missing",
+    )
     assert (results[C].where, results[C].detail, results[C].message) == ("local", "mismatch", f"Key-authentication for {C} failed")
 
 
@@ -111,10 +117,12 @@ def test_interpret_maps_exit_codes():
 
 
 def test_cfruns_questions_and_notices_are_not_results():
-    text = (f"WARNING - You do not have a public key from host {A} = {A}\n"
-            "          Do you want to accept one on trust? (yes/no)\n\n"
-            f"--> cfrun {A}: Not authorized to trust the server={A}'s public key (trustkey=false) [local {PP}/root-{A}.pub unreadable]\n"
-            f"Accepting public key from {B}\ncfrun {B}: ok\n")
+    text = (
+        f"WARNING - You do not have a public key from host {A} = {A}\n"
+        "          Do you want to accept one on trust? (yes/no)\n\n"
+        f"--> cfrun {A}: Not authorized to trust the server={A}'s public key (trustkey=false) [local {PP}/root-{A}.pub unreadable]\n"
+        f"Accepting public key from {B}\ncfrun {B}: ok\n"
+    )
     results, problems = parse_check_output("cfrun", text, [A, B])
     assert problems == [] and results[B].ok and (results[A].where, results[A].detail) == ("local", "unreadable")
     assert parse_check_output("cfagent", f"Accepting public key from {A}\n", [])[1] == [f"unexpected line: 'Accepting public key from {A}'"]
@@ -170,8 +178,13 @@ def test_a_live_check_that_says_what_was_predicted_agrees():
 def test_an_unexpected_live_failure_is_a_disagreement_naming_its_line():
     state = site()
     report = trust_report(state, converged(state))
-    bad = LiveResult(ok=False, line=f"cfrun {client_ip(1)}: BAD: keys did not match [remote {PP}/root-{member_ip(1)}.pub mismatch]",
-                     where="remote", path=f"{PP}/root-{member_ip(1)}.pub", detail="mismatch")
+    bad = LiveResult(
+        ok=False,
+        line=f"cfrun {client_ip(1)}: BAD: keys did not match [remote {PP}/root-{member_ip(1)}.pub mismatch]",
+        where="remote",
+        path=f"{PP}/root-{member_ip(1)}.pub",
+        detail="mismatch",
+    )
     [d] = compare(report, live_from(report, {("node1", "client1"): bad}))
     assert (d.check, d.member, d.client, d.predicted, d.live) == ("cfrun", "node1", "client1", "ok", "FAIL")
     assert d.message.startswith("cfrun node1 -> client1: predicted ok, but the live check failed: cfrun")
@@ -243,7 +256,9 @@ def test_alike_clients_are_grouped_with_their_causes_once():
     view = big_view()
     groups = group_clients(view)
     assert [client_label(g.clients, view.report.clients) for g in groups] == [
-        "client1..client6, client8..client189 (188)", "client7 (1)", "client190..client200 (11)",
+        "client1..client6, client8..client189 (188)",
+        "client7 (1)",
+        "client190..client200 (11)",
     ]
     assert groups[0].ok and groups[0].cells == ("ok",) * 9
     assert groups[2].cells == ("ok",) * 7 + ("FAIL", "ok")

@@ -153,8 +153,11 @@ def test_the_rich_facts_table_fits_the_terminal_and_keeps_every_detail(width):
     assert all(len(line.rstrip()) <= width for line in lines)
     assert set(lines[1].strip()) == {"─"}  # a rule under the header
     words = text.split()
-    for detail in ("cluster c1 up; csync up on node1; package filesystem mounted", "connection refused",
-                   "hostname web1.example; ppkeys is a symbolic link (not read)"):
+    for detail in (
+        "cluster c1 up; csync up on node1; package filesystem mounted",
+        "connection refused",
+        "hostname web1.example; ppkeys is a symbolic link (not read)",
+    ):
         assert all(w in words for w in detail.split()), detail  # wrapped, never cut
     header = lines[0].split()
     if width >= 120:  # a DETAIL column
@@ -195,10 +198,12 @@ def test_one_style_helper():
 
 
 def test_one_spelling_of_a_finding():
-    assert finding_line(Finding(address="member.node3", host="node3", message="not in the cluster")) == \
-        "member.node3 (on node3): not in the cluster"
+    assert finding_line(Finding(address="member.node3", host="node3", message="not in the cluster")) == "member.node3 (on node3): not in the cluster"
     assert finding_line(Finding(address="package.csync", message="no member up")) == "package.csync: no member up"
     root = Path(reconciler.__file__).parent
-    spelled = [str(p.relative_to(root)) for p in [*root.joinpath("views").glob("*.py"), *root.joinpath("cli").glob("*.py")]
-               if "' (on {f.host})'" in p.read_text(encoding="utf-8")]
+    spelled = [
+        str(p.relative_to(root))
+        for p in [*root.joinpath("views").glob("*.py"), *root.joinpath("cli").glob("*.py")]
+        if "' (on {f.host})'" in p.read_text(encoding="utf-8")
+    ]
     assert spelled == []

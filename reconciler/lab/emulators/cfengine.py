@@ -221,8 +221,7 @@ class Caller:
     address it resolved to and connects to; ``keyname`` what root-<keyname>.pub the server's
     key is looked up as; ``trust`` whether a missing key may be accepted on trust."""
 
-    def __init__(self, tool: str, server: str, address: str, keyname: str, trust: bool, source: str,
-                 timeout: float | None, domain: str = ""):
+    def __init__(self, tool: str, server: str, address: str, keyname: str, trust: bool, source: str, timeout: float | None, domain: str = ""):
         self.tool, self.server, self.address, self.keyname = tool, server, address, keyname
         self.trust, self.source, self.timeout, self.domain = trust, source, timeout, domain
 
@@ -254,12 +253,12 @@ class Caller:
         # cfrun: no time limit once connected (recv), and connecting to a lab address that
         # nobody listens on is refused at once; cfagent: the lab's limits [ours]
         limit = "none" if self.timeout is None else str(CF_TIMEOUT)
-        argv = [labhost.SSH, "-F", CFNET_CONFIG, "-o", f"ConnectTimeout={limit}", "-b", self.source, target,
-                "cfservd", self.address]
+        argv = [labhost.SSH, "-F", CFNET_CONFIG, "-o", f"ConnectTimeout={limit}", "-b", self.source, target, "cfservd", self.address]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         expired = threading.Event()
         timer = None
         if self.timeout is not None:
+
             def expire() -> None:
                 expired.set()
                 proc.kill()
@@ -326,8 +325,16 @@ class Caller:
             raise self._failed(e.detail, "No public/private key pair found") from None
         server_key, why = have_public_key(self.keyname)
         nonce = os.urandom(32)
-        _send(proc.stdin, {"hello": own_public_pem.decode(), "nonce": base64.b64encode(nonce).decode(),
-                           "have_key": server_key is not None, "user": "root", "name": self._asserted_name()})
+        _send(
+            proc.stdin,
+            {
+                "hello": own_public_pem.decode(),
+                "nonce": base64.b64encode(nonce).decode(),
+                "have_key": server_key is not None,
+                "user": "root",
+                "name": self._asserted_name(),
+            },
+        )
         reply = _receive(proc.stdout)
         if reply is None:
             raise self._gone(proc, expired)
@@ -336,12 +343,10 @@ class Caller:
         if server_key is not None:
             if not _verify(server_key, reply.get("signature", ""), SERVER_CONTEXT + self.address.encode() + b"\0" + nonce):
                 _send(proc.stdin, {"abort": True})
-                raise self._failed(f"local {key_path(self.keyname)} mismatch",
-                                   f"Challenge response from server {self.server}/{self.address} was incorrect!")
+                raise self._failed(f"local {key_path(self.keyname)} mismatch", f"Challenge response from server {self.server}/{self.address} was incorrect!")
         elif not self.trust:
             _send(proc.stdin, {"abort": True})
-            raise self._failed(f"local {key_path(self.keyname)} {why}",
-                               f"Not authorized to trust the server={self.server}'s public key (trustkey=false)")
+            raise self._failed(f"local {key_path(self.keyname)} {why}", f"Not authorized to trust the server={self.server}'s public key (trustkey=false)")
         challenge = base64.b64decode(reply.get("challenge", ""))
         _send(proc.stdin, {"response": _sign(own, CLIENT_CONTEXT + challenge)})
         final = _receive(proc.stdout)
@@ -364,8 +369,7 @@ def _answering(lab: labhost.LabState, address: str, unreachable) -> str:
     package = lab.package()
     if package and address in [package["address"], *package.get("extra_addresses", ())]:
         # [ours] a package that is still starting does not answer yet; a detached one still does.
-        owner = next((p.get("owner") for p in sgcluster.Cluster.read(lab).packages
-                      if p["address"] == package["address"] and p["status"] != "starting"), None)
+        owner = next((p.get("owner") for p in sgcluster.Cluster.read(lab).packages if p["address"] == package["address"] and p["status"] != "starting"), None)
         if not owner:
             raise unreachable(f"package {package['name']} is not running")
         return lab.host(owner)["address"]
@@ -383,8 +387,7 @@ def _default_source(me: dict, tool: str) -> str:
     chosen = os.environ.get(SOURCE_ENV, "").strip()
     if chosen:
         if chosen not in _own_addresses(me):
-            raise SystemExit(_usage(tool, f"{SOURCE_ENV}={chosen} is not an address of this host "
-                                          f"({', '.join(_own_addresses(me))})", None))
+            raise SystemExit(_usage(tool, f"{SOURCE_ENV}={chosen} is not an address of this host ({', '.join(_own_addresses(me))})", None))
         return chosen
     return me["address"]
 
@@ -461,8 +464,9 @@ class HostsFile:
         self.messages: list[str] = []
 
 
-SETTING = {name: re.compile(rf"^{name}\s*=\s*([^#\s]*)") for name in
-           ("domain", "hostnamekeys", "maxchild", "outputdir", "outputlevel", "include", "bindtointerface")}
+SETTING = {
+    name: re.compile(rf"^{name}\s*=\s*([^#\s]*)") for name in ("domain", "hostnamekeys", "maxchild", "outputdir", "outputlevel", "include", "bindtointerface")
+}
 
 
 def read_hosts_file(top: str, restrict: list[str]) -> HostsFile:
@@ -582,8 +586,7 @@ class Poll:
     def ask(self, address: str) -> bool:
         """The question for a key cfrun lacks; True for yes. At end of input the reply stays
         what it was and cfrun asks again, for ever."""
-        self.write(f"WARNING - You do not have a public key from host {self.host} = {address}\n"
-                   "          Do you want to accept one on trust? (yes/no)\n\n--> ")
+        self.write(f"WARNING - You do not have a public key from host {self.host} = {address}\n          Do you want to accept one on trust? (yes/no)\n\n--> ")
         stdin, reply = Stdin(), ""
         while True:
             got = stdin.fgets()
@@ -750,8 +753,7 @@ def cfservd(argv: list[str]) -> int:
         return 1
     nonce = base64.b64decode(hello.get("nonce", ""))
     challenge = os.urandom(32)
-    _send(out, {"ok": True, "signature": _sign(own, SERVER_CONTEXT + connected.encode() + b"\0" + nonce),
-                "challenge": base64.b64encode(challenge).decode()})
+    _send(out, {"ok": True, "signature": _sign(own, SERVER_CONTEXT + connected.encode() + b"\0" + nonce), "challenge": base64.b64encode(challenge).decode()})
     answer = _receive(inp)
     if answer is None or answer.get("abort"):
         return 1
@@ -774,8 +776,9 @@ def cfkey(argv: list[str]) -> int:
         return _usage("cfkey", f"unexpected argument {argv[0]!r}", "cfkey")
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     os.makedirs(labhost.PPKEYS, mode=0o700, exist_ok=True)
-    labhost.write_atomic(OWN_PRIVATE, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                                        serialization.NoEncryption()), 0o600)
+    labhost.write_atomic(
+        OWN_PRIVATE, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()), 0o600
+    )
     labhost.write_atomic(OWN_PUBLIC, key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1), 0o644)
     print(f"cfkey: new key pair in {labhost.PPKEYS}")
     return 0

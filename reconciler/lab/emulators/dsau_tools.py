@@ -99,8 +99,10 @@ class Bundle:
         lines = ["set -e", "umask 077"]
         lines += [f"mkdir -p {shlex.quote(d)}" for d, _ in self.dirs]
         # empty a directory with POSIX tools only (the hpux userland has no find -mindepth/-delete)
-        lines += [f"for f in {shlex.quote(d)}/* {shlex.quote(d)}/.[!.]* {shlex.quote(d)}/..?*; do "
-                  "if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf \"$f\"; fi; done" for d in self.emptied]
+        lines += [
+            f'for f in {shlex.quote(d)}/* {shlex.quote(d)}/.[!.]* {shlex.quote(d)}/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then rm -rf "$f"; fi; done'
+            for d in self.emptied
+        ]
         lines.append("tar -C / -xpf -")
         return "\n".join(lines)
 
@@ -171,11 +173,9 @@ def master_here(lab: labhost.LabState, program: str) -> tuple[str | None, dict |
     cluster = sgcluster.Cluster.read(lab)
     pkg = next(p for p in cluster.packages if p["name"] == package["name"])
     if pkg["status"] != "up" or not pkg.get("owner"):
-        raise Failed(f"{program}: package {pkg['name']} is not running; start it (cmrunpkg {pkg['name']}) "
-                     f"and run this command on the node that runs it")
+        raise Failed(f"{program}: package {pkg['name']} is not running; start it (cmrunpkg {pkg['name']}) and run this command on the node that runs it")
     if pkg["owner"] != me:
-        raise Failed(f"{program}: package {pkg['name']} runs on node {pkg['owner']}, not on this node ({me}); "
-                     f"run this command on {pkg['owner']}")
+        raise Failed(f"{program}: package {pkg['name']} runs on node {pkg['owner']}, not on this node ({me}); run this command on {pkg['owner']}")
     if not os.path.isdir(os.path.join(package["mount"], "dsau", "cfengine_master")):
         raise Failed(f"{program}: the package filesystem is not mounted at {package['mount']}")
     return package["mount"], {"cluster": cluster, "package": pkg}
@@ -287,16 +287,17 @@ def csync_wizard(argv: list[str]) -> int:
         answers = dict(zip(everyone, pool.map(lambda a: None if a == me["address"] else answers_root_ssh(a), everyone)))
     silent = [f"{a} ({why})" for a, why in answers.items() if why]
     if silent:
-        raise Failed("csync_wizard: every system must be reachable to regenerate keys; no answer from "
-                     + ", ".join(silent) + "; no key was changed")
+        raise Failed("csync_wizard: every system must be reachable to regenerate keys; no answer from " + ", ".join(silent) + "; no key was changed")
 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     def new_pair() -> tuple[bytes, bytes]:
         key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-        return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
-                key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1))
+        return (
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
+        )
 
     master_priv, master_pub = new_pair()
     client_pairs = {a: new_pair() for a in clients}
@@ -356,8 +357,7 @@ def csshsetup(argv: list[str]) -> int:
             failures += 1
             continue
         # Stands for "type root's password on the remote host once".
-        add = ("umask 077; mkdir -p /root/.ssh; f=/root/.ssh/authorized_keys; touch $f; "
-               "read -r k; grep -qxF \"$k\" $f || printf '%s\\n' \"$k\" >> $f")
+        add = 'umask 077; mkdir -p /root/.ssh; f=/root/.ssh/authorized_keys; touch $f; read -r k; grep -qxF "$k" $f || printf \'%s\\n\' "$k" >> $f'
         done = labhost.in_mount_ns(pid, ["/bin/sh", "-c", add], input=line + b"\n")
         problem = labhost.ssh_error(done) if done.returncode else answers_root_ssh(host["address"])
         if problem:

@@ -147,8 +147,7 @@ def in_mount_ns(pid: int, argv: list[str], input: bytes | None = None, timeout: 
     This is the lab's back door: it stands for what happens on a host without going through
     the network (a package filesystem mounted by the cluster, a password typed at a prompt).
     """
-    return subprocess.run([NSENTER, f"--mount=/proc/{pid}/ns/mnt", "--", *argv], input=input,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run([NSENTER, f"--mount=/proc/{pid}/ns/mnt", "--", *argv], input=input, capture_output=True, timeout=timeout)
 
 
 def root_ssh(address: str, command: str, input: bytes | None = None, timeout: float = 30) -> subprocess.CompletedProcess:

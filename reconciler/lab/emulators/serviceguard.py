@@ -64,8 +64,17 @@ USAGE_DETACH = {  # A.11.20
     "cmhaltnode": "cmhaltnode -d [-v] [node...]",
     "cmhaltcl": "cmhaltcl -d [-v]",
 }
-OPTIONS = {"cmviewcl": "vf:l:p:n:", "cmrunpkg": "vn:", "cmhaltpkg": "vn:", "cmmodpkg": "edvn:", "cmrunnode": "v",
-           "cmhaltnode": "fv", "cmruncl": "v", "cmhaltcl": "fv", "cmversion": ""}
+OPTIONS = {
+    "cmviewcl": "vf:l:p:n:",
+    "cmrunpkg": "vn:",
+    "cmhaltpkg": "vn:",
+    "cmmodpkg": "edvn:",
+    "cmrunnode": "v",
+    "cmhaltnode": "fv",
+    "cmruncl": "v",
+    "cmhaltcl": "fv",
+    "cmversion": "",
+}
 PREVIEW_OPTIONS = {"cmrunpkg": "t", "cmhaltpkg": "t", "cmmodpkg": "tm:", "cmrunnode": "t", "cmhaltnode": "t", "cmruncl": "t"}
 DETACH_OPTIONS = {"cmhaltnode": "d", "cmhaltcl": "d"}
 
@@ -154,9 +163,18 @@ def render_table(cluster: sgcluster.Cluster, verbose: bool, level: str | None, p
         out.append(f"{indent}{'PACKAGE':<14} {'STATUS':<12} {'STATE':<12} {'AUTO_RUN':<12} NODE")
         out.append(f"{indent}{pkg['name']:<14} {pkg['status']:<12} {pkg['state']:<12} {pkg['autorun']:<12} {pkg.get('owner') or 'unowned'}")
         if verbose:
-            out.extend(["", f"{indent}  Policy_Parameters:", f"{indent}  {'POLICY_NAME':<15} CONFIGURED_VALUE",
-                    f"{indent}  {'Failover':<15} configured_node", f"{indent}  {'Failback':<15} manual", "",
-                    f"{indent}  Node_Switching_Parameters:", f"{indent}  {'NODE_TYPE':<12} {'STATUS':<12} {'SWITCHING':<12} NAME"])
+            out.extend(
+                [
+                    "",
+                    f"{indent}  Policy_Parameters:",
+                    f"{indent}  {'POLICY_NAME':<15} CONFIGURED_VALUE",
+                    f"{indent}  {'Failover':<15} configured_node",
+                    f"{indent}  {'Failback':<15} manual",
+                    "",
+                    f"{indent}  Node_Switching_Parameters:",
+                    f"{indent}  {'NODE_TYPE':<12} {'STATUS':<12} {'SWITCHING':<12} NAME",
+                ]
+            )
             status = {n["name"]: n["status"] for n in cluster.nodes}
             for i, entry in enumerate(pkg["nodes"]):
                 current = "(current)" if entry["name"] == pkg.get("owner") else ""
@@ -259,8 +277,7 @@ def cmhaltpkg(opts: dict, args: list[str]) -> list[str]:
         for pkg in args:
             p = cluster.package(pkg, "cmhaltpkg")
             if nodes and p.get("owner") not in nodes:  # [doc] fails unless running on the named nodes
-                raise sgcluster.SgError(f"cmhaltpkg: Unable to halt package {pkg}: package is not running on node "
-                                        f"{', '.join(nodes)}.")
+                raise sgcluster.SgError(f"cmhaltpkg: Unable to halt package {pkg}: package is not running on node {', '.join(nodes)}.")
             cluster.halt_package(pkg)
 
     return _change("cmhaltpkg", opts, args, body)
@@ -303,8 +320,7 @@ def cmrunnode(opts: dict, args: list[str]) -> list[str]:
 def cmhaltnode(opts: dict, args: list[str]) -> list[str]:
     if "-d" in opts and "-f" in opts:
         raise Usage("-d and -f are mutually exclusive")
-    return _change("cmhaltnode", opts, [], lambda c: c.halt_nodes(args or [_this_node()], force="-f" in opts,
-                                                                    detach="-d" in opts))
+    return _change("cmhaltnode", opts, [], lambda c: c.halt_nodes(args or [_this_node()], force="-f" in opts, detach="-d" in opts))
 
 
 def cmruncl(opts: dict, args: list[str]) -> list[str]:
@@ -328,9 +344,17 @@ def cmversion(opts: dict, args: list[str]) -> list[str]:
     return [release()]
 
 
-COMMANDS = {"cmviewcl": cmviewcl, "cmrunpkg": cmrunpkg, "cmhaltpkg": cmhaltpkg, "cmmodpkg": cmmodpkg,
-            "cmrunnode": cmrunnode, "cmhaltnode": cmhaltnode, "cmruncl": cmruncl, "cmhaltcl": cmhaltcl,
-            "cmversion": cmversion}
+COMMANDS = {
+    "cmviewcl": cmviewcl,
+    "cmrunpkg": cmrunpkg,
+    "cmhaltpkg": cmhaltpkg,
+    "cmmodpkg": cmmodpkg,
+    "cmrunnode": cmrunnode,
+    "cmhaltnode": cmhaltnode,
+    "cmruncl": cmruncl,
+    "cmhaltcl": cmhaltcl,
+    "cmversion": cmversion,
+}
 
 
 def main(argv: list[str]) -> int:

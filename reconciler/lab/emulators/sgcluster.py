@@ -88,16 +88,21 @@ class SgError(Exception):
 def new_cluster(name: str, nodes: list[str], package: dict | None) -> dict:
     """A cluster with every node up and running; ``package`` is
     {name, address, mount, owner (None = halted), autorun}."""
-    data = {"name": name, "status": "up", "nodes": [{"name": n, "status": "up", "state": "running"} for n in nodes],
-            "packages": []}
+    data = {"name": name, "status": "up", "nodes": [{"name": n, "status": "up", "state": "running"} for n in nodes], "packages": []}
     if package is not None:
         running = package.get("owner") is not None
-        data["packages"].append({
-            "name": package["name"], "address": package["address"], "mount": package["mount"],
-            "status": "up" if running else "down", "state": "running" if running else "halted",
-            "owner": package.get("owner"), "autorun": package.get("autorun", "enabled" if running else "disabled"),
-            "nodes": [{"name": n, "switching": "enabled"} for n in nodes],
-        })
+        data["packages"].append(
+            {
+                "name": package["name"],
+                "address": package["address"],
+                "mount": package["mount"],
+                "status": "up" if running else "down",
+                "state": "running" if running else "halted",
+                "owner": package.get("owner"),
+                "autorun": package.get("autorun", "enabled" if running else "disabled"),
+                "nodes": [{"name": n, "switching": "enabled"} for n in nodes],
+            }
+        )
     return data
 
 
@@ -171,8 +176,7 @@ class Cluster:
 
     def _eligible(self, pkg: dict, node: str) -> bool:
         n = next((x for x in self.nodes if x["name"] == node), None)
-        return (n is not None and n["status"] == "up" and self.switching(pkg, node) == "enabled"
-                and self.lab.alive(node))
+        return n is not None and n["status"] == "up" and self.switching(pkg, node) == "enabled" and self.lab.alive(node)
 
     def _adoptive(self, pkg: dict, after: str | None) -> str | None:
         """The node the package goes to: the first eligible node of its list, starting after
@@ -180,7 +184,7 @@ class Cluster:
         order = [e["name"] for e in pkg["nodes"]]
         if after in order:
             i = order.index(after)
-            order = order[i + 1:] + order[:i]
+            order = order[i + 1 :] + order[:i]
         return next((n for n in order if self._eligible(pkg, n)), None)
 
     # --- the package filesystem ----------------------------------------------------------
@@ -242,8 +246,7 @@ class Cluster:
     def _settle(self) -> None:
         """Start every halted package whose global switching is enabled, as Serviceguard does."""
         for pkg in self.packages:
-            if (pkg["status"] == "down" and pkg["state"] in ("halted", "failed") and not pkg.get("maintenance")
-                    and pkg["autorun"] == "enabled"):
+            if pkg["status"] == "down" and pkg["state"] in ("halted", "failed") and not pkg.get("maintenance") and pkg["autorun"] == "enabled":
                 target = self._adoptive(pkg, after=None)
                 if target is not None:
                     self._start(pkg, target)
@@ -255,8 +258,10 @@ class Cluster:
     # --- commands ------------------------------------------------------------------------
     def _not_transitory(self, pkg: dict, what: str, cmd: str) -> None:
         if pkg["status"] in TRANSITORY:
-            raise SgError(f"{cmd}: Unable to {what} package {pkg['name']}: package is {pkg['status']} on node "
-                          f"{pkg.get('owner')}; try again when it is no longer in a transitory state.")
+            raise SgError(
+                f"{cmd}: Unable to {what} package {pkg['name']}: package is {pkg['status']} on node "
+                f"{pkg.get('owner')}; try again when it is no longer in a transitory state."
+            )
 
     def no_preview_in_maintenance(self, pkg_name: str, cmd: str) -> None:
         """[doc] "You cannot use the -t option with any command operating on a package in
@@ -272,20 +277,23 @@ class Cluster:
             raise SgError(f"{cmd}: Unable to run package {pkg_name}: package is already running on node {pkg['owner']}.")
         if pkg["status"] == "detached":
             # [doc] "You cannot run a package that has been detached": halt it first.
-            raise SgError(f"{cmd}: Unable to run package {pkg_name}: package is detached on node {pkg['owner']}. "
-                          f"Halt it first (cmhaltpkg {pkg_name}).")
+            raise SgError(f"{cmd}: Unable to run package {pkg_name}: package is detached on node {pkg['owner']}. Halt it first (cmhaltpkg {pkg_name}).")
         self._not_transitory(pkg, "run", cmd)
         if self.switching(pkg, node_name) is None:
             raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node is not configured to run the package.")
         if node["status"] != "up":
             raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node is not running (status {node['status']}, state {node['state']}).")
         if self.switching(pkg, node_name) != "enabled":
-            raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node switching is disabled for the "
-                          f"package on this node (enable it with cmmodpkg -e -n {node_name} {pkg_name}).")
+            raise SgError(
+                f"{cmd}: Unable to run package {pkg_name} on node {node_name}: node switching is disabled for the "
+                f"package on this node (enable it with cmmodpkg -e -n {node_name} {pkg_name})."
+            )
         if pkg.get("maintenance") and pkg["maintenance"] != node_name:
             # [doc] "While the package is in maintenance mode on a node, you can run the package only on that node."
-            raise SgError(f"{cmd}: Unable to run package {pkg_name} on node {node_name}: package is in maintenance mode "
-                          f"on node {pkg['maintenance']} and can run only there.")
+            raise SgError(
+                f"{cmd}: Unable to run package {pkg_name} on node {node_name}: package is in maintenance mode "
+                f"on node {pkg['maintenance']} and can run only there."
+            )
         self.log.append(f"Running package {pkg_name} on node {node_name}")
         try:
             self._start(pkg, node_name)
@@ -298,8 +306,9 @@ class Cluster:
         self._not_transitory(pkg, "halt", cmd)
         if pkg["status"] == "detached" and self.status != "up":
             # [doc] "You cannot halt detached packages while the cluster is down."
-            raise SgError(f"{cmd}: Unable to halt package {pkg_name}: package is detached and the cluster is down; "
-                          f"start the cluster (cmruncl) to re-attach it first.")
+            raise SgError(
+                f"{cmd}: Unable to halt package {pkg_name}: package is detached and the cluster is down; start the cluster (cmruncl) to re-attach it first."
+            )
         if pkg["status"] not in ("up", "detached"):
             raise SgError(f"{cmd}: Unable to halt package {pkg_name}: package is not running.")
         self.log.append(f"Halting package {pkg_name}")
@@ -320,8 +329,10 @@ class Cluster:
             if enable and pkg.get("maintenance"):
                 # [ours] a package in maintenance mode is never started or failed over by
                 # Serviceguard [doc]; the lab refuses to enable its global switching.
-                raise SgError(f"{cmd}: Unable to enable switching of package {pkg_name}: package is in maintenance mode "
-                              f"on node {pkg['maintenance']}; take it out first (cmmodpkg -m off {pkg_name}).")
+                raise SgError(
+                    f"{cmd}: Unable to enable switching of package {pkg_name}: package is in maintenance mode "
+                    f"on node {pkg['maintenance']}; take it out first (cmmodpkg -m off {pkg_name})."
+                )
             if enable and pkg["status"] == "detached" and self.preview:
                 raise SgError(f"{cmd}: Unable to preview: cmmodpkg -e -t is not supported for detached package {pkg_name}.")
             pkg["autorun"] = value
@@ -349,8 +360,10 @@ class Cluster:
             raise SgError(f"{where}: package switching is enabled; disable it first (cmmodpkg -d {pkg_name}).")
         if pkg["status"] == "up":
             if node_name is not None and node_name != pkg["owner"]:
-                raise SgError(f"{where} on node {node_name}: package is running on node {pkg['owner']}; "
-                              f"a running package can be placed in maintenance mode only on its own node.")
+                raise SgError(
+                    f"{where} on node {node_name}: package is running on node {pkg['owner']}; "
+                    f"a running package can be placed in maintenance mode only on its own node."
+                )
             node_name = pkg["owner"]
         elif node_name is None:
             raise SgError(f"{where}: package is not running; name the node with -n.")
@@ -394,14 +407,12 @@ class Cluster:
         if detach:
             for pkg, owner in running:
                 if pkg.get("maintenance"):  # [doc] a package in maintenance mode cannot be detached
-                    raise SgError(f"{cmd}: Unable to halt node {owner} with -d: package {pkg['name']} is in maintenance "
-                                  f"mode and cannot be detached.")
+                    raise SgError(f"{cmd}: Unable to halt node {owner} with -d: package {pkg['name']} is in maintenance mode and cannot be detached.")
                 if pkg["status"] in TRANSITORY:  # [ours] like halt_aborted [doc]: no detach mid-transition
                     raise SgError(f"{cmd}: Unable to halt node {owner} with -d: package {pkg['name']} is {pkg['status']}.")
         elif running and not force:
             pkg, owner = running[0]
-            raise SgError(f"{cmd}: Unable to halt node {owner}: package {pkg['name']} is running on it. "
-                          f"Use -f to halt the node and fail its packages over.")
+            raise SgError(f"{cmd}: Unable to halt node {owner}: package {pkg['name']} is running on it. Use -f to halt the node and fail its packages over.")
         halted = []
         for name in names:
             node = self.node(name, cmd)
@@ -432,8 +443,9 @@ class Cluster:
         up = [n["name"] for n in self.nodes if n["status"] == "up"]
         running = [p for p in self.packages if p["status"] in ("up", *TRANSITORY)]
         if running and not (force or detach):
-            raise SgError(f"{cmd}: Unable to halt cluster {self.name}: package {running[0]['name']} is running. "
-                          f"Use -f to halt its packages, or -d to detach them.")
+            raise SgError(
+                f"{cmd}: Unable to halt cluster {self.name}: package {running[0]['name']} is running. Use -f to halt its packages, or -d to detach them."
+            )
         self.halt_nodes(up, force=force, cmd=cmd, detach=detach)
         self.log[-1] = f"{cmd}: Completed successfully"
 
