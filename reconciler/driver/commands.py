@@ -66,6 +66,18 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
     )
 
 
+# probe.sh's parameters that come from dsau.py alone (the same on every host): the probe
+# script is sent with them, and csync's probe program (driver/probeprogram.py) writes them in.
+PROBE_CONSTANTS = {
+    "MDIR": dsau.PACKAGE_MASTER_DIR,
+    "PKGFILES": dsau.PACKAGE_FILES_DIR,
+    "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
+    "OWNKEY": dsau.OWN_PUBLIC_KEY,
+    "PEERPFX": dsau.PEER_KEY_PREFIX,
+    "PEERSFX": dsau.PEER_KEY_SUFFIX,
+}
+
+
 def probe_script(
     role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str, serviceguard_path: str = dsau.SERVICEGUARD_PATH
 ) -> RemoteCommand:
@@ -75,12 +87,7 @@ def probe_script(
         "CF": cfengine_dir,
         "ROLE": role,
         "MOUNT": mount,
-        "MDIR": dsau.PACKAGE_MASTER_DIR,
-        "PKGFILES": dsau.PACKAGE_FILES_DIR,
-        "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
-        "OWNKEY": dsau.OWN_PUBLIC_KEY,
-        "PEERPFX": dsau.PEER_KEY_PREFIX,
-        "PEERSFX": dsau.PEER_KEY_SUFFIX,
+        **PROBE_CONSTANTS,
         "MINPUTS": master_inputs,
         "STATE": state_dir,
         "SGPATH": serviceguard_path,

@@ -41,7 +41,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
 from reconciler.domain import dsau
-from reconciler.driver.commands import RemoteCommand, UnsafeValue
+from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeValue
 
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState
@@ -138,16 +138,7 @@ def _probe_sh() -> str:
 @functools.cache
 def program_body() -> str:
     """Everything after the version line: the request's checks, the constants, probe.sh."""
-    constants = {
-        "MDIR": dsau.PACKAGE_MASTER_DIR,
-        "PKGFILES": dsau.PACKAGE_FILES_DIR,
-        "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
-        "OWNKEY": dsau.OWN_PUBLIC_KEY,
-        "PEERPFX": dsau.PEER_KEY_PREFIX,
-        "PEERSFX": dsau.PEER_KEY_SUFFIX,
-        "SGPATH": dsau.SERVICEGUARD_PATH,
-        "PROG": dsau.PROBE_PROGRAM,
-    }
+    constants = {**PROBE_CONSTANTS, "SGPATH": dsau.SERVICEGUARD_PATH, "PROG": dsau.PROBE_PROGRAM}
     checks = _CHECKS.format(
         program=dsau.PROBE_PROGRAM,
         other=EXIT_OTHER_PROGRAM,
