@@ -53,15 +53,20 @@ Exit codes:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the report (in --format) to FILE; standard output then gets the verdict line only.",
 )
+@click.option(
+    "--detail",
+    is_flag=True,
+    help="Text and HTML: one row per client, each with its own causes (default: alike clients grouped). JSON is always the whole per-client matrix.",
+)
 @accept_new_option
 @identity_option
-def trust(paths, fmt, live, out, accept_new_host_keys, identity) -> int:
+def trust(paths, fmt, live, out, detail, accept_new_host_keys, identity) -> int:
     """Show whether the site is failover-ready: the members x clients trust matrix.
 
     From the facts alone (one probe per host; nothing is changed): will cfrun from each
     member to each client authenticate in both directions, will cfagent on each client
     authenticate the master at the package address, can each member take over the package.
-    Clients whose rows are alike are grouped. See docs/TRUST.md. --live logs in with the
+    Clients whose rows are alike are grouped (--detail: one row each). See docs/TRUST.md. --live logs in with the
     root identity (access.identity_file); without it, the plan identity when one is set.
     """
     from reconciler.trust.live import assess
@@ -81,9 +86,9 @@ def trust(paths, fmt, live, out, accept_new_host_keys, identity) -> int:
     if fmt == "json":
         text = render_trust.render_json(view)
     elif fmt == "html":
-        text = render_trust.render_html(view)
+        text = render_trust.render_html(view, detail=detail)
     else:
-        text = render_trust.render_text(view, color=out is None and use_color())
+        text = render_trust.render_text(view, color=out is None and use_color(), detail=detail)
     if out is not None:
         try:
             out.write_text(text, encoding="utf-8")

@@ -4,7 +4,10 @@ The core never prints; these functions return text and the CLI writes it. Client
 row of cells is the same (the same outcome for every member's cfrun and for cfagent, for
 the same reasons with the client's own name and address taken out) are shown as one
 group, so a site of 8 members and 200 clients fits a terminal: a converged site is one
-line, and each kind of breakage one group that names its causes once.
+line, and each kind of breakage one group that names its causes once. A group names its
+clients with the plan's ranges (`client1..client200`), every client exactly once. With
+``detail`` the text and the HTML show one row per client instead; JSON is always the whole
+per-client matrix.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import textwrap
 from dataclasses import dataclass
 
 from reconciler.domain import dsau
 from reconciler.domain.keys import show_key
 from reconciler.trust.live import SUFFIX, LiveResult, TrustView
 from reconciler.trust.predict import Cause, Check, Column, TrustReport
+from reconciler.views.grouping import compress
 from reconciler.views.style import styler
 
 FORMAT_VERSION = 1
@@ -79,10 +84,19 @@ class ClientGroup:
         return all(c == "ok" for c in self.cells)
 
 
-def group_clients(view: TrustView) -> list[ClientGroup]:
-    """Clients with identical rows, in order of first appearance."""
+def group_clients(view: TrustView, *, detail: bool = False) -> list[ClientGroup]:
+    """Clients with identical rows, in order of first appearance; with ``detail``, one group
+    per client (in declared order), each with its own causes."""
     r = view.report
     columns = _columns(r)
+
+    def own(c: str) -> ClientGroup:
+        checks = [(col.label, r.check(col, c)) for col in columns]
+        cells = tuple(_cell(view, col, c) for col in columns)
+        return ClientGroup((c,), cells, tuple((col, chk.problems) for col, chk in checks if chk.ok is not True))
+
+    if detail:
+        return [own(c) for c in r.clients]
     groups: dict[tuple, list[str]] = {}
     for c in r.clients:
         address = r.addresses.get(c, "")
@@ -90,29 +104,14 @@ def group_clients(view: TrustView) -> list[ClientGroup]:
         cells = tuple(_cell(view, col, c) for col in columns)
         problems = tuple((col, _problems(chk, c, address)) for col, chk in checks if chk.ok is not True)
         groups.setdefault((cells, problems), []).append(c)
-    out = []
-    for (cells, problems), names in groups.items():
-        if len(names) == 1:  # a group of one names its client
-            c = names[0]
-            checks = [(col.label, r.check(col, c)) for col in columns]
-            problems = tuple((col, chk.problems) for col, chk in checks if chk.ok is not True)
-        out.append(ClientGroup(tuple(names), cells, problems))
-    return out
+    # a group of one names its client in its causes
+    return [own(names[0]) if len(names) == 1 else ClientGroup(tuple(names), cells, problems) for (cells, problems), names in groups.items()]
 
 
-def client_label(names: tuple[str, ...], order: tuple[str, ...], *, runs_shown: int = 3) -> str:
-    """'client1..client180, client190 (181)': runs of consecutive clients in declared order."""
-    index = {n: i for i, n in enumerate(order)}
-    runs: list[list[str]] = []
-    for n in names:
-        if runs and index[n] == index[runs[-1][-1]] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    parts = [r[0] if len(r) == 1 else (f"{r[0]}, {r[1]}" if len(r) == 2 else f"{r[0]}..{r[-1]}") for r in runs[:runs_shown]]
-    if len(runs) > runs_shown:
-        parts.append(f"... ({len(runs) - runs_shown} more runs)")
-    return f"{', '.join(parts)} ({len(names)})"
+def client_label(names: tuple[str, ...] | list[str]) -> str:
+    """'client1..client180, client190 (181)': every client of a group, runs of names in
+    sequence as ranges (the plan's own spelling, views.grouping.compress), and the count."""
+    return f"{compress(names)} ({len(names)})"
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -120,7 +119,13 @@ def client_label(names: tuple[str, ...], order: tuple[str, ...], *, runs_shown: 
 _COLOURS = {"ok": "green", "FAIL": "red", "?": "yellow"}
 
 
-def render_text(view: TrustView, *, color: bool = False) -> str:
+LABEL_WIDTH = 44  # a longer group label goes on lines of its own, above its cells
+WRAP = 100  # ... wrapped at this width, between two names
+
+
+def render_text(view: TrustView, *, color: bool = False, detail: bool = False) -> str:
+    """The verdict, the takeover table and the matrix, alike clients grouped (``detail``: one
+    row per client)."""
     style = styler(color)
 
     def cell(symbol: str, w: int) -> str:
@@ -162,17 +167,18 @@ def render_text(view: TrustView, *, color: bool = False) -> str:
         labels_of = {col.label: sh for col, sh in zip(cfrun_cols + agent_cols, short)}
         columns = [labels_of[col.label] for col in matrix]
         widths = [max(len(c), 5) for c in columns]
-    groups = group_clients(view)
-    labels = [client_label(g.clients, r.clients) for g in groups]
-    label_w = min(max([len(x) for x in labels] + [7]), 44)
+    groups = group_clients(view, detail=detail)
+    labels = [g.clients[0] if detail else client_label(g.clients) for g in groups]
+    label_w = max([len(x) for x in labels if len(x) <= LABEL_WIDTH] + [7])
     agents = ", ".join(col.address for col in matrix if col.tool == "cfagent")
-    out.append(style("Clients", bold=True) + f" (cfrun from each member address; cfagent against {agents}); alike clients grouped")
+    how = "one row per client" if detail else "alike clients grouped"
+    out.append(style("Clients", bold=True) + f" (cfrun from each member address; cfagent against {agents}); {how}")
     out.extend(legend)
     out.append("  " + "".ljust(label_w) + "  " + " ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for g, label in zip(groups, labels):
         cells = " ".join(cell(s, w) for s, w in zip(g.cells, widths)).rstrip()
         if len(label) > label_w:
-            out.append(f"  {label}")
+            out.extend(f"  {line}" for line in textwrap.wrap(label, WRAP, break_long_words=False, break_on_hyphens=False))
             label = ""
         out.append(f"  {label.ljust(label_w)}  {cells}")
         if len(g.problems) > 1 and len({p for _, p in g.problems}) == 1:  # e.g. a client that did not answer
@@ -278,7 +284,11 @@ td.ok { background: #34a853; color: #fff; }
 td.fail { background: #d93025; color: #fff; font-weight: bold; }
 td.unknown { background: #9aa0a6; color: #fff; }
 td.disagree { outline: 3px solid #8e24aa; outline-offset: -3px; }
-td.problems { text-align: left; }
+td.problems { text-align: left; max-width: 640px; overflow-wrap: anywhere; }
+td.problems ul { margin: 0; padding-left: 16px; }
+td.client { max-width: 360px; overflow-wrap: anywhere; }
+td.client details { font-weight: normal; }
+td.client summary { font-weight: bold; cursor: pointer; }
 .legend span { display: inline-block; padding: 2px 8px; margin-right: 10px; border-radius: 3px; color: #fff; font-size: 13px; }
 .legend .ok { background: #34a853; } .legend .fail { background: #d93025; } .legend .unknown { background: #9aa0a6; }
 .legend .disagree { background: #fff; color: #1d2330; outline: 3px solid #8e24aa; }
@@ -298,8 +308,36 @@ def _td(check: Check, disagree: bool, live: LiveResult | None, with_live: bool) 
     return f'<td class="{cls}" title="{html.escape(tip)}">{_SHOW[check.ok]}{"!" if disagree else ""}</td>'
 
 
-def render_html(view: TrustView) -> str:
-    """A self-contained page (inline CSS, no scripts, no network resources)."""
+CLIENTS_INLINE = 8  # a group's client list longer than this (after ranges) folds into <details>
+
+
+def _clients_cell(names: tuple[str, ...]) -> str:
+    """Every client of a group, as ranges; a long list folded (no script: <details>)."""
+    listed = compress(names)
+    if listed.count(",") < CLIENTS_INLINE:
+        return f"{html.escape(listed)} ({len(names)})"
+    return f"<details><summary>{len(names)} clients</summary>{html.escape(listed)}</details>"
+
+
+def _group_td(view: TrustView, g: ClientGroup, col: Column, symbol: str, causes: tuple[str, ...]) -> str:
+    """A group's cell: its symbol and, as the tooltip, the causes it shares (``<client>``: each
+    client of the group) and, with --live, how many of its clients' checks answered."""
+    disagree = symbol.endswith("!")
+    shown = symbol.rstrip("!")
+    tip = "; ".join(causes) or "will authenticate"
+    if view.live is not None:
+        answered = sum(1 for c in g.clients if view.live.result(col, c) is not None)
+        tip += f"\nlive: {answered} of {len(g.clients)} answered"
+        if answered:
+            tip += "; the live check disagrees (see Live checks)" if disagree else "; agrees with the prediction"
+    cls = {"ok": "ok", "FAIL": "fail"}.get(shown, "unknown") + (" disagree" if disagree else "")
+    return f'<td class="{cls}" title="{html.escape(tip)}">{html.escape(symbol)}</td>'
+
+
+def render_html(view: TrustView, *, detail: bool = False) -> str:
+    """A self-contained page (inline CSS, no scripts, no network resources): alike clients
+    as one row with their shared causes (``detail``: one row per client, each cell's causes
+    as its tooltip, and the grouped problems under the grid)."""
     r = view.report
     e = html.escape
     live = view.live
@@ -349,20 +387,31 @@ def render_html(view: TrustView) -> str:
     )
     matrix = _columns(r)
     header = "".join(f'<th title="{e(col.address)}">{e(col.label)}</th>' for col in matrix)
-    parts.append(f'<table><tr><th class="client">client</th>{header}</tr>')
-    for c in r.clients:
-        cells = "".join(_td(r.check(col, c), view.disagrees(_key(col), c), live.result(col, c) if live is not None else None, with_live) for col in matrix)
-        parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
-    parts.append("</table>")
-
-    failing = [g for g in group_clients(view) if not g.ok]
-    if failing:
-        parts.append("<h2>Problems</h2>")
-        for g in failing:
-            parts.append(f'<p><b>{e(client_label(g.clients, r.clients))}</b></p><ul class="causes">')
-            for column, problems in g.problems:
-                parts.append(f"<li><b>{e(column)}</b>: {e('; '.join(problems))}</li>")
-            parts.append("</ul>")
+    if detail:
+        parts.append(f'<table><tr><th class="client">client</th>{header}</tr>')
+        for c in r.clients:
+            cells = "".join(_td(r.check(col, c), view.disagrees(_key(col), c), live.result(col, c) if live is not None else None, with_live) for col in matrix)
+            parts.append(f'<tr><td class="client" title="{e(r.addresses.get(c, ""))}">{e(c)}</td>{cells}</tr>')
+        parts.append("</table>")
+        failing = [g for g in group_clients(view) if not g.ok]
+        if failing:
+            parts.append("<h2>Problems</h2>")
+            for g in failing:
+                parts.append(f'<p><b>{e(client_label(g.clients))}</b></p><ul class="causes">')
+                for column, problems in g.problems:
+                    parts.append(f"<li><b>{e(column)}</b>: {e('; '.join(problems))}</li>")
+                parts.append("</ul>")
+    else:
+        parts.append(f'<table><tr><th class="client">clients</th>{header}<th>causes (<code>&lt;client&gt;</code>: each client of the row)</th></tr>')
+        for g in group_clients(view):
+            causes = dict(g.problems)
+            cells = "".join(_group_td(view, g, col, symbol, causes.get(col.label, ())) for col, symbol in zip(matrix, g.cells))
+            listed = "".join(f"<li><b>{e(col)}</b>: {e('; '.join(problems))}</li>" for col, problems in g.problems)
+            parts.append(
+                f'<tr><td class="client">{_clients_cell(g.clients)}</td>{cells}<td class="problems">{f"<ul>{listed}</ul>" if listed else ""}</td></tr>'
+            )
+        parts.append("</table>")
+        parts.append('<p class="note">Alike clients are one row; <code>csync trust --detail --format html</code> shows one row per client.</p>')
     if live is not None:
         parts.append("<h2>Live checks</h2>")
         if view.disagreements:

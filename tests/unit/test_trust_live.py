@@ -255,7 +255,7 @@ def big_view(members=8, clients=200) -> TrustView:
 def test_alike_clients_are_grouped_with_their_causes_once():
     view = big_view()
     groups = group_clients(view)
-    assert [client_label(g.clients, view.report.clients) for g in groups] == [
+    assert [client_label(g.clients) for g in groups] == [
         "client1..client6, client8..client189 (188)",
         "client7 (1)",
         "client190..client200 (11)",
@@ -312,9 +312,15 @@ def test_html_is_self_contained_and_escaped():
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", page, re.I)
     assert "<script" not in page.lower() and "@import" not in page and "url(" not in page
-    assert page.count('class="ok"') >= 3 * 12 and 'class="fail"' in page
-    assert 'title="&lt;client&gt;' not in page  # the grid shows each cell's own causes
     assert "failover-ready: no" in page and "lacks root-127.0.10.3.pub" not in page
+    # alike clients are one row: client7 (it lacks the package's key) and the other 11
+    rows = re.findall(r'<tr><td class="client">(.*?)</td>', page.split("<h2>Trust matrix</h2>")[1])
+    assert rows == ["client1..client6, client8..client12 (11)", "client7 (1)"]
+    # --detail: one row per client, each cell's own causes as its tooltip
+    detail = render_html(view, detail=True)
+    assert detail.count('class="ok"') >= 3 * 12 and 'class="fail"' in detail
+    assert re.findall(r'<tr><td class="client" title="[^"]*">(client\d+)</td>', detail) == [f"client{i}" for i in range(1, 13)]
+    assert 'title="&lt;client&gt;' not in detail
 
 
 # --- the command line without hosts -------------------------------------------------------------
