@@ -3,6 +3,7 @@ csync's exit codes, and the pre-commit hook runs `csync validate`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -159,3 +160,139 @@ def test_the_ci_identity_names_job_actor_and_run():
         "job_url": "https://gl.example/g/p/-/jobs/9",
         "pipeline_source": "push",
     }
+
+
+# --- a plan too big for a comment: post what fits, keep the rest as the artefact ------------------
+GITHUB_COMMENT_LIMIT = 65_536  # characters; GitHub refuses a longer comment
+
+
+@pytest.fixture(scope="module")
+def big_plan(tmp_path_factory) -> dict[str, Path]:
+    """A real plan whose Markdown csync cut: node2 lacks the keys of 300 clients, 300 actions
+    none of which group. Its JSON, its Markdown as csync prints it, and as a csync without the
+    cap would."""
+    from reconciler.plan.planner import make_plan
+    from reconciler.views.plan import MARKDOWN_LIMIT, render_markdown
+    from tests.unit.sitefacts import client_ip, converged, site, with_keys
+
+    state = site(clients=300)
+    facts = converged(state)
+    facts["node2"] = with_keys(facts["node2"], drop=tuple(client_ip(i) for i in range(1, 301)))
+    plan = make_plan(state, facts)
+    where = tmp_path_factory.mktemp("big-plan")
+    files = {"json": where / "plan.json", "markdown": where / "plan.md", "uncapped": where / "uncapped.md"}
+    files["json"].write_text(plan.to_json())
+    files["markdown"].write_text(render_markdown(plan))
+    files["uncapped"].write_text(render_markdown(plan, limit=10**8))
+    assert len(plan.actions) == 300 and len(files["uncapped"].read_text()) > MARKDOWN_LIMIT
+    assert "Left out to fit a comment" in files["markdown"].read_text()
+    return files
+
+
+def planning_csync(path: Path, plan_json: Path, markdown: Path) -> Path:
+    """A csync whose `plan` prints ``markdown`` and saves ``plan_json`` to --out (the probe is
+    the one thing a test without hosts cannot do); `show` and the rest are csync itself."""
+    path.write_text(f"""#!/bin/bash
+case "$1" in
+  validate) echo "valid" ;;
+  plan)
+    out=""
+    while [ $# -gt 0 ]; do if [ "$1" = --out ]; then out=$2; fi; shift; done
+    cp {shlex.quote(str(plan_json))} "$out"
+    cat {shlex.quote(str(markdown))} ;;
+  *) exec {shlex.quote(sys.executable)} -m reconciler.cli.main "$@" ;;
+esac
+""")
+    path.chmod(0o755)
+    return path
+
+
+def fake_tool(path: Path, record: Path, take: str) -> Path:
+    """A `gh` or `curl` that posts nothing: it copies the file given after ``take`` (gh's
+    --body-file FILE, curl's --data @FILE) to ``record``."""
+    path.write_text(f"""#!/bin/bash
+while [ $# -gt 0 ]; do
+  if [ "$1" = {take} ]; then cp "${{2#@}}" {shlex.quote(str(record))}; fi
+  shift
+done
+""")
+    path.chmod(0o755)
+    return path
+
+
+def plan_job_artefacts() -> dict[str, list[str]]:
+    """The files each pipeline's plan job keeps as its artefact."""
+    [upload] = [s for s in load(GITHUB)["jobs"]["plan"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    return {"github": upload["with"]["path"].split(), "gitlab": load(GITLAB)["plan"]["artifacts"]["paths"]}
+
+
+def run_pr_and_post(tmp_path: Path, markdown: Path, plan_json: Path) -> dict:
+    """The pull request's step on a plan, then the comment posted as GitHub's and GitLab's jobs post it."""
+    (tmp_path / "desired-state").mkdir()
+    (tmp_path / "desired-state" / "site.yaml").write_text("site: t\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_tool(bin_dir / "gh", tmp_path / "github-comment.md", "--body-file")
+    fake_tool(bin_dir / "curl", tmp_path / "gitlab-note.json", "--data")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CSYNC", "GITHUB_", "CI_", "GITLAB"))}
+    env = base | {
+        "CSYNC": str(planning_csync(tmp_path / "csync", plan_json, markdown)),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "CSYNC_STATE": "desired-state",
+        "CSYNC_OUT": "csync-out",
+        "CSYNC_ARTIFACT": "csync-plan-0123abc",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SERVER_URL": "https://git.example",
+        "GITHUB_REPOSITORY": "org/site",
+        "GITHUB_RUN_ID": "77",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    pr = subprocess.run(["bash", str(STEPS), "pr"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert pr.returncode == 0, pr.stdout + pr.stderr
+    [post] = [s["run"] for s in load(GITHUB)["jobs"]["plan"]["steps"] if "gh pr comment" in s.get("run", "")]
+    github = subprocess.run(["bash", "-c", post], cwd=tmp_path, env=env | {"PR": "12"}, capture_output=True, text=True, timeout=60)
+    assert github.returncode == 0, github.stderr
+    note = "\n".join(load(GITLAB)["plan"]["after_script"])
+    gitlab_env = env | {"CSYNC_GITLAB_TOKEN": "t", "CI_API_V4_URL": "https://gl.example/api/v4", "CI_PROJECT_ID": "3", "CI_MERGE_REQUEST_IID": "5"}
+    gitlab = subprocess.run(["bash", "-c", note], cwd=tmp_path, env=gitlab_env, capture_output=True, text=True, timeout=60)
+    assert gitlab.returncode == 0, gitlab.stderr
+    return {
+        "comment": (tmp_path / "csync-out" / "comment.md").read_text(),
+        "github": (tmp_path / "github-comment.md").read_text(),
+        "gitlab": json.loads((tmp_path / "gitlab-note.json").read_text())["body"],
+    }
+
+
+def test_a_plan_csync_cut_to_fit_is_posted_and_the_artefact_holds_the_whole_plan(tmp_path, big_plan):
+    posted = run_pr_and_post(tmp_path, big_plan["markdown"], big_plan["json"])
+    comment = posted["comment"]
+    assert posted["github"] == posted["gitlab"] == comment  # both pipelines post it as it is
+    assert len(comment) <= GITHUB_COMMENT_LIMIT
+    assert big_plan["markdown"].read_text() in comment  # csync's Markdown whole, with what it left out
+    assert "Left out to fit a comment" in comment and "Cut to fit" not in comment
+    # the comment names the artefact, links the run that holds it, and names its files
+    assert "**The whole plan** is the artefact `csync-plan-0123abc` of [this run](https://git.example/org/site/actions/runs/77)" in comment
+    assert "`plan.json` (the plan a merge applies, per action), `plan.txt` (every action" in comment
+    # both pipelines keep the JSON plan (and the text of every action), and the step wrote them
+    out = tmp_path / "csync-out"
+    for pipeline, paths in plan_job_artefacts().items():
+        assert {"csync-out/plan.json", "csync-out/plan.txt", "csync-out/plan.md"} <= set(paths), pipeline
+        assert all((tmp_path / p).is_file() for p in paths), pipeline
+    assert (out / "plan.json").read_text() == big_plan["json"].read_text()
+    text = (out / "plan.txt").read_text()
+    assert text.count("  + member.node2.key[root-") == 300  # `csync show --detail`: every action, one block each
+    # GitHub: the artefact is uploaded before the comment that links to it is posted
+    steps = [s.get("name", "") for s in load(GITHUB)["jobs"]["plan"]["steps"]]
+    assert steps.index("Keep the plan (applied after the merge) and the whole plan as text") < steps.index("Post the plan as the pull request's comment")
+
+
+def test_a_markdown_plan_too_long_for_a_comment_is_cut_and_points_to_the_artefact(tmp_path, big_plan):
+    """A csync that did not cap its Markdown (an older one): the step still posts a comment that fits."""
+    posted = run_pr_and_post(tmp_path, big_plan["uncapped"], big_plan["json"])
+    comment = posted["comment"]
+    assert posted["github"] == comment and len(comment) <= GITHUB_COMMENT_LIMIT
+    uncapped = big_plan["uncapped"].read_text()
+    shown = comment.split("<!-- csync-plan -->\n", 1)[1].split("\n\n> **Cut to fit a comment:**", 1)[0]
+    assert uncapped.startswith(shown + "\n") and len(shown) > 50_000  # its first whole lines
+    assert f"the Markdown plan is {len(uncapped.encode())} bytes" in comment
+    assert "the artefact `csync-plan-0123abc`" in comment

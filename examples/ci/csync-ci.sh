@@ -4,8 +4,10 @@
 # in the repository that holds the desired state. The pipelines run it as it is on the base
 # (target) branch, never a pull request's copy (docs/SECURITY.md).
 #
-#   csync-ci.sh pr             validate; plan to Markdown (the review comment) and JSON (the
-#                              artefact that is applied after the merge). Plan identity only.
+#   csync-ci.sh pr             validate; plan to Markdown (the review comment, csync keeps it
+#                              under 60,000 characters) and JSON (the artefact that is applied
+#                              after the merge), and the whole plan as text (csync show --detail)
+#                              for the artefact; the comment names the artefact. Plan identity only.
 #   csync-ci.sh apply [PLAN]   apply exactly the reviewed PLAN; when it is stale (exit 4) or
 #                              missing: fail (CSYNC_APPLY_MODE=reviewed, the default) or, with
 #                              CSYNC_APPLY_MODE=fresh, plan afresh, show it and apply that
@@ -17,7 +19,9 @@
 #
 # Environment: CSYNC_STATE (desired-state file or directory; default desired-state),
 # CSYNC_OUT (output directory; default csync-out), CSYNC_APPLY_MODE (reviewed | fresh),
-# CSYNC (the csync command; default csync).
+# CSYNC (the csync command; default csync), CSYNC_ARTIFACT (the name the pipeline uploads
+# $CSYNC_OUT/plan.json, plan.txt and plan.md under; default csync-plan) and CSYNC_ARTIFACT_URL
+# (where a reviewer finds it; default this GitHub run's page or this GitLab job's artefacts).
 # Keys, as their contents (CI secrets): CSYNC_PLAN_SSH_KEY (the plan identity: pr and drift),
 # CSYNC_ROOT_SSH_KEY (root's: apply only; pr and drift refuse to run when it is set),
 # CSYNC_KNOWN_HOSTS (the hosts' keys). Each is written to a directory of its own (mktemp -d,
@@ -30,6 +34,10 @@ CSYNC=${CSYNC:-csync}
 STATE=${CSYNC_STATE:-desired-state}
 OUT=${CSYNC_OUT:-csync-out}
 MODE=${CSYNC_APPLY_MODE:-reviewed}
+ARTIFACT=${CSYNC_ARTIFACT:-csync-plan}
+# GitHub refuses a comment over 65,536 characters; bytes are at least as many. csync keeps its
+# Markdown under 60,000, so this guard only bites with a csync that does not.
+COMMENT_LIMIT=65000
 
 say() { printf 'csync-ci: %s\n' "$*" >&2; }
 die() { say "$*"; exit 64; }
@@ -78,25 +86,70 @@ plain_files() {
   fi
 }
 
+# artifact_url: where the run's artefact is shown (CSYNC_ARTIFACT_URL, else the CI's own page).
+artifact_url() {
+  if [ -n "${CSYNC_ARTIFACT_URL:-}" ]; then
+    printf '%s' "$CSYNC_ARTIFACT_URL"
+  elif [ "${GITHUB_ACTIONS:-}" = true ] && [ -n "${GITHUB_RUN_ID:-}" ]; then
+    printf '%s/%s/actions/runs/%s' "${GITHUB_SERVER_URL:-https://github.com}" "${GITHUB_REPOSITORY:-}" "$GITHUB_RUN_ID"
+  elif [ -n "${CI_JOB_URL:-}" ]; then
+    printf '%s/artifacts/browse/%s/' "$CI_JOB_URL" "$OUT"
+  fi
+}
+
+# comment RC: the pull request's comment: the Markdown plan if it fits (else its first lines
+# and a note), then where the whole plan is, and whether it can be applied.
+comment() {
+  local rc=$1 url size footer
+  url=$(artifact_url)
+  footer=$(
+    echo
+    echo "---"
+    if [ -n "$url" ]; then
+      printf "**The whole plan** is the artefact \`%s\` of [this run](%s): " "$ARTIFACT" "$url"
+    else
+      printf "**The whole plan** is the artefact \`%s\` of this run: " "$ARTIFACT"
+    fi
+    echo "\`plan.json\` (the plan a merge applies, per action), \`plan.txt\` (every action, as \`csync show plan.json --detail\` prints it), \`plan.md\` (this plan as Markdown)."
+    echo
+    if [ "$rc" -eq 0 ]; then
+      echo "Merging applies exactly \`plan.json\` (a stale plan is refused)."
+    else
+      echo "**csync plan exited $rc**: this plan is not applicable as it stands."
+    fi
+  )
+  echo "<!-- csync-plan -->"
+  size=$(wc -c < "$OUT/plan.md")
+  if [ "$size" -le $((COMMENT_LIMIT - 2000)) ]; then
+    cat "$OUT/plan.md"
+  else
+    # the first lines that fit (the cluster operations come first), cut at a line's end
+    head -c $((COMMENT_LIMIT - 2000)) "$OUT/plan.md" | sed '$d'
+    echo
+    echo "> **Cut to fit a comment:** the Markdown plan is $size bytes; the lines above are its beginning, the rest is in the artefact."
+  fi
+  printf '%s\n' "$footer"
+}
+
 pr() {
   keys plan
   plain_files
   mkdir -p "$OUT"
   run validate -f "$STATE"
-  local rc=0
+  local rc=0 shown=0
+  rm -f -- "$OUT/plan.json" "$OUT/plan.md" "$OUT/plan.txt" "$OUT/comment.md"  # nothing of an earlier run is posted or kept
   # exit 0: planned; 1: blocked or unknown items (the comment still shows them), then fail
   run plan -f "$STATE" "${IDENTITY[@]}" --format markdown --out "$OUT/plan.json" > "$OUT/plan.md" || rc=$?
-  {
-    echo "<!-- csync-plan -->"
-    cat "$OUT/plan.md"
-    echo
-    if [ "$rc" -eq 0 ]; then
-      echo "The JSON plan is kept as this run's artefact; merging applies exactly it (a stale plan is refused)."
-    else
-      echo "**csync plan exited $rc**: this plan is not applicable as it stands."
-    fi
-  } > "$OUT/comment.md"
+  # the whole plan, one block per action, for the artefact: the saved plan rendered, no second probe
+  if [ -f "$OUT/plan.json" ]; then
+    run show "$OUT/plan.json" --detail > "$OUT/plan.txt" || shown=$?
+  fi
+  comment "$rc" > "$OUT/comment.md"
   cat "$OUT/plan.md"
+  if [ "$shown" -ne 0 ]; then
+    say "csync show --detail failed (exit $shown): $OUT/plan.txt is incomplete."
+    if [ "$rc" -eq 0 ]; then rc=$shown; fi
+  fi
   return "$rc"
 }
 

@@ -84,7 +84,9 @@ def test_pull_request_plan_then_merge_applies_the_reviewed_plan_and_records_comm
     assert f"commit `{commit}`" in comment
     assert "| `+` | `package.csync` | start-package | node1 |" in comment
     assert "`member.node3` | dispatch-member" in comment
-    assert "merging applies exactly it" in comment
+    assert "Merging applies exactly `plan.json`" in comment and "**The whole plan** is the artefact `csync-plan` of this run" in comment
+    detail = (repo / "csync-out" / "plan.txt").read_text()  # the artefact's text: every action, one block each
+    assert detail.count("\n      why:  ") == len(json.loads((repo / "csync-out" / "plan.json").read_text())["actions"])
     artefact = json.loads((repo / "csync-out" / "plan.json").read_text())
     assert artefact["git_commit"] == commit and artefact["site"] == "lab"
     assert artefact["desired_state_digest"] == load_desired_state([repo / "desired-state"]).digest()
