@@ -12,7 +12,7 @@ from reconciler.domain.preview import Preview
 from reconciler.observe.facts import HostFacts
 from reconciler.plan.artefact import Action, Finding, Plan
 from reconciler.plan.kinds import spec_of
-from reconciler.views.grouping import Group, compress, group_actions
+from reconciler.views.grouping import Group, compress, compress_files, group_actions
 from reconciler.views.style import Styler, finding_line, styler
 
 
@@ -55,9 +55,15 @@ def render_text(plan: Plan, *, color: bool = False, detail: bool = False) -> str
             sym, colour = _symbol(a)
             count = "" if g.single else f" x {len(g.actions)}"
             out.append(f"  {style(sym, fg=colour, bold=True)} {style(g.address, bold=True)}  [{a.kind}{count}]")
-            out.append(f"      on:   {a.host} ({a.host_address})" if g.single else f"      on:   {compress(g.hosts)} ({len(g.actions)} hosts)")
-            out.append(f"      run:  {a.command}")
-            out.append(f"      why:  {a.reason}")
+            if g.by_file:
+                out.append(f"      on:   {a.host} ({a.host_address})")
+                out.append(f"      files: {compress_files(g.files)} ({len(g.actions)} files, each with its own key; --detail lists them one by one)")
+                out.append(f"      run:  e.g. {a.command}")
+                out.append(f"      why:  e.g. {a.reason}")
+            else:
+                out.append(f"      on:   {a.host} ({a.host_address})" if g.single else f"      on:   {compress(g.hosts)} ({len(g.actions)} hosts)")
+                out.append(f"      run:  {a.command}")
+                out.append(f"      why:  {a.reason}")
             after = sorted({d for x in g.actions for d in x.depends_on})
             if after:
                 out.append(f"      after: {', '.join(after)}")
@@ -144,15 +150,24 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
             shown += 1
             a = g.first
             listed = compress(g.hosts)
+            example = "e.g. " if g.by_file else ""
             if g.single:
                 where = a.host
+            elif g.by_file:
+                files = compress_files(g.files)
+                if not hosts:
+                    where, left_hosts = f"{a.host}: {len(g.actions)} files", left_hosts + 1
+                elif files.count(",") >= HOSTS_INLINE:
+                    where = f"{a.host}: <details><summary>{len(g.actions)} files</summary>{_md(files)}</details>"
+                else:
+                    where = f"{a.host}: {_md(files)} ({len(g.actions)} files)"
             elif not hosts:
                 where, left_hosts = f"{len(g.actions)} hosts", left_hosts + 1
             elif listed.count(",") >= HOSTS_INLINE:
                 where = f"<details><summary>{len(g.actions)} hosts</summary>{_md(listed)}</details>"
             else:
                 where = f"{_md(listed)} ({len(g.actions)})"
-            out.append(f"| `{_symbol(a)[0]}` | `{_md(g.address)}` | {a.kind} | {where} | `{_md(a.command)}` | {_md(a.reason)} |")
+            out.append(f"| `{_symbol(a)[0]}` | `{_md(g.address)}` | {a.kind} | {where} | {example}`{_md(a.command)}` | {example}{_md(a.reason)} |")
         out.append("")
     if left_hosts or left_groups:
         what = []

@@ -11,7 +11,7 @@ from reconciler.plan.planner import make_plan
 from reconciler.views.grouping import compress
 from reconciler.views.plan import MARKDOWN_LIMIT, render_markdown, render_text
 from tests import keys as test_keys
-from tests.unit.sitefacts import member_ip, site, with_keys
+from tests.unit.sitefacts import client_ip, converged, member_ip, site, with_keys
 from tests.unit.test_planner import seed_facts
 
 
@@ -66,3 +66,36 @@ def test_past_the_limit_host_lists_go_first_and_the_comment_says_what_was_left_o
     assert "150 hosts" in cut
     assert "Left out to fit a comment" in cut and "JSON plan file" in cut
     assert "start-package" in cut and "dispatch-member" in cut
+
+
+def test_one_host_missing_many_alike_files_is_one_group_by_file():
+    # a member missing the keys of 30 clients: 30 install-key actions on one host, each its own
+    # file and key; they read as one group listing the files, and --detail keeps one per action
+    state = site(clients=31)
+    facts = converged(state)
+    facts["node2"] = with_keys(facts["node2"], drop=tuple(client_ip(i) for i in range(1, 31)))
+    facts["node3"] = with_keys(facts["node3"], drop=(client_ip(31),))  # alone: stays a single action
+    plan = make_plan(state, facts)
+    assert len([a for a in plan.actions if a.host == "node2"]) == 30
+    text = render_text(plan)
+    assert "member.node2.key[*]  [install-key x 30]" in text
+    assert f"files: root-{{{client_ip(1)}..{client_ip(30)}}}.pub (30 files" in text
+    assert "run:  e.g. install " in text and "why:  e.g. " in text
+    assert f"member.node3.key[root-{client_ip(31)}.pub]  [install-key]" in text  # one file: its own block
+    assert len(text.splitlines()) < 25, text
+    assert text.count("[install-key") == 2
+    detail = render_text(plan, detail=True)
+    assert all(f"member.node2.key[root-{client_ip(i)}.pub]" in detail for i in range(1, 31))
+    md = render_markdown(plan)
+    assert "node2: <details><summary>30 files</summary>" not in md  # a range is short: inline
+    assert f"node2: root-{{{client_ip(1)}..{client_ip(30)}}}.pub (30 files)" in md and "e.g. `install " in md
+
+
+def test_files_alike_but_for_a_different_cause_stay_apart():
+    # node2 lacks 3 client keys and holds 3 others that differ: two groups, never one
+    state = site(clients=6)
+    facts = converged(state)
+    facts["node2"] = with_keys(facts["node2"], drop=tuple(client_ip(i) for i in (1, 2, 3)), **{client_ip(i): "stranger" for i in (4, 5, 6)})
+    text = render_text(plan := make_plan(state, facts))
+    assert len([a for a in plan.actions if a.host == "node2"]) == 6
+    assert text.count("member.node2.key[*]") == 2, text
