@@ -66,20 +66,30 @@ def lab() -> None:
     "cksum, sed, grep, date that refuse GNU-only options).",
 )
 @click.option(
+    "--sg-layout",
+    type=click.Choice(["default", "linux"]),
+    default="default",
+    show_default=True,
+    help="Where the members keep Serviceguard: default (the commands in /usr/local/sbin, its files in /etc/cmcluster), "
+    "or linux (Serviceguard for Linux: the commands in /usr/local/cmcluster/bin, /etc/cmcluster.conf naming SGSBIN and "
+    "SGCONF, the package's files in $SGCONF/csync); the desired state written declares it (paths:, platform:).",
+)
+@click.option(
     "--extra-addresses",
     is_flag=True,
     help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
     "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).",
 )
-def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool, userland: str) -> int:
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool, userland: str, sg_layout: str) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses, userland=userland)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses, userland=userland, sg_layout=sg_layout)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
     click.echo(
-        f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release}, port {lab_.port}, ready in {t['total']:.2f}s "
+        f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release} ({sg_layout} layout), port {lab_.port}, "
+        f"ready in {t['total']:.2f}s "
         f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)",
         err=True,
     )
