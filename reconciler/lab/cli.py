@@ -194,6 +194,19 @@ def pkg_state(directory: str, node: str | None, package: str, state: str) -> int
     return ExitCode.OK
 
 
+@lab.command(name="pkg-fail")
+@dir_option
+@click.argument("package")
+def pkg_fail(directory: str, package: str) -> int:
+    """A service of the running PACKAGE fails on its node. [lab only]
+
+    It halts there and switching to that node is disabled; with AUTO_RUN enabled it fails over
+    to the next eligible node, else it stays down/failed (cmviewcl: STATE failed)."""
+    where = _lab(directory).pkg_fail(package)
+    click.echo(f"package {package}: {'down/failed' if where == 'failed' else 'failed over to ' + where}", err=True)
+    return ExitCode.OK
+
+
 @lab.command(name="lag-inputs")
 @dir_option
 @click.option("--file", "file_", default="cf.motd", show_default=True, help="The inputs file the commit changes.")

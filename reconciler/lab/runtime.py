@@ -495,6 +495,21 @@ class Lab:
         except sgcluster.SgError as e:
             raise LabError(str(e).removeprefix("lab pkg-state: ")) from None
 
+    def pkg_fail(self, package: str) -> str:
+        """[ours] A service of the running ``package`` fails on its node (Cluster.package_failed):
+        it halts there, switching to that node is disabled, and it fails over to the next
+        eligible node if AUTO_RUN is enabled; else it stays down/failed. Returns where it is now
+        ("failed", or the node it runs on)."""
+        if not self.topology.get("package"):
+            raise LabError("a standalone lab has no Serviceguard package")
+        try:
+            with sgcluster.Cluster.edit(self.state) as cluster:
+                cluster.package_failed(package)
+                pkg = cluster.package(package, "lab pkg-fail")
+                return pkg["owner"] or pkg["state"]
+        except sgcluster.SgError as e:
+            raise LabError(str(e).removeprefix("lab pkg-fail: ")) from None
+
     def lag_inputs(self, member: str, file: str = "cf.motd") -> str:
         """[ours] A policy commit that ``member`` has not fetched yet (as before cfagent's hourly
         run): one line is appended to ``file`` of the master's inputs on the package filesystem,
