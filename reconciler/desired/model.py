@@ -250,7 +250,11 @@ class Paths(_Model):
 
     cfengine_dir: AbsolutePath = Field(dsau.CFENGINE_DIR, description="cfengine work directory on every managed system (holds inputs/ and ppkeys/).")
     standalone_master_inputs: AbsolutePath = Field(dsau.STANDALONE_MASTER_INPUTS, description="Master policy directory of a standalone master.")
-    package_files_dir: AbsolutePath = Field(dsau.PACKAGE_FILES_DIR, description="csync package files on each member.")
+    package_files_dir: AbsolutePath = Field(
+        dsau.PACKAGE_FILES_DIR,
+        description="csync package files on each member ($SGCONF/csync: /etc/cmcluster/csync on HP-UX, /usr/local/cmcluster/conf/csync "
+        "on Serviceguard for Linux on Red Hat); the probe counts them to tell a configured member.",
+    )
     dispatcher: AbsolutePath = Field(dsau.DISPATCHER, description="csync_dispatcher, run on the package's node after a member is added.")
     wizard: AbsolutePath = Field(dsau.WIZARD, description="csync_wizard, run to regenerate keys.")
 
