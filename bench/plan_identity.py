@@ -53,7 +53,8 @@ def main(argv=None) -> int:
             state = state.model_copy(update={"access": state.access.model_copy(update={"plan_identity_file": str(key)})})
             plan_key = probeprogram.parse_public_key(public.decode())
             setup = RemoteCommand(
-                probeprogram.install().script + "\n" + probeprogram.authorize(probeprogram.authorized_keys_line(plan_key), plan_key).script, "setup"
+                probeprogram.install(state.platform).script + "\n" + probeprogram.authorize(probeprogram.authorized_keys_line(plan_key), plan_key).script,
+                "setup",
             )
             with Pool(state.access) as pool:
                 done = fan_out(state.all_hosts, lambda h: pool.connect(h).run_script(setup, timeout=60).exit_code, parallelism=state.access.parallelism)

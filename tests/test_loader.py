@@ -14,6 +14,8 @@ from reconciler.desired.loader import (
     load_access_file,
     load_desired_state,
 )
+from reconciler.desired.model import Platform
+from reconciler.domain import dsau
 from reconciler.errors import ExitCode, InvalidInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +140,47 @@ def test_path_traversal_in_the_mount_point_is_refused():
 )
 def test_mount_point_rules(mount, message):
     assert problems(("site.yaml", BASE.replace("mount: /csync", f"mount: {mount}"))) == [f"site.yaml:6:53: master.package.mount: {message}"]
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("usr/sbin", "directory 1 of the search path: 'usr/sbin' is not an absolute path; it must start with '/'"),
+        (
+            "'/usr/sbin:/opt/sg;reboot'",
+            "directory 2 of the search path: '/opt/sg;reboot': ';' is not allowed in a path; use letters, digits, '_', '.', '+', '-' and '/'",
+        ),
+        ("'/usr/sbin:$HOME/bin'", "directory 2 of the search path: '$HOME/bin' is not an absolute path; it must start with '/'"),
+        (
+            "'/usr/sbin::/opt/cmcluster/bin'",
+            "'/usr/sbin::/opt/cmcluster/bin' has an empty directory (directory 2): an empty entry means the current directory; remove it",
+        ),
+        ("'/usr/sbin:'", "'/usr/sbin:' has an empty directory (directory 2): an empty entry means the current directory; remove it"),
+        ("'/usr/sbin:/usr/sbin'", "'/usr/sbin:/usr/sbin' lists /usr/sbin twice"),
+        ("'/opt/sg/../bin'", "directory 1 of the search path: '/opt/sg/../bin' contains a '.' or '..' component; write the directory it means"),
+        ("''", "the search path is empty; give one or more absolute directories joined by ':'"),
+        ("[/usr/sbin]", "expected text, found a list"),
+    ],
+)
+def test_platform_search_paths_are_absolute_directories_and_nothing_else(value, message):
+    got = problems(("site.yaml", BASE + f"platform:\n  cfengine_path: /opt/dsau/sbin\n  serviceguard_path: {value}\n"))
+    assert got == [f"site.yaml:14:22: platform.serviceguard_path: {message}"]
+
+
+def test_platform_cmviewcl_format_lists_the_choices_and_unknown_fields_are_named():
+    assert problems(("site.yaml", BASE + "platform: {cmviewcl_format: xml, sg_path: /usr/sbin}\n")) == [
+        "site.yaml:12:29: platform.cmviewcl_format: 'xml' is not allowed; must be one of: auto, line, table",
+        "site.yaml:12:34: platform: unknown field 'sg_path'; did you mean 'cfengine_path'?",
+    ]
+
+
+def test_a_platform_section_loads_and_counts_in_the_digest_only_when_it_is_not_the_default():
+    base = load_desired_state([write("base.yaml", BASE)])
+    same = load_desired_state([write("same.yaml", BASE + f"platform: {{serviceguard_path: '{dsau.SERVICEGUARD_PATH}', cmviewcl_format: auto}}\n")])
+    linux = load_desired_state([write("linux.yaml", BASE + "platform: {serviceguard_path: /usr/local/cmcluster/bin, cmviewcl_format: table}\n")])
+    assert base.platform == Platform() and same.digest() == base.digest()
+    assert linux.platform.serviceguard_path == "/usr/local/cmcluster/bin" and linux.platform.cfengine_path == dsau.CFENGINE_PATH
+    assert linux.platform.cmviewcl_format == "table" and linux.digest() != base.digest()
 
 
 def test_wrong_choice_lists_the_choices():

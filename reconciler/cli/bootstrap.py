@@ -114,13 +114,13 @@ def bootstrap(paths, public_key, from_patterns, authorize, syntax, hosts, print_
         return ExitCode.OK
 
     targets = [h for h in state.all_hosts if not hosts or h.name in hosts]
-    install = probeprogram.install()
+    install = probeprogram.install(state.platform)
     script = install.script
     if authorize:
         script += "\n" + probeprogram.authorize(lines[syntax], key).script
     command = RemoteCommand(script, install.display)
     click.echo(
-        f"\nInstalling {dsau.PROBE_PROGRAM} (version {probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()})"
+        f"\nInstalling {dsau.PROBE_PROGRAM} (version {probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest(state.platform)})"
         + (" and authorizing the plan key" if authorize else "")
         + f" on {len(targets)} host(s), as root:"
     )

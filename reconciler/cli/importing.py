@@ -48,7 +48,7 @@ def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> in
     commit it, and `csync plan` shows what csync would still change (nothing on a healthy site).
     """
     from reconciler.desired.loader import load_access_file
-    from reconciler.desired.model import Access, Paths
+    from reconciler.desired.model import Access, Paths, Platform
     from reconciler.desired.values import is_host_name
     from reconciler.importer import discover as importer
     from reconciler.importer import document
@@ -67,18 +67,22 @@ def import_(entry, access_file, output, site, adopt, accept_new_host_keys) -> in
         access, fields = load_access_file(output), None
     else:
         access, fields = Access(), None
-    paths = Paths()
-    if isinstance(existing, dict) and isinstance(existing.get("paths"), dict):
-        try:
-            paths = Paths.model_validate(dict(existing["paths"]))
-        except ValueError:  # pydantic's ValidationError
-            raise InvalidInput(f"{output}: its paths: section is invalid; run csync validate -f {output}") from None
+    paths, platform = Paths(), Platform()
+    for section in ("paths", "platform"):
+        if isinstance(existing, dict) and isinstance(existing.get(section), dict):
+            try:
+                if section == "paths":
+                    paths = Paths.model_validate(dict(existing[section]))
+                else:
+                    platform = Platform.model_validate(dict(existing[section]))
+            except ValueError:  # pydantic's ValidationError
+                raise InvalidInput(f"{output}: its {section}: section is invalid; run csync validate -f {output}") from None
 
     def note(text: str) -> None:
         click.echo(f"note: {text}", err=True)
 
     found = importer.Importer(
-        entry, access, accept_new_host_keys=accept_new_host_keys, paths=paths, known=document.known_addresses(existing), on_note=note
+        entry, access, accept_new_host_keys=accept_new_host_keys, paths=paths, platform=platform, known=document.known_addresses(existing), on_note=note
     ).run()
     if site:
         found.data["site"] = site

@@ -40,6 +40,7 @@ from reconciler.desired.values import (
     IPv4,
     LocalPath,
     MountPoint,
+    SearchPath,
     Seconds,
     SgName,
     UserName,
@@ -249,9 +250,42 @@ class Paths(_Model):
 
     cfengine_dir: AbsolutePath = Field(dsau.CFENGINE_DIR, description="cfengine work directory on every managed system (holds inputs/ and ppkeys/).")
     standalone_master_inputs: AbsolutePath = Field(dsau.STANDALONE_MASTER_INPUTS, description="Master policy directory of a standalone master.")
-    package_files_dir: AbsolutePath = Field(dsau.PACKAGE_FILES_DIR, description="csync package files on each member.")
+    package_files_dir: AbsolutePath = Field(
+        dsau.PACKAGE_FILES_DIR,
+        description="csync package files on each member ($SGCONF/csync: /etc/cmcluster/csync on HP-UX, /usr/local/cmcluster/conf/csync "
+        "on Serviceguard for Linux on Red Hat); the probe counts them to tell a configured member.",
+    )
     dispatcher: AbsolutePath = Field(dsau.DISPATCHER, description="csync_dispatcher, run on the package's node after a member is added.")
     wizard: AbsolutePath = Field(dsau.WIZARD, description="csync_wizard, run to regenerate keys.")
+
+
+CmviewclFormat = Literal["auto", "line", "table"]
+
+
+class Platform(_Model):
+    """Where the hosts keep Serviceguard's and cfengine's commands, and which cmviewcl format
+    csync reads; the defaults fit HP-UX (and find the lab's and Serviceguard for Linux's)."""
+
+    serviceguard_path: SearchPath = Field(
+        dsau.SERVICEGUARD_PATH,
+        description="Directories (absolute, joined by ':') searched for Serviceguard's commands (cmviewcl, cmrunpkg, cmhaltpkg, "
+        "cmmodpkg, cmversion) before the login PATH, on every member. HP-UX installs them in /usr/sbin; Serviceguard for "
+        "Linux in $SGSBIN (/usr/local/cmcluster/bin on Red Hat, /opt/cmcluster/bin on SUSE; see /etc/cmcluster.conf).",
+    )
+    cfengine_path: SearchPath = Field(
+        dsau.CFENGINE_PATH,
+        description="Directories (absolute, joined by ':') searched for cfengine's cfrun and cfagent before the login PATH (csync trust --live).",
+    )
+    cmviewcl_format: CmviewclFormat = Field(
+        "auto",
+        description="How members' cluster views are read. auto: cmviewcl -v -f line, and the table format (cmviewcl -v) "
+        "when that fails (a release before A.11.18 has no -f line); line: the line format only; table: the table format only "
+        "(spares the refused -f line on every probe of an older release).",
+    )
+
+    @property
+    def is_default(self) -> bool:
+        return self == Platform()
 
 
 class DesiredState(_Model):
@@ -264,6 +298,11 @@ class DesiredState(_Model):
     keys: KeyPolicy = Field(default_factory=KeyPolicy, description="Key distribution policy.")
     access: Access = Field(default_factory=Access, description="SSH access to the hosts (not part of the digest).")
     paths: Paths = Field(default_factory=Paths, description="DSAU paths on the hosts, for a site that differs from HP's defaults.")
+    platform: Platform = Field(
+        default_factory=Platform,
+        description="Where the hosts keep Serviceguard's and cfengine's commands, and the cmviewcl format csync reads, for a "
+        "site that differs from the defaults (which fit HP-UX).",
+    )
 
     # name -> (host, role), built on first use: role_of/host are called once per host.
     _roles: tuple[tuple[int, int], dict[str, tuple[Host, Role]]] | None = PrivateAttr(None)
@@ -357,7 +396,9 @@ class DesiredState(_Model):
 
     def digest(self) -> str:
         """'sha256:' + hex digest of the canonical JSON of everything but `access`, so a
-        plan made on a laptop applies in CI where key paths differ."""
-        data = self.model_dump(mode="json", exclude={"access"})
+        plan made on a laptop applies in CI where key paths differ. `platform` counts only
+        when it is not all defaults: a desired state that does not set it has the digest it
+        had before the section existed (a saved plan still applies)."""
+        data = self.model_dump(mode="json", exclude={"access", "platform"} if self.platform.is_default else {"access"})
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

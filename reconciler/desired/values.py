@@ -141,6 +141,34 @@ def _absolute_path(value: str) -> str:
 _NOT_A_MOUNT_POINT = ("/etc", "/var/opt/dsau", "/opt/dsau")
 
 
+# A search path: directories joined by ':', as PATH writes them; each one an absolute path.
+SEARCH_PATH_MAX_DIRS = 16
+SEARCH_PATH_MAX = 1024
+SEARCH_PATH_PATTERN = r"^/([A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*)?(:/([A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*)?)*$"
+
+
+def _search_path(value: str) -> str:
+    if not value:
+        raise ValueError("the search path is empty; give one or more absolute directories joined by ':'")
+    if len(value) > SEARCH_PATH_MAX:
+        raise ValueError(f"the search path is {len(value)} characters long; the limit is {SEARCH_PATH_MAX}")
+    dirs = value.split(":")
+    if len(dirs) > SEARCH_PATH_MAX_DIRS:
+        raise ValueError(f"the search path lists {len(dirs)} directories; the limit is {SEARCH_PATH_MAX_DIRS}")
+    seen: set[str] = set()
+    for i, d in enumerate(dirs, 1):
+        if not d:
+            raise ValueError(f"{show(value)} has an empty directory (directory {i}): an empty entry means the current directory; remove it")
+        try:
+            _absolute_path(d)
+        except ValueError as e:
+            raise ValueError(f"directory {i} of the search path: {e}") from None
+        if d in seen:
+            raise ValueError(f"{show(value)} lists {d} twice")
+        seen.add(d)
+    return value
+
+
 def _mount_point(value: str) -> str:
     if value == "/":
         raise ValueError("'/' cannot be the package's mount point; use a directory of its own, such as /csync")
@@ -182,6 +210,7 @@ IPv4 = Annotated[str, AfterValidator(_ipv4), _string(format="ipv4")]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path), _string(ABS_PATH_PATTERN)]
 MountPoint = Annotated[str, AfterValidator(_absolute_path), AfterValidator(_mount_point), _string(ABS_PATH_PATTERN)]
 LocalPath = Annotated[str, AfterValidator(_local_path), _string(minLength=1)]
+SearchPath = Annotated[str, AfterValidator(_search_path), _string(SEARCH_PATH_PATTERN, maxLength=SEARCH_PATH_MAX)]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
 

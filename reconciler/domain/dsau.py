@@ -1,7 +1,8 @@
 """DSAU and Serviceguard facts that csync relies on, in one place.
 
 Every value marked [ours] is a choice of csync's emulation, not documented by HP; a real
-site that differs is adapted here and nowhere else (see docs/DOMAIN-CHOICES.md).
+site that differs sets the desired state's `paths:` or `platform:` where those cover the value,
+and is adapted here otherwise (see docs/DOMAIN-CHOICES.md).
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ def peer_key_name(address: str) -> str:
 
 
 # cfengine's own commands (cfrun, cfagent) are run by name, these directories first [ours:
-# DSAU's cfengine in /opt/dsau/sbin; the lab's emulations are in /usr/local/sbin].
+# DSAU's cfengine in /opt/dsau/sbin; the lab's emulations are in /usr/local/sbin]. The default
+# of the desired state's platform.cfengine_path: a site sets its own there.
 CFENGINE_PATH = "/opt/dsau/sbin:/usr/local/sbin:/usr/sbin"
 
 # --- Serviceguard [doc] ------------------------------------------------------------------
 # Serviceguard commands are run by name; these directories are searched first
 # (HP-UX installs them in /usr/sbin; the lab in /usr/local/sbin; Serviceguard for Linux in
-# $SGSBIN: /opt/cmcluster/bin on SUSE, /usr/local/cmcluster/bin on Red Hat).
+# $SGSBIN: /opt/cmcluster/bin on SUSE, /usr/local/cmcluster/bin on Red Hat). The default of the
+# desired state's platform.serviceguard_path: a site sets its own there.
 SERVICEGUARD_PATH = "/usr/sbin:/usr/local/sbin:/opt/cmcluster/bin:/usr/local/cmcluster/bin"
 DISPATCHER_MEMBER_ADDED = "MEMBER_ADDED:"
 # The -t preview of cmrunpkg, cmhaltpkg and cmmodpkg -e, and cmversion, which tells the

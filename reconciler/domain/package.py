@@ -218,7 +218,20 @@ def _decide(
                     enable = False
         why = f"package {pkg.name} runs on {owner} with switching {view.autorun}: it would not fail over" if enable else ""
         return done(node=node, running=True, owner=owner, enable_switching=enable, why=why, runs_after=True)
-    # down: halted, failed or unknown
+    if not (view.status == "down" and view.state in ("halted", "failed")):
+        # Serviceguard's "unknown" (it could not tell), a state csync does not know (start_wait,
+        # failing, relocate_wait, ...) or a view it could not read: never a reason to start it
+        notes.append(
+            PackageNote(
+                "unknown",
+                address,
+                f"package {pkg.name} is {shown}{' on ' + view.owner if view.owner else ''}: csync acts only on a package "
+                f"that is up/running, down/halted or down/failed (or detached, in maintenance, starting, halting); plan again when it is",
+                view.owner,
+            )
+        )
+        return done(owner=view.owner)
+    # down: halted or failed
     if view.state == "failed" and view.autorun != "enabled":
         if intent == "running":
             notes.append(

@@ -20,9 +20,17 @@ and per package a `Node_Switching_Parameters:` block (`NODE_TYPE STATUS SWITCHIN
 blocks (Policy_Parameters, Script_Parameters, Network_Parameters, Dependency_Parameters,
 Quorum_Server_Status, ...) are skipped. csync reads it when a release refuses `-f line`
 (A.11.16 and A.11.17).
+
+What csync does not know is unknown, never guessed: an attribute the line format does not
+print leaves its value "unknown"; in the table format, a header of a cluster, node or package
+with columns csync does not know (a column added or renamed) makes the objects listed under
+it "unknown" (their names are read, nothing else), and an unknown node switching header makes
+the whole view unreadable (the node list is what a start needs).
 """
 
 from __future__ import annotations
+
+import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -169,14 +177,19 @@ _HEADERS = {
     ("NODE_TYPE", "STATUS", "SWITCHING", "NAME"): "switching",
 }
 _CURRENT = "(current)"
+# A header row: column names, upper case (cmviewcl's own: CLUSTER, NODE_TYPE, AUTO_RUN, ...).
+_HEADER_WORD = re.compile(r"^[A-Z][A-Z_]*$")
+_OBJECTS = {"CLUSTER": "cluster", "NODE": "node", "PACKAGE": "package"}
 
 
 def parse_cmviewcl_table(lines: list[str]) -> ClusterView:
     """Parse `cmviewcl -v` (table format) output into a ClusterView.
 
     Rows follow their header until a blank line or another header; rows under headers csync
-    does not know are skipped. A row that does not fit its header raises CmviewclParseError
-    naming it; output without a CLUSTER header is no cmviewcl table."""
+    does not know are skipped, except that a cluster, node or package listed under columns
+    csync does not know is there with every attribute "unknown". A row that does not fit its
+    header, or node switching columns csync does not know, raise CmviewclParseError naming
+    the line; output without a CLUSTER header is no cmviewcl table."""
     cluster: dict[str, str] = {}
     nodes: dict[str, dict[str, str]] = {}
     packages: dict[str, dict[str, str]] = {}
@@ -191,6 +204,14 @@ def parse_cmviewcl_table(lines: list[str]) -> ClusterView:
         header = _HEADERS.get(tuple(words))
         if header is not None:
             mode = header
+            continue
+        if len(words) >= 2 and all(_HEADER_WORD.fullmatch(w) for w in words):  # a header csync does not know
+            if words[0] == "NODE_TYPE":
+                raise CmviewclParseError(
+                    f"line {number}: node switching columns csync does not know: {raw.strip()[:120]!r} (it reads NODE_TYPE STATUS SWITCHING NAME)"
+                )
+            kind = _OBJECTS.get(words[0])
+            mode = f"unknown-{kind}" if kind else "skip"  # the rows of other tables (NODE_NAME, POLICY_NAME, ...) are not csync's concern
             continue
         if len(words) == 1 and words[0].endswith(":"):  # a block: Node_Switching_Parameters:, Policy_Parameters:, ...
             mode = "switching-block" if words[0] == "Node_Switching_Parameters:" else "skip"
@@ -215,6 +236,14 @@ def parse_cmviewcl_table(lines: list[str]) -> ClusterView:
                 attrs[PACKAGE_OWNER] = words[4]
             packages[package] = attrs
             package_nodes[package] = []
+        elif mode == "unknown-cluster":
+            cluster = {"name": words[0]}
+        elif mode == "unknown-node":
+            nodes[words[0]] = {"name": words[0]}
+        elif mode == "unknown-package":
+            package = words[0]
+            packages[package] = {"name": package}
+            package_nodes[package] = []
         elif mode == "switching":
             if package is None:
                 raise CmviewclParseError(f"line {number}: node switching row outside a package: {raw[:120]!r}")
@@ -231,7 +260,7 @@ def parse_cmviewcl_table(lines: list[str]) -> ClusterView:
                 packages[package].setdefault(PACKAGE_OWNER, name)
         # other modes ("skip", None, "switching-block" before its header): not csync's concern
     if not cluster:
-        raise CmviewclParseError("no CLUSTER STATUS header: not cmviewcl's table format")
+        raise CmviewclParseError("no CLUSTER header: not cmviewcl's table format")
     return _view(cluster, nodes, packages, package_nodes)
 
 

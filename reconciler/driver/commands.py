@@ -63,6 +63,9 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
         mount=state.package.mount if cluster else "",
         master_inputs=dsau.PACKAGE_MASTER_INPUTS if cluster else state.paths.standalone_master_inputs,
         state_dir=dsau.PACKAGE_CSYNC_STATE if cluster else dsau.STANDALONE_CSYNC_STATE,
+        package_files_dir=state.paths.package_files_dir,
+        serviceguard_path=state.platform.serviceguard_path,
+        cmviewcl_format=state.platform.cmviewcl_format,
     )
 
 
@@ -70,16 +73,47 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
 # script is sent with them, and csync's probe program (driver/probeprogram.py) writes them in.
 PROBE_CONSTANTS = {
     "MDIR": dsau.PACKAGE_MASTER_DIR,
-    "PKGFILES": dsau.PACKAGE_FILES_DIR,
     "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
     "OWNKEY": dsau.OWN_PUBLIC_KEY,
     "PEERPFX": dsau.PEER_KEY_PREFIX,
     "PEERSFX": dsau.PEER_KEY_SUFFIX,
 }
 
+# A search path as the desired state accepts it (desired/values.py): absolute directories of
+# letters, digits and . _ + - joined by ':'. Checked again here: a plan file is an input too.
+SEARCH_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]*(:/[A-Za-z0-9_.+/-]*)*$")
+CMVIEWCL_FORMATS = ("auto", "line", "table")
+
+
+def search_path(value: object, what: str) -> str:
+    """``value`` as a search path csync puts in a script (PATH=...), or UnsafeValue."""
+    if (
+        not isinstance(value, str)
+        or len(value) > 1024
+        or not SEARCH_PATH.fullmatch(value)
+        or any(p in (".", "..") for d in value.split(":") for p in d.split("/"))
+    ):
+        raise UnsafeValue(f"refusing {what} {value!r}")
+    return value
+
+
+def platform_params(serviceguard_path: str, cmviewcl_format: str) -> dict[str, str]:
+    """probe.sh's platform parameters (desired state `platform:`), checked."""
+    if cmviewcl_format not in CMVIEWCL_FORMATS:
+        raise UnsafeValue(f"refusing cmviewcl format {cmviewcl_format!r}")
+    return {"SGPATH": search_path(serviceguard_path, "Serviceguard search path"), "SGFORMAT": cmviewcl_format}
+
 
 def probe_script(
-    role: str, *, cfengine_dir: str, mount: str, master_inputs: str, state_dir: str, serviceguard_path: str = dsau.SERVICEGUARD_PATH
+    role: str,
+    *,
+    cfengine_dir: str,
+    mount: str,
+    master_inputs: str,
+    state_dir: str,
+    package_files_dir: str,
+    serviceguard_path: str,
+    cmviewcl_format: str,
 ) -> RemoteCommand:
     """reconciler/driver/probe.sh with its parameters; for members, ``master_inputs`` and
     ``state_dir`` are relative to ``mount``."""
@@ -90,7 +124,8 @@ def probe_script(
         **PROBE_CONSTANTS,
         "MINPUTS": master_inputs,
         "STATE": state_dir,
-        "SGPATH": serviceguard_path,
+        "PKGFILES": package_files_dir,
+        **platform_params(serviceguard_path, cmviewcl_format),
         "PROG": dsau.PROBE_PROGRAM,
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
@@ -129,22 +164,27 @@ def _in_ppkeys(state: DesiredState) -> str:
     return f'umask 077\nd={d}\n[ -d "$d" ] && [ ! -L "$d" ] || {{ echo "$d is not a directory" >&2; exit 3; }}\ncd "$d" || exit 3'
 
 
-def start_package(package: str, node: str) -> RemoteCommand:
+def _sg_path(serviceguard_path: str) -> str:
+    """The first line of a Serviceguard command's script: its search path first."""
+    return f"PATH={shlex.quote(search_path(serviceguard_path, 'Serviceguard search path'))}:$PATH"
+
+
+def start_package(package: str, node: str, *, serviceguard_path: str) -> RemoteCommand:
     pkg, n = check(NAME, package, "package name"), check(NAME, node, "node name")
     run = quote_argv(["cmrunpkg", "-n", n, pkg])
     enable = quote_argv(["cmmodpkg", "-e", pkg])
-    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{run} && {enable}", f"{run} && {enable}")
+    return RemoteCommand(f"{_sg_path(serviceguard_path)}\n{run} && {enable}", f"{run} && {enable}")
 
 
-def enable_switching(package: str) -> RemoteCommand:
+def enable_switching(package: str, *, serviceguard_path: str) -> RemoteCommand:
     enable = quote_argv(["cmmodpkg", "-e", check(NAME, package, "package name")])
-    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{enable}", enable)
+    return RemoteCommand(f"{_sg_path(serviceguard_path)}\n{enable}", enable)
 
 
-def halt_package(package: str) -> RemoteCommand:
+def halt_package(package: str, *, serviceguard_path: str) -> RemoteCommand:
     """Halt the package wherever it runs (cmhaltpkg also disables its global switching)."""
     halt = quote_argv(["cmhaltpkg", check(NAME, package, "package name")])
-    return RemoteCommand(f"PATH={dsau.SERVICEGUARD_PATH}:$PATH\n{halt}", halt)
+    return RemoteCommand(f"{_sg_path(serviceguard_path)}\n{halt}", halt)
 
 
 def dispatch_member(state: DesiredState, member: str) -> RemoteCommand:
@@ -238,13 +278,17 @@ def remove_key(state: DesiredState, target: str) -> RemoteCommand:
 LIVE_TOOL_MISSING = 127  # exit code of a live-check script when the tool is not installed
 
 
-def _live(tool: str, argv: list[str]) -> RemoteCommand:
+def _find_tool(tool: str, cfengine_path: str) -> str:
+    """A live check's first lines: cfengine's search path (desired state `platform.cfengine_path`)
+    first, and exit LIVE_TOOL_MISSING, naming it, when ``tool`` is not found."""
+    where = shlex.quote(search_path(cfengine_path, "cfengine search path"))
+    missing = shlex.quote(f"{tool}: not found (searched {cfengine_path})")
+    return f"PATH={where}:$PATH; export PATH\ncommand -v {tool} >/dev/null 2>&1 || {{ echo {missing} >&2; exit {LIVE_TOOL_MISSING}; }}\n"
+
+
+def _live(tool: str, argv: list[str], cfengine_path: str) -> RemoteCommand:
     line = quote_argv(argv)
-    script = (
-        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
-        f"command -v {tool} >/dev/null 2>&1 || {{ echo '{tool}: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
-        f"{line} </dev/null\n"
-    )
+    script = f"{_find_tool(tool, cfengine_path)}{line} </dev/null\n"
     return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(argv)} arguments)")
 
 
@@ -263,6 +307,7 @@ def cfrun_check(
     bind: str | None = None,
     cfengine_dir: str = dsau.CFENGINE_DIR,
     seconds: int = CFRUN_CHECK_SECONDS,
+    cfengine_path: str = dsau.CFENGINE_PATH,
 ) -> RemoteCommand:
     """cfrun from this host to every listed client, in one call, with cfengine 2's command line
     (src/cfrun.c): ``cfrun -f FILE``, FILE a hosts file made for the check (``maxchild``, then
@@ -300,8 +345,7 @@ def cfrun_check(
         settings += f"bindtointerface = {check(IPV4, bind, 'source address')}\n"
     ppkeys = shlex.quote(f"{cfengine_dir}/{dsau.PPKEYS_SUBDIR}")
     script = (
-        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
-        f"command -v cfrun >/dev/null 2>&1 || {{ echo 'cfrun: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
+        f"{_find_tool('cfrun', cfengine_path)}"
         f"k={ppkeys}\n"
         "umask 077\n"
         'f="${TMPDIR:-/tmp}/csync-cfrun.$$"\n'
@@ -331,18 +375,14 @@ def cfrun_check(
     return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(rows)} clients)")
 
 
-def cfagent_check(server_address: str | list[str]) -> RemoteCommand:
+def cfagent_check(server_address: str | list[str], *, cfengine_path: str = dsau.CFENGINE_PATH) -> RemoteCommand:
     """cfagent on this host against each of the master's addresses (the package's on a
     cluster), one after the other; exit 0 only when every one authenticated."""
     addresses = [server_address] if isinstance(server_address, str) else list(server_address)
     if not addresses:
         raise UnsafeValue("cfagent needs a master address")
     if len(addresses) == 1:
-        return _live("cfagent", ["cfagent", "--policy-server", check(IPV4, addresses[0], "master address")])
+        return _live("cfagent", ["cfagent", "--policy-server", check(IPV4, addresses[0], "master address")], cfengine_path)
     lines = [quote_argv(["cfagent", "--policy-server", check(IPV4, a, "master address")]) + " </dev/null || rc=1" for a in addresses]
-    script = (
-        f"PATH={dsau.CFENGINE_PATH}:$PATH; export PATH\n"
-        f"command -v cfagent >/dev/null 2>&1 || {{ echo 'cfagent: not found (searched {dsau.CFENGINE_PATH})' >&2; exit {LIVE_TOOL_MISSING}; }}\n"
-        "rc=0\n" + "\n".join(lines) + "\nexit $rc\n"
-    )
+    script = f"{_find_tool('cfagent', cfengine_path)}rc=0\n" + "\n".join(lines) + "\nexit $rc\n"
     return RemoteCommand(script, f"cfagent --policy-server {' | '.join(addresses)}")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import shlex
 from collections.abc import Mapping, Sequence
 
 from reconciler.desired.model import DesiredState
 from reconciler.domain import dsau
 from reconciler.domain.preview import PreviewRequest, PreviewRun
 from reconciler.driver.batch import BATCH_TIMEOUT_GRACE, batch, batch_timeout, parse_batch
-from reconciler.driver.commands import NAME, RemoteCommand, UnsafeValue, check, quote_argv
+from reconciler.driver.commands import NAME, RemoteCommand, UnsafeValue, check, quote_argv, search_path
 from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
 
 _OPERATIONS = ("start", "halt", "enable")
@@ -34,15 +35,16 @@ def preview_argv(request: PreviewRequest) -> list[str]:
     return list(request.argv)
 
 
-def preview_script(requests: Sequence[PreviewRequest], nonce: str, timeout: int) -> RemoteCommand:
+def preview_script(requests: Sequence[PreviewRequest], nonce: str, timeout: int, *, serviceguard_path: str) -> RemoteCommand:
     """``cmversion``, then, on a release with -t, every preview of ``requests`` (one host's).
     The release is read with the shell's own pattern matching (no sed, awk or tr that could
     fail and turn a release into "unreadable"); cmversion's exit status and first line go back
     as they are."""
     major, minor = dsau.SERVICEGUARD_PREVIEW_SINCE
     previews = batch([quote_argv(preview_argv(r)) for r in requests], nonce, timeout=timeout)  # checks the nonce
+    sg_path = shlex.quote(search_path(serviceguard_path, "Serviceguard search path"))
     script = (
-        f"PATH={dsau.SERVICEGUARD_PATH}:$PATH; export PATH\n"
+        f"PATH={sg_path}:$PATH; export PATH\n"
         "LC_ALL=C; export LC_ALL\n"
         "v=$(cmversion </dev/null 2>&1); rc=$?\n"
         "nl='\n'\n"
@@ -121,7 +123,7 @@ def run_previews(state: DesiredState, pool: Pool, requests: Sequence[PreviewRequ
         nonce = secrets.token_hex(16)
         timeout = int(state.access.command_timeout) * len(mine)
         try:
-            script = preview_script(mine, nonce, max(1, timeout))
+            script = preview_script(mine, nonce, max(1, timeout), serviceguard_path=state.platform.serviceguard_path)
         except UnsafeValue as e:
             return [PreviewRun(error=str(e))] * len(mine)
         try:

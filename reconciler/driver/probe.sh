@@ -4,8 +4,10 @@
 #   MOUNT    package mount point (members; empty otherwise)
 #   MDIR     master dir relative to MOUNT (present: mounted)  MKEYS  cluster key dir relative to MOUNT
 #   MINPUTS  master inputs dir           STATE  csync state dir on the master (inventory)
-#   PKGFILES the package's files on a member (/etc/cmcluster/csync)
-#   SGPATH   Serviceguard bin dirs       OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
+#   PKGFILES the package's files on a member (paths.package_files_dir: /etc/cmcluster/csync)
+#   SGPATH   Serviceguard bin dirs (platform.serviceguard_path), searched first
+#   SGFORMAT auto | line | table: the cmviewcl format read (platform.cmviewcl_format)
+#   OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
 #   PROG     csync's probe program (driver/probeprogram.py): its version line is reported
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
@@ -126,20 +128,25 @@ optfile() {
   fi
 
   if [ "$ROLE" = member ]; then
-    # The line format from A.11.18; an older release refuses -f (and so does a cluster that
-    # is down): then the table format, which every release prints. Both fail: the first
-    # answer is reported.
+    # SGFORMAT auto: the line format from A.11.18; an older release refuses -f (and so does a
+    # cluster that is down): then the table format, which every release prints. Both fail:
+    # the first answer is reported. line: the line format only; table: the table format only
+    # (line_rc null: -f line was not tried).
+    lrc=null
     if command -v cmviewcl >/dev/null 2>&1; then
-      out=$(cmviewcl -v -f line 2>&1); rc=$?; fmt=line; lrc=$rc
-      if [ $rc != 0 ]; then
+      rc=1; fmt=line
+      if [ "$SGFORMAT" != table ]; then
+        out=$(cmviewcl -v -f line 2>&1); rc=$?; lrc=$rc
+      fi
+      if [ "$SGFORMAT" = table ] || { [ "$SGFORMAT" = auto ] && [ $rc != 0 ]; }; then
         tab=$(cmviewcl -v 2>&1); trc=$?
-        if [ $trc = 0 ]; then out=$tab; rc=0; fmt=table; fi
+        if [ "$SGFORMAT" = table ] || [ $trc = 0 ]; then out=$tab; rc=$trc; fmt=table; fi
       fi
     else
       out="cmviewcl: command not found (searched $SGPATH and PATH)"; rc=127; fmt=line; lrc=127
     fi
     case $rc in *[!0-9]*|'') rc=1 ;; esac
-    case $lrc in *[!0-9]*|'') lrc=1 ;; esac
+    case $lrc in null) ;; *[!0-9]*|'') lrc=1 ;; esac
     echo "%%J ,\"cmviewcl\":{\"format\":\"$fmt\",\"line_rc\":$lrc,\"lines\":["
     [ -z "$out" ] || printf '%s\n' "$out"
     echo "%%J ],\"rc\":$rc}"

@@ -5,17 +5,25 @@ that can run anything. The plan identity is a second key, authorized for root wi
 ``command="<PROBE_PROGRAM>"``: sshd runs that program whatever the client asks, and the
 client's request is only data, in ``SSH_ORIGINAL_COMMAND``. The program is probe.sh itself,
 preceded by a header that checks the request word by word and sets the probe's parameters;
-the DSAU constants (dsau.py) are written into it. So a plan made with the plan identity
-reads the same facts as one made with root's, in one round trip, and the key can do
-nothing else.
+the DSAU constants (dsau.py) and the site's platform (desired state `platform:`: the
+Serviceguard search path, the cmviewcl format) are written into it. So a plan made with the
+plan identity reads the same facts as one made with root's, in one round trip, and the key
+can do nothing else.
+
+The platform is written in, not sent: it decides which programs root runs (the search path
+comes first in PATH), and only root (csync apply, csync bootstrap) installs the program, so
+the plan key cannot point the probe at another directory. The paths the probe only reads
+come in the request. A site's platform is part of the program's text, hence of its digest:
+a program installed for another platform is "another program", reported and replaced by
+the next apply like an older one.
 
 Request (one line of words; every value checked here and again by the program)::
 
-    csync-probe DIGEST role=member cf=DIR mount=DIR
+    csync-probe DIGEST role=member cf=DIR mount=DIR pkgfiles=DIR
     csync-probe DIGEST role=master cf=DIR minputs=DIR/inputs
     csync-probe DIGEST role=client cf=DIR
 
-DIGEST is the digest of the program csync expects. A program with another digest answers
+DIGEST is the digest of the program csync expects (for the site's platform). A program with another digest answers
 only its own version line, as JSON, exit 3 (``EXIT_OTHER_PROGRAM``): csync reports it and
 plans its upgrade. That answer, and the first two words, are the protocol every version
 keeps. Anything else is refused, exit 64 (``EXIT_REFUSED``), and nothing runs.
@@ -41,12 +49,12 @@ from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
 from reconciler.domain import dsau
-from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeValue
+from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeValue, platform_params
 
 if TYPE_CHECKING:
-    from reconciler.desired.model import DesiredState
+    from reconciler.desired.model import DesiredState, Platform
 
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2
 REQUEST_WORD = "csync-probe"
 EXIT_OTHER_PROGRAM = 3
 EXIT_REFUSED = 64
@@ -64,7 +72,7 @@ _MAX_REQUEST = 1024
 _CHECKS = r"""# csync's probe program: the forced command of csync's plan identity (authorized_keys:
 # command="{program}"). It runs csync's probe (the rest of this file) and nothing else,
 # with the parameters of the request in SSH_ORIGINAL_COMMAND, each checked:
-#   csync-probe DIGEST role=member cf=DIR mount=DIR
+#   csync-probe DIGEST role=member cf=DIR mount=DIR pkgfiles=DIR
 #   csync-probe DIGEST role=master cf=DIR minputs=DIR/inputs
 #   csync-probe DIGEST role=client cf=DIR
 # DIR: an absolute, normalised path of letters, digits and . _ + - (no . or .. component).
@@ -101,7 +109,7 @@ path() {{
   case $2 in *[!A-Za-z0-9/._+-]*) refuse "$1: unexpected characters" ;; esac
   [ ${{#2}} -le {max_path} ] || refuse "$1: too long"
 }}
-ROLE='' CF='' MOUNT='' MINPUTS='' seen=' '
+ROLE='' CF='' MOUNT='' MINPUTS='' PKGFILES='' seen=' '
 for w
 do
   k=${{w%%=*}}
@@ -113,16 +121,17 @@ do
     role) case $v in member|master|client) ROLE=$v ;; *) refuse "role: not member, master or client" ;; esac ;;
     cf) path cf "$v"; CF=$v ;;
     mount) path mount "$v"; MOUNT=$v ;;
+    pkgfiles) path pkgfiles "$v"; PKGFILES=$v ;;
     minputs) path minputs "$v"; case $v in */inputs) ;; *) refuse "minputs: not a directory named inputs" ;; esac; MINPUTS=$v ;;
     *) refuse "unknown parameter $k" ;;
   esac
 done
 case $ROLE in
-  member) [ -n "$CF" ] && [ -n "$MOUNT" ] && [ -z "$MINPUTS" ] || refuse "role member takes cf and mount"
+  member) [ -n "$CF" ] && [ -n "$MOUNT" ] && [ -n "$PKGFILES" ] && [ -z "$MINPUTS" ] || refuse "role member takes cf, mount and pkgfiles"
     MINPUTS={member_inputs}; STATE={member_state} ;;
-  master) [ -n "$CF" ] && [ -n "$MINPUTS" ] && [ -z "$MOUNT" ] || refuse "role master takes cf and minputs"
+  master) [ -n "$CF" ] && [ -n "$MINPUTS" ] && [ -z "$MOUNT$PKGFILES" ] || refuse "role master takes cf and minputs"
     STATE={standalone_state} ;;
-  client) [ -n "$CF" ] && [ -z "$MOUNT$MINPUTS" ] || refuse "role client takes cf only"
+  client) [ -n "$CF" ] && [ -z "$MOUNT$MINPUTS$PKGFILES" ] || refuse "role client takes cf only"
     STATE= ;;
   *) refuse "no role" ;;
 esac
@@ -136,9 +145,10 @@ def _probe_sh() -> str:
 
 
 @functools.cache
-def program_body() -> str:
-    """Everything after the version line: the request's checks, the constants, probe.sh."""
-    constants = {**PROBE_CONSTANTS, "SGPATH": dsau.SERVICEGUARD_PATH, "PROG": dsau.PROBE_PROGRAM}
+def program_body(platform: Platform) -> str:
+    """Everything after the version line: the request's checks, the constants (DSAU's and the
+    site's platform), probe.sh."""
+    constants = {**PROBE_CONSTANTS, **platform_params(platform.serviceguard_path, platform.cmviewcl_format), "PROG": dsau.PROBE_PROGRAM}
     checks = _CHECKS.format(
         program=dsau.PROBE_PROGRAM,
         other=EXIT_OTHER_PROGRAM,
@@ -155,17 +165,18 @@ def program_body() -> str:
 
 
 @functools.cache
-def program_digest() -> str:
-    return "sha256:" + hashlib.sha256(program_body().encode("utf-8")).hexdigest()
+def program_digest(platform: Platform) -> str:
+    """The digest of the program for a site of ``platform``."""
+    return "sha256:" + hashlib.sha256(program_body(platform).encode("utf-8")).hexdigest()
 
 
-def version_line() -> str:
-    return f"CSYNC_PROBE_PROGRAM=v{PROGRAM_VERSION}:{program_digest()}"
+def version_line(platform: Platform) -> str:
+    return f"CSYNC_PROBE_PROGRAM=v{PROGRAM_VERSION}:{program_digest(platform)}"
 
 
-def program_text() -> str:
-    """The program as installed: a shebang, the version line, the body."""
-    return f"#!/bin/sh\n{version_line()}\n{program_body()}"
+def program_text(platform: Platform) -> str:
+    """The program as installed for a site of ``platform``: a shebang, the version line, the body."""
+    return f"#!/bin/sh\n{version_line(platform)}\n{program_body(platform)}"
 
 
 def parse_version_line(line: str) -> tuple[int, str] | None:
@@ -194,12 +205,14 @@ def check_path(what: str, value: str) -> str:
     return value
 
 
-def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str) -> ProbeRequest:
+def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, package_files_dir: str, platform: Platform) -> ProbeRequest:
     """The request for the probe of a host in ``role``, with the same parameters as
-    commands.probe_script (for members, the master inputs are the package's: fixed)."""
-    words = [REQUEST_WORD, program_digest(), f"role={role}", f"cf={check_path('paths.cfengine_dir', cfengine_dir)}"]
+    commands.probe_script (for members, the master inputs are the package's: fixed), to the
+    program of ``platform``."""
+    words = [REQUEST_WORD, program_digest(platform), f"role={role}", f"cf={check_path('paths.cfengine_dir', cfengine_dir)}"]
     if role == "member":
         words.append(f"mount={check_path('master.package.mount', mount)}")
+        words.append(f"pkgfiles={check_path('paths.package_files_dir', package_files_dir)}")
     elif role == "master":
         check_path("paths.standalone_master_inputs", master_inputs)
         if not master_inputs.endswith("/inputs"):
@@ -217,7 +230,12 @@ def probe_request(state: DesiredState, role: str) -> ProbeRequest:
     """The request for the probe of a host in ``role``: the parameters commands.probe gives
     probe.sh, the DSAU constants being the program's own."""
     return request(
-        role, cfengine_dir=state.paths.cfengine_dir, mount=state.package.mount if state.is_cluster else "", master_inputs=state.paths.standalone_master_inputs
+        role,
+        cfengine_dir=state.paths.cfengine_dir,
+        mount=state.package.mount if state.is_cluster else "",
+        master_inputs=state.paths.standalone_master_inputs,
+        package_files_dir=state.paths.package_files_dir,
+        platform=state.platform,
     )
 
 
@@ -226,10 +244,11 @@ _END = "CSYNC_PROBE_PROGRAM_END"
 
 
 @functools.cache
-def install() -> RemoteCommand:
-    """Install (or replace) the probe program, atomically: a root-owned directory that no one
-    else can write, a temporary file, mode 755, rename. Refuses a symbolic link on the way."""
-    text = program_text()
+def install(platform: Platform) -> RemoteCommand:
+    """Install (or replace) the probe program of a site of ``platform``, atomically: a
+    root-owned directory that no one else can write, a temporary file, mode 755, rename.
+    Refuses a symbolic link on the way."""
+    text = program_text(platform)
     if any(line == _END for line in text.splitlines()):
         raise UnsafeValue("the probe program holds its own end marker")
     parent, d, prog = dsau.STANDALONE_CSYNC_STATE, dsau.PROBE_PROGRAM_DIR, dsau.PROBE_PROGRAM
@@ -250,7 +269,7 @@ def install() -> RemoteCommand:
         f'cat > "$tmp" <<\'{_END}\' || {{ rm -f "$tmp"; exit 1; }}\n{text}{_END}\n'
         'chmod 755 "$tmp" && mv -f "$tmp" "$f" || { rm -f "$tmp"; exit 1; }\n'
     )
-    return RemoteCommand(script, f"install {prog} (csync probe program v{PROGRAM_VERSION}, {program_digest()[:19]})")
+    return RemoteCommand(script, f"install {prog} (csync probe program v{PROGRAM_VERSION}, {program_digest(platform)[:19]})")
 
 
 # --- the plan key's authorized_keys line -----------------------------------------------------

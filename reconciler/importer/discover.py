@@ -6,7 +6,11 @@ that runs the csync package), import finds:
 - from the host itself (`driver.discovery.discover`): its name, `cmviewcl -v -f line` (cluster,
   nodes, the package, its owner and node order), the package's ASCII file in the csync
   package directory (relocatable address, mount point) and /etc/hosts, where Serviceguard
-  wants every node named (the members' addresses);
+  wants every node named (the members' addresses); and where it keeps things: the
+  directories cmviewcl, cfagent and cfrun are found in (Serviceguard's SGSBIN of
+  /etc/cmcluster.conf searched too) and the package directory ($SGCONF/csync on Serviceguard
+  for Linux). What csync would not find with the settings in force is written under
+  `platform:` (serviceguard_path, cfengine_path) and `paths:` (package_files_dir);
 - from the master's key store (the `root-<IP>.pub` files in the members' or the standalone
   master's ppkeys): the clients' addresses;
 - from a probe of every client: its name (`uname -n`), and whether the clients hold the
@@ -15,7 +19,9 @@ that runs the csync package), import finds:
 What cannot be seen on the hosts is not invented: `keys.distribution` is `copy` and
 `keys.prune` is `false` (import never turns on deleting keys); the output says so in a
 comment. Importing into an existing file updates it in place (ruamel.yaml round trip):
-comments, order and the choices it already holds (site, keys, paths, access) are kept;
+comments, order and the choices it already holds (site, keys, paths, platform, access) are kept
+(a platform or paths key is only changed where csync would not find a command or the package
+files with it);
 hosts are updated by name, new ones appended, vanished ones removed.
 """
 
@@ -28,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from reconciler.desired.model import Access, DesiredState, Host, MasterHost, Paths
+from reconciler.desired.model import Access, DesiredState, Host, MasterHost, Paths, Platform
 from reconciler.desired.values import is_host_name, is_ipv4
 from reconciler.domain import dsau
 from reconciler.domain.keys import peer_address
@@ -106,6 +112,7 @@ class Importer:
         *,
         accept_new_host_keys: bool = False,
         paths: Paths | None = None,
+        platform: Platform | None = None,
         known: dict[str, str] | None = None,
         on_note: Callable[[str], None] | None = None,
     ):
@@ -113,6 +120,8 @@ class Importer:
         self.access = access
         self.accept_new = accept_new_host_keys
         self.paths = paths or Paths()
+        self.platform = platform or Platform()
+        self.layout: dict[str, dict[str, str]] = {}  # platform: and paths: keys found on the entry host
         self.known = known or {}  # name -> address already declared (an existing output file)
         self.notes: list[str] = []
         self.on_note = on_note
@@ -130,12 +139,15 @@ class Importer:
         else:
             names.add(master["host"].name)
         access = self.access.model_copy(update={"hosts": {n: o for n, o in self.access.hosts.items() if n in names}})
-        return DesiredState.model_validate({"version": 1, "site": "import", "master": master, "clients": list(clients), "access": access, "paths": self.paths})
+        return DesiredState.model_validate(
+            {"version": 1, "site": "import", "master": master, "clients": list(clients), "access": access, "paths": self.paths, "platform": self.platform}
+        )
 
     def run(self) -> Found:
         address = resolve(self.entry)
         with Pool(self.access, accept_new_host_keys=self.accept_new) as pool:
             found = self._discover(pool, address)
+            self._layout(found)
             if found.cmviewcl_rc == 0:
                 return self._cluster(pool, address, found)
             if found.standalone:
@@ -152,7 +164,9 @@ class Importer:
         try:
             session = pool.connect(host)
             result = session.run_script(
-                discovery.discover(package_files_dir=self.paths.package_files_dir, standalone_master_inputs=self.paths.standalone_master_inputs),
+                discovery.discover(
+                    package_files_dir=self.paths.package_files_dir, standalone_master_inputs=self.paths.standalone_master_inputs, platform=self.platform
+                ),
                 timeout=self.access.command_timeout,
             )
         except TransportError as e:
@@ -167,6 +181,33 @@ class Importer:
         if found.failures:
             raise ImportFailed(f"{what} ({address}): the discovery script could not read everything: " + "; ".join(found.failures[:3]))
         return found
+
+    def _layout(self, found: Discovery) -> None:
+        """Where the entry host keeps Serviceguard's and cfengine's commands and the package's
+        files, where csync would not find them with the settings in force: kept in
+        ``self.layout`` (written under platform: and paths:) and used from now on."""
+        platform: dict[str, str] = {}
+        paths: dict[str, str] = {}
+        for key, tools, what in (("serviceguard_path", ("cmviewcl",), "Serviceguard"), ("cfengine_path", ("cfagent", "cfrun"), "cfengine")):
+            searched = getattr(self.platform, key).split(":")
+            where = next((found.where[t] for t in tools if t in found.where), None)
+            if where is not None and where not in searched:
+                platform[key] = where
+                self.note(
+                    f"{what}'s commands are in {where} on {self.entry}, outside the search path in force ({':'.join(searched)}): written as platform.{key}"
+                )
+        if found.package_dir and found.package_dir != self.paths.package_files_dir and found.package_files:
+            paths["package_files_dir"] = found.package_dir
+            self.note(
+                f"the package's files are in {found.package_dir} on {self.entry} (SGCONF of /etc/cmcluster.conf), not in "
+                f"{self.paths.package_files_dir}: written as paths.package_files_dir"
+            )
+        try:
+            self.platform = Platform.model_validate({**self.platform.model_dump(), **platform})
+            self.paths = Paths.model_validate({**self.paths.model_dump(), **paths})
+        except ValidationError as e:
+            raise ImportFailed(f"{self.entry}: where it keeps Serviceguard or cfengine is not a path csync accepts: {_first_error(e)}") from None
+        self.layout = {k: v for k, v in (("platform", platform), ("paths", paths)) if v}
 
     # --- a Serviceguard cluster ----------------------------------------------------------------
     def _cluster(self, pool: Pool, address: str, found: Discovery) -> Found:
@@ -262,6 +303,7 @@ class Importer:
             },
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
+            **self.layout,
         }
         return Found(data, self.notes)
 
@@ -318,6 +360,7 @@ class Importer:
             "master": {"mode": "standalone", "host": {"name": name, "address": address, **({"extra_addresses": extra[name]} if name in extra else {})}},
             "clients": clients,
             "keys": {"distribution": "copy", "cfrun": cfrun, "prune": False},
+            **self.layout,
         }
         return Found(data, self.notes)
 

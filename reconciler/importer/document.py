@@ -78,6 +78,9 @@ def new_document(found: Found, access: dict | None, source: str) -> CommentedMap
     doc["master"] = master
     doc["clients"] = _hosts_seq(d["clients"])
     doc["keys"] = _flow(d["keys"])
+    for section in ("paths", "platform"):  # where the site keeps things, when csync would not find them otherwise
+        if d.get(section):
+            doc[section] = CommentedMap(d[section])
     if access:
         doc["access"] = CommentedMap(access)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -115,7 +118,8 @@ def _merge_hosts(seq: Any, hosts: list[dict]) -> Any:
 def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
     """Update an existing desired-state document in place (round-trip: comments, order and
     the choices it holds are kept): the master and the hosts from the site; site, keys,
-    paths kept when present; access replaced only when --access was given."""
+    paths and platform kept when present (a key import found is set: csync would not find a
+    command or the package files without it); access replaced only when --access was given."""
     d = found.data
     if not isinstance(doc, dict):
         raise InvalidInput("the output file is not a YAML mapping; choose another -o FILE")
@@ -145,6 +149,14 @@ def merge_document(doc: Any, found: Found, access: dict | None) -> Any:
     doc["clients"] = _merge_hosts(doc.get("clients"), d["clients"])
     if "keys" not in doc:
         doc["keys"] = _flow(d["keys"])
+    for section in ("paths", "platform"):
+        if d.get(section):
+            if isinstance(doc.get(section), dict):
+                for k, v in d[section].items():
+                    if doc[section].get(k) != v:
+                        doc[section][k] = v
+            else:
+                doc[section] = CommentedMap(d[section])
     if access is not None:
         if isinstance(doc.get("access"), dict):
             target = doc["access"]

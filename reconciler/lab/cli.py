@@ -66,20 +66,30 @@ def lab() -> None:
     "cksum, sed, grep, date that refuse GNU-only options).",
 )
 @click.option(
+    "--sg-layout",
+    type=click.Choice(["default", "linux"]),
+    default="default",
+    show_default=True,
+    help="Where the members keep Serviceguard: default (the commands in /usr/local/sbin, its files in /etc/cmcluster), "
+    "or linux (Serviceguard for Linux: the commands in /usr/local/cmcluster/bin, /etc/cmcluster.conf naming SGSBIN and "
+    "SGCONF, the package's files in $SGCONF/csync); the desired state written declares it (paths:, platform:).",
+)
+@click.option(
     "--extra-addresses",
     is_flag=True,
     help="Give each member (or the standalone master) a second address, 127.0.20.<n>, where its sshd "
     "and cfservd listen too, and the package a second address, 127.0.20.10 (a second LAN).",
 )
-def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool, userland: str) -> int:
+def up(directory: str, members: int, clients: int, scenario: str, sg_release: str | None, extra_addresses: bool, userland: str, sg_layout: str) -> int:
     """Start the lab; print its desired state (YAML) on stdout."""
     lab_ = _lab(directory)
-    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses, userland=userland)
+    lab_.up(members=members, clients=clients, scenario=scenario, sg_release=sg_release, extra_addresses=extra_addresses, userland=userland, sg_layout=sg_layout)
     click.echo(lab_.desired_state_path.read_text(), nl=False)
     t = lab_.timings
     n = len(lab_.hosts)
     click.echo(
-        f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release}, port {lab_.port}, ready in {t['total']:.2f}s "
+        f"lab up: {n} hosts, scenario {scenario}, userland {userland}, Serviceguard {lab_.sg_release} ({sg_layout} layout), port {lab_.port}, "
+        f"ready in {t['total']:.2f}s "
         f"(keys {t['keys']:.2f}s, files {t['files']:.2f}s, sshd start {t['start']:.2f}s)",
         err=True,
     )
@@ -181,6 +191,19 @@ def pkg_state(directory: str, node: str | None, package: str, state: str) -> int
     refuse it. release completes the transition (running, or halted)."""
     _lab(directory).pkg_state(package, state, node)
     click.echo(f"package {package}: {state}", err=True)
+    return ExitCode.OK
+
+
+@lab.command(name="pkg-fail")
+@dir_option
+@click.argument("package")
+def pkg_fail(directory: str, package: str) -> int:
+    """A service of the running PACKAGE fails on its node. [lab only]
+
+    It halts there and switching to that node is disabled; with AUTO_RUN enabled it fails over
+    to the next eligible node, else it stays down/failed (cmviewcl: STATE failed)."""
+    where = _lab(directory).pkg_fail(package)
+    click.echo(f"package {package}: {'down/failed' if where == 'failed' else 'failed over to ' + where}", err=True)
     return ExitCode.OK
 
 

@@ -55,6 +55,7 @@ from reconciler.lab.topology import (
     PACKAGE_ADDRESS,
     PACKAGE_EXTRA_ADDRESS,
     LabHost,
+    SgLayout,
 )
 
 SSHD = "/usr/sbin/sshd"
@@ -66,16 +67,16 @@ DEFAULT_DIR = ".csync/lab"
 MARKER = ".csync-lab"
 
 # Per-host directories and where they are mounted inside the host; /run comes first, since
-# the lab's state directory is mounted inside it.
+# the lab's state directory is mounted inside it. The Serviceguard layout adds its own tree
+# (topology.SG_LAYOUTS: /etc/cmcluster, or /usr/local/cmcluster with --sg-layout linux).
 HOST_DIRS = (
     ("run", "/run"),
     ("root", "/root"),
     ("var_opt_dsau", "/var/opt/dsau"),
     ("opt_dsau", "/opt/dsau"),
-    ("etc_cmcluster", "/etc/cmcluster"),
     ("usr_local_sbin", "/usr/local/sbin"),
 )
-RESET_DIRS = ("root", "var_opt_dsau", "opt_dsau", "etc_cmcluster", "usr_local_sbin")  # what reseed rewrites
+RESET_DIRS = ("root", "var_opt_dsau", "opt_dsau", "usr_local_sbin")  # what reseed rewrites (and the layout's tree)
 HOST_RUN = "/run/csync-host"  # the host's own sshd config, host key, PID file
 PORT_CANDIDATES = (22, 2222, *range(22000, 22100))
 READY_TIMEOUT = 30.0
@@ -239,6 +240,16 @@ class Lab:
         return self.topology.get("sg_release") or sgcluster.DEFAULT_RELEASE
 
     @property
+    def sg_layout(self) -> SgLayout:
+        """Where the members keep Serviceguard (topology.SG_LAYOUTS; `lab up --sg-layout`)."""
+        return topology.sg_layout(self.topology.get("sg_layout") or "default")
+
+    @property
+    def host_dirs(self) -> tuple[tuple[str, str], ...]:
+        """The per-host directories (HOST_DIRS and the Serviceguard layout's tree)."""
+        return (*HOST_DIRS, self.sg_layout.host_dir)
+
+    @property
     def userland(self) -> str:
         """The hosts' userland: default (the machine's) or hpux (reconciler/lab/userland.py)."""
         return self.topology.get("userland") or "default"
@@ -287,10 +298,13 @@ class Lab:
         sg_release: str | None = None,
         extra_addresses: bool = False,
         userland: str = "default",
+        sg_layout: str = "default",
     ) -> float:
         """Start the lab; returns the seconds until every host's sshd listened. ``sg_release``
         is the emulated Serviceguard's release (default A.11.20.00; e.g. A.11.19, A.11.18):
-        it decides which options the Serviceguard commands know (docs/LAB.md). With
+        it decides which options the Serviceguard commands know (docs/LAB.md). ``sg_layout``
+        is where the members keep Serviceguard (topology.SG_LAYOUTS: default, or linux:
+        Serviceguard for Linux's /usr/local/cmcluster and /etc/cmcluster.conf). With
         ``extra_addresses``, each member (or the standalone master) and the package have a
         second address on 127.0.20.0/24 (topology.EXTRA_NET), and members listen there too.
 
@@ -306,8 +320,11 @@ class Lab:
         try:
             hosts = topology.lab_hosts(members, clients, scenario, extra_addresses)
             release = sgcluster.normalize_release(sg_release or sgcluster.DEFAULT_RELEASE)
+            topology.sg_layout(sg_layout)
         except ValueError as e:
             raise LabError(str(e)) from None
+        if scenario == "standalone" and sg_layout != "default":
+            raise LabError("a standalone master has no Serviceguard: --sg-layout is for a cluster lab")
         if self.running():
             raise LabError(f"a lab is already up in {self.dir}; stop it first: csync lab down --dir {self.dir}")
         self._wipe()
@@ -320,7 +337,7 @@ class Lab:
             package_addresses = [] if scenario == "standalone" else [PACKAGE_ADDRESS] + ([PACKAGE_EXTRA_ADDRESS] if extra_addresses else [])
             port = self._choose_port([a for h in hosts for a in h.addresses] + package_addresses, excluded)
             t = time.monotonic()
-            self._write_static(hosts, scenario, port, lab_keys, release, extra_addresses, userland)
+            self._write_static(hosts, scenario, port, lab_keys, release, extra_addresses, userland, sg_layout)
             built = self._write_scenario(scenario, lab_keys)
             self.timings["files"] = time.monotonic() - t
             t = time.monotonic()
@@ -478,6 +495,21 @@ class Lab:
         except sgcluster.SgError as e:
             raise LabError(str(e).removeprefix("lab pkg-state: ")) from None
 
+    def pkg_fail(self, package: str) -> str:
+        """[ours] A service of the running ``package`` fails on its node (Cluster.package_failed):
+        it halts there, switching to that node is disabled, and it fails over to the next
+        eligible node if AUTO_RUN is enabled; else it stays down/failed. Returns where it is now
+        ("failed", or the node it runs on)."""
+        if not self.topology.get("package"):
+            raise LabError("a standalone lab has no Serviceguard package")
+        try:
+            with sgcluster.Cluster.edit(self.state) as cluster:
+                cluster.package_failed(package)
+                pkg = cluster.package(package, "lab pkg-fail")
+                return pkg["owner"] or pkg["state"]
+        except sgcluster.SgError as e:
+            raise LabError(str(e).removeprefix("lab pkg-fail: ")) from None
+
     def lag_inputs(self, member: str, file: str = "cf.motd") -> str:
         """[ours] A policy commit that ``member`` has not fetched yet (as before cfagent's hourly
         run): one line is appended to ``file`` of the master's inputs on the package filesystem,
@@ -521,6 +553,7 @@ class Lab:
                 port=self.port,
                 header=header,
                 package_extra=self._package_extra(),
+                layout=self.sg_layout,
             )
         except ValueError as e:
             raise LabError(str(e)) from None
@@ -561,10 +594,10 @@ class Lab:
             if owner != host.name:
                 raise LabError(f"the package filesystem is not mounted on {name} (it is on {owner or 'no node'})")
             return self.state_dir / sgcluster.PKGFS / path[len(LAB_MOUNT) :].lstrip("/")
-        for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
+        for sub, inside in sorted(self.host_dirs, key=lambda d: -len(d[1])):
             if path == inside or path.startswith(inside + "/"):
                 return self.host_dir(name) / sub / path[len(inside) :].lstrip("/")
-        raise LabError(f"{path} is not in a per-host directory of the lab ({', '.join(i for _, i in HOST_DIRS)})")
+        raise LabError(f"{path} is not in a per-host directory of the lab ({', '.join(i for _, i in self.host_dirs)})")
 
     # --- building ----------------------------------------------------------------------------
     def _wipe(self) -> None:
@@ -628,6 +661,7 @@ class Lab:
         release: str = sgcluster.DEFAULT_RELEASE,
         extra_addresses: bool = False,
         userland: str = "default",
+        sg_layout: str = "default",
     ) -> None:
         """Everything that does not change while the lab runs: topology, programs, host keys,
         sshd configs, the emulated cfengine network's key."""
@@ -645,6 +679,7 @@ class Lab:
             "hosts": [{"name": h.name, "address": h.address, "role": h.role, "extra_addresses": list(h.extra_addresses)} for h in hosts],
             "sg_release": release,
             "userland": userland,
+            "sg_layout": sg_layout,
         }
         self.state.write_json("lab.json", topo)
         self._save_runtime({"hosts": {}})
@@ -658,7 +693,7 @@ class Lab:
 
         for h in hosts:
             d = self.host_dir(h.name)
-            for sub, _ in HOST_DIRS:
+            for sub, _ in self.host_dirs:
                 (d / sub).mkdir(parents=True, exist_ok=True)
             (d / "scratch").mkdir(exist_ok=True)
             (d / "run").chmod(0o755)
@@ -705,10 +740,10 @@ class Lab:
         caller holds the cluster lock when hosts run (``locked``); the package filesystem is
         not mounted here."""
         hosts = list(self.hosts)
-        built = scenarios.build(scenario, hosts, lab_keys, (self.state_dir / "known_hosts").read_text(), self.port)
+        built = scenarios.build(scenario, hosts, lab_keys, (self.state_dir / "known_hosts").read_text(), self.port, self.sg_layout)
 
         def write_host(h: LabHost) -> None:
-            for sub in RESET_DIRS:
+            for sub in (*RESET_DIRS, self.sg_layout.host_dir[0]):
                 scenarios.empty_dir(self.host_dir(h.name) / sub)
             scenarios.write_tree(built.hosts[h.name], lambda p: self._tree_path(h.name, p), atomic=locked)
 
@@ -729,7 +764,7 @@ class Lab:
 
     def _tree_path(self, name: str, path: str) -> Path:
         """Like host_path for the per-host directories, without reading the lab's state."""
-        for sub, inside in sorted(HOST_DIRS, key=lambda d: -len(d[1])):
+        for sub, inside in sorted(self.host_dirs, key=lambda d: -len(d[1])):
             if path == inside or path.startswith(inside + "/"):
                 return self.host_dir(name) / sub / path[len(inside) :].lstrip("/")
         raise LabError(f"{path} is not in a per-host directory of the lab")
@@ -747,6 +782,7 @@ class Lab:
             port=self.port,
             header=header,
             package_extra=self._package_extra(),
+            layout=self.sg_layout,
         )
         _write(self.desired_state_path, text, 0o644)
 
@@ -770,7 +806,8 @@ class Lab:
 
     def _spec(self, host: LabHost, owner: str | None, cluster: bool, etc_hosts: str) -> dict:
         d = self.host_dir(host.name)
-        binds = [[str(d / sub), inside] for sub, inside in HOST_DIRS]
+        layout, member = self.sg_layout, host.role == topology.ROLE_MEMBER
+        binds = [[str(d / sub), inside] for sub, inside in self.host_dirs]
         binds.insert(1, [str(self.state_dir), labhost.IN_HOST_STATE])  # inside /run, before /root hides the lab dir
         if owner == host.name:
             binds.append([str(self.state_dir / sgcluster.PKGFS), LAB_MOUNT])
@@ -780,7 +817,7 @@ class Lab:
             "scratch": str(d / "scratch"),
             "binds": binds,
             "mkdirs": [LAB_MOUNT] if cluster and host.role == topology.ROLE_MEMBER else [],
-            "files": {"/etc/hosts": etc_hosts},
+            "files": {"/etc/hosts": etc_hosts, **({"/etc/cmcluster.conf": layout.cmcluster_conf} if member and layout.cmcluster_conf else {})},
             "userland": userland_mod.spec(self.userland),
             "argv": [SSHD, "-D", "-e", "-f", f"{HOST_RUN}/sshd_config"],
         }

@@ -6,7 +6,8 @@
   cfrun.hosts listing every client by name), ppkeys/
   localhost.priv/.pub = the cluster key, root-<client>.pub = that client's own key for every
   client, root-<member>.pub = the cluster key for every member, root-<package>.pub = the
-  cluster key; /etc/cmcluster/csync/ (the package files); cfservd.started;
+  cluster key; /etc/cmcluster/csync/ (the package files; $SGCONF/csync/ with
+  `--sg-layout linux`); cfservd.started;
 - each client: inputs/ (a copy), ppkeys/localhost.priv/.pub = its own key,
   root-<package>.pub and root-<member>.pub for every member = the cluster key; cfservd.started;
 - the package filesystem: dsau/cfengine_master/inputs/ and the cluster key pair in
@@ -40,15 +41,16 @@ from pathlib import Path
 
 from reconciler.domain import dsau
 from reconciler.lab import topology
-from reconciler.lab.topology import LabHost
+from reconciler.lab.topology import SG_LAYOUTS, LabHost, SgLayout
 
 # Commands installed in each role's directories, as links to the programs in the lab's
-# state/bin (the in-host path of that directory is /run/csync-lab/bin).
+# state/bin (the in-host path of that directory is /run/csync-lab/bin); the Serviceguard
+# commands in the layout's SGSBIN (topology.SG_LAYOUTS).
 SERVICEGUARD_COMMANDS = ("cmviewcl", "cmrunpkg", "cmhaltpkg", "cmmodpkg", "cmrunnode", "cmhaltnode", "cmruncl", "cmhaltcl", "cmversion")
 CFENGINE_COMMANDS = ("cfagent", "cfrun", "cfservd", "cfkey")
 BIN = "/run/csync-lab/bin"
 CFSERVD_MARKER = f"{dsau.CFENGINE_DIR}/cfservd.started"  # [ours]
-PACKAGE_CONF = f"{dsau.PACKAGE_FILES_DIR}/csync.conf"  # [ours] the package's ASCII file
+PACKAGE_CONF_NAME = "csync.conf"  # [ours] the package's ASCII file, in the package's directory
 
 
 def cfrun_hosts(clients: list[LabHost]) -> str:
@@ -170,8 +172,8 @@ class Scenario:
     autorun: str
 
 
-def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, port: int) -> Scenario:
-    """Every file of every host for ``scenario``."""
+def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, port: int, layout: SgLayout = SG_LAYOUTS["default"]) -> Scenario:
+    """Every file of every host for ``scenario``, Serviceguard where ``layout`` keeps it."""
     cf, pp = dsau.CFENGINE_DIR, f"{dsau.CFENGINE_DIR}/{dsau.PPKEYS_SUBDIR}"
     masters = [h for h in hosts if h.is_master_side]
     clients = [h for h in hosts if h.role == topology.ROLE_CLIENT]
@@ -205,7 +207,7 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
             f.put(CFSERVD_MARKER, "started at boot\n")
         if h.role == topology.ROLE_MEMBER:
             for command in SERVICEGUARD_COMMANDS:
-                f.links[f"/usr/local/sbin/{command}"] = f"{BIN}/serviceguard.py"
+                f.links[f"{layout.sbin}/{command}"] = f"{BIN}/serviceguard.py"
             f.links[dsau.DISPATCHER] = f"{BIN}/dsau_tools.py"
             f.links[dsau.WIZARD] = f"{BIN}/dsau_tools.py"
             f.links[dsau.CSSHSETUP] = f"{BIN}/dsau_tools.py"
@@ -224,7 +226,7 @@ def build(scenario: str, hosts: list[LabHost], keys: LabKeys, known_hosts: str, 
                 f.put(f"{pp}/{dsau.peer_key_name(m.address)}", master_pub)
             f.put(f"{pp}/{dsau.peer_key_name(server)}", master_pub)
             if h.role == topology.ROLE_MEMBER:
-                f.put(PACKAGE_CONF, package_conf(masters))
+                f.put(f"{layout.package_files_dir}/{PACKAGE_CONF_NAME}", package_conf(masters))
         if h.role == topology.ROLE_CLIENT:
             priv, pub = keys.clients[h.name]
             f.put(f"{pp}/{dsau.OWN_PRIVATE_KEY}", priv, 0o600)
@@ -270,10 +272,20 @@ def ssh_client_config(own_address: str, port: int) -> str:
 
 
 def desired_state_yaml(
-    hosts: list[LabHost], scenario: str, *, identity_file: str, known_hosts: str, port: int, header: str, package_extra: Sequence[str] = ()
+    hosts: list[LabHost],
+    scenario: str,
+    *,
+    identity_file: str,
+    known_hosts: str,
+    port: int,
+    header: str,
+    package_extra: Sequence[str] = (),
+    layout: SgLayout = SG_LAYOUTS["default"],
 ) -> str:
     """The converged intent of a lab as desired-state YAML (whatever the scenario it started in);
-    with extra addresses (`lab up --extra-addresses`) they are declared too."""
+    with extra addresses (`lab up --extra-addresses`) they are declared too, and a cluster of
+    another Serviceguard layout (`lab up --sg-layout linux`) declares where it keeps it
+    (`paths.package_files_dir`, `platform.serviceguard_path`)."""
     masters = [h for h in hosts if h.is_master_side]
 
     def host(h: LabHost) -> str:
@@ -310,6 +322,8 @@ def desired_state_yaml(
         "  connect_timeout: 5",
         "  parallelism: 64",
     ]
+    if scenario != "standalone" and layout != SG_LAYOUTS["default"]:
+        out += [f"paths: {{package_files_dir: {layout.package_files_dir}}}", f"platform: {{serviceguard_path: {layout.sbin}}}"]
     return "\n".join(out) + "\n"
 
 

@@ -32,6 +32,57 @@ FIRST_CLIENT_OCTET = 21
 EXTRA_NET = "127.0.20"
 PACKAGE_EXTRA_ADDRESS = f"{EXTRA_NET}.10"
 
+
+# Where the members keep Serviceguard (`lab up --sg-layout`): its commands (SGSBIN), its
+# configuration (SGCONF) and the csync package's files ($SGCONF/csync). Each layout's tree is
+# a per-host directory of the lab (runtime.HOST_DIRS), so that reseed rewrites it.
+@dataclass(frozen=True)
+class SgLayout:
+    name: str
+    sbin: str  # the Serviceguard commands
+    conf: str  # SGCONF
+    host_dir: tuple[str, str]  # (per-host subdirectory, where it is mounted) that holds conf
+    cmcluster_conf: str | None = None  # the text of the members' /etc/cmcluster.conf; None: no such file
+
+    @property
+    def package_files_dir(self) -> str:
+        """The csync package's files on a member (desired state `paths.package_files_dir`)."""
+        return f"{self.conf}/csync"
+
+
+# default [ours]: the commands in /usr/local/sbin (a per-host directory of every lab host; HP-UX
+# has them in /usr/sbin, SGSBIN), the configuration in /etc/cmcluster (HP-UX's SGCONF [doc]),
+# no /etc/cmcluster.conf.
+# linux: Serviceguard for Linux as HP's Red Hat example has it [doc: "Managing HP Serviceguard
+# for Linux", "Understanding the Location of Serviceguard Files": /etc/cmcluster.conf names
+# SGROOT, SGCONF, SGSBIN, SGLBIN, SGLIB, SGRUN, SGAUTOSTART]; nothing in /etc/cmcluster or
+# /usr/local/sbin. DSAU is an HP-UX product: the package's files in $SGCONF/csync are [ours].
+SG_ROOT_LINUX = "/usr/local/cmcluster"
+SG_LAYOUTS = {
+    "default": SgLayout("default", "/usr/local/sbin", "/etc/cmcluster", ("etc_cmcluster", "/etc/cmcluster")),
+    "linux": SgLayout(
+        "linux",
+        f"{SG_ROOT_LINUX}/bin",
+        f"{SG_ROOT_LINUX}/conf",
+        ("usr_local_cmcluster", SG_ROOT_LINUX),
+        "# cmcluster.conf: where Serviceguard keeps its files (written by csync lab, --sg-layout linux)\n"
+        f"SGROOT={SG_ROOT_LINUX}\n"
+        f"SGCONF={SG_ROOT_LINUX}/conf # configuration\n"
+        f"SGSBIN={SG_ROOT_LINUX}/bin # commands\n"
+        f"SGLBIN={SG_ROOT_LINUX}/bin\n"
+        f"SGLIB={SG_ROOT_LINUX}/lib\n"
+        f"SGRUN={SG_ROOT_LINUX}/run\n"
+        f"SGAUTOSTART={SG_ROOT_LINUX}/conf/cmcluster.rc\n",
+    ),
+}
+
+
+def sg_layout(name: str) -> SgLayout:
+    if name not in SG_LAYOUTS:
+        raise ValueError(f"unknown Serviceguard layout {name!r}; choose one of {', '.join(SG_LAYOUTS)}")
+    return SG_LAYOUTS[name]
+
+
 ROLE_MEMBER = "member"  # a Serviceguard node of the cluster that is the HA master
 ROLE_MASTER = "master"  # a standalone master
 ROLE_CLIENT = "client"  # a managed client

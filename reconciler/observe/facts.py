@@ -121,10 +121,12 @@ class HostFacts(KeyStoreReader, Frozen):
         False, description="its cfservd authenticates callers by root-<caller's name>.pub (HostnameKeys = ( on ) in inputs/cfservd.conf)"
     )
     cfrun_hosts: CfrunHosts | None = Field(None, description="members and masters: inputs/cfrun.hosts, which their cfrun reads")
-    package_files: int | None = Field(None, description="members only: regular files in the package's directory (/etc/cmcluster/csync)")
+    package_files: int | None = Field(None, description="members only: regular files in the package's directory (paths.package_files_dir)")
     cluster: ClusterView | None = None
     cluster_error: str | None = None
-    cluster_format: Literal["line", "table"] | None = Field(None, description="members only: the cmviewcl format read (table when the release refuses -f line)")
+    cluster_format: Literal["line", "table"] | None = Field(
+        None, description="members only: the cmviewcl format read (table when the release refuses -f line, or platform.cmviewcl_format says so)"
+    )
     package_fs: PackageFilesystem | None = None
     master_files: MasterFiles | None = None
     ssh_public_keys: tuple[SshKey, ...] = ()
@@ -197,7 +199,11 @@ def _parse(name: str, address: str, role: Role, stdout: bytes, exit_code: int, s
                 fields["cluster"] = parse_cmviewcl_table(lines) if table else parse_cmviewcl_line(lines)
                 fields["cluster_format"] = "table" if table else "line"
             except CmviewclParseError as e:
-                what = "cmviewcl -v (table format, -f line refused)" if table else "cmviewcl -v -f line"
+                what = (
+                    ("cmviewcl -v (table format, -f line refused)" if sg.get("line_rc") is not None else "cmviewcl -v (table format)")
+                    if table
+                    else "cmviewcl -v -f line"
+                )
                 fields["cluster_error"] = f"{what} output not understood: {e}"
         else:
             detail = next((line for line in reversed(lines) if line.strip()), "")

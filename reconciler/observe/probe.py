@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from reconciler.desired.model import DesiredState, Host
+from reconciler.desired.model import DesiredState, Host, Platform
 from reconciler.domain import dsau
 from reconciler.driver import commands, probeprogram
 from reconciler.driver.transport import CommandResult, Pool, TransportError, fan_out
@@ -47,7 +47,7 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
         session = pool.connect(host)
         if session.identity == "plan":
             result = session.run_request(probeprogram.probe_request(state, role), timeout=state.access.command_timeout)
-            refused = program_refusal(host, role, result)
+            refused = program_refusal(host, role, result, state.platform)
             if refused is not None:
                 return refused
         else:
@@ -60,10 +60,11 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
     return facts.model_copy(update={"probe_seconds": round(time.monotonic() - start, 4)})
 
 
-def program_refusal(host: Host, role: Role, result: CommandResult) -> HostFacts | None:
+def program_refusal(host: Host, role: Role, result: CommandResult, platform: Platform) -> HostFacts | None:
     """The facts of a host whose probe program did not run the probe: missing (the forced
-    command not found), another version (it answered its version line), or it refused the
-    request. Its other facts are unknown; the program's are known (plan its install)."""
+    command not found), another version or the program of another platform (it answered its
+    version line), or it refused the request. Its other facts are unknown; the program's are
+    known (plan its install)."""
     where = dsau.PROBE_PROGRAM
     if result.exit_code == 127:
         return unreachable(
@@ -86,7 +87,7 @@ def program_refusal(host: Host, role: Role, result: CommandResult) -> HostFacts 
                 "use the csync that installed it"
                 if newer
                 else f"its probe program is version {found.version} ({found.digest}), not this csync's (version "
-                f"{probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest()}): its facts are not read until it is upgraded"
+                f"{probeprogram.PROGRAM_VERSION}, {probeprogram.program_digest(platform)}, for this site's platform): its facts are not read until it is upgraded"
             )
             return unreachable(host.name, host.address, role, why, "probe-program").model_copy(update={"probe_program": found})
     if result.exit_code == probeprogram.EXIT_REFUSED:

@@ -259,12 +259,13 @@ def _verify_mirrored(state: DesiredState, a: Action, p: MirrorKeyParams, facts: 
 
 
 def _install_probe(state: DesiredState, p: ProbeProgramParams) -> commands.RemoteCommand:
-    if (p.version, p.digest) != (probeprogram.PROGRAM_VERSION, probeprogram.program_digest()):
+    digest = probeprogram.program_digest(state.platform)
+    if (p.version, p.digest) != (probeprogram.PROGRAM_VERSION, digest):
         raise commands.UnsafeValue(
             f"the plan installs probe program version {p.version} ({p.digest}); this csync has version "
-            f"{probeprogram.PROGRAM_VERSION} ({probeprogram.program_digest()}): plan again with this csync"
+            f"{probeprogram.PROGRAM_VERSION} ({digest}) for this site's platform: plan again with this csync"
         )
-    return probeprogram.install()
+    return probeprogram.install(state.platform)
 
 
 def _verify_program(state: DesiredState, a: Action, p: ProbeProgramParams, facts: Facts) -> Verdict:
@@ -287,7 +288,7 @@ START_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     ("+", "green"),
     StartPackageParams,
     True,
-    build=lambda s, p: commands.start_package(p.package, p.node),
+    build=lambda s, p: commands.start_package(p.package, p.node, serviceguard_path=s.platform.serviceguard_path),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=True),
     touches=_cluster_wide,
@@ -300,7 +301,7 @@ ENABLE_SWITCHING: KindSpec[PackageParams] = KindSpec(
     ("~", "yellow"),
     PackageParams,
     True,
-    build=lambda s, p: commands.enable_switching(p.package),
+    build=lambda s, p: commands.enable_switching(p.package, serviceguard_path=s.platform.serviceguard_path),
     precondition_now=_package_now,
     verify=lambda s, a, p, f: _verify_package(s, a, p, f, started=False),
     touches=_cluster_wide,
@@ -313,7 +314,7 @@ HALT_PACKAGE: KindSpec[StartPackageParams] = KindSpec(
     ("-", "red"),
     StartPackageParams,
     True,
-    build=lambda s, p: commands.halt_package(p.package),
+    build=lambda s, p: commands.halt_package(p.package, serviceguard_path=s.platform.serviceguard_path),
     precondition_now=_package_now,
     verify=_verify_halted,
     touches=_cluster_wide,

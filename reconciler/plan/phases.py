@@ -797,7 +797,7 @@ def plan_probe_program(site: PredictedSite) -> None:
     command) where it is missing, and replace it where it differs from this csync's and is
     not newer. A host whose program is known but not its other facts (the plan identity
     could not probe it) gets the action too: that is how such a host becomes readable."""
-    want = (PROGRAM_VERSION, program_digest())
+    want = (PROGRAM_VERSION, program_digest(site.state.platform))
     for host in site.state.all_hosts:
         facts = site.facts.get(host.name)
         found = facts.probe_program if facts is not None else None

@@ -236,7 +236,7 @@ def run_live_checks(
     start = time.monotonic()
     facts = facts or {}
     server_addresses = state.server_addresses
-    cfagent = commands.cfagent_check(server_addresses)
+    cfagent = commands.cfagent_check(server_addresses, cfengine_path=state.platform.cfengine_path)
     clients = [c for c in state.clients if c.name not in report.unreachable]
     runs: dict[str, HostRun] = fan_out(
         clients,
@@ -255,7 +255,7 @@ def run_live_checks(
             for col in report.columns:
                 if col.tool == "cfrun" and col.member == m.name:
                     bind = None if col.address == m.address else col.address
-                    command = commands.cfrun_check(targets, hostnamekeys=by_name, bind=bind)
+                    command = commands.cfrun_check(targets, hostnamekeys=by_name, bind=bind, cfengine_path=state.platform.cfengine_path)
                     out[col.label] = (_run(pool, state, m, "cfrun", command, list(name_of)), name_of)
             return out
 

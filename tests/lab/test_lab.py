@@ -401,6 +401,7 @@ CMVIEWCL_SAMPLES = {
     "fresh-table-l-package.txt": ("fresh", "cmviewcl -l package"),
     "seed-table.txt": ("seed", "cmviewcl"),
     "seed-line-v.txt": ("seed", "cmviewcl -v -f line"),
+    "seed-table-v.txt": ("seed", "cmviewcl -v"),
 }
 
 

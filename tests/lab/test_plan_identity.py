@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.desired.model import Platform
 from reconciler.domain import dsau
 from reconciler.driver import probeprogram
 from reconciler.lab.keys import ssh_ed25519
@@ -129,7 +130,7 @@ def test_the_plan_key_plans_like_root_and_can_do_nothing_else(reseed, tmp_path):
             r = ssh(lab, key, host, *command)
             assert r.returncode == probeprogram.EXIT_REFUSED, (command, r.stdout, r.stderr)
             assert "csync-probe: refused" in r.stderr and "uid=" not in r.stdout
-    digest = probeprogram.program_digest()
+    digest = probeprogram.program_digest(Platform())
     for bad in (
         f"csync-probe {digest} role=client cf=/etc/..",
         f"csync-probe {digest} role=client cf=/x;id",
@@ -178,9 +179,9 @@ def test_a_stale_probe_program_is_reported_and_upgraded_by_apply(reseed, tmp_pat
     assert csync("plan", "-f", str(state), "--detailed-exitcode").returncode == 0
 
     # client1 keeps an older program (an earlier csync's), client2 a newer one
-    current = probeprogram.program_text()
-    older = current.replace(probeprogram.version_line(), "CSYNC_PROBE_PROGRAM=v0:sha256:" + "0" * 64, 1)
-    newer = current.replace(probeprogram.version_line(), f"CSYNC_PROBE_PROGRAM=v{probeprogram.PROGRAM_VERSION + 1}:sha256:" + "f" * 64, 1)
+    current = probeprogram.program_text(Platform())
+    older = current.replace(probeprogram.version_line(Platform()), "CSYNC_PROBE_PROGRAM=v0:sha256:" + "0" * 64, 1)
+    newer = current.replace(probeprogram.version_line(Platform()), f"CSYNC_PROBE_PROGRAM=v{probeprogram.PROGRAM_VERSION + 1}:sha256:" + "f" * 64, 1)
     lab.host_path("client1", dsau.PROBE_PROGRAM).write_text(older)
     lab.host_path("client2", dsau.PROBE_PROGRAM).write_text(newer)
 

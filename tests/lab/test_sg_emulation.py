@@ -10,6 +10,8 @@ of its own to check `csync lab up --sg-release`.
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -290,6 +292,54 @@ def test_a_detached_package_whose_node_dies_fails_over_when_the_node_rejoins(lab
     lab.node_up("node1")  # re-attached, found failed, restarted on another eligible node [doc]
     pkg = view(lab).packages["csync"]
     assert (pkg.status, pkg.state, pkg.owner) == ("up", "running", "node2") and mounted_on(lab) == ["node2"]
+
+
+# --- 2. a package failure (the lab's own control) ----------------------------------------------
+
+
+def test_a_package_that_fails_fails_over_or_stays_failed(lab):
+    # AUTO_RUN enabled: it halts on node1, switching to node1 is disabled, it starts on node2
+    assert lab.pkg_fail("csync") == "node2"
+    pkg = view(lab).packages["csync"]
+    assert (pkg.status, pkg.state, pkg.owner, pkg.autorun) == ("up", "running", "node2", "enabled") and mounted_on(lab) == ["node2"]
+    assert {n.name: n.switching for n in pkg.nodes} == {"node1": "disabled", "node2": "enabled", "node3": "enabled"}
+    # AUTO_RUN disabled: down and failed, unowned, unmounted
+    run(lab, "node1", "cmmodpkg -d csync")
+    assert lab.pkg_fail("csync") == "failed"
+    assert pkg_lines(lab) == "name=csync\nstatus=down\nstate=failed\nautorun=disabled\n" and mounted_on(lab) == []
+    assert "    csync          down         failed       disabled     unowned\n" in out(lab, "node3", "cmviewcl")
+    with pytest.raises(LabError, match="only a running package"):
+        lab.pkg_fail("csync")
+    # [doc] re-enabling switching starts it on an eligible node (node2's switching is disabled now too)
+    run(lab, "node1", "cmmodpkg -e csync")
+    assert view(lab).packages["csync"].owner == "node3" and mounted_on(lab) == ["node3"]
+
+
+# --- recorded samples of every package state csync's intent needs, in both formats ------------
+# tests/lab/data/cmviewcl/<state>-line-v.txt and <state>-table-v.txt, written from the lab with
+# CSYNC_LAB_RECORD=1; tests/unit/test_cmviewcl_samples.py reads them with csync's parsers.
+
+SAMPLES = Path(__file__).parent / "data" / "cmviewcl"
+STATE_SETUPS: dict[str, list] = {
+    "halted": ["cmhaltpkg csync"],
+    "switching": ["cmmodpkg -d -n node2 csync"],
+    "maintenance": ["cmmodpkg -d csync", "cmmodpkg -m on csync"],
+    "maintenance-halted": ["cmhaltpkg csync", "cmmodpkg -m on -n node3 csync"],
+    "detached": ["cmhaltnode -d node1"],
+    "failed": ["cmmodpkg -d csync", lambda lab: lab.pkg_fail("csync")],
+}
+
+
+@pytest.mark.parametrize("state", sorted(STATE_SETUPS))
+def test_cmviewcl_prints_the_recorded_state_samples(lab, state):
+    for step in STATE_SETUPS[state]:
+        step(lab) if callable(step) else run(lab, "node1", step)
+    for fmt, command in (("line", "cmviewcl -v -f line"), ("table", "cmviewcl -v")):
+        text = f"$ {command}\n{out(lab, 'node2', command)}"
+        path = SAMPLES / f"{state}-{fmt}-v.txt"
+        if os.environ.get("CSYNC_LAB_RECORD"):
+            path.write_text(text)
+        assert text == path.read_text(), f"{path.name} differs from the lab's output (CSYNC_LAB_RECORD=1 rewrites it)"
 
 
 # --- 2. transitory states (the lab's own control) ----------------------------------------------

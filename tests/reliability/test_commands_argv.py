@@ -51,7 +51,12 @@ def models(draw) -> DesiredState:
             "members": [{"name": m, "address": ip[1 + i]} for i, m in enumerate(members)],
         },
         "clients": [{"name": c, "address": ip[1 + len(members) + i]} for i, c in enumerate(clients)],
-        "paths": {"cfengine_dir": draw(paths), "dispatcher": draw(paths), "wizard": draw(paths)},
+        "paths": {"cfengine_dir": draw(paths), "dispatcher": draw(paths), "wizard": draw(paths), "package_files_dir": draw(paths)},
+        "platform": {
+            "serviceguard_path": ":".join(draw(st.lists(paths, min_size=1, max_size=3, unique=True))),
+            "cfengine_path": ":".join(draw(st.lists(paths, min_size=1, max_size=3, unique=True))),
+            "cmviewcl_format": draw(st.sampled_from(["auto", "line", "table"])),
+        },
     }
     try:
         return DesiredState.model_validate(data)
@@ -102,11 +107,12 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
     node = data.draw(st.sampled_from([m.name for m in state.members]))
 
     # Serviceguard: cmrunpkg -n NODE PKG && cmmodpkg -e PKG
-    start = commands.start_package(pkg.name, node)
-    assert start.script.splitlines()[0] == f"PATH={dsau.SERVICEGUARD_PATH}:$PATH"
+    sg = state.platform.serviceguard_path
+    start = commands.start_package(pkg.name, node, serviceguard_path=sg)
+    assert words(start.script.splitlines()[0]) == [f"PATH={sg}:$PATH"]
     assert commands_of(start.script.splitlines()[1]) == [["cmrunpkg", "-n", node, pkg.name], ["cmmodpkg", "-e", pkg.name]]
-    assert commands_of(commands.enable_switching(pkg.name).script.splitlines()[1]) == [["cmmodpkg", "-e", pkg.name]]
-    assert commands_of(commands.halt_package(pkg.name).script.splitlines()[1]) == [["cmhaltpkg", pkg.name]]
+    assert commands_of(commands.enable_switching(pkg.name, serviceguard_path=sg).script.splitlines()[1]) == [["cmmodpkg", "-e", pkg.name]]
+    assert commands_of(commands.halt_package(pkg.name, serviceguard_path=sg).script.splitlines()[1]) == [["cmhaltpkg", pkg.name]]
 
     # DSAU tools
     dispatch = commands.dispatch_member(state, member).script.splitlines()
@@ -143,14 +149,15 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
         ("ROLE", "member"),
         ("MOUNT", pkg.mount),
         ("MDIR", dsau.PACKAGE_MASTER_DIR),
-        ("PKGFILES", dsau.PACKAGE_FILES_DIR),
         ("MKEYS", dsau.PACKAGE_CLUSTER_KEY_DIR),
         ("OWNKEY", dsau.OWN_PUBLIC_KEY),
         ("PEERPFX", dsau.PEER_KEY_PREFIX),
         ("PEERSFX", dsau.PEER_KEY_SUFFIX),
         ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS),
         ("STATE", dsau.PACKAGE_CSYNC_STATE),
-        ("SGPATH", dsau.SERVICEGUARD_PATH),
+        ("PKGFILES", state.paths.package_files_dir),
+        ("SGPATH", state.platform.serviceguard_path),
+        ("SGFORMAT", state.platform.cmviewcl_format),
     ]
     header = commands.probe(state, "member").script.splitlines()[: len(expected)]
     assert [words(line) for line in header] == [[f"{k}={v}"] for k, v in expected]
@@ -178,9 +185,16 @@ def test_an_installed_key_is_written_byte_for_byte(state, lines):
 def test_values_the_model_refuses_are_refused_by_the_builders_too(value):
     # a forged plan carries values past the model: the builders check them again
     with pytest.raises(commands.UnsafeValue):
-        commands.start_package(value, "node1")
+        commands.start_package(value, "node1", serviceguard_path="/usr/sbin")
     with pytest.raises(commands.UnsafeValue):
-        commands.halt_package(value)
+        commands.halt_package(value, serviceguard_path="/usr/sbin")
+    # a search path (platform:) too: every builder that puts one in PATH
+    with pytest.raises(commands.UnsafeValue):
+        commands.start_package("csync", "node1", serviceguard_path=value)
+    with pytest.raises(commands.UnsafeValue):
+        commands.enable_switching("csync", serviceguard_path=f"/usr/sbin:{value}")
+    with pytest.raises(commands.UnsafeValue):
+        commands.cfagent_check("10.0.0.1", cfengine_path=value)
     with pytest.raises(commands.UnsafeValue):
         commands.regenerate_keys(
             DesiredState.model_validate({"version": 1, "site": "s", "master": {"mode": "standalone", "host": {"name": "m", "address": "10.0.0.1"}}}),

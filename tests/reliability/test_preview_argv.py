@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.domain import dsau
 from reconciler.domain.preview import PreviewRequest
 from reconciler.driver import commands
 from reconciler.driver import preview as driver
@@ -23,7 +24,8 @@ def test_every_preview_of_a_valid_model_is_the_intended_argv_in_the_script(state
     pkg = state.master.package.name
     node = data.draw(st.sampled_from([m.name for m in state.members]))
     requests = [PreviewRequest("a", "start", pkg, node, node), PreviewRequest("b", "halt", pkg, node, node), PreviewRequest("c", "enable", pkg, node, node)]
-    script = driver.preview_script(requests, NONCE, timeout=30).script.splitlines()
+    script = driver.preview_script(requests, NONCE, timeout=30, serviceguard_path=state.platform.serviceguard_path).script.splitlines()
+    assert words(script[0].removesuffix("; export PATH")) == [f"PATH={state.platform.serviceguard_path}:$PATH"]
     argvs = [["cmrunpkg", "-t", "-n", node, pkg], ["cmhaltpkg", "-t", pkg], ["cmmodpkg", "-e", "-t", pkg]]
     for argv in argvs:
         assert words(commands.quote_argv(argv)) == argv and commands.quote_argv(argv) in script
@@ -38,9 +40,11 @@ def test_values_the_model_refuses_never_reach_a_preview(value):
         PreviewRequest("a", "enable", value, "node1", "node1"),
     ):
         with pytest.raises(UnsafeValue):
-            driver.preview_script([request], NONCE, timeout=30)
+            driver.preview_script([request], NONCE, timeout=30, serviceguard_path=dsau.SERVICEGUARD_PATH)
+    with pytest.raises(UnsafeValue):
+        driver.preview_script([PreviewRequest("a", "halt", "csync", "node1", "node1")], NONCE, timeout=30, serviceguard_path=value)
 
 
 def test_an_operation_csync_does_not_preview_is_refused():
     with pytest.raises(UnsafeValue):
-        driver.preview_script([PreviewRequest("a", "detach", "csync", "node1", "node1")], NONCE, timeout=30)  # type: ignore[arg-type]
+        driver.preview_script([PreviewRequest("a", "detach", "csync", "node1", "node1")], NONCE, timeout=30, serviceguard_path=dsau.SERVICEGUARD_PATH)  # type: ignore[arg-type]

@@ -100,6 +100,13 @@ def test_start_node_follows_serviceguards_eligibility(disabled, down, order, exp
         ("down", "maintenance", "blocked"),
         ("starting", "starting", "unknown"),
         ("halting", "halting", "unknown"),
+        # what Serviceguard could not tell, or a state csync does not act on: never started
+        ("unknown", "unknown", "unknown"),
+        ("down", "unknown", "unknown"),
+        ("start_wait", "start_wait", "unknown"),
+        ("failing", "failing", "unknown"),
+        ("down", "relocate_wait", "unknown"),
+        ("up", "reconfiguring", "unknown"),
     ],
 )
 @pytest.mark.parametrize("intent", ["running", "halted"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.domain import dsau
 from reconciler.domain.preview import Preview, PreviewRequest, PreviewRun, has_preview, judge, refusals, release_tuple
 from reconciler.driver import preview as driver
 from reconciler.driver.transport import CommandResult
@@ -166,7 +167,7 @@ def fake_serviceguard(tmp_path: Path, release: str | None, run_rc: int = 0) -> P
 
 def run_script(tmp_path: Path, requests, release: str | None, **kw) -> tuple[list[PreviewRun], str]:
     bin_dir = fake_serviceguard(tmp_path, release, **kw)
-    script = driver.preview_script(requests, NONCE, timeout=30).script
+    script = driver.preview_script(requests, NONCE, timeout=30, serviceguard_path=dsau.SERVICEGUARD_PATH).script
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60)
     result = CommandResult(done.returncode, done.stdout, done.stderr, 0.0)
@@ -208,7 +209,7 @@ def test_an_unreadable_release_runs_no_preview(tmp_path, release):
 def test_a_cmversion_that_fails_runs_no_preview_and_blocks(tmp_path):
     bin_dir = fake_serviceguard(tmp_path, "A.11.20.00")
     (bin_dir / "cmversion").write_text(f'#!/bin/sh\necho "cmversion $*" >> {tmp_path / "calls"}\necho "cmversion: no cluster daemon" >&2\nexit 2\n')
-    script = driver.preview_script([START], NONCE, timeout=30).script
+    script = driver.preview_script([START], NONCE, timeout=30, serviceguard_path=dsau.SERVICEGUARD_PATH).script
     done = subprocess.run(["/bin/sh"], input=script.encode(), capture_output=True, timeout=60, env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
     [run] = driver.parse_preview(CommandResult(done.returncode, done.stdout, done.stderr, 0.0), NONCE, 1)
     assert (run.ran, run.release_exit, run.release) == (False, 2, "cmversion: no cluster daemon")
@@ -372,7 +373,7 @@ def test_plan_json_round_trips_with_previews():
 def test_a_hung_preview_is_stopped_on_the_host_and_blocks(tmp_path):
     bin_dir = fake_serviceguard(tmp_path, "A.11.20.00")
     (bin_dir / "cmhaltpkg").write_text("#!/bin/sh\nsleep 60\n")
-    script = driver.preview_script([HALT], NONCE, timeout=1).script
+    script = driver.preview_script([HALT], NONCE, timeout=1, serviceguard_path=dsau.SERVICEGUARD_PATH).script
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
     # its own session: the watchdog signals the script's process group, as sshd makes it
     done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=30, start_new_session=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired.model import DesiredState
+from reconciler.desired.model import DesiredState, Platform
 from reconciler.domain import dsau
 from reconciler.driver import commands, probeprogram
 from reconciler.driver.transport import Session, TransportError
@@ -21,13 +21,14 @@ from tests.unit import sitefacts, test_probe_script
 
 cfdir = test_probe_script.cfdir  # the fixture: a planted key store, as the probe script's tests use
 
-DIGEST = probeprogram.program_digest()
+HPUX = Platform()  # the defaults
+DIGEST = probeprogram.program_digest(HPUX)
 
 
-def run_program(tmp_path: Path, request: str | None) -> subprocess.CompletedProcess:
+def run_program(tmp_path: Path, request: str | None, platform: Platform = HPUX) -> subprocess.CompletedProcess:
     program = tmp_path / "csync-probe"
     if not program.exists():
-        program.write_text(probeprogram.program_text())
+        program.write_text(probeprogram.program_text(platform))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     if request is not None:
         env["SSH_ORIGINAL_COMMAND"] = request
@@ -35,8 +36,26 @@ def run_program(tmp_path: Path, request: str | None) -> subprocess.CompletedProc
 
 
 # --- the same facts, whichever way the probe runs ----------------------------------------------
-@pytest.mark.parametrize("role", ["client", "member", "master"])
-def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfdir, role):
+TABLE_SAMPLE = Path(__file__).parent.parent / "lab" / "data" / "cmviewcl" / "fresh-table-v.txt"
+
+
+def old_serviceguard(directory: Path) -> Path:
+    """A cmviewcl of a release before A.11.18 in ``directory``: -f refused, the table format
+    otherwise (the recorded sample); each call's arguments logged to calls.log."""
+    directory.mkdir(parents=True)
+    table = "".join(TABLE_SAMPLE.read_text().splitlines(keepends=True)[1:])
+    (directory / "cmviewcl").write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {directory}/calls.log\n'
+        'case " $* " in *" -f "*) echo "cmviewcl: illegal option -- f" >&2; exit 2 ;; esac\n'
+        f"cat <<'EOF'\n{table}EOF\n"
+    )
+    (directory / "cmviewcl").chmod(0o755)
+    return directory
+
+
+@pytest.mark.parametrize("role, platform", [("client", None), ("member", None), ("master", None), ("member", "auto"), ("member", "table")])
+def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfdir, role, platform):
     home = tmp_path / "home" / ".ssh"
     home.mkdir(parents=True)
     (home / "id_ed25519.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE3FLT9NtP4yjtk5i9877+ZVEGKRpa7ZqQB++pR2Sakg root@x\n")
@@ -47,23 +66,57 @@ def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfd
     (mount / dsau.PACKAGE_MASTER_INPUTS / "cf.main").write_text("x\n")
     (tmp_path / "master" / "inputs").mkdir(parents=True)
     (tmp_path / "master" / "inputs" / "cf.main").write_text("y\n")
+    pkgfiles = tmp_path / "sgconf" / "csync"
+    pkgfiles.mkdir(parents=True)
+    (pkgfiles / "csync.conf").write_text("package_name csync\n")
+    sg = HPUX if platform is None else Platform(serviceguard_path=str(old_serviceguard(tmp_path / "sgbin")), cmviewcl_format=platform)
     cf = str(tmp_path / "cf")
-    request = probeprogram.request(role, cfengine_dir=cf, mount=str(mount), master_inputs=str(tmp_path / "master" / "inputs"))
+    request = probeprogram.request(
+        role, cfengine_dir=cf, mount=str(mount), master_inputs=str(tmp_path / "master" / "inputs"), package_files_dir=str(pkgfiles), platform=sg
+    )
     script = commands.probe_script(
         role,
         cfengine_dir=cf,
         mount=str(mount) if role == "member" else "",
         master_inputs=dsau.PACKAGE_MASTER_INPUTS if role == "member" else str(tmp_path / "master" / "inputs"),
         state_dir=dsau.PACKAGE_CSYNC_STATE if role == "member" else dsau.STANDALONE_CSYNC_STATE,
+        package_files_dir=str(pkgfiles),
+        serviceguard_path=sg.serviceguard_path,
+        cmviewcl_format=sg.cmviewcl_format,
     ).script
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     stdin = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=30)
-    forced = run_program(tmp_path, request.line)
+    forced = run_program(tmp_path, request.line, sg)
     assert forced.returncode == stdin.returncode == 0, forced.stderr
     assert forced.stdout == stdin.stdout
     facts = parse_probe("h", "10.0.0.9", role, forced.stdout, 0)
     assert facts.reachable and len(facts.keys) == 3 and facts.ssh_public_keys and facts.ssh_authorized
     assert facts.probe_program == ProbeProgram(kind="missing")  # not installed at dsau.PROBE_PROGRAM on this machine
+    if role == "member":
+        assert facts.package_files == 1  # read in paths.package_files_dir, wherever that is
+    if platform is not None:
+        # the site's Serviceguard directory was searched; on "table" -f line is never tried
+        assert facts.cluster_format == "table" and facts.cluster is not None and facts.cluster.packages["csync"].running
+        calls = (tmp_path / "sgbin" / "calls.log").read_text().splitlines()
+        assert calls == (["-v", "-v"] if platform == "table" else ["-v -f line", "-v", "-v -f line", "-v"])
+        assert json.loads(forced.stdout)["cmviewcl"]["line_rc"] == (None if platform == "table" else 2)
+
+
+def test_the_platform_is_part_of_the_program_so_a_program_of_another_platform_is_another_program(tmp_path):
+    linux = Platform(serviceguard_path="/usr/local/cmcluster/bin")
+    assert probeprogram.program_digest(linux) != DIGEST and "SGPATH=/usr/local/cmcluster/bin" in probeprogram.program_text(linux)
+    assert "SGFORMAT=table" in probeprogram.program_text(Platform(cmviewcl_format="table"))
+    # a request for the HP-UX program, to a program installed for Linux: its version line only
+    done = run_program(tmp_path, f"csync-probe {DIGEST} role=client cf=/x", platform=linux)
+    assert done.returncode == probeprogram.EXIT_OTHER_PROGRAM
+    found = parse_program(json.loads(done.stdout)["program"])
+    assert found == ProbeProgram(kind="file", version=probeprogram.PROGRAM_VERSION, digest=probeprogram.program_digest(linux))
+    # ... and a plan for a site of that platform replaces the HP-UX program
+    state = with_plan_identity(sitefacts.site()).model_copy(update={"platform": linux})
+    facts = {n: f.model_copy(update={"probe_program": CURRENT}) for n, f in sitefacts.converged(state).items()}
+    plan = make_plan(state, facts)
+    assert {a.kind for a in plan.actions} == {"install-probe"} and len(plan.actions) == len(state.all_hosts)
+    assert all(a.params["digest"] == probeprogram.program_digest(linux) for a in plan.actions)
 
 
 # --- anything else is refused, and nothing runs ------------------------------------------------
@@ -85,7 +138,10 @@ def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfd
         (f"csync-probe {DIGEST} role=client cf=/x *", "unexpected characters"),
         (f"csync-probe {DIGEST} role=client cf=/x cf=/y", "cf given twice"),
         (f"csync-probe {DIGEST} role=client cf=/x mount=/y", "role client takes cf only"),
-        (f"csync-probe {DIGEST} role=member cf=/x", "role member takes cf and mount"),
+        (f"csync-probe {DIGEST} role=member cf=/x", "role member takes cf, mount and pkgfiles"),
+        (f"csync-probe {DIGEST} role=member cf=/x mount=/y", "role member takes cf, mount and pkgfiles"),
+        (f"csync-probe {DIGEST} role=client cf=/x pkgfiles=/y", "role client takes cf only"),
+        (f"csync-probe {DIGEST} role=member cf=/x mount=/y pkgfiles=/etc/../z", "not a normalised path"),
         (f"csync-probe {DIGEST} role=master cf=/x minputs=/etc", "not a directory named inputs"),
         (f"csync-probe {DIGEST} role=root cf=/x", "role: not member"),
         (f"csync-probe {DIGEST} cf=/x", "no role"),
@@ -111,7 +167,7 @@ def test_a_request_for_another_program_gets_only_this_programs_version(tmp_path)
 
 
 def test_the_version_line_identifies_the_program_and_the_probe_reports_it(tmp_path):
-    text = probeprogram.program_text()
+    text = probeprogram.program_text(HPUX)
     lines = text.splitlines()
     assert lines[0] == "#!/bin/sh" and probeprogram.parse_version_line(lines[1]) == (probeprogram.PROGRAM_VERSION, DIGEST)
     assert DIGEST == "sha256:" + __import__("hashlib").sha256(text.split("\n", 2)[2].encode()).hexdigest()
@@ -127,15 +183,17 @@ def test_the_version_line_identifies_the_program_and_the_probe_reports_it(tmp_pa
 def test_the_request_carries_only_validated_desired_state_values():
     state = sitefacts.site()
     r = probeprogram.probe_request(state, "member")
-    assert r.line == f"csync-probe {DIGEST} role=member cf=/var/opt/dsau/cfengine mount=/csync"
+    assert r.line == f"csync-probe {DIGEST} role=member cf=/var/opt/dsau/cfengine mount=/csync pkgfiles=/etc/cmcluster/csync"
     assert probeprogram.probe_request(state, "client").line == f"csync-probe {DIGEST} role=client cf=/var/opt/dsau/cfengine"
     master = probeprogram.probe_request(sitefacts.standalone(), "master").line
     assert master.endswith(f"minputs={dsau.STANDALONE_MASTER_INPUTS}")
     with pytest.raises(commands.UnsafeValue, match="directory named inputs"):
-        probeprogram.request("master", cfengine_dir="/x", mount="", master_inputs="/srv/policy")
+        probeprogram.request("master", cfengine_dir="/x", mount="", master_inputs="/srv/policy", package_files_dir="", platform=HPUX)
     for bad in ("/x/../y", "/x/./y", "relative", "/x y", "/" + "a" * 300):
         with pytest.raises(commands.UnsafeValue):
-            probeprogram.request("client", cfengine_dir=bad, mount="", master_inputs="")
+            probeprogram.request("client", cfengine_dir=bad, mount="", master_inputs="", package_files_dir="", platform=HPUX)
+        with pytest.raises(commands.UnsafeValue):
+            probeprogram.request("member", cfengine_dir="/x", mount="/y", master_inputs="", package_files_dir=bad, platform=HPUX)
 
 
 def test_a_plan_identity_session_sends_no_script():
@@ -146,8 +204,8 @@ def test_a_plan_identity_session_sends_no_script():
 
 # --- installing it, and its authorized_keys line -------------------------------------------------
 def test_the_install_script_writes_the_program_atomically_and_refuses_symlinks():
-    script = probeprogram.install().script
-    assert probeprogram.program_text() in script
+    script = probeprogram.install(HPUX).script
+    assert probeprogram.program_text(HPUX) in script
     assert script.index('mv -f "$tmp" "$f"') > script.index("chmod 755")
     assert "is a symbolic link" in script and "-user 0 ! -perm -020 ! -perm -002" in script
     assert subprocess.run(["/bin/sh", "-n"], input=script.encode()).returncode == 0

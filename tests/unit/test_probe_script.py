@@ -20,14 +20,16 @@ from tests.keys import fp, keypair, public
 SECRET = "TOP-SECRET-SHADOW-LINE"
 
 
-def run_probe(tmp_path: Path, role: str = "client", mount: str = "", sg_path: str = "/nonexistent") -> tuple[bytes, int]:
+def run_probe(tmp_path: Path, role: str = "client", mount: str = "", sg_path: str = "/nonexistent", sg_format: str = "auto") -> tuple[bytes, int]:
     script = commands.probe_script(
         role,
         cfengine_dir=str(tmp_path / "cf"),
         mount=mount,
         master_inputs="dsau/cfengine_master/inputs" if role == "member" else str(tmp_path / "master-inputs"),
         state_dir="dsau/csync" if role == "member" else str(tmp_path / "state"),
+        package_files_dir=str(tmp_path / "pkgfiles"),
         serviceguard_path=sg_path,
+        cmviewcl_format=sg_format,
     ).script
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=30)
@@ -141,6 +143,35 @@ def test_member_reads_the_mounted_package_filesystem(tmp_path, cfdir):
     assert pkgfs.mounted and pkgfs.cluster_key.fingerprint == fp("cluster")
     assert pkgfs.inputs_digest == facts.inputs_digest  # same files, same digest, other place
     assert pkgfs.inventory == ("10.0.0.5", "10.0.0.6")
+
+
+@pytest.mark.parametrize("sg_format", ["auto", "line", "table"])
+def test_the_cmviewcl_format_of_the_platform_decides_what_is_run(tmp_path, cfdir, sg_format):
+    """auto: -f line, then the table when it is refused; line: -f line only (its refusal is the
+    answer); table: the table only. Whatever is read, package files are counted in the
+    desired state's package directory."""
+    bindir = tmp_path / "sgbin"
+    bindir.mkdir()
+    (bindir / "cmviewcl").write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {bindir}/calls.log\n'
+        'case " $* " in *" -f "*) echo "cmviewcl: illegal option -- f" >&2; exit 2 ;; esac\n'
+        "printf 'CLUSTER STATUS\\nc1 up\\n\\n  NODE STATUS STATE\\n  n1 up running\\n'\n"
+    )
+    (bindir / "cmviewcl").chmod(0o755)
+    (tmp_path / "pkgfiles").mkdir()
+    (tmp_path / "pkgfiles" / "csync.conf").write_text("package_name csync\n")
+    out, rc = run_probe(tmp_path, role="member", mount=str(tmp_path / "csync"), sg_path=str(bindir), sg_format=sg_format)
+    facts = parse_probe("n1", "10.0.0.1", "member", out, rc)
+    calls = (bindir / "calls.log").read_text().splitlines()
+    assert facts.package_files == 1
+    if sg_format == "line":
+        assert calls == ["-v -f line"] and facts.cluster is None
+        assert facts.cluster_error == "cmviewcl failed (exit 2): cmviewcl: illegal option -- f"
+    else:
+        assert calls == (["-v -f line", "-v"] if sg_format == "auto" else ["-v"])
+        assert facts.cluster_format == "table" and facts.cluster.nodes["n1"].up
+        assert json.loads(out)["cmviewcl"]["line_rc"] == (2 if sg_format == "auto" else None)
 
 
 def test_root_ssh_keys_are_read_but_non_key_lines_are_dropped(tmp_path, cfdir):

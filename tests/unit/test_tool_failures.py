@@ -189,6 +189,9 @@ def discovery_outcome(r: CommandResult) -> Outcome:
     d = discovery.parse_discovery(r.stdout.decode())
     if not d.complete or d.failures or d.cmviewcl_rc != 0:
         return "fail", "; ".join(d.failures) + r.stderr.decode() + "\n".join(d.cmviewcl)
+    # where cfagent and cfrun are is looked up (command -v, a builtin), never run: a stand-in
+    # put first in PATH moves them, which is no answer of the tool's
+    d.where = {t: w for t, w in d.where.items() if t not in ("cfagent", "cfrun")}
     return "ok", d
 
 
@@ -229,6 +232,9 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
             mount="",
             master_inputs=str(t.root / "csync" / "dsau" / "cfengine_master" / "inputs"),
             state_dir=str(t.root / "csync" / "dsau" / "csync"),
+            package_files_dir=s.paths.package_files_dir,
+            serviceguard_path=s.platform.serviceguard_path,
+            cmviewcl_format=s.platform.cmviewcl_format,
         ).script,
         probe_outcome("master"),
     )
@@ -236,9 +242,9 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
         "copy_key": commands.copy_key(s, "root-10.1.0.1.pub", "root-10.1.0.2.pub"),
         "install_key": commands.install_key(s, "root-10.1.0.3.pub", pem, "SHA256:x"),
         "remove_key": commands.remove_key(s, "root-10.1.0.21.pub"),
-        "start_package": commands.start_package("csync", "node1"),
-        "halt_package": commands.halt_package("csync"),
-        "enable_switching": commands.enable_switching("csync"),
+        "start_package": commands.start_package("csync", "node1", serviceguard_path=s.platform.serviceguard_path),
+        "halt_package": commands.halt_package("csync", serviceguard_path=s.platform.serviceguard_path),
+        "enable_switching": commands.enable_switching("csync", serviceguard_path=s.platform.serviceguard_path),
         "dispatch_member": commands.dispatch_member(s, "node1"),
         "regenerate_keys": commands.regenerate_keys(s, ["10.1.0.21"], ["10.1.0.2"]),
     }
@@ -258,7 +264,10 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
         PreviewRequest("start-package:package.csync", "start", "csync", "node1", "node1"),
         PreviewRequest("halt-package:package.csync", "halt", "csync", "node1", "node1"),
     ]
-    out["preview"] = (preview.preview_script(previews, nonce, timeout=30).script, preview_outcome(nonce, len(previews)))
+    out["preview"] = (
+        preview.preview_script(previews, nonce, timeout=30, serviceguard_path=s.platform.serviceguard_path).script,
+        preview_outcome(nonce, len(previews)),
+    )
     record = f'{{"id":"{LOCK_ID}","user":"t"'
     out["lock acquire"] = (sitestate.lock_acquire(s, LOCK_ID, record, 60, [], local_dir=local).script, lock_outcome)
     out["lock renew"] = (sitestate.lock_renew(s, LOCK_ID, record, 60, local_dir=local).script, lock_outcome)
@@ -267,7 +276,7 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
     out["lock remove"] = (sitestate.lock_remove(s, ["1:2"], local_dir=local).script, lock_outcome)
     out["inventory"] = (sitestate.inventory_update(s, [("node1", "root-10.1.0.21.pub"), ("node1", "root-10.1.0.22.pub")]).script, inventory_outcome)
     out["discovery"] = (
-        discovery.discover(package_files_dir=str(t.root / "pkgfiles"), standalone_master_inputs=str(t.root / "master-inputs")).script,
+        discovery.discover(package_files_dir=str(t.root / "pkgfiles"), standalone_master_inputs=str(t.root / "master-inputs"), platform=s.platform).script,
         discovery_outcome,
     )
     clients = ["10.1.0.21", "10.1.0.22"]

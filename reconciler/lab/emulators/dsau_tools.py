@@ -16,7 +16,7 @@ configuration data to the new member's cfengine directories, as HP's add-member 
 does: the cluster key pair from the package filesystem as its localhost.priv/.pub, its
 inputs from ``<mount>/dsau/cfengine_master/inputs`` (an exact copy), every root-*.pub key
 file of this node (the clients' and members' keys the master holds), and the package files
-of /etc/cmcluster/csync/; it "starts cfservd" there (writes cfservd.started), and installs
+of /etc/cmcluster/csync/ ($SGCONF/csync/ where /etc/cmcluster.conf names SGCONF); it "starts cfservd" there (writes cfservd.started), and installs
 root-<HOST's address>.pub (the cluster key) on every member.
 
 csync_wizard regenerate-keys CLIENT... — the non-interactive form of the wizard's "Manage
@@ -213,8 +213,8 @@ def csync_dispatcher(argv: list[str]) -> int:
     private, public = cluster_key_pair(mount, "csync_dispatcher")
     print(f"csync_dispatcher: MEMBER_ADDED: {member} ({target['address']})")
 
-    ppkeys, inputs = labhost.PPKEYS, labhost.INPUTS
-    bundle = Bundle().dir(labhost.CFENGINE_DIR, 0o755).dir(ppkeys, 0o700).dir(inputs, 0o755).dir(labhost.PACKAGE_FILES_DIR, 0o755)
+    ppkeys, inputs, pkgdir = labhost.PPKEYS, labhost.INPUTS, labhost.package_files_dir()
+    bundle = Bundle().dir(labhost.CFENGINE_DIR, 0o755).dir(ppkeys, 0o700).dir(inputs, 0o755).dir(pkgdir, 0o755)
     bundle.emptied.append(inputs)
     bundle.file(f"{ppkeys}/localhost.priv", private, 0o600).file(f"{ppkeys}/localhost.pub", public)
     held = [name for name in sorted(os.listdir(ppkeys)) if name.startswith("root-") and name.endswith(".pub")]
@@ -226,9 +226,9 @@ def csync_dispatcher(argv: list[str]) -> int:
     master_inputs = read_tree(os.path.join(mount, labhost.PACKAGE_MASTER_INPUTS))
     for rel, data, _ in master_inputs:
         bundle.file(f"{inputs}/{rel}", data)
-    package_files = read_tree(labhost.PACKAGE_FILES_DIR) if os.path.isdir(labhost.PACKAGE_FILES_DIR) else []
+    package_files = read_tree(pkgdir) if os.path.isdir(pkgdir) else []
     for rel, data, mode in package_files:
-        bundle.file(f"{labhost.PACKAGE_FILES_DIR}/{rel}", data, mode)
+        bundle.file(f"{pkgdir}/{rel}", data, mode)
     bundle.file(labhost.CFSERVD_MARKER, f"started by csync_dispatcher on {me['name']} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
     problem = bundle.send(target["address"], me["address"])
     if problem:
@@ -236,7 +236,7 @@ def csync_dispatcher(argv: list[str]) -> int:
     print(f"{member}: cluster key pair installed as localhost.priv, localhost.pub")
     print(f"{member}: {len(master_inputs)} input files copied from {mount}/{labhost.PACKAGE_MASTER_INPUTS}")
     print(f"{member}: {len(held)} key files copied from {me['name']}")
-    print(f"{member}: {len(package_files)} package files copied to {labhost.PACKAGE_FILES_DIR}")
+    print(f"{member}: {len(package_files)} package files copied to {pkgdir}")
     print(f"{member}: cfservd started")
 
     # The new member's key (the cluster key) under its address, on every member.

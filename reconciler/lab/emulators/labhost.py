@@ -32,10 +32,27 @@ INPUTS = f"{CFENGINE_DIR}/inputs"
 PACKAGE_MASTER_INPUTS = "dsau/cfengine_master/inputs"  # [doc] relative to the package mount
 PACKAGE_CLUSTER_KEYS = "dsau/cfengine_master/ppkeys"  # [ours] mirrors reconciler.domain.dsau
 STANDALONE_MASTER_INPUTS = "/var/opt/dsau/cfengine_master/inputs"  # [doc]
-PACKAGE_FILES_DIR = "/etc/cmcluster/csync"  # [doc]
+PACKAGE_FILES_DIR = "/etc/cmcluster/csync"  # [doc] HP-UX's $SGCONF/csync
+CMCLUSTER_CONF = "/etc/cmcluster.conf"  # [doc] Serviceguard's file locations (SGCONF, SGSBIN, ...)
 CFSERVD_MARKER = f"{CFENGINE_DIR}/cfservd.started"  # [ours] "cfservd runs here"
 SSH = "/usr/bin/ssh"
 NSENTER = "/usr/bin/nsenter"
+
+
+def package_files_dir() -> str:
+    """The csync package's files on this host: $SGCONF/csync, SGCONF as /etc/cmcluster.conf
+    names it (Serviceguard for Linux, `lab up --sg-layout linux`), else /etc/cmcluster/csync
+    [ours: where DSAU's dispatcher would look on Linux]."""
+    try:
+        with open(CMCLUSTER_CONF) as f:
+            for line in f:
+                key, sep, value = line.partition("=")
+                words = value.split("#", 1)[0].split()
+                if sep and key.strip() == "SGCONF" and words and words[0].startswith("/"):
+                    return f"{words[0]}/csync"
+    except FileNotFoundError:
+        pass
+    return PACKAGE_FILES_DIR
 
 
 class LabStateError(Exception):

@@ -36,6 +36,11 @@ The rules [doc] where HP documents them, [ours] where the lab chooses:
   ``down``/``maintenance`` [ours].
 - Transitory states ``starting`` / ``halting`` are made only by the lab (``Cluster.freeze``,
   ``csync lab pkg-state``) [ours]; ``cmrunpkg`` / ``cmhaltpkg`` refuse such a package [doc].
+- A package failure (``Cluster.package_failed``, ``csync lab pkg-fail``: a service of the
+  package failed on its node) [ours, after HP]: the package halts on that node ("failing"),
+  switching for the package is disabled on that node (it is re-enabled with cmmodpkg -e -n),
+  and with AUTO_RUN enabled it starts on the next eligible node; with none, or AUTO_RUN
+  disabled, it stays ``down``/``failed`` [doc: state failed, "The package is down and failed"].
 - Preview (``-t``, A.11.19) [doc]: the command is run on a copy of the cluster that is never
   written, and the actions it would take are printed in HP's format
   ``package:P|node:N|action:starting``; refused on a package in maintenance mode [doc].
@@ -488,6 +493,26 @@ class Cluster:
             raise SgError(f"{cmd}: the state is starting, halting or release, not {state!r}.", code=2)
 
     # --- events that come from the machine, not from a command ---------------------------
+    def package_failed(self, pkg_name: str) -> None:
+        """A service of the running package failed on its node (lab pkg-fail): see the module's
+        rules. A package in maintenance, detached, in transition or halted cannot fail so."""
+        cmd = "lab pkg-fail"
+        pkg = self.package(pkg_name, cmd)
+        if pkg["status"] != "up" or pkg["state"] != "running":
+            raise SgError(f"{cmd}: package {pkg_name} is {pkg['status']}/{pkg['state']}; only a running package (not in maintenance) can fail.")
+        node = pkg["owner"]
+        self._unmount(pkg, node)
+        self._action(pkg, node, "failing")
+        for entry in pkg["nodes"]:
+            if entry["name"] == node:
+                entry["switching"] = "disabled"
+        pkg.update(status="down", state="failed", owner=None)
+        self.log.append(f"Package {pkg_name} failed on node {node}; switching to node {node} disabled.")
+        target = self._adoptive(pkg, after=node) if pkg["autorun"] == "enabled" else None
+        if target is not None:
+            self._start(pkg, target)
+            self.log.append(f"Package {pkg_name} failed over from node {node} to node {target}.")
+
     def node_failed(self, name: str) -> None:
         """The node's host died (lab node-down): its packages fail over. A detached package
         is not monitored [doc]: it stays ``detached`` until its node rejoins."""
