@@ -116,7 +116,9 @@ def decide_package(state: DesiredState, facts: Mapping[str, HostFacts], refused:
 def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) -> tuple[list[str], dict[str, str]]:
     """(nodes the package may be started on by csync, in the package's order; why each other
     node of its list may not)."""
-    order = view.node_order() or sorted(declared)
+    # Serviceguard's node list only: without one csync cannot know where the package may run,
+    # and guesses no node (the caller blocks: "it lists no node")
+    order = view.node_order()
     switching = {n.name: n.switching for n in view.nodes}
     eligible: list[str] = []
     why_not: dict[str, str] = {}
@@ -128,6 +130,8 @@ def _eligibility(view: PackageView, cluster: ClusterView, declared: set[str]) ->
             why_not[n] = f"node {node.status}"
         elif switching.get(n, "unknown") == "disabled":
             why_not[n] = "switching disabled for the package on it (cmmodpkg -e -n)"
+        elif switching.get(n, "unknown") != "enabled":
+            why_not[n] = "switching for the package on it not reported by cmviewcl (never assumed enabled)"
         elif n not in declared:
             why_not[n] = "not declared in the desired state"
         else:
@@ -288,9 +292,13 @@ def failover(state: DesiredState, view: PackageView, cluster: ClusterView, *, ru
     adoptive: list[str] = []
     undeclared: list[str] = []
     blockers: list[str] = []
-    for n in view.node_order() or sorted(declared):
+    unreported: list[str] = []
+    for n in view.node_order():  # Serviceguard's node list only, never the declared members
         node = cluster.nodes.get(n)
         if n == runs_on or node is None or not node.up or per_node.get(n, "unknown") == "disabled":
+            continue
+        if per_node.get(n, "unknown") != "enabled":
+            unreported.append(n)  # never assumed enabled
             continue
         (adoptive if n in declared else undeclared).append(n)
     if not runs:
@@ -300,7 +308,11 @@ def failover(state: DesiredState, view: PackageView, cluster: ClusterView, *, ru
     elif not switching:
         blockers.append("global switching (AUTO_RUN) is disabled: Serviceguard would not move the package")
     if runs and not adoptive and not undeclared:
-        blockers.append("no adoptive node is up, in the package's node list and enabled for it")
+        blockers.append(
+            "no adoptive node is up, in the package's node list and enabled for it"
+            + (f" (cmviewcl did not report switching for {', '.join(unreported)})" if unreported else "")
+            + ("" if view.node_order() else " (cmviewcl printed no node list for the package)")
+        )
     return Failover(tuple(adoptive), tuple(undeclared), tuple(blockers))
 
 

@@ -146,3 +146,25 @@ def test_failover_readiness_needs_global_switching_and_an_eligible_adoptive_node
     undeclared = view(**RUNNING, nodes=("node1", "node4"), extra_nodes=("node4",))
     report = trust_report(state, facts_with(state, undeclared, owner="node1"))
     assert not report.failover_ready and report.unsure and "node4" in report.unsure[0]
+
+
+def test_a_package_whose_node_list_cmviewcl_did_not_print_is_never_started_on_a_guess():
+    # before: csync took the declared members, by name, as the package's node list
+    state = site()
+    d = decide_package(state, facts_with(state, view(nodes=())))
+    assert not d.start and d.node is None
+    [blocked] = [n for n in d.notes if n.level == "blocked"]
+    assert "it lists no node" in blocked.message
+
+
+def test_a_node_whose_switching_cmviewcl_did_not_report_is_not_eligible():
+    # before: a switching state cmviewcl did not print counted as enabled
+    state = site()
+    cluster = view()
+    pkg = cluster.packages["csync"]
+    unreported = tuple(n.model_copy(update={"switching": "unknown"}) if n.name == "node1" else n for n in pkg.nodes)
+    cluster = cluster.model_copy(update={"packages": {"csync": pkg.model_copy(update={"nodes": unreported})}})
+    d = decide_package(state, facts_with(state, cluster))
+    assert d.start and d.node == "node2"
+    assert "node1 may not run it (switching for the package on it not reported by cmviewcl" in d.why
+    assert d.adoptive == ("node3",)  # nor counted as a node it could fail over to
