@@ -2,7 +2,7 @@
 """Emulated cfengine 2 key trust for the csync lab, chosen by the name it is called by:
 
     cfrun [-f HOSTSFILE] [-h] [-d] [-v] [-S] [-T] [HOST...] [-- OPTIONS... [-- CLASSES...]]
-    cfagent [-q] [-K] [-v] [--policy-server ADDRESS]   pull check against the policy host
+    cfagent [OPTIONS] [-f FILE]                         cfengine 2's options; -f: copies, else the update
     cfservd [CONNECTED-ADDRESS]                         the server side (ssh forced command)
     cfkey                                               a new localhost.priv/.pub pair
 
@@ -61,17 +61,36 @@ where <where> is ``local`` (the caller's file), ``remote`` (the server's file) o
 ``unreachable``; for local/remote the detail is ``<path> missing|mismatch|unreadable``. cfrun
 prints each host's lines when that host is done (as its forked child's buffered output
 appears when the child exits), so with ``maxchild`` above 1 the hosts come in the order they
-finish. cfagent exits 0 when it authenticated, 1 when not, 2 on a bad command line.
+finish.
+
+cfagent follows src/cfagent.c (CheckOpts, main) and parse.c (FindInputFile, ParseInputFile):
+cfengine 2's option letters and long options; an unknown one prints the syntax and exits 1;
+``-f FILE`` reads FILE (as it is when it starts with '.' or '/', else from $CFINPUTS or the
+inputs directory; a missing file is no error) and skips update.conf, ``-B`` stops after the
+update, ``-n`` writes nothing, ``-k`` copies nothing, ``-p`` only parses. The input file is
+read with a subset of cfengine 2's grammar [ours]: ``control:`` with ``actionsequence = (
+copy )``, ``copy:`` entries ``SOURCE dest=... server=... [trustkey=] [encrypt=] [mode=]
+[type=]``, ``any::`` and comments; anything else is an error (exit 1, as cfengine exits after
+errors in parsing). Each copy authenticates as above (trustkey=false by default: a missing key
+is never trusted), then asks cfservd for the file, which serves only regular files of its host's
+master inputs that its cfservd.conf's ``admit:`` grants the caller [ours]; the copy is written
+beside its destination (``.cfnew``) and renamed. Without -f, cfagent runs the update:
+it authenticates against update.conf's ``policyhost`` and copies nothing [ours]. Its result
+line per copy (or update) follows the grammar above; cfagent exits 0 whatever its copies did.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fnmatch
 import getopt
+import ipaddress
 import json
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -221,9 +240,13 @@ class Caller:
     address it resolved to and connects to; ``keyname`` what root-<keyname>.pub the server's
     key is looked up as; ``trust`` whether a missing key may be accepted on trust."""
 
-    def __init__(self, tool: str, server: str, address: str, keyname: str, trust: bool, source: str, timeout: float | None, domain: str = ""):
+    def __init__(
+        self, tool: str, server: str, address: str, keyname: str, trust: bool, source: str, timeout: float | None, domain: str = "", get: str | None = None
+    ):
         self.tool, self.server, self.address, self.keyname = tool, server, address, keyname
         self.trust, self.source, self.timeout, self.domain = trust, source, timeout, domain
+        self.get = get  # cfagent's copy: the server's file to fetch once authenticated
+        self.fetched: tuple[bytes, int] | None = None  # its content and mode
 
     def _unreachable(self, reason: str) -> Refused:
         message = f"No response hailing {self.server}" if self.tool == "cfrun" else f"Couldn't connect to {self.address}"
@@ -361,6 +384,23 @@ class Caller:
             except Refused:
                 raise self._failed("remote offered key unreadable", "Protocol error in RSA authentation") from None
             save_public_key(self.keyname, pem)
+        if self.get is not None:
+            self._fetch(proc, expired)
+
+    def _fetch(self, proc: subprocess.Popen, expired: threading.Event) -> None:
+        """The copy's requests once authenticated (client.c cf_rstat, CopyRegNet): the file's
+        content and mode, or the server's refusal."""
+        _send(proc.stdin, {"get": self.get})
+        reply = _receive(proc.stdout)
+        if reply is None:
+            raise self._gone(proc, expired)
+        if not reply.get("ok"):
+            raise Refused(reply.get("message", "BAD: refused"), reply.get("detail", f"remote {self.get} denied"))
+        try:
+            data, mode = base64.b64decode(reply["data"]), int(reply["mode"]) & 0o7777
+        except (KeyError, ValueError, TypeError):
+            raise Refused(f"Network error getting {self.server}:{self.get}", f"remote {self.get} unreadable") from None
+        self.fetched = (data, mode)
 
 
 def _answering(lab: labhost.LabState, address: str, unreachable) -> str:
@@ -663,38 +703,282 @@ def cfrun(argv: list[str]) -> int:
 # --- cfagent ----------------------------------------------------------------------------------
 
 POLICY_HOST = re.compile(r"policyhost\s*=\s*\(\s*([0-9.]+)\s*\)")
+# [src] cfagent.c CheckOpts: getopt_long's option letters (':' takes an argument) and OPTIONS
+CFAGENT_LETTERS = "WbBzMgAbKqkhYHd:vlniIf:pPmcCtsSaeEVD:N:LwxXuUj:o:Z:Q:"
+CFAGENT_LONG = (
+    ("auto", "A"), ("sysadm", "a"), ("update-only", "B"), ("force-net-copy", "b"), ("no-check-mounts", "C"), ("no-check-files", "c"),
+    ("define=", "D"), ("debug=", "d"), ("enforce-links", "E"), ("no-edits", "e"), ("file=", "f"), ("check-contradictions", "g"),
+    ("help", "h"), ("no-hard-classes", "H"), ("inform", "I"), ("no-ifconfig", "i"), ("just=", "j"), ("no-lock", "K"), ("no-copy", "k"),
+    ("delete-stale-links", "L"), ("traverse-links", "l"), ("no-modules", "M"), ("negate=", "N"), ("no-mount", "m"), ("undefine=", "N"),
+    ("just-print", "n"), ("recon", "n"), ("dry-run", "n"), ("avoid=", "o"), ("no-processes", "P"), ("parse-only", "p"), ("query=", "Q"),
+    ("no-splay", "q"), ("silent", "S"), ("no-commands", "s"), ("no-tidy", "t"), ("underscore-classes", "U"), ("use-env", "u"),
+    ("version", "V"), ("verbose", "v"), ("csdb", "W"), ("no-warn", "w"), ("quiet", "w"), ("no-preconf", "x"), ("no-links", "X"),
+    ("secure-input", "Y"), ("method=", "Z"), ("zone-info", "z"),
+)  # fmt: skip
+# cfengine 2's, but not the lab's: interactive, printing, database and method options [ours]
+CFAGENT_NOT_EMULATED = "EazWjoZQY"
+CF_NEW = ".cfnew"  # [src] cf.defs.h CF_NEW: a copy is written beside its destination, then renamed
+COPY_ATTRIBUTES = ("dest", "server", "trustkey", "encrypt", "mode", "type")  # [ours] the grammar's subset
+BOOLEAN = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+COPY_TYPES = ("checksum", "sum", "ctime", "mtime", "binary")
+
+
+def cfagent_syntax() -> str:
+    """cfagent.c Syntax(): the banner and one line per long option."""
+    lines = ["GNU cfengine: A system configuration engine (cfagent)", "2.2 (csync lab emulation)", "", "Options:", ""]
+    lines += [f"--{name.rstrip('='):<20}    (-{letter})" for name, letter in CFAGENT_LONG]
+    return "\n".join(lines) + "\n\nDebug levels: 1=parsing, 2=running, 3=summary, 4=expression eval\n"
+
+
+class CopyEntry:
+    """One line of a copy: section [ours: the grammar's subset, docs/LAB.md]."""
+
+    def __init__(self, source: str, line: int):
+        self.source, self.line = source, line
+        self.dest = ""
+        self.server = ""
+        self.trustkey = False  # [src] the default: never trust a server's key on the fly
+        self.mode: int | None = None
+
+
+class InputError(Exception):
+    """A line of an input file the lab's grammar does not take: (line, message)."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def find_input_file(name: str) -> str:
+    """parse.c FindInputFile with -f: a name starting with '.' or '/' as it is, else in
+    $CFINPUTS (when absolute) or the work directory's inputs."""
+    if name.startswith((".", "/")):
+        return name
+    inputs = os.environ.get(CFINPUTS_ENV, "")
+    directory = inputs if inputs.startswith("/") else labhost.INPUTS
+    return f"{directory.rstrip('/')}/{name}"
+
+
+def read_input_file(text: str) -> tuple[list[str], list[CopyEntry]]:
+    """(actionsequence, copies) of an input file in the lab's grammar: ``control:`` with one
+    ``actionsequence = ( copy )`` line, ``copy:`` with entries ``SOURCE attr=value ...`` (an
+    entry may go on over further lines), the class ``any::``, ``#`` comments. Anything else is
+    an InputError [ours: a subset of cfengine 2's grammar, enough for csync's live check]."""
+    sequence: list[str] = []
+    copies: list[CopyEntry] = []
+    section = ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if re.fullmatch(r"[A-Za-z]+:", line):
+            section = line[:-1]
+            if section not in ("control", "copy"):
+                raise InputError(number, f"the section {section}: is not emulated by the lab (control: and copy: are)")
+            continue
+        if line == "any::":
+            continue
+        if line.endswith("::"):
+            raise InputError(number, f"the class expression {line} is not emulated by the lab (any:: is)")
+        if "$(" in line or "${" in line:
+            raise InputError(number, "variables are not emulated by the lab")
+        if section == "control":
+            m = re.fullmatch(r"actionsequence\s*=\s*\(\s*([^()]*?)\s*\)", line)
+            if not m:
+                raise InputError(number, f"not emulated by the lab in control: {line!r} (actionsequence = ( copy ) is)")
+            for action in m.group(1).split():
+                if action != "copy":
+                    raise InputError(number, f"the action {action} is not emulated by the lab (copy is)")
+                sequence.append(action)
+        elif section == "copy":
+            for word in line.split():
+                if word.startswith("/"):
+                    copies.append(CopyEntry(os.path.normpath(word), number))
+                    continue
+                name, eq, value = word.partition("=")
+                if not copies or not eq:
+                    raise InputError(number, f"syntax error in copy: at {word!r}")
+                entry = copies[-1]
+                if name not in COPY_ATTRIBUTES:
+                    raise InputError(number, f"the copy attribute {name} is not emulated by the lab ({', '.join(COPY_ATTRIBUTES)} are)")
+                if name == "dest":
+                    if not value.startswith("/"):
+                        raise InputError(number, f"dest={value} is not an absolute file name")
+                    entry.dest = os.path.normpath(value)
+                elif name == "server":
+                    entry.server = value
+                elif name in ("trustkey", "encrypt"):
+                    if value.lower() not in BOOLEAN:
+                        raise InputError(number, f"{name}={value}: true or false")
+                    if name == "trustkey":
+                        entry.trustkey = BOOLEAN[value.lower()]
+                    # encrypt: the lab's channel is ssh either way [ours]
+                elif name == "mode":
+                    if not re.fullmatch(r"[0-7]{1,4}", value):
+                        raise InputError(number, f"mode={value}: the lab takes an octal mode")
+                    entry.mode = int(value, 8)
+                elif value not in COPY_TYPES:
+                    raise InputError(number, "Illegal copy type")  # [src] install.c
+        else:
+            raise InputError(number, f"outside a section: {line!r}")
+    for entry in copies:
+        if not entry.dest:
+            raise InputError(entry.line, f"copy of {entry.source} has no dest=")
+        if not entry.server:
+            raise InputError(entry.line, f"copy of {entry.source} without server= (a local copy) is not emulated by the lab")
+    return sequence, copies
+
+
+def copy_from_server(entry: CopyEntry, source_address: str, dry_run: bool) -> str:
+    """One copy (image.c MakeImages, CopyReg over the network): authenticate as update.conf's
+    copy does (the key of the server's address, trusted on the fly only with trustkey=true),
+    fetch the file, and write it beside its destination and rename it. The result line."""
+    server = entry.server
+    try:
+        address = socket.getaddrinfo(server, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return f"cfagent {server}: Couldn't connect to {server} [unreachable unable to look up {server}]"
+    caller = Caller("cfagent", address, address, address, entry.trustkey, source_address, CFAGENT_TIMEOUT, get=entry.source)
+    try:
+        caller.run()
+    except Refused as e:
+        return f"cfagent {server}: {e.message} [{e.detail}]"
+    except labhost.LabStateError as e:
+        return f"cfagent {server}: Couldn't connect to {server} [unreachable {e}]"
+    assert caller.fetched is not None
+    data, mode = caller.fetched
+    if dry_run:
+        return f"cfagent {server}: ok"  # -n: everything but the write
+    try:
+        with open(entry.dest, "rb") as f:
+            if f.read() == data:
+                return f"cfagent {server}: ok"  # up to date: nothing to copy
+    except OSError:
+        pass
+    new = entry.dest + CF_NEW
+    try:
+        os.makedirs(os.path.dirname(entry.dest), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(new)
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(new, entry.mode if entry.mode is not None else mode)
+        os.replace(new, entry.dest)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(new)
+        return f"cfagent {server}: Local disk write failed copying {server}:{entry.source} to {entry.dest} [local {entry.dest} denied]"
+    return f"cfagent {server}: ok"
+
+
+def _getopt_error(e: getopt.GetoptError) -> str:
+    """What glibc's getopt_long says about a bad option."""
+    opt = e.opt or "?"
+    if len(opt) > 1:
+        if "unique prefix" in e.msg:
+            return f"option '--{opt}' is ambiguous"
+        return f"option '--{opt}' requires an argument" if "requires" in e.msg else f"unrecognized option '--{opt}'"
+    return f"option requires an argument -- '{opt}'" if "requires" in e.msg else f"invalid option -- '{opt}'"
 
 
 def cfagent(argv: list[str]) -> int:
-    usage = "cfagent [-q] [-K] [-v] [--policy-server ADDRESS]"
+    """cfagent.c main with CheckOpts: a bad option prints the syntax and exits 1; without -f
+    the update (update.conf), with -f FILE only that file's actions; exit 1 on an input file the
+    lab cannot read (cfengine: errors in parsing), otherwise 0 whatever the copies did."""
+    longs = {name.rstrip("="): letter for name, letter in CFAGENT_LONG}
     try:
-        opts, args = getopt.getopt(argv, "qKv", ["policy-server="])
+        opts, _operands = getopt.gnu_getopt(argv, CFAGENT_LETTERS, [name for name, _ in CFAGENT_LONG])
     except getopt.GetoptError as e:
-        return _usage("cfagent", str(e), usage)
-    if args:
-        return _usage("cfagent", f"unexpected argument {args[0]!r}", usage)
-    server = dict(opts).get("--policy-server")
-    if server is None:
-        update = f"{labhost.INPUTS}/update.conf"
-        try:
-            with open(update) as f:
-                found = POLICY_HOST.search(f.read())
-        except OSError:
-            found = None
-        if not found:
-            print(f"cfagent: no policy host: {update} is missing or names none", file=sys.stderr)
-            return 1
-        server = found.group(1)
+        print(f"cfagent: {_getopt_error(e)}", file=sys.stderr)
+        sys.stdout.write(cfagent_syntax())
+        return 1
+    input_file, update_only, dry_run, no_copy, parse_only, verbose = None, False, False, False, False, False
+    for opt, value in opts:
+        letter = longs[opt[2:]] if opt.startswith("--") else opt[1]
+        if letter == "h":
+            sys.stdout.write(cfagent_syntax())
+            return 0
+        if letter == "V":
+            print("GNU cfengine 2.2 (csync lab emulation)")
+            return 0
+        if letter in CFAGENT_NOT_EMULATED:
+            print(f"cfagent: -{letter} is cfengine 2's but the lab does not emulate it", file=sys.stderr)
+            return 2
+        if letter == "f":
+            input_file = value
+        elif letter == "B":
+            update_only = True
+        elif letter == "n":
+            dry_run = True
+        elif letter == "k":
+            no_copy = True
+        elif letter == "p":
+            parse_only = True
+        elif letter == "v":
+            verbose = True
+        # the others change nothing the lab emulates (splay, locks, cf.preconf, hard classes, ...)
     try:
         me = labhost.LabState().own_host()
-        # update.conf's copy has trustkey=false: a missing key is never accepted on trust
+    except labhost.LabStateError as e:
+        print(f"cfagent: {e}", file=sys.stderr)
+        return 1
+    if input_file is None:
+        return _cfagent_update(me, parse_only)
+    if update_only:
+        return 0  # -f skips update.conf, and -B stops after it
+    path = find_input_file(input_file)
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if verbose:
+            print(f"(No file {path})")
+        return 0  # [src] parse.c ParseInputFile: a missing file is no error
+    except OSError as e:
+        print(f"cfengine:{me['name']}: Can't open file {path} ({e.strerror})")
+        return 1
+    try:
+        sequence, copies = read_input_file(text)
+    except InputError as e:
+        print(f"cf:cfengine:{me['name']}:{path}:{e.line}: {e.message} ", file=sys.stderr)  # [src] cfparse.c yyerror
+        return 1
+    if parse_only:
+        return 0
+    if not sequence:
+        print(f"cfengine:{me['name']}: Warning: actionsequence is empty")
+        return 0
+    if not no_copy:
+        source = _default_source(me, "cfagent")
+        for entry in copies:
+            print(copy_from_server(entry, source, dry_run))
+            sys.stdout.flush()
+    return 0
+
+
+def _cfagent_update(me: dict, parse_only: bool) -> int:
+    """The update run without -f [ours: the lab's update.conf run authenticates against its
+    policyhost, with update.conf's trustkey=false, and copies nothing]."""
+    update = f"{labhost.INPUTS}/update.conf"
+    try:
+        with open(update) as f:
+            found = POLICY_HOST.search(f.read())
+    except OSError:
+        found = None
+    if not found:
+        print(f"cfagent: no policy host: {update} is missing or names none", file=sys.stderr)
+        return 0
+    if parse_only:
+        return 0
+    server = found.group(1)
+    try:
         Caller("cfagent", server, server, server, False, _default_source(me, "cfagent"), CFAGENT_TIMEOUT).run()
     except Refused as e:
         print(f"cfagent {server}: {e.message} [{e.detail}]")
-        return 1
+        return 0
     except labhost.LabStateError as e:
         print(f"cfagent {server}: Couldn't connect to {server} [unreachable {e}]")
-        return 1
+        return 0
     print(f"cfagent {server}: ok")
     return 0
 
@@ -768,7 +1052,87 @@ def cfservd(argv: list[str]) -> int:
         except OSError:
             final["public_key"] = ""
     _send(out, final)
-    return 0
+    # then the caller's requests (cfagent's copies; cfrun asks for nothing: its cfservd runs nothing [ours])
+    while True:
+        request = _receive(inp)
+        if request is None:
+            return 0
+        _send(out, serve_file(str(request.get("get", "")), peer, str(hello.get("name") or "")))
+
+
+ADMIT_LINE = re.compile(r"^\s*(/\S*)\s+(.+?)\s*$")
+
+
+def admit_rules() -> list[tuple[str, list[str]]]:
+    """The ``admit:`` section of this host's inputs/cfservd.conf: (path, who) per line, ``who``
+    being addresses, networks (a.b.c.d/n) or patterns with ``*`` [ours: options such as
+    ``root=`` or ``encrypt=`` are ignored]."""
+    try:
+        with open(f"{labhost.INPUTS}/cfservd.conf", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    rules, section = [], ""
+    for raw in lines:
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if re.fullmatch(r"\s*[A-Za-z]+:", line):
+            section = line.strip()[:-1]
+            continue
+        m = ADMIT_LINE.match(line) if section == "admit" else None
+        if m:
+            rules.append((m.group(1), [w for w in m.group(2).split() if "=" not in w]))
+    return rules
+
+
+def _admits(who: list[str], address: str, name: str) -> bool:
+    for w in who:
+        try:
+            if "/" in w and ipaddress.ip_address(address) in ipaddress.ip_network(w, strict=False):
+                return True
+        except ValueError:
+            continue
+        if fnmatch.fnmatchcase(address, w) or (name and fnmatch.fnmatchcase(name.lower(), w.lower())):
+            return True
+    return False
+
+
+def master_inputs() -> str:
+    """This host's master inputs directory: the package filesystem's (where it is mounted) on
+    a cluster, else the standalone master's."""
+    package = labhost.LabState().package()
+    return os.path.join(package["mount"], labhost.PACKAGE_MASTER_INPUTS) if package else labhost.STANDALONE_MASTER_INPUTS
+
+
+def serve_file(path: str, peer: str, name: str) -> dict:
+    """One file for an authenticated caller: its content and mode, or the refusal. The lab's
+    cfservd serves only regular files of this host's master inputs directory, and only those
+    that an admit rule of its cfservd.conf grants the caller (cfservd.c AccessControl: the
+    rule's path a prefix of the file's, the caller's address or name among its hosts) [ours];
+    everything else is refused as cfservd refuses access (CF_FAILEDSTR)."""
+    refused = {"ok": False, "message": "BAD: Unspecified server refusal (see verbose server output)", "detail": f"remote {path} denied"}
+    if not path.startswith("/") or os.path.normpath(path) != path:
+        return refused
+    try:
+        inputs = os.path.realpath(master_inputs())
+    except labhost.LabStateError:
+        return refused
+    real = os.path.realpath(path)
+    if not real.startswith(inputs + "/"):
+        return refused
+    if not any(real.startswith(rule) and _admits(who, peer, name) for rule, who in admit_rules()):
+        return refused
+    try:
+        with open(real, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return refused
+            data, mode = f.read(), os.fstat(f.fileno()).st_mode
+    except FileNotFoundError:
+        return {"ok": False, "message": f"BAD: unable to stat file {path}", "detail": f"remote {path} missing"}
+    except OSError:
+        return refused
+    return {"ok": True, "data": base64.b64encode(data).decode(), "mode": mode & 0o7777}
 
 
 def cfkey(argv: list[str]) -> int:
