@@ -12,6 +12,9 @@ CFENGINE_DIR = "/var/opt/dsau/cfengine"
 INPUTS_SUBDIR = "inputs"
 PPKEYS_SUBDIR = "ppkeys"
 STANDALONE_MASTER_INPUTS = "/var/opt/dsau/cfengine_master/inputs"
+# The master inputs hold the master copy of update.conf, which clients' cfagent copies with
+# the rest of the policy; csync's live cfagent check copies it (driver/commands.served_file).
+UPDATE_CONF = "update.conf"
 PACKAGE_FILES_DIR = "/etc/cmcluster/csync"
 DISPATCHER = "/opt/dsau/bin/csync_dispatcher"
 WIZARD = "/opt/dsau/sbin/csync_wizard"

@@ -7,6 +7,7 @@ second. Nothing else in csync composes shell strings.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from dataclasses import dataclass
@@ -286,12 +287,6 @@ def _find_tool(tool: str, cfengine_path: str) -> str:
     return f"PATH={where}:$PATH; export PATH\ncommand -v {tool} >/dev/null 2>&1 || {{ echo {missing} >&2; exit {LIVE_TOOL_MISSING}; }}\n"
 
 
-def _live(tool: str, argv: list[str], cfengine_path: str) -> RemoteCommand:
-    line = quote_argv(argv)
-    script = f"{_find_tool(tool, cfengine_path)}{line} </dev/null\n"
-    return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(argv)} arguments)")
-
-
 # cfrun's children at once in the check's hosts file (cfrun.hosts' maxchild; cfrun's default
 # is 1, one client after the other) [ours]
 CFRUN_CHECK_MAXCHILD = 32
@@ -375,14 +370,74 @@ def cfrun_check(
     return RemoteCommand(script, line if len(line) <= 120 else line[:100] + f" ... ({len(rows)} clients)")
 
 
-def cfagent_check(server_address: str | list[str], *, cfengine_path: str = dsau.CFENGINE_PATH) -> RemoteCommand:
+# The live cfagent check's limit per master address: cfagent's own timeouts bound connecting
+# (CF_TIMEOUT) but not a server that takes the connection and never answers [ours]
+CFAGENT_CHECK_SECONDS = 30
+# A file the check may name in a cfengine input file: absolute, normalised, no component
+# starting with '.', letters, digits and . _ + - (nothing cfengine's parser would read otherwise)
+_SERVED_FILE = re.compile(r"^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+$")
+
+
+def served_file(state: DesiredState) -> str:
+    """The file the live cfagent check copies from the master: update.conf of the master's
+    inputs, which cfservd serves to every client (update.conf copies that directory) [doc: HP,
+    "Managing Systems and Workgroups", DSAU: "the master copy of update.conf is located in
+    /var/opt/dsau/cfengine_master/inputs/", on a cluster under the package's mount point]."""
+    inputs = posixpath.join(state.package.mount, dsau.PACKAGE_MASTER_INPUTS) if state.is_cluster else state.paths.standalone_master_inputs
+    return posixpath.join(inputs, dsau.UPDATE_CONF)
+
+
+def cfagent_check(
+    server_address: str | list[str], source: str, *, seconds: int = CFAGENT_CHECK_SECONDS, cfengine_path: str = dsau.CFENGINE_PATH
+) -> RemoteCommand:
     """cfagent on this host against each of the master's addresses (the package's on a
-    cluster), one after the other; exit 0 only when every one authenticated."""
+    cluster), one after the other, with options cfengine 2's cfagent has (src/cfagent.c
+    CheckOpts): ``cfagent -q -K -x -f FILE`` (no splay, no locks, no cf.preconf script; -f
+    also skips update.conf). FILE is an input file made for the check in a private directory
+    (umask 077, removed on exit): ``actionsequence = ( copy )`` and one copy of ``source`` from
+    the address into that directory, ``trustkey=false`` (a missing key is never trusted).
+
+    cfagent exits 0 whatever its copies did, so the verdict is whether the copy arrived; after
+    cfagent's own output the script prints ``csync-cfagent ADDRESS copied|absent|expired EXIT
+    LIMIT`` (expired: stopped by the watchdog after LIMIT seconds). Nothing else is written on
+    the host: the input file and the copy stay in the private directory."""
     addresses = [server_address] if isinstance(server_address, str) else list(server_address)
     if not addresses:
         raise UnsafeValue("cfagent needs a master address")
-    if len(addresses) == 1:
-        return _live("cfagent", ["cfagent", "--policy-server", check(IPV4, addresses[0], "master address")], cfengine_path)
-    lines = [quote_argv(["cfagent", "--policy-server", check(IPV4, a, "master address")]) + " </dev/null || rc=1" for a in addresses]
-    script = f"{_find_tool('cfagent', cfengine_path)}rc=0\n" + "\n".join(lines) + "\nexit $rc\n"
-    return RemoteCommand(script, f"cfagent --policy-server {' | '.join(addresses)}")
+    for a in addresses:
+        check(IPV4, a, "master address")
+    if not isinstance(source, str) or not _SERVED_FILE.fullmatch(source) or len(source) > 1024:
+        raise UnsafeValue(f"refusing file to copy {source!r}")
+    limit = int(seconds)
+    if limit < 1:
+        raise UnsafeValue(f"refusing cfagent check limit {seconds!r}")
+    script = [
+        _find_tool("cfagent", cfengine_path).rstrip("\n"),
+        "umask 077",
+        'd="${TMPDIR:-/tmp}/csync-cfagent.$$"',
+        # a failure before cfagent runs: exit 3, the failing program's message last
+        'case $d in *[!A-Za-z0-9/._+-]*) echo "$d: not a directory name a cfengine input file can hold" >&2; exit 3 ;; esac',
+        'rm -rf "$d" || exit 3',
+        'mkdir "$d" || exit 3',
+        "trap 'rm -rf \"$d\"' 0",
+        "trap 'exit 1' 1 2 15",
+        "set -C",
+    ]
+    for n, a in enumerate(addresses, 1):
+        copy = f"'   {source} dest='\"$d\"'/copied.{n} server={a} trustkey=false encrypt=true'"
+        script.append(f"printf '%s\\n' 'control:' '   actionsequence = ( copy )' '' 'copy:' {copy} > \"$d/check.{n}.cf\" || exit 3")
+    for n, a in enumerate(addresses, 1):
+        script += [
+            f'cfagent -q -K -x -f "$d/check.{n}.cf" </dev/null 2>&1 &',
+            "p=$!",
+            # the watchdog: a failing sleep ends it (no bound then but csync's own), never a false "expired"
+            f'( trap \'\' 15; s=0; while [ $s -lt {limit} ]; do sleep 1 || exit 0; s=$((s + 1)); done; : > "$d/expired.{n}"; kill -TERM "$p" )'
+            " </dev/null >/dev/null 2>&1 &",
+            "w=$!",
+            'wait "$p"; rc=$?',
+            'kill -KILL "$w" 2>/dev/null',
+            f'if [ -f "$d/copied.{n}" ]; then v=copied; elif [ -f "$d/expired.{n}" ]; then v=expired; else v=absent; fi',
+            f'echo "csync-cfagent {a} $v $rc {limit}"',
+        ]
+    script.append("exit 0")
+    return RemoteCommand("\n".join(script) + "\n", f"cfagent -q -K -x -f <copy {source} from {' | '.join(addresses)}>")

@@ -2,9 +2,10 @@
 
 The prediction (reconciler.trust.predict) says, from the facts, whether each cfrun (member ->
 client) and each cfagent (client -> master address) will authenticate. The live check runs
-them: on each member one `cfrun` to every client, on each client one `cfagent` against the
-master's address (commands.cfrun_check / cfagent_check), one script per host, in parallel.
-Nothing is changed on any host: both commands only authenticate.
+them: on each member one `cfrun` to every client, on each client one `cfagent` per master
+address that copies one file of the master's inputs into a private temporary directory
+(commands.cfrun_check / cfagent_check), one script per host, in parallel. Neither changes
+keys, policy or inputs (docs/TRUST.md says what each makes a host do).
 
 `parse_check_output` and `compare` are pure; `run_live_checks` does the I/O.
 
@@ -41,7 +42,9 @@ from reconciler.trust.predict import (
 
 # docs/LAB.md, "Output grammar": <tool> <address>: ok | <message> [<where> <detail>]
 LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")
-FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable)$")
+FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable|denied)$")
+# [src] cfrun.c main: the banner each of cfrun's children prints before polling its host
+CFRUN_BANNER = re.compile(r"^cfrun\(\d+\):\s+\.+ \[ Hailing \S+ \] \.+$")
 # What cfengine 2's cfrun prints about a key it lacks (src/cfrun.c, PollServer), before the
 # host's line: its question (the answer is read after "--> ", with no newline, so the host's
 # line may follow it on the same line), its complaint about an answer, and with -T its notice.
@@ -51,10 +54,18 @@ CFRUN_CHATTER = re.compile(
     r"^(WARNING - You do not have a public key from host \S+ = \S*"
     r"|\s+Do you want to accept one on trust\? \(yes/no\)"
     r"|Please reply yes or no\.\.\.\(.*\)"
-    r"|Accepting public key from \S+"
-    # [src] cfrun.c main: the banner each child prints before polling its host
-    r"|cfrun\(\d+\):\s+\.+ \[ Hailing \S+ \] \.+)$"
+    r"|Accepting public key from \S+)$"
 )
+# The verdict line the cfagent check prints after each cfagent (commands.cfagent_check):
+# address, whether the copy arrived (copied | absent | expired: stopped after LIMIT seconds),
+# cfagent's exit status, LIMIT.
+CFAGENT_VERDICT = re.compile(r"^csync-cfagent (\S+) (copied|absent|expired) (\d+) (\d+)$")
+
+
+def without_cfrun_banners(text: str) -> str:
+    """cfrun's output less the "Hailing" banner each child prints first (its lines kept as they are)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not CFRUN_BANNER.match(line.rstrip("\r\n")))
+
 
 # Which predicted cause kinds explain a live complaint about the same file on the same host.
 # A symbolic link is unusable to csync (never followed) but read through by cfengine, so it
@@ -64,6 +75,7 @@ _EXPLAINS = {
     "missing": {MISSING, UNUSABLE},
     "unreadable": {UNUSABLE},
     "mismatch": {OTHER_KEY, UNKNOWN_KEY, UNUSABLE},
+    "denied": set(),  # the master refused to serve the file the cfagent check copies: no key explains it
 }
 SUFFIX = "a bug in csync or a fact csync does not see"
 
@@ -75,9 +87,9 @@ class LiveResult:
     ok: bool
     line: str
     message: str = ""
-    where: str = ""  # local | remote | unreachable
-    path: str = ""  # the key file complained about (local/remote)
-    detail: str = ""  # missing | mismatch | unreadable, or the unreachable reason
+    where: str = ""  # local | remote | unreachable; "" for a failure that names no file
+    path: str = ""  # the file complained about (local/remote): a key file, or the file the cfagent check copies
+    detail: str = ""  # missing | mismatch | unreadable | denied, or the unreachable reason
 
     @property
     def symbol(self) -> str:
@@ -97,7 +109,7 @@ def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[s
         if tool == "cfrun":
             while line.startswith(CFRUN_PROMPT):
                 line = line[len(CFRUN_PROMPT) :]
-            if CFRUN_CHATTER.match(line):
+            if CFRUN_CHATTER.match(line) or CFRUN_BANNER.match(line):
                 continue
         if not line.strip():
             continue
@@ -137,6 +149,95 @@ def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[s
     return results, problems
 
 
+def _chunk_line(address: str, chunk: list[str]) -> tuple[LiveResult | None, list[str], str]:
+    """From cfagent's output for one address: its result line in the lab's grammar (the last
+    one, as a LiveResult), the problems with the chunk, and cfengine's last other line."""
+    found: LiveResult | None = None
+    problems: list[str] = []
+    other = ""
+    for line in chunk:
+        m = LINE.match(line)
+        if not m or m.group(1) != "cfagent":
+            other = line
+            continue
+        if m.group(2) != address:
+            problems.append(f"a cfagent line for {m.group(2)} in the check against {address}: {line[:200]!r}")
+            continue
+        if m.group(3) == "ok":
+            found = LiveResult(ok=True, line=line)
+            continue
+        where, detail, path = m.group(5), m.group(6), ""
+        if where in ("local", "remote"):
+            d = FILE_DETAIL.match(detail)
+            if not d:
+                problems.append(f"unexpected {where} detail for {address}: {detail[:200]!r}")
+                continue
+            path, detail = d.group(1), d.group(2)
+        found = LiveResult(ok=False, line=line, message=m.group(4), where=where, path=path, detail=detail)
+    return found, problems, other
+
+
+def parse_cfagent_output(text: str, targets: list[str]) -> tuple[dict[str, LiveResult], list[str]]:
+    """(results by master address, problems) from the cfagent check's output
+    (commands.cfagent_check): cfagent's own output, then the check's verdict line, per address.
+
+    The verdict is the copy: it arrived (ok) or not (FAIL). cfagent's lines say why: a line in
+    the lab's grammar names the failing file or the unreachable server (kept as the result's
+    cause); cfengine's own messages, which name none, are shown as the detail of a failure that
+    names no file. A cfagent that exited non-zero did not run its copy (cfengine 2 exits 1 on a
+    bad command line or input file): a problem, never a result."""
+    wanted = set(targets)
+    results: dict[str, LiveResult] = {}
+    problems: list[str] = []
+    chunk: list[str] = []
+    seen: set[str] = set()
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        m = CFAGENT_VERDICT.match(line)
+        if not m:
+            if line.strip():
+                chunk.append(line)
+            continue
+        address, verdict, rc, limit = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        said, chunk_problems, other = _chunk_line(address, chunk)
+        chunk = []
+        if address not in wanted:
+            problems.append(f"a verdict for {address}, which was not asked for: {line[:200]!r}")
+            continue
+        if address in seen:
+            problems.append(f"two verdicts for {address}; trusting none")
+            results.pop(address, None)
+            continue
+        seen.add(address)
+        problems.extend(chunk_problems)
+        last = said.line if said is not None else other
+        if verdict == "copied":
+            if rc != 0 or (said is not None and not said.ok):
+                problems.append(f"cfagent against {address}: the copy arrived, but cfagent exited {rc}: {last[:200]!r}")
+            else:
+                results[address] = LiveResult(ok=True, line=f"cfagent {address}: ok")
+        elif verdict == "expired":
+            detail = f"no answer within {limit} s (stopped by csync)"
+            results[address] = LiveResult(
+                ok=False,
+                line=f"cfagent {address}: the copy did not arrive [unreachable {detail}]",
+                message="the copy did not arrive",
+                where="unreachable",
+                detail=detail,
+            )
+        elif rc != 0:
+            problems.append(f"cfagent against {address} exited {rc}" + (f": {last[:200]}" if last else ""))
+        elif said is not None and not said.ok:
+            results[address] = said
+        else:
+            why = "cfagent said ok, but the copy did not arrive" if said is not None else "the copy did not arrive"
+            results[address] = LiveResult(ok=False, line=f"cfagent {address}: {why}" + (f" ({other[:200]})" if other else ""), message=why)
+    if chunk:
+        problems.append(f"cfagent output after the last verdict: {chunk[-1][:200]!r}")
+    problems.extend(f"no cfagent verdict for {address}" for address in targets if address not in seen)
+    return results, problems
+
+
 @dataclass(frozen=True)
 class HostRun:
     """The live check on one host: results by target address, or why it did not run."""
@@ -156,10 +257,10 @@ def interpret(host: str, tool: str, targets: list[str], exit_code: int, stdout: 
         return HostRun(host, error=last or f"{tool} not found", seconds=seconds)
     if exit_code not in (0, 1):
         return HostRun(host, error=f"{tool} exited {exit_code}" + (f": {last}" if last else ""), seconds=seconds)
-    results, problems = parse_check_output(tool, stdout.decode("utf-8", "replace"), targets)
-    # cfrun exits 0 whatever happened to each host (cfengine 2's src/cfrun.c); cfagent does not
-    if tool != "cfrun" and exit_code == 0 and any(not r.ok for r in results.values()):
-        problems.append(f"{tool} exited 0 but reported a failure")
+    # cfrun and cfagent exit 0 whatever happened to each host or copy (cfengine 2's src/cfrun.c,
+    # src/cfagent.c); the cfagent check's verdicts come from the copies it finds
+    text = stdout.decode("utf-8", "replace")
+    results, problems = parse_cfagent_output(text, targets) if tool == "cfagent" else parse_check_output(tool, text, targets)
     return HostRun(host, results=results, problems=tuple(problems), seconds=seconds)
 
 
@@ -236,7 +337,7 @@ def run_live_checks(
     start = time.monotonic()
     facts = facts or {}
     server_addresses = state.server_addresses
-    cfagent = commands.cfagent_check(server_addresses, cfengine_path=state.platform.cfengine_path)
+    cfagent = commands.cfagent_check(server_addresses, commands.served_file(state), cfengine_path=state.platform.cfengine_path)
     clients = [c for c in state.clients if c.name not in report.unreachable]
     runs: dict[str, HostRun] = fan_out(
         clients,
@@ -311,6 +412,8 @@ class Disagreement:
 
 def _explained(live: LiveResult, predicted: Check, local: str, remote: str | None) -> bool:
     """Whether a predicted cause accounts for the live failure."""
+    if not live.where:
+        return True  # a failure that names no file (cfengine's own messages): nothing to contradict
     if live.where == "unreachable":
         return any(c.kind == NO_SERVER for c in predicted.causes)
     host = local if live.where == "local" else remote

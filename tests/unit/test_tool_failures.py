@@ -95,6 +95,7 @@ def tree(tmp_path: Path) -> Tree:
     (mount / "dsau" / "cfengine_master" / "inputs").mkdir(parents=True)
     (mount / "dsau" / "cfengine_master" / "ppkeys").mkdir()
     (mount / "dsau" / "cfengine_master" / "inputs" / "cf.motd").write_text("motd\n")
+    (mount / "dsau" / "cfengine_master" / "inputs" / "update.conf").write_text("control:\n   actionsequence = ( copy )\n")
     (mount / "dsau" / "cfengine_master" / "ppkeys" / "localhost.pub").write_text(public("cluster"))
     (mount / "dsau" / "csync").mkdir()
     (mount / "dsau" / "csync" / "inventory").write_text("10.1.0.21\n")
@@ -114,9 +115,15 @@ def tree(tmp_path: Path) -> Tree:
     # the rotation's preflight asks root ssh of every system: a stand-in that answers, so
     # nothing here ever opens a connection (the addresses are the test's, not the lab's)
     _write_exec(normal / "ssh", "#!/bin/sh\nexit 0\n")
-    # cfrun: every host of its hosts file (-f FILE) is ok; cfagent: ok. Builtins only.
+    # cfrun: every host of its hosts file (-f FILE) is ok; cfagent: the copy of its input file
+    # (-q -K -x -f FILE: SOURCE dest=DEST) made. Builtins only.
     _write_exec(normal / "cfrun", '#!/bin/sh\nwhile read -r h; do case $h in maxchild*) ;; *) echo "cfrun $h: ok" ;; esac; done < "$2"\n')
-    _write_exec(normal / "cfagent", '#!/bin/sh\necho "cfagent 10.1.0.10: ok"\n')
+    _write_exec(
+        normal / "cfagent",
+        "#!/bin/sh\n"
+        'while read -r src dest rest; do case $src in /*) while IFS= read -r l; do printf "%s\\n" "$l"; done < "$src" > "${dest#dest=}" ;; esac; done < "$5"\n'
+        'echo "cfagent 10.1.0.10: ok"\n',
+    )
     state = sitefacts.site(members=1, clients=2)
     state = DesiredState.model_validate(
         {
@@ -281,7 +288,7 @@ def scripts(t: Tree) -> dict[str, tuple[str, Callable[[CommandResult], Outcome]]
     )
     clients = ["10.1.0.21", "10.1.0.22"]
     out["cfrun check"] = (commands.cfrun_check(clients, cfengine_dir=s.paths.cfengine_dir).script, live_outcome("cfrun", clients))
-    out["cfagent check"] = (commands.cfagent_check(sitefacts.PKG_IP).script, live_outcome("cfagent", [sitefacts.PKG_IP]))
+    out["cfagent check"] = (commands.cfagent_check(sitefacts.PKG_IP, commands.served_file(s)).script, live_outcome("cfagent", [sitefacts.PKG_IP]))
     return out
 
 
@@ -316,6 +323,8 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
         _reset(tree, name)
         baseline = outcome(_run(tree, script, None))
         assert baseline[0] == "ok", f"{name} fails without any failure: {baseline[1]}"
+        if name == "cfagent check":
+            assert baseline[1] == {sitefacts.PKG_IP: True}  # the copy arrived
         calls[name] = set()
         for tool in TOOLS:
             _reset(tree, name)
@@ -340,5 +349,5 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
     assert {"awk", "sort", "cut", "grep", "sed"} <= calls["inventory"]
     assert {"cp", "chmod", "mv"} <= calls["action copy_key"]
     assert {"uname", "awk"} <= calls["discovery"]
-    assert {"cfrun"} <= calls["cfrun check"] and {"cfagent"} <= calls["cfagent check"]
+    assert {"cfrun"} <= calls["cfrun check"] and {"cfagent", "mkdir", "rm"} <= calls["cfagent check"]
     assert {"cmversion", "cmrunpkg", "cmhaltpkg"} <= calls["preview"]

@@ -13,8 +13,10 @@ from reconciler.trust.live import (
     TrustView,
     compare,
     interpret,
+    parse_cfagent_output,
     parse_check_output,
     verdict,
+    without_cfrun_banners,
 )
 from reconciler.trust.predict import trust_report
 from reconciler.views.trust import (
@@ -62,7 +64,7 @@ def test_parses_every_line_of_the_grammar():
 
 def test_parses_unreachable_with_its_free_text_reason():
     line = f"cfagent {PKG_IP}: Couldn't connect to {PKG_IP} [unreachable package csync is not running]"
-    results, problems = parse_check_output("cfagent", line + "\n", [PKG_IP])
+    results, problems = parse_cfagent_output(f"{line}\ncsync-cfagent {PKG_IP} absent 0 30\n", [PKG_IP])
     assert problems == [] and results[PKG_IP].where == "unreachable"
     assert results[PKG_IP].detail == "package csync is not running" and results[PKG_IP].path == ""
 
@@ -108,8 +110,18 @@ def test_interpret_maps_exit_codes():
     assert missing.error == "cfrun: not found (searched x)" and missing.results == {}
     usage = interpret("node1", "cfrun", [A], 2, b"", b"cfrun: bad\nusage: cfrun [-T SECONDS] ADDRESS...\n")
     assert usage.error == "cfrun exited 2: usage: cfrun [-T SECONDS] ADDRESS..."
-    lying = interpret("node1", "cfagent", [PKG_IP], 0, f"cfagent {PKG_IP}: BAD: keys did not match [remote {PP}/root-1.pub mismatch]\n".encode(), b"")
-    assert "cfagent exited 0 but reported a failure" in lying.problems
+    # cfagent exits 0 whatever its copy did (cfengine 2): the check's verdict is the copy
+    failed = interpret(
+        "node1",
+        "cfagent",
+        [PKG_IP],
+        0,
+        f"cfagent {PKG_IP}: BAD: keys did not match [remote {PP}/root-1.pub mismatch]\ncsync-cfagent {PKG_IP} absent 0 30\n".encode(),
+        b"",
+    )
+    assert failed.problems == () and failed.results[PKG_IP].detail == "mismatch"
+    setup = interpret("node1", "cfagent", [PKG_IP], 3, b"", b"mkdir: cannot create directory '/tmp/csync-cfagent.1': File exists\n")
+    assert setup.error == "cfagent exited 3: mkdir: cannot create directory '/tmp/csync-cfagent.1': File exists" and setup.results == {}
     as_cfengine = interpret("node1", "cfrun", [A, B, C], 0, SAMPLES.encode(), b"")  # cfrun exits 0 whatever happened
     assert as_cfengine.problems == () and len(as_cfengine.results) == 3
     ok = interpret("node1", "cfrun", [A, B, C], 1, SAMPLES.encode(), b"")
@@ -125,7 +137,9 @@ def test_cfruns_questions_and_notices_are_not_results():
     )
     results, problems = parse_check_output("cfrun", text, [A, B])
     assert problems == [] and results[B].ok and (results[A].where, results[A].detail) == ("local", "unreadable")
-    assert parse_check_output("cfagent", f"Accepting public key from {A}\n", [])[1] == [f"unexpected line: 'Accepting public key from {A}'"]
+    banner = f"cfrun(3):         .......... [ Hailing {A} ] ..........\n"
+    assert parse_check_output("cfrun", banner + f"cfrun {A}: ok\n", [A]) == ({A: LiveResult(ok=True, line=f"cfrun {A}: ok")}, [])
+    assert without_cfrun_banners(banner + f"--> cfrun {A}: ok\n" + banner) == f"--> cfrun {A}: ok\n"
 
 
 def test_live_commands_are_quoted_and_refuse_unsafe_values():
@@ -133,7 +147,6 @@ def test_live_commands_are_quoted_and_refuse_unsafe_values():
     # cfengine 2's syntax; never -T (it stores keys)
     assert [line for line in script.splitlines() if line.startswith("cfrun")] == ["cfrun -f \"$f\" <<'CSYNC_ANSWERS' &"]
     assert f"{A} {A} root-{A}.pub\n{B} {B} root-{B}.pub\nCSYNC_TARGETS" in script and "maxchild = " in script
-    assert commands.cfagent_check(PKG_IP).script.splitlines()[-1] == f"cfagent --policy-server {PKG_IP} </dev/null"
     for bad in (["1.2.3.4; rm -rf /"], []):
         try:
             commands.cfrun_check(bad)
