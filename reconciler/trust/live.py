@@ -44,7 +44,8 @@ from reconciler.trust.predict import (
 LINE = re.compile(r"^(cfrun|cfagent) (\S+): (ok|(.*) \[(local|remote|unreachable) (.*)\])$")
 FILE_DETAIL = re.compile(r"^(/\S+) (missing|mismatch|unreadable|denied)$")
 # [src] cfrun.c main: the banner each of cfrun's children prints before polling its host
-CFRUN_BANNER = re.compile(r"^cfrun\(\d+\):\s+\.+ \[ Hailing \S+ \] \.+$")
+# (the child's slot, the host as written)
+CFRUN_BANNER = re.compile(r"^cfrun\((\d+)\):\s+\.+ \[ Hailing (\S+) \] \.+$")
 # What cfengine 2's cfrun prints about a key it lacks (src/cfrun.c, PollServer), before the
 # host's line: its question (the answer is read after "--> ", with no newline, so the host's
 # line may follow it on the same line), its complaint about an answer, and with -T its notice.

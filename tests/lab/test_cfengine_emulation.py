@@ -9,7 +9,6 @@ each test starts from the fresh scenario.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -21,8 +20,9 @@ from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
 from reconciler.lab import Lab
 from reconciler.lab.runtime import _listening
-from reconciler.trust.live import assess
+from reconciler.trust.live import CFRUN_BANNER, assess, without_cfrun_banners
 from tests.conftest import require_lab_machine
+from tests.lab.support import cfagent_copy
 
 pytestmark = pytest.mark.lab
 
@@ -49,28 +49,20 @@ def lab(module_lab):
     return module_lab
 
 
-BANNER = re.compile(r"^cfrun\((\d+)\):         \.{10} \[ Hailing (\S+) \] \.{10}$")
-
-
-def unbanner(text: str) -> str:
-    """cfrun's output less the banner each child prints first ([src] cfrun.c main)."""
-    return "".join(line for line in text.splitlines(keepends=True) if not BANNER.match(line.rstrip("\n")))
-
-
 def sh(lab: Lab, host: str, line: str, timeout: float = 60) -> str:
     """Run a shell line in ``host``; it must exit 0 (cfrun always does); its stdout, less
     cfrun's "Hailing" banners."""
     done = lab.exec(host, line, timeout=timeout)
     assert done.returncode == 0, f"{host}$ {line}: exit {done.returncode}\n{done.stdout}{done.stderr}"
-    return unbanner(done.stdout)
+    return without_cfrun_banners(done.stdout)
 
 
 def test_each_polled_host_comes_after_cfengine_2s_hailing_banner(lab):
     out = lab.exec("node1", "cfrun").stdout.splitlines()
-    banners = [(i, m.group(2)) for i, m in enumerate(map(BANNER.match, out)) if m]
+    banners = [(i, m.group(2)) for i, m in enumerate(map(CFRUN_BANNER.match, out)) if m]
     assert [h for _, h in banners][:2] == ["client1", "client2"]
     for i, host in banners:  # cfrun.hosts has maxchild 1: one child after the other, slot 0
-        assert out[i].startswith("cfrun(0):") and out[i + 1] == f"cfrun {host}: ok"
+        assert out[i] == f"cfrun(0):         .......... [ Hailing {host} ] .........." and out[i + 1] == f"cfrun {host}: ok"
 
 
 def key(lab: Lab, host: str, name: str) -> bytes:
@@ -118,14 +110,14 @@ def test_without_T_cfrun_asks_and_reads_stdin_until_yes_or_no(lab):
     start = time.monotonic()
     done = lab.exec("node1", "timeout 4 cfrun client1 </dev/null")
     assert done.returncode == 124 and time.monotonic() - start >= 4  # killed by timeout(1)
-    assert unbanner(done.stdout).startswith(f"{warning}{QUESTION}Please reply yes or no...()\nPlease reply yes or no...()\n")
+    assert without_cfrun_banners(done.stdout).startswith(f"{warning}{QUESTION}Please reply yes or no...()\nPlease reply yes or no...()\n")
 
     # Each child takes all the input there is for its own question: answers written in
     # advance answer the first question only.
     sh(lab, "node1", f"rm {PP}/root-{CLIENT2}.pub")
     done = lab.exec("node1", "printf 'no\\nno\\n' | timeout 4 cfrun client1 client2")
     assert done.returncode == 124
-    lines = unbanner(done.stdout).splitlines()
+    lines = without_cfrun_banners(done.stdout).splitlines()
     assert any(line.startswith("--> cfrun client1: Not authorized") for line in lines)
     assert f"WARNING - You do not have a public key from host client2 = {CLIENT2}" in lines
     assert lines[-1].removeprefix("--> ") == "Please reply yes or no...()"
@@ -184,6 +176,99 @@ def test_cfservd_with_hostname_keys_looks_up_the_callers_name(lab):
     assert sh(lab, "node2", "cfrun client2") == "cfrun client2: ok\n"  # client2's cfservd still uses addresses
 
 
+# --- cfagent ----------------------------------------------------------------------------------
+
+MASTER_INPUTS = f"/csync/{dsau.PACKAGE_MASTER_INPUTS}"
+
+
+def policy(*copies: str) -> str:
+    """An input file in the lab's grammar, as a printf argument: one copy line per argument."""
+    return "control:\\n   actionsequence = ( copy )\\ncopy:\\n" + "".join(f"   {c}\\n" for c in copies)
+
+
+def test_cfagent_takes_cfengine_2s_options_and_refuses_the_invented_one(lab):
+    # src/cfagent.c CheckOpts: getopt_long; an unknown option prints Syntax() and exits 1
+    for bad, said in (
+        (f"--policy-server {PKG}", "cfagent: unrecognized option '--policy-server'"),
+        ("-T", "cfagent: invalid option -- 'T'"),
+        ("-f", "cfagent: option requires an argument -- 'f'"),
+    ):
+        done = lab.exec("client1", f"cfagent {bad}")
+        assert (done.returncode, done.stderr) == (1, said + "\n"), bad
+        assert done.stdout.startswith("GNU cfengine: A system configuration engine (cfagent)\n")
+        assert "--file                    (-f)\n" in done.stdout and "--no-splay                (-q)\n" in done.stdout
+    assert lab.exec("client1", "cfagent -h").returncode == 0
+    assert lab.exec("client1", "cfagent -a").returncode == 2  # cfengine 2's, not emulated by the lab: said so
+    # without -f, the update (update.conf's policyhost); -B stops after it
+    assert sh(lab, "client1", "cfagent -q -K -B") == f"cfagent {PKG}: ok\n"
+    assert sh(lab, "client1", "cfagent --no-splay --no-lock --inform") == f"cfagent {PKG}: ok\n"
+    # -f skips the update: a missing file is no error (parse.c ParseInputFile), and -B with -f does nothing
+    assert sh(lab, "client1", "cfagent -q -K -x -v -f /tmp/none.cf") == "(No file /tmp/none.cf)\n"
+    sh(lab, "client1", f"printf '{policy(f'{MASTER_INPUTS}/update.conf dest=/root/got server={PKG}')}' > /tmp/in.cf")
+    assert (
+        sh(lab, "client1", "cfagent -B -f /tmp/in.cf; cfagent -p -f /tmp/in.cf; cfagent -k -f /tmp/in.cf; cfagent -n -f /tmp/in.cf") == f"cfagent {PKG}: ok\n"
+    )
+    assert not lab.host_path("client1", "/root/got").exists()  # -n read the file and wrote nothing
+    # a name without '/' comes from $CFINPUTS (else the inputs directory)
+    assert sh(lab, "client1", "CFINPUTS=/tmp cfagent --file in.cf") == f"cfagent {PKG}: ok\n"
+    assert lab.host_path("client1", "/root/got").read_bytes() == lab.host_path("node1", f"{MASTER_INPUTS}/update.conf").read_bytes()
+
+
+def test_cfagent_reads_a_minimal_grammar_and_any_other_input_is_an_error(lab):
+    sh(
+        lab,
+        "client1",
+        f"printf '{policy(f'{MASTER_INPUTS}/update.conf dest=/root/got', f'server={PKG} trustkey=false encrypt=true mode=0600 type=checksum')}' > /tmp/ok.cf",
+    )
+    assert sh(lab, "client1", "cfagent -f /tmp/ok.cf") == f"cfagent {PKG}: ok\n"  # an entry may go on over lines
+    assert lab.host_path("client1", "/root/got").stat().st_mode & 0o777 == 0o600
+    for text, said in (
+        ("files:\\n   /tmp mode=644\\n", "1: the section files: is not emulated by the lab (control: and copy: are)"),
+        ("control:\\n   actionsequence = ( copy tidy )\\n", "2: the action tidy is not emulated by the lab (copy is)"),
+        (
+            policy(f"/etc/motd dest=/tmp/m server={PKG} owner=root"),
+            "4: the copy attribute owner is not emulated by the lab (dest, server, trustkey, encrypt, mode, type are)",
+        ),
+        (policy("$(master)/update.conf dest=/tmp/m"), "4: variables are not emulated by the lab"),
+    ):
+        sh(lab, "client1", f"printf '{text}' > /tmp/bad.cf")
+        done = lab.exec("client1", "cfagent -f /tmp/bad.cf")
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", f"cf:cfengine:client1:/tmp/bad.cf:{said} \n"), text
+
+
+def test_cfagent_copies_only_what_the_masters_cfservd_admits(lab):
+    def copy(source: str, dest: str = "/root/got", server: str = PKG, extra: str = "") -> str:
+        sh(lab, "client1", f"rm -f {dest}; printf '{policy(f'{source} dest={dest} server={server} {extra}')}' > /tmp/c.cf")
+        return sh(lab, "client1", "cfagent -q -K -f /tmp/c.cf")
+
+    assert copy(f"{MASTER_INPUTS}/cf.motd") == f"cfagent {PKG}: ok\n"
+    assert lab.host_path("client1", "/root/got").read_bytes() == lab.host_path("node1", f"{MASTER_INPUTS}/cf.motd").read_bytes()
+    refused = "BAD: Unspecified server refusal (see verbose server output)"
+    assert copy("/etc/hostname") == f"cfagent {PKG}: {refused} [remote /etc/hostname denied]\n"  # outside the master inputs
+    priv = f"/csync/{dsau.PACKAGE_CLUSTER_KEY_DIR}/localhost.priv"
+    assert copy(f"{MASTER_INPUTS}/../ppkeys/localhost.priv") == f"cfagent {PKG}: {refused} [remote {priv} denied]\n"
+    sh(lab, "node1", f"ln -s {priv} {MASTER_INPUTS}/key")  # a link out of the inputs is refused too
+    assert copy(f"{MASTER_INPUTS}/key") == f"cfagent {PKG}: {refused} [remote {MASTER_INPUTS}/key denied]\n"
+    assert copy(f"{MASTER_INPUTS}/nothing") == f"cfagent {PKG}: BAD: unable to stat file {MASTER_INPUTS}/nothing [remote {MASTER_INPUTS}/nothing missing]\n"
+    assert not lab.host_path("client1", "/root/got").exists()
+    # cfservd.conf's admit rules grant it: without the master inputs' line, nothing is served
+    conf = lab.host_path("node1", f"{dsau.CFENGINE_DIR}/inputs/cfservd.conf")
+    conf.write_text("".join(line for line in conf.read_text().splitlines(keepends=True) if not line.strip().startswith(MASTER_INPUTS)))
+    assert copy(f"{MASTER_INPUTS}/update.conf") == f"cfagent {PKG}: {refused} [remote {MASTER_INPUTS}/update.conf denied]\n"
+    # a member that does not run the package has no master inputs to serve
+    assert copy(f"{MASTER_INPUTS}/update.conf", server="127.0.10.2") == (
+        f"cfagent 127.0.10.2: BAD: unable to stat file {MASTER_INPUTS}/update.conf [remote {MASTER_INPUTS}/update.conf missing]\n"
+    )
+    # trustkey=false (the default) never trusts a missing key; trustkey=true does, and saves it
+    sh(lab, "client1", f"rm {PP}/root-127.0.10.2.pub")
+    assert copy(f"{MASTER_INPUTS}/update.conf", server="127.0.10.2") == (
+        f"cfagent 127.0.10.2: Key-authentication for 127.0.10.2 failed [local {PP}/root-127.0.10.2.pub missing]\n"
+    )
+    assert not lab.host_path("client1", f"{PP}/root-127.0.10.2.pub").exists()
+    copy(f"{MASTER_INPUTS}/update.conf", server="127.0.10.2", extra="trustkey=true")
+    assert key(lab, "client1", "root-127.0.10.2.pub") == key(lab, "node2", "localhost.pub")
+
+
 # --- several addresses per host ---------------------------------------------------------------
 
 
@@ -217,12 +302,11 @@ def test_cfrun_from_a_members_extra_address_needs_that_address_key_on_the_client
     # The cluster key under the extra address, on the client, is what it takes.
     sh(lab, "client1", f"cp {PP}/root-{NODE1}.pub {PP}/root-{NODE1_LAN2}.pub")
     assert sh(lab, "node1", "cfrun -f /tmp/lan2") == "cfrun client1: ok\n"
-    # cfagent against the package's extra address needs root-<that address>.pub likewise.
-    refused = lab.exec("client2", f"cfagent --policy-server {PKG_LAN2}")
-    assert refused.returncode == 1
-    assert refused.stdout == f"cfagent {PKG_LAN2}: Key-authentication for {PKG_LAN2} failed [local {PP}/root-{PKG_LAN2}.pub missing]\n"
+    # cfagent's copy from the package's extra address needs root-<that address>.pub likewise.
+    refused = f"cfagent {PKG_LAN2}: Key-authentication for {PKG_LAN2} failed [local {PP}/root-{PKG_LAN2}.pub missing]\n"
+    assert cfagent_copy(lab, "client2", PKG_LAN2) == (refused, False)
     sh(lab, "client2", f"cp {PP}/root-{PKG}.pub {PP}/root-{PKG_LAN2}.pub")
-    assert sh(lab, "client2", f"cfagent --policy-server {PKG_LAN2}") == f"cfagent {PKG_LAN2}: ok\n"
+    assert cfagent_copy(lab, "client2", PKG_LAN2) == (f"cfagent {PKG_LAN2}: ok\n", True)
 
 
 # --- csync's live check with the real command line --------------------------------------------

@@ -21,8 +21,9 @@ from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
 from reconciler.lab import Lab
 from reconciler.lab.runtime import LAB_MOUNT
-from reconciler.trust.live import assess
+from reconciler.trust.live import assess, without_cfrun_banners
 from tests.conftest import require_lab_machine
+from tests.lab.support import STANDALONE_SOURCE, cfagent_copy
 
 pytestmark = pytest.mark.lab
 
@@ -123,12 +124,7 @@ def all_keys(lab: Lab) -> dict[str, bytes]:
 def cfrun(lab: Lab, member: str, client: str, source: str | None = None) -> str:
     """The lab's cfrun from ``member`` to ``client`` (leaving from ``source`` when given)."""
     env = f"CSYNC_LAB_SOURCE_ADDRESS={source} " if source else ""
-    return without_banner(sh(lab, member, f"{env}cfrun {client}"))
-
-
-def without_banner(text: str) -> str:
-    """cfrun's answers without cfengine 2's per-host 'Hailing' banner (src/cfrun.c)."""
-    return "".join(line for line in text.splitlines(keepends=True) if "[ Hailing " not in line)
+    return without_cfrun_banners(sh(lab, member, f"{env}cfrun {client}"))
 
 
 def cfrun_everywhere(lab: Lab) -> list[str]:
@@ -141,9 +137,9 @@ def cfrun_everywhere(lab: Lab) -> list[str]:
             failures += [f"{m}@{source}: {line}" for line in out.splitlines() if not line.endswith(": ok")]
     for c in CLIENTS:
         for address in (PKG, PKG_LAN2):
-            r = lab.exec(c, f"cfagent --policy-server {address}")
-            if r.returncode != 0:
-                failures.append(f"cfagent {c} -> {address}: {r.stdout.strip()}")
+            said, arrived = cfagent_copy(lab, c, address)
+            if not arrived:
+                failures.append(f"cfagent {c} -> {address}: {said.strip()}")
     return failures
 
 
@@ -165,8 +161,8 @@ def test_a_standalone_site_converges_from_its_first_plan(standalone_lab, tmp_pat
     recorded = sh(lab, "master", "cat /var/opt/dsau/csync/inventory").splitlines()
     assert "master root-127.0.10.1.pub" in recorded and "client1 root-127.0.10.1.pub" in recorded
     assert csync(tmp_path, "plan", "-f", str(path), "--detailed-exitcode").returncode == 0
-    assert without_banner(sh(lab, "master", "cfrun client1 client2 client3")).splitlines() == [f"cfrun client{i}: ok" for i in (1, 2, 3)]
-    assert sh(lab, "master", "cfagent --policy-server 127.0.10.1") == "cfagent 127.0.10.1: ok\n"  # its own cfagent
+    assert without_cfrun_banners(sh(lab, "master", "cfrun client1 client2 client3")).splitlines() == [f"cfrun client{i}: ok" for i in (1, 2, 3)]
+    assert cfagent_copy(lab, "master", "127.0.10.1", STANDALONE_SOURCE) == ("cfagent 127.0.10.1: ok\n", True)  # its own cfagent
 
 
 def test_a_hand_placed_key_holding_the_cluster_key_survives_a_pruning_apply(lab, tmp_path):
