@@ -273,8 +273,9 @@ def remove_key(state: DesiredState, target: str) -> RemoteCommand:
 
 
 # --- Live trust checks (csync trust --live) ----------------------------------------------
-# The site's own checks, read-only: cfrun from a member to clients, cfagent on a client
-# against the master's address. One script per host; the output grammar is in docs/LAB.md.
+# The site's own checks: cfrun from a member to clients, cfagent on a client copying one
+# master file into a private temporary directory; neither touches keys, policy or inputs
+# (docs/TRUST.md). One script per host; the output grammar is in docs/LAB.md.
 
 LIVE_TOOL_MISSING = 127  # exit code of a live-check script when the tool is not installed
 

@@ -9,18 +9,22 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from reconciler.desired.loader import load_desired_state
+from reconciler.domain import dsau
+from reconciler.driver import commands
 from reconciler.driver.transport import Pool
-from reconciler.trust.live import TrustView, assess
+from reconciler.trust.live import HostRun, TrustView, assess, interpret
 
 pytestmark = pytest.mark.lab
 USERLANDS = ("default", "hpux")  # issue 17: these run under both userlands of the lab
 
 PP = "/var/opt/dsau/cfengine/ppkeys"
+INPUTS = "/var/opt/dsau/cfengine/inputs"
 PKG = "127.0.10.10"
 CLIENT = {f"client{i}": f"127.0.10.{20 + i}" for i in range(1, 5)}
 
@@ -32,6 +36,12 @@ def csync(*args: str) -> subprocess.CompletedProcess:
 def sh(lab, host: str, line: str) -> None:
     r = lab.exec(host, line)
     assert r.returncode == 0, f"{host}: {line}: {r.stderr}"
+
+
+def sh_out(lab, host: str, line: str) -> str:
+    r = lab.exec(host, line)
+    assert r.returncode == 0, f"{host}: {line}: {r.stderr}"
+    return r.stdout
 
 
 def checked(lab) -> TrustView:
@@ -124,6 +134,67 @@ def test_a_failover_to_an_unconfigured_member_breaks_cfagent_on_the_server_side(
     assert {("cfagent", c) for c in CLIENT} <= failing(view)
     assert view.live.cfagent["client3"].where == "remote"  # node3 lacks the client's key
     assert view.report.server == "node3"
+
+
+def cfagent_check_on(lab, client: str) -> tuple[HostRun, float]:
+    """csync's live cfagent check on one client, as `trust --live` runs it: (its result, seconds)."""
+    state = load_desired_state([lab.desired_state_path])
+    host = next(c for c in state.clients if c.name == client)
+    command = commands.cfagent_check(state.server_addresses, commands.served_file(state))
+    with Pool(state.access) as pool:
+        session = pool.connect(host)
+        start = time.monotonic()
+        result = session.run_script(command, timeout=state.access.command_timeout)
+        seconds = time.monotonic() - start
+    return interpret(client, "cfagent", list(state.server_addresses), result.exit_code, result.stdout, result.stderr), seconds
+
+
+def client_files(lab) -> dict[str, dict[str, bytes]]:
+    """Every client's key store and inputs, file by file."""
+    out = {}
+    for c in CLIENT:
+        for d in (PP, INPUTS):
+            out.update({f"{c}:{p}": p.read_bytes() for p in sorted(lab.host_path(c, d).iterdir())})
+    return out
+
+
+def test_a_client_whose_key_the_master_lacks_fails_fast_and_the_check_changes_nothing(reseed):
+    lab = reseed("fresh")
+    sh(lab, "node1", f"rm {PP}/root-{CLIENT['client3']}.pub")
+    before = client_files(lab)
+    view = checked(lab)
+    assert_prediction_equals_live(view)
+    assert failing(view) == {("node1", "client3"), ("cfagent", "client3")}
+    got = view.live.cfagent["client3"]
+    assert (got.where, got.path, got.detail) == ("remote", f"{PP}/root-{CLIENT['client3']}.pub", "missing")
+    # a refusal, not a hang: well under the lab cfagent's own limit (15 s) and the check's watchdog
+    run, seconds = cfagent_check_on(lab, "client3")
+    assert run.problems == () and not run.results[PKG].ok and seconds < 10, seconds
+    # the check wrote only in its private directory, which is gone
+    assert client_files(lab) == before
+    for c in CLIENT:
+        assert sh_out(lab, c, "ls -d /tmp/csync-cfagent.* 2>/dev/null; true") == ""
+
+
+def test_a_wrong_master_key_on_a_client_fails_its_cfagent_check(reseed):
+    lab = reseed("fresh")
+    sh(lab, "client2", f"cp {PP}/root-127.0.10.2.pub {PP}/root-{PKG}.pub")  # node2's key where the cluster key belongs
+    view = checked(lab)
+    assert_prediction_equals_live(view)
+    assert failing(view) == {("cfagent", "client2")}
+    got = view.live.cfagent["client2"]
+    assert (got.where, got.path, got.detail) == ("local", f"{PP}/root-{PKG}.pub", "mismatch")
+
+
+def test_the_verdict_is_the_copy_a_master_that_does_not_serve_it_disagrees(reseed):
+    lab = reseed("fresh")
+    sh(lab, "node1", f"rm /csync/{dsau.PACKAGE_MASTER_INPUTS}/update.conf")  # keys all fine, but nothing to copy
+    view = checked(lab)
+    assert failing(view) == set() and view.live.errors == ()
+    assert {(d.check, d.client) for d in view.disagreements} == {("cfagent", c) for c in CLIENT}
+    d = view.disagreements[0]
+    assert d.why.startswith("predicted ok, but the live check failed: cfagent 127.0.10.10: BAD: unable to stat file")
+    assert d.live_line.endswith(f"[remote /csync/{dsau.PACKAGE_MASTER_INPUTS}/update.conf missing]")
 
 
 def test_a_private_key_csync_cannot_see_is_reported_as_a_disagreement(reseed):
