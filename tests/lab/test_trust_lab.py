@@ -178,7 +178,7 @@ def test_a_client_whose_key_the_master_lacks_fails_fast_and_the_check_changes_no
 
 def test_a_wrong_master_key_on_a_client_fails_its_cfagent_check(reseed):
     lab = reseed("fresh")
-    sh(lab, "client2", f"cp {PP}/root-127.0.10.2.pub {PP}/root-{PKG}.pub")  # node2's key where the cluster key belongs
+    sh(lab, "client2", f"cp {PP}/localhost.pub {PP}/root-{PKG}.pub")  # its own key where the cluster key belongs
     view = checked(lab)
     assert_prediction_equals_live(view)
     assert failing(view) == {("cfagent", "client2")}
