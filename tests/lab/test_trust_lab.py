@@ -140,7 +140,7 @@ def cfagent_check_on(lab, client: str) -> tuple[HostRun, float]:
     """csync's live cfagent check on one client, as `trust --live` runs it: (its result, seconds)."""
     state = load_desired_state([lab.desired_state_path])
     host = next(c for c in state.clients if c.name == client)
-    command = commands.cfagent_check(state.server_addresses, commands.served_file(state))
+    command = commands.cfagent_check(state.server_addresses, commands.served_file(state), cfengine_path=state.platform.cfengine_path)
     with Pool(state.access) as pool:
         session = pool.connect(host)
         start = time.monotonic()

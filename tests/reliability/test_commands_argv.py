@@ -194,7 +194,9 @@ def test_values_the_model_refuses_are_refused_by_the_builders_too(value):
     with pytest.raises(commands.UnsafeValue):
         commands.enable_switching("csync", serviceguard_path=f"/usr/sbin:{value}")
     with pytest.raises(commands.UnsafeValue):
-        commands.cfagent_check("10.0.0.1", cfengine_path=value)
+        commands.cfagent_check("10.0.0.1", "/csync/dsau/cfengine_master/inputs/update.conf", cfengine_path=value)
+    with pytest.raises(commands.UnsafeValue):
+        commands.cfagent_check("10.0.0.1", value)  # the file the check copies goes into a cfengine input file
     with pytest.raises(commands.UnsafeValue):
         commands.regenerate_keys(
             DesiredState.model_validate({"version": 1, "site": "s", "master": {"mode": "standalone", "host": {"name": "m", "address": "10.0.0.1"}}}),
