@@ -301,7 +301,7 @@ def cfrun_check(
     *,
     hostnamekeys: bool = False,
     bind: str | None = None,
-    cfengine_dir: str = dsau.CFENGINE_DIR,
+    cfengine_dir: str,
     seconds: int = CFRUN_CHECK_SECONDS,
     cfengine_path: str = dsau.CFENGINE_PATH,
 ) -> RemoteCommand:

@@ -357,7 +357,9 @@ def run_live_checks(
             for col in report.columns:
                 if col.tool == "cfrun" and col.member == m.name:
                     bind = None if col.address == m.address else col.address
-                    command = commands.cfrun_check(targets, hostnamekeys=by_name, bind=bind, cfengine_path=state.platform.cfengine_path)
+                    command = commands.cfrun_check(
+                        targets, hostnamekeys=by_name, bind=bind, cfengine_dir=state.paths.cfengine_dir, cfengine_path=state.platform.cfengine_path
+                    )
                     out[col.label] = (_run(pool, state, m, "cfrun", command, list(name_of)), name_of)
             return out
 

@@ -143,13 +143,14 @@ def test_cfruns_questions_and_notices_are_not_results():
 
 
 def test_live_commands_are_quoted_and_refuse_unsafe_values():
-    script = commands.cfrun_check([A, B]).script
+    script = commands.cfrun_check([A, B], cfengine_dir="/var/opt/site cf").script
+    assert "k='/var/opt/site cf/ppkeys'" in script  # the site's cfengine directory, quoted
     # cfengine 2's syntax; never -T (it stores keys)
     assert [line for line in script.splitlines() if line.startswith("cfrun")] == ["cfrun -f \"$f\" <<'CSYNC_ANSWERS' &"]
     assert f"{A} {A} root-{A}.pub\n{B} {B} root-{B}.pub\nCSYNC_TARGETS" in script and "maxchild = " in script
     for bad in (["1.2.3.4; rm -rf /"], []):
         try:
-            commands.cfrun_check(bad)
+            commands.cfrun_check(bad, cfengine_dir="/var/opt/dsau/cfengine")
         except commands.UnsafeValue:
             continue
         raise AssertionError(f"accepted {bad}")
