@@ -97,10 +97,21 @@ keys() {
 }
 
 # One cksum line per regular file below a directory, ./relative paths (csync sorts them).
+# A file that goes between find and cksum (cfagent or the dispatcher replacing an input) makes
+# cksum fail: the listing is taken again, up to twice, a second apart, and only a third
+# failure is reported (through run, with cksum's message).
 tree() {
   kind "$1"
   [ "$k" = dir ] || return 0
   echo "%%D $1"
+  for t in 1 2; do
+    if o=$(find "$1" -type f -exec cksum {} + 2>/dev/null); then
+      [ -z "$o" ] || printf '%s\n' "$o"
+      echo "%%D"
+      return 0
+    fi
+    sleep 1
+  done
   run "$2" find "$1" -type f -exec cksum {} +
   echo "%%D"
 }

@@ -351,3 +351,30 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
     assert {"uname", "awk"} <= calls["discovery"]
     assert {"cfrun"} <= calls["cfrun check"] and {"cfagent", "mkdir", "rm"} <= calls["cfagent check"]
     assert {"cmversion", "cmrunpkg", "cmhaltpkg"} <= calls["preview"]
+
+
+@pytest.mark.parametrize("failures, reported", [(1, False), (2, False), (3, True)])
+def test_an_input_that_goes_while_the_probe_reads_it_is_read_again_not_reported(tree, failures, reported):
+    # cfagent or the dispatcher replacing an input between find and cksum: cksum fails for that
+    # file. The probe takes the listing again (twice, a second apart); only a third failure
+    # makes the host unknown
+    script, outcome = scripts(tree)["probe client"]
+    expected = outcome(_run(tree, script, None))
+    assert expected[0] == "ok"
+    counter = tree.root / "cksum-runs"
+    fake = tree.root / "flaky"
+    fake.mkdir()
+    _write_exec(
+        fake / "cksum",
+        f'#!/bin/sh\necho x >> {counter}\nif [ "$(wc -l < {counter})" -le {failures} ]; then echo "cksum: $1: No such file or directory" >&2; exit 1; fi\n'
+        'exec /usr/bin/cksum "$@"\n',
+    )
+    env = {"PATH": f"{fake}:{tree.normal}:/usr/bin:/bin", "HOME": str(tree.root / "home"), "TMPDIR": str(tree.root)}
+    script = script.replace(f"SGPATH={dsau.SERVICEGUARD_PATH}", f"SGPATH={fake}:{tree.normal}")  # as _run does: first in PATH
+    done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60, cwd=tree.root)
+    got = outcome(CommandResult(done.returncode, done.stdout, done.stderr, 0.0))
+    if reported:
+        assert got[0] == "fail" and "cksum" in str(got[1]) and "No such file or directory" in str(got[1])
+    else:
+        assert got == expected
+    assert len(counter.read_text().splitlines()) == min(failures + 1, 3)
