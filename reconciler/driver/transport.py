@@ -179,6 +179,15 @@ class Session:
         command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin."""
         return self.run(request.line, timeout=timeout)
 
+    @property
+    def alive(self) -> bool:
+        """Open, and its SSH transport still up: a host that restarted or dropped the
+        connection leaves a session that is not (`csync watch` reconnects it)."""
+        if self.closed:
+            return False
+        transport = self.connection.client.get_transport()
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
