@@ -104,9 +104,7 @@ def main(argv=None) -> int:
             cold_at = sorted({round(i * args.cycles / (args.cold - 1)) for i in range(args.cold)})
             state = load_desired_state([desired])
             source = DesiredSource([desired], lambda paths: load_desired_state(list(paths)))
-            watch = Watch(
-                source, source.load(), WatchOptions(interval=1.0), log=EventLog(io.StringIO()), metrics=WatchMetrics(), identity_of=lambda s: "root"
-            )
+            watch = Watch(source, source.load(), WatchOptions(interval=1.0), log=EventLog(io.StringIO()), metrics=WatchMetrics(), identity_of=lambda s: "root")
             try:
                 t0, c0 = time.monotonic(), time.process_time()
                 first = watch.cycle()
@@ -157,7 +155,9 @@ def main(argv=None) -> int:
     }
     print(f"hosts {n} ({MEMBERS} members, {args.clients} clients); lab up {lab_seconds:.2f}s; {os.cpu_count()} CPUs")
     print(f"load average before {', '.join(f'{x:.2f}' for x in load_before)}; after {', '.join(f'{x:.2f}' for x in load_after)}")
-    print(f"cold `csync plan` (x{len(cold)}): wall median {cold_wall['median']:.3f}s (min {cold_wall['min']:.3f}, max {cold_wall['max']:.3f}); CPU median {cold_cpu['median']:.3f}s")
+    print(
+        f"cold `csync plan` (x{len(cold)}): wall median {cold_wall['median']:.3f}s (min {cold_wall['min']:.3f}, max {cold_wall['max']:.3f}); CPU median {cold_cpu['median']:.3f}s"
+    )
     print(f"first watch cycle (handshakes): wall {first_wall:.3f}s; CPU {first_cpu:.3f}s")
     print(
         f"warm watch cycle (x{args.cycles}): wall median {warm_wall['median']:.3f}s (p90 {warm_wall['p90']:.3f}, max {warm_wall['max']:.3f}); "
