@@ -80,7 +80,6 @@ class Watch:
         self.cycles = 0
         self.started = time.monotonic()
         self.last_cycle_end: float | None = None
-        self.last_plan: Plan | None = None
         self.heal_backoff = Backoff(base=options.interval, cap=max(16 * options.interval, 600.0))
         self._heal_said: str | None = None
         self._again = False
@@ -158,7 +157,6 @@ class Watch:
         for change in changes(self.before, now):
             self.log.emit(change.event, change.level, **change.fields)
         self.before = now
-        self.last_plan = plan
         self.metrics.cycle(plan, site.hosts, verdict, seconds, time.time())
         self.cycles += 1
         self.last_cycle_end = time.monotonic()
