@@ -235,6 +235,10 @@ class Pool:
     # root: access.identity_file, scripts on stdin; plan: access.plan_identity_file, probe
     # requests to the forced command only (docs/SECURITY.md)
     identity: Identity = "root"
+    # Threads kept for the probes of a long-lived pool (csync watch): a fan-out that starts its
+    # threads anew pays for starting them every time (tens of ms on a loaded machine). None:
+    # each probe of the site starts and ends its own.
+    workers: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy
@@ -357,8 +361,11 @@ def fan_out(
     *,
     parallelism: int,
     on_done: Callable[[Host, T], None] | None = None,
+    workers: ThreadPoolExecutor | None = None,
 ) -> dict[str, T]:
     """Run ``work(host)`` for every host on a bounded thread pool; results by host name.
+    ``workers``: threads of the caller's to run on (their number is the bound), else a pool
+    of ``parallelism`` threads made for this call.
 
     ``work`` must not raise for expected failures (it returns them as values); anything it
     raises is a bug and propagates.
@@ -367,11 +374,18 @@ def fan_out(
     results: dict[str, T] = {}
     if not hosts:
         return results
+    if workers is not None:
+        _collect(workers, hosts, work, results, on_done)
+        return results
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(hosts))), thread_name_prefix="csync-ssh") as ex:
-        futures = {ex.submit(work, h): h for h in hosts}
-        for fut in as_completed(futures):
-            host = futures[fut]
-            results[host.name] = fut.result()
-            if on_done:
-                on_done(host, results[host.name])
+        _collect(ex, hosts, work, results, on_done)
     return results
+
+
+def _collect(ex: ThreadPoolExecutor, hosts: list[Host], work: Callable[[Host], T], results: dict[str, T], on_done: Callable[[Host, T], None] | None) -> None:
+    futures = {ex.submit(work, h): h for h in hosts}
+    for fut in as_completed(futures):
+        host = futures[fut]
+        results[host.name] = fut.result()
+        if on_done:
+            on_done(host, results[host.name])

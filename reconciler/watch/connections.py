@@ -56,6 +56,8 @@ class WarmPool(Pool):
         self._links_lock = threading.Lock()
         self._closed = False
         self._connector = ThreadPoolExecutor(max_workers=max(1, self.access.parallelism), thread_name_prefix="csync-connect")
+        if self.workers is None:  # the probes' threads, kept from cycle to cycle
+            self.workers = ThreadPoolExecutor(max_workers=max(1, self.access.parallelism), thread_name_prefix="csync-ssh")
 
     def connect(self, host: Host) -> Session:
         with self._links_lock:
@@ -139,3 +141,5 @@ class WarmPool(Pool):
         for s in sessions:
             s.close()
         self._connector.shutdown(wait=False, cancel_futures=True)
+        if self.workers is not None:
+            self.workers.shutdown(wait=False, cancel_futures=True)
