@@ -7,6 +7,8 @@ On a lab of 3 members and N clients (scenario `fresh`), it times:
   cold plan   `csync plan --format json` as a command (interpreter start, a handshake per
               host, probe, plan), --cold times, spread over the run (before the cycles, in
               the middle, after them: the machine is shared and noisy)
+  cold plan in-process  the same work without the interpreter's start (a new Pool, refresh_and_plan)
+  warm floor  `true` on every host over the watch's open sessions: the round trip, no probe
   warm cycle  one cycle of the watch (reconciler.watch.loop.Watch.cycle: probe every host over
               its open session, plan, readiness, compare with the cycle before, metrics),
               --cycles times back to back after a first (cold) one
@@ -33,6 +35,8 @@ import time
 from pathlib import Path
 
 from reconciler.desired.loader import load_desired_state
+from reconciler.driver.transport import Pool, fan_out
+from reconciler.pipeline import refresh_and_plan
 from reconciler.watch.log import EventLog
 from reconciler.watch.loop import Watch, WatchOptions
 from reconciler.watch.metrics import WatchMetrics
@@ -69,6 +73,28 @@ def cold_plan(desired: Path, cwd: Path) -> tuple[float, float]:
     return wall, cpu
 
 
+def cold_in_process(state) -> tuple[float, float]:
+    """(wall, CPU) of the plan's work without the interpreter's start: a new pool (a handshake
+    per host), probe, plan, closed."""
+    t0, c0 = time.monotonic(), time.process_time()
+    with Pool(state.access) as pool:
+        plan, _ = refresh_and_plan(state, pool)
+    if plan.actions or plan.unknown:
+        raise SystemExit("the fresh lab does not plan clean in-process")
+    return time.monotonic() - t0, time.process_time() - c0
+
+
+def warm_floor(state, pool) -> tuple[float, float]:
+    """(wall, CPU) of `true` on every host over the open sessions: a warm round trip, no probe."""
+    t0, c0 = time.monotonic(), time.process_time()
+    done = fan_out(
+        state.all_hosts, lambda h: pool.sessions[h.name].run("true", timeout=60).exit_code, parallelism=state.access.parallelism, workers=pool.workers
+    )
+    if any(done.values()):
+        raise SystemExit("`true` failed on a host")
+    return time.monotonic() - t0, time.process_time() - c0
+
+
 def summary(values: list[float]) -> dict:
     ordered = sorted(values)
     return {
@@ -100,6 +126,8 @@ def main(argv=None) -> int:
         try:
             desired = lab.desired_state_path
             cold: list[tuple[float, float]] = []
+            cold_inproc: list[tuple[float, float]] = []
+            floor: list[tuple[float, float]] = []
             # after how many warm cycles each cold plan runs: spread from before the first to after the last
             cold_at = sorted({round(i * args.cycles / (args.cold - 1)) for i in range(args.cold)})
             state = load_desired_state([desired])
@@ -115,6 +143,8 @@ def main(argv=None) -> int:
                 for i in range(1, args.cycles + 1):
                     if i - 1 in cold_at:
                         cold.append(cold_plan(desired, Path(d)))
+                        cold_inproc.append(cold_in_process(state))
+                        floor.append(warm_floor(state, watch.pool))
                     t0, c0 = time.monotonic(), time.process_time()
                     snap = watch.cycle()
                     walls.append(time.monotonic() - t0)
@@ -125,6 +155,8 @@ def main(argv=None) -> int:
                         rss[i] = rss_kib()
                 if args.cycles in cold_at:
                     cold.append(cold_plan(desired, Path(d)))
+                    cold_inproc.append(cold_in_process(state))
+                    floor.append(warm_floor(state, watch.pool))
                 sessions = len(watch.pool.sessions)
             finally:
                 watch.close()
@@ -133,6 +165,8 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
     warm_wall, warm_cpu = summary(walls), summary(cpus)
     cold_wall, cold_cpu = summary([w for w, _ in cold]), summary([c for _, c in cold])
+    inproc_wall, inproc_cpu = summary([w for w, _ in cold_inproc]), summary([c for _, c in cold_inproc])
+    floor_wall, floor_cpu = summary([w for w, _ in floor]), summary([c for _, c in floor])
     ratio = warm_wall["median"] / cold_wall["median"]
     cpu_ratio = warm_cpu["median"] / cold_cpu["median"]
     growth = (rss[args.cycles] - rss[10]) / rss[10] * 100
@@ -145,6 +179,8 @@ def main(argv=None) -> int:
         "first_cycle": {"wall": first_wall, "cpu": first_cpu},
         "warm_cycle": {"wall": warm_wall, "cpu": warm_cpu},
         "cold_plan": {"wall": cold_wall, "cpu": cold_cpu, "runs": cold},
+        "cold_in_process": {"wall": inproc_wall, "cpu": inproc_cpu, "runs": cold_inproc},
+        "warm_floor_true": {"wall": floor_wall, "cpu": floor_cpu, "runs": floor},
         "ratio_wall": ratio,
         "ratio_cpu": cpu_ratio,
         "rss_kib": {"cycle_10": rss[10], f"cycle_{args.cycles}": rss[args.cycles]},
@@ -158,7 +194,9 @@ def main(argv=None) -> int:
     print(
         f"cold `csync plan` (x{len(cold)}): wall median {cold_wall['median']:.3f}s (min {cold_wall['min']:.3f}, max {cold_wall['max']:.3f}); CPU median {cold_cpu['median']:.3f}s"
     )
+    print(f"cold plan in-process (no interpreter start; x{len(cold_inproc)}): wall median {inproc_wall['median']:.3f}s; CPU median {inproc_cpu['median']:.3f}s")
     print(f"first watch cycle (handshakes): wall {first_wall:.3f}s; CPU {first_cpu:.3f}s")
+    print(f"warm floor, `true` over the open sessions (x{len(floor)}): wall median {floor_wall['median']:.3f}s; CPU median {floor_cpu['median']:.3f}s")
     print(
         f"warm watch cycle (x{args.cycles}): wall median {warm_wall['median']:.3f}s (p90 {warm_wall['p90']:.3f}, max {warm_wall['max']:.3f}); "
         f"CPU median {warm_cpu['median']:.3f}s (p90 {warm_cpu['p90']:.3f})"
