@@ -173,6 +173,7 @@ class Watch:
         via = "SIGHUP" if asked else "file-change"
         try:
             loaded = self.source.load()
+            self.identity_of(loaded.state)  # --identity plan and the plan identity gone: invalid too
         except CsyncError as e:
             self.metrics.reloads.labels("invalid").inc()
             self.log.emit("desired-state-invalid", "error", via=via, error=str(e), kept_digest=self.loaded.digest)

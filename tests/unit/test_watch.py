@@ -8,7 +8,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -260,3 +263,35 @@ def test_a_cycle_that_fails_unexpectedly_is_logged_and_counted_and_the_watch_goe
     lost = [r["host"] for r in records if r["event"] == "host-lost"]
     assert lost == ["master", "client1"] and all("missing-key" in r["reason"] for r in records if r["event"] == "host-lost")
     assert watch.health()[0] is True
+
+
+# --- the command line's failures: one Error line and an exit code, never a traceback -----------------
+def watch_command(*args: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli.main", "watch", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+
+
+def test_the_command_refuses_to_start_with_one_error_line(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        r = watch_command("-f", "desired-state/lab.yaml", "--metrics-address", f"127.0.0.1:{taken.getsockname()[1]}")
+    finally:
+        taken.close()
+    assert r.returncode == 1 and r.stderr.startswith("Error: cannot serve metrics on 127.0.0.1:") and r.stdout == ""
+    bad = tmp_path / "site.yaml"
+    bad.write_text((Path(__file__).resolve().parents[2] / "desired-state" / "lab.yaml").read_text().replace("parallelism: 64", "parallelism: many"))
+    r = watch_command("-f", str(bad), "--metrics-address", "127.0.0.1:0")
+    assert r.returncode == 3 and f"{bad}:" in r.stderr and "parallelism" in r.stderr
+    r = watch_command("--metrics-address", "localhost", "-f", "desired-state/lab.yaml")
+    assert r.returncode == 64 and "expected HOST:PORT" in r.stderr
+    r = watch_command("--interval", "0.1", "-f", "desired-state/lab.yaml")
+    assert r.returncode == 64 and "Traceback" not in r.stderr
