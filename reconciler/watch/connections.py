@@ -34,6 +34,22 @@ from reconciler.watch.backoff import Backoff
 SESSION_FAILURES = frozenset({"unreachable", "timeout", "output", "error"})
 
 
+def _forget_closed_channels(session: Session) -> None:
+    """paramiko's transport remembers the id of every channel it opened (channels_seen), to
+    ignore messages for dead channels, and never forgets one: a session kept open for days
+    would grow by an entry per command (about 40,000 in 200 cycles of 200 hosts, 4 MiB).
+    An id no longer among the transport's live channels was closed by the server, whose
+    CLOSE is the last message it sends on that channel, so nothing more can come for it.
+    Called before each cycle's command, when no command of this host's runs."""
+    transport = session.connection.client.get_transport()
+    seen = getattr(transport, "channels_seen", None)
+    live = getattr(transport, "_channels", None)
+    if not isinstance(seen, dict) or live is None or not hasattr(live, "get"):
+        return  # another paramiko: nothing to prune, nothing broken
+    for chanid in [c for c in list(seen) if live.get(c) is None]:
+        seen.pop(chanid, None)
+
+
 @dataclass
 class _Link:
     backoff: Backoff
@@ -68,6 +84,7 @@ class WarmPool(Pool):
                 link = self._links[host.name] = _Link(Backoff(self.backoff_base, self.backoff_cap))
             session = self.sessions.get(host.name)
             if session is not None and session.alive:
+                _forget_closed_channels(session)
                 return session
             if session is not None:  # died since the last cycle: reconnect now
                 self.sessions.pop(host.name, None)

@@ -338,3 +338,19 @@ def test_a_stop_while_a_probe_waits_on_a_hung_host_still_ends_within_5_s(reseed,
         assert w.events("watch-stopped")[0]["reason"] == "stopped by SIGINT"
         assert "Traceback" not in w.proc.stderr.read()
         assert _closed(w.address)
+
+
+def test_a_kept_session_does_not_grow_with_the_commands_it_runs(lab):
+    """paramiko keeps the id of every channel a transport opened; the warm pool forgets those
+    the server closed, so a watch's memory does not grow by one entry per host per cycle."""
+    from reconciler.observe.probe import probe_site
+    from reconciler.watch.connections import WarmPool
+
+    state = load_desired_state([lab.desired_state_path])
+    with WarmPool(state.access) as pool:
+        for _ in range(6):
+            site = probe_site(state, pool)
+            assert not site.unreachable
+        transport = pool.sessions["client1"].connection.client.get_transport()
+        assert pool.sessions["client1"].commands_sent == 6
+        assert len(transport.channels_seen) <= 1, transport.channels_seen
