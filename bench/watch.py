@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         f"CPU median {warm_cpu['median']:.3f}s (p90 {warm_cpu['p90']:.3f})"
     )
     print(f"warm / cold: wall {ratio:.3f}x, CPU {cpu_ratio:.3f}x (target: wall <= 0.25x: {'met' if ratio <= 0.25 else 'NOT met'})")
-    middle = max(i for i in rss if i <= args.cycles // 2)
+    middle = max((i for i in rss if i <= args.cycles // 2), default=10)
     print(
         f"RSS: cycle 10 {rss[10] / 1024:.1f} MiB, cycle {middle} {rss[middle] / 1024:.1f} MiB, cycle {args.cycles} {rss[args.cycles] / 1024:.1f} MiB: "
         f"{growth:+.2f}% from cycle 10 (target < 5%: {'met' if growth < 5 else 'NOT met'})"
