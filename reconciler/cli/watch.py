@@ -2,10 +2,10 @@
 reconciliation in the foreground, with metrics.
 
 The loop is reconciler.watch.loop's and runs on a thread of its own; this thread owns the
-signals (SIGTERM and SIGINT stop, SIGHUP reloads), the metrics server, and the stop: the
-loop is given a moment to finish its cycle (or its heal, which releases the site lock),
-then every SSH session is closed (which ends a probe still waiting on a hung host), the HTTP
-server stops, and the command exits 0, within 5 seconds of the signal.
+signals (SIGTERM and SIGINT stop, SIGHUP reloads), the metrics server, and the stop: a heal
+is given a moment to finish (it starts no new action and releases the site lock), then every
+SSH session is closed (which ends a probe still waiting on a hung host; a cut cycle reports
+nothing), the HTTP server stops, and the command exits 0, within 5 seconds of the signal.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import click
 from reconciler.cli.main import DEFAULT_DESIRED_STATE, accept_new_option, desired_state_option, identity_option, load_state, read_identity
 from reconciler.errors import ExitCode
 
-# After a stop signal: the loop's cycle may finish for this long, then the sessions are
-# closed under it and it has this much more; the process is gone within 5 s of the signal.
+# After a stop signal: a heal may finish for this long, then the sessions are closed under
+# whatever still runs, which has this much more; the process is gone within 5 s of the signal.
 STOP_GRACE_SECONDS = 2.5
 STOP_AFTER_CLOSE_SECONDS = 1.5
 
@@ -132,10 +132,14 @@ def watch(paths, interval, metrics_address, heal, log_format, accept_new_host_ke
     try:
         while loop.is_alive() and not stop.is_set():
             loop.join(0.2)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        loop.join(STOP_GRACE_SECONDS)
+        stopped = time.monotonic()
+        # a heal stops starting actions and releases the site lock: give it the time to;
+        # a probe cycle has nothing to finish (its facts would be thrown away)
+        while loop.is_alive() and the_watch.healing and time.monotonic() - stopped < STOP_GRACE_SECONDS:
+            loop.join(0.1)
+        loop.join(0.2)
         the_watch.close()  # ends what still waits on a host
-        deadline += STOP_AFTER_CLOSE_SECONDS
+        deadline = stopped + STOP_GRACE_SECONDS + STOP_AFTER_CLOSE_SECONDS
         loop.join(max(0.0, deadline - time.monotonic()))
     finally:
         server.stop()

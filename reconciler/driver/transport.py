@@ -216,6 +216,12 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
             # exit status can arrive before the last data is read: one more non-blocking pass
             if channel.eof_received:
                 break
+            if channel.closed:
+                # closed under us (the connection dropped, or the session was closed to stop a
+                # run) without an end of data: nothing more will come, whatever the timeout
+                if channel.exit_status == -1:
+                    raise TransportError("connection lost during a command", kind="unreachable")
+                break
         if got:
             continue
         remaining = deadline - time.monotonic()

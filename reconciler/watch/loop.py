@@ -82,6 +82,7 @@ class Watch:
         self.last_cycle_end: float | None = None
         self.heal_backoff = Backoff(base=options.interval, cap=max(16 * options.interval, 600.0))
         self._heal_said: str | None = None
+        self.healing = False  # a heal (an apply, holding the site lock) is running
         self._again = False
         self.pool = self._open_pool(loaded.state)
         metrics.desired(loaded.digest, loaded.commit)
@@ -210,9 +211,11 @@ class Watch:
         self.log.emit("heal-started", actions=len(plan.actions), kinds=sorted({a.kind for a in plan.actions}))
         # the heal writes key files: root's identity; the warm pool when the watch probes with it
         pool: Pool = self.pool if self.pool.identity == "root" else Pool(state.access, accept_new_host_keys=self.options.accept_new_host_keys)
+        self.healing = True
         try:
             outcome = heal(state, pool, git_commit=self.loaded.commit, stop=self.stop, log=self.log)
         finally:
+            self.healing = False
             if pool is not self.pool:
                 pool.close()
         self.metrics.heal_runs.labels(outcome.result).inc()

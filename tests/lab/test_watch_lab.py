@@ -315,7 +315,8 @@ def test_sigterm_ends_it_within_5_s_with_nothing_left_running(reseed, tmp_path):
         assert all(sessions.values()), f"a warm session per host: {sessions}"
         seconds, code = w.stop(signal.SIGTERM)
         assert code == 0 and seconds < 5, (seconds, code)
-        assert w.events("watch-stopped")[0]["reason"] == "stopped by SIGTERM"
+        stopped = w.events("watch-stopped")[0]
+        assert stopped["reason"] == "stopped by SIGTERM" and stopped["unfinished"] is None
         assert "Traceback" not in w.proc.stderr.read()
         assert _closed(w.address)
         deadline = time.monotonic() + 3
@@ -335,7 +336,8 @@ def test_a_stop_while_a_probe_waits_on_a_hung_host_still_ends_within_5_s(reseed,
         finally:
             lab.restore("client2")
         assert code == 0 and seconds < 5, (seconds, code)
-        assert w.events("watch-stopped")[0]["reason"] == "stopped by SIGINT"
+        stopped = w.events("watch-stopped")[0]
+        assert stopped["reason"] == "stopped by SIGINT" and stopped["unfinished"] is None  # the cut probe ended: no thread left behind
         assert "Traceback" not in w.proc.stderr.read()
         assert _closed(w.address)
 
@@ -354,3 +356,18 @@ def test_a_kept_session_does_not_grow_with_the_commands_it_runs(lab):
         transport = pool.sessions["client1"].connection.client.get_transport()
         assert pool.sessions["client1"].commands_sent == 6
         assert len(transport.channels_seen) <= 1, transport.channels_seen
+
+
+def test_a_command_whose_session_is_closed_under_it_ends_at_once(lab):
+    """Closing a session (how the watch stops a probe waiting on a hung host) ends a command
+    running on it with "connection lost", not at its timeout."""
+    from reconciler.driver.transport import TransportError
+
+    state = load_desired_state([lab.desired_state_path])
+    with Pool(state.access) as pool:
+        session = pool.connect(state.host("client1"))
+        threading.Timer(0.5, session.close).start()
+        start = time.monotonic()
+        with pytest.raises(TransportError, match="connection lost") as e:
+            session.run("sleep 30", timeout=60)
+        assert e.value.kind == "unreachable" and time.monotonic() - start < 3
