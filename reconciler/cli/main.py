@@ -77,6 +77,7 @@ LAZY_COMMANDS = {
     "trust": "reconciler.cli.trust:trust",
     "bootstrap": "reconciler.cli.bootstrap:bootstrap",
     "lab": "reconciler.lab.cli:lab",
+    "watch": "reconciler.cli.watch:watch",
 }
 
 

@@ -179,6 +179,15 @@ class Session:
         command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin."""
         return self.run(request.line, timeout=timeout)
 
+    @property
+    def alive(self) -> bool:
+        """Open, and its SSH transport still up: a host that restarted or dropped the
+        connection leaves a session that is not (`csync watch` reconnects it)."""
+        if self.closed:
+            return False
+        transport = self.connection.client.get_transport()
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -207,6 +216,12 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
             # exit status can arrive before the last data is read: one more non-blocking pass
             if channel.eof_received:
                 break
+            if channel.closed:
+                # closed under us (the connection dropped, or the session was closed to stop a
+                # run) without an end of data: nothing more will come, whatever the timeout
+                if channel.exit_status == -1:
+                    raise TransportError("connection lost during a command", kind="unreachable")
+                break
         if got:
             continue
         remaining = deadline - time.monotonic()
@@ -226,6 +241,10 @@ class Pool:
     # root: access.identity_file, scripts on stdin; plan: access.plan_identity_file, probe
     # requests to the forced command only (docs/SECURITY.md)
     identity: Identity = "root"
+    # Threads kept for the probes of a long-lived pool (csync watch): a fan-out that starts its
+    # threads anew pays for starting them every time (tens of ms on a loaded machine). None:
+    # each probe of the site starts and ends its own.
+    workers: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy
@@ -348,8 +367,11 @@ def fan_out(
     *,
     parallelism: int,
     on_done: Callable[[Host, T], None] | None = None,
+    workers: ThreadPoolExecutor | None = None,
 ) -> dict[str, T]:
     """Run ``work(host)`` for every host on a bounded thread pool; results by host name.
+    ``workers``: threads of the caller's to run on (their number is the bound), else a pool
+    of ``parallelism`` threads made for this call.
 
     ``work`` must not raise for expected failures (it returns them as values); anything it
     raises is a bug and propagates.
@@ -358,11 +380,18 @@ def fan_out(
     results: dict[str, T] = {}
     if not hosts:
         return results
+    if workers is not None:
+        _collect(workers, hosts, work, results, on_done)
+        return results
     with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(hosts))), thread_name_prefix="csync-ssh") as ex:
-        futures = {ex.submit(work, h): h for h in hosts}
-        for fut in as_completed(futures):
-            host = futures[fut]
-            results[host.name] = fut.result()
-            if on_done:
-                on_done(host, results[host.name])
+        _collect(ex, hosts, work, results, on_done)
     return results
+
+
+def _collect(ex: ThreadPoolExecutor, hosts: list[Host], work: Callable[[Host], T], results: dict[str, T], on_done: Callable[[Host, T], None] | None) -> None:
+    futures = {ex.submit(work, h): h for h in hosts}
+    for fut in as_completed(futures):
+        host = futures[fut]
+        results[host.name] = fut.result()
+        if on_done:
+            on_done(host, results[host.name])

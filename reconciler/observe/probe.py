@@ -113,6 +113,7 @@ def probe_site(
         lambda h: probe_host(pool, state, h, role_of[h.name], shared),
         parallelism=state.access.parallelism,
         on_done=(lambda _h, f: on_done(f)) if on_done else None,
+        workers=pool.workers,
     )
     hosts = {h.name: results[h.name] for h, _ in targets}  # declared order, not completion order
     return SiteFacts(
