@@ -85,7 +85,10 @@ class Peers:
         a = state.access
         self.key, self.known_hosts, self.port = str(a.identity_file), str(a.known_hosts), a.port
         self.n = len(state.all_hosts)
-        self.scripts = {role: commands.probe(state, role).script for role in ("member", "client")}
+        # csync's probe script as the peers run it: without its stdin watcher (BOUNDED empty),
+        # since their transports may close a command's standard input at once, which tells
+        # the watcher that the caller gave up (csync's holds it open: probe.sh)
+        self.scripts = {role: commands.probe(state, role).script.replace("\nBOUNDED=stdin\n", "\nBOUNDED=\n") for role in ("member", "client")}
         self._write_ansible()
         self._write_pyinfra()
 

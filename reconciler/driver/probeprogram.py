@@ -46,7 +46,7 @@ from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeVal
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState
 
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: the probe ends when its standard input closes (probe.sh, BOUNDED)
 REQUEST_WORD = "csync-probe"
 EXIT_OTHER_PROGRAM = 3
 EXIT_REFUSED = 64

@@ -137,8 +137,12 @@ class Session:
     # only probe requests are sent (run_request); scripts are refused here, before sending.
     identity: Identity = "root"
 
-    def run(self, command: str, *, stdin: bytes | None = None, timeout: float) -> CommandResult:
-        """Run one shell command string (built by reconciler.driver.commands) and collect output."""
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float, hold_stdin: bool = False) -> CommandResult:
+        """Run one shell command string (built by reconciler.driver.commands) and collect output.
+
+        With ``hold_stdin`` the command's standard input stays open after ``stdin`` until the
+        command has ended: closing the channel (the timeout, or this process dying) is then
+        what tells a command that watches its input (the probe, probe.sh) to end itself."""
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError("connection lost", kind="unreachable")
@@ -155,7 +159,8 @@ class Session:
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+            if not hold_stdin:
+                channel.shutdown_write()
             out, err = _drain(channel, deadline=start + timeout)
             status = channel.recv_exit_status()
         except TransportError:
@@ -166,18 +171,20 @@ class Session:
             channel.close()
         return CommandResult(status, out, err, time.monotonic() - start)
 
-    def run_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
-        """The one way csync runs a script on a host: `SHELL` with the script on stdin."""
+    def run_script(self, command: RemoteCommand, *, timeout: float, hold_stdin: bool = False) -> CommandResult:
+        """The one way csync runs a script on a host: `SHELL` with the script on stdin (held
+        open until the script ends with ``hold_stdin``: the probe's, which watches it)."""
         if self.identity == "plan":
             raise TransportError(
                 f"{command.display}: the plan identity runs csync's probe only; this needs the root identity (access.identity_file)", kind="auth"
             )
-        return self.run(SHELL, stdin=command.script.encode(), timeout=timeout)
+        return self.run(SHELL, stdin=command.script.encode(), timeout=timeout, hold_stdin=hold_stdin)
 
     def run_request(self, request: ProbeRequest, *, timeout: float) -> CommandResult:
         """A probe through the plan identity's forced command: the request line is the exec
-        command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin."""
-        return self.run(request.line, timeout=timeout)
+        command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin, which stays
+        open until the probe ends (the probe ends itself when it closes)."""
+        return self.run(request.line, timeout=timeout, hold_stdin=True)
 
     def close(self) -> None:
         if not self.closed:

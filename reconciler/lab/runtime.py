@@ -550,6 +550,24 @@ class Lab:
             raise LabError(f"{name}: {command!r} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
         return done
 
+    def processes(self, name: str) -> dict[int, str]:
+        """Every process running in host ``name`` (its mount namespace), by PID, with its
+        command line (arguments joined by spaces): sshd's listener, sessions and whatever
+        they started. Empty when the host is down."""
+        self.hosts[name]
+        runtime = self._runtime().get("hosts", {})
+        entry = runtime.get(name)
+        if entry is None:
+            return {}
+        found = {}
+        for pid in _processes_in({entry["mnt"]}, {e["uts"] for e in runtime.values()}):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    found[pid] = f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue  # ended meanwhile
+        return found
+
     def host_path(self, name: str, path: str) -> Path:
         """The real file behind in-host ``path`` of host ``name`` (for tests that plant files)."""
         host = self.hosts[name]

@@ -51,7 +51,7 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
             if refused is not None:
                 return refused
         else:
-            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout)
+            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout, hold_stdin=True)
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
     except commands.UnsafeValue as e:

@@ -12,7 +12,6 @@ and the probe, the lock, the inventory and the actions are seen to call the tool
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from reconciler.errors import LockError
 from reconciler.observe.facts import parse_probe
 from reconciler.trust.live import interpret
 from tests.keys import keypair, public
+from tests.shell import run_sh
 from tests.unit import sitefacts
 
 # Every external program a script of csync's may call (shell builtins cannot be replaced).
@@ -147,7 +147,7 @@ def _run(t: Tree, script: str, failing: str | None) -> CommandResult:
     env = {"PATH": path, "HOME": str(t.root / "home"), "TMPDIR": str(t.root)}
     # the probe and discovery put their Serviceguard search path first: the stand-ins too
     script = script.replace(f"SGPATH={dsau.SERVICEGUARD_PATH}", f"SGPATH={fake}:{t.normal}")
-    done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60, cwd=t.root)
+    done = run_sh(["/bin/sh", "-s"], script, env=env, timeout=60, cwd=t.root)
     return CommandResult(done.returncode, done.stdout, done.stderr, 0.0)
 
 
