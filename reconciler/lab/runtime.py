@@ -343,9 +343,10 @@ class Lab:
 
         Works from the record in state/runtime.json alone, so it also cleans up after the
         process that ran ``up`` died; a directory without a lab is left alone."""
-        entries = list(self._runtime().get("hosts", {}).values())
+        hosts = self._runtime().get("hosts", {})
+        entries = list(hosts.values())
         if entries:
-            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries})
+            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries}, self._marks(hosts))
             with self._runtime_edit() as runtime:
                 runtime["hosts"] = {}
             self._wait_listeners_closed()
@@ -364,10 +365,11 @@ class Lab:
 
     def running(self) -> bool:
         """True if any process of the lab's recorded namespaces is alive."""
-        entries = list(self._runtime().get("hosts", {}).values())
-        if not entries:
+        hosts = self._runtime().get("hosts", {})
+        if not hosts:
             return False
-        return bool(_processes_in({e["mnt"] for e in entries}, {e["uts"] for e in entries}))
+        entries = list(hosts.values())
+        return bool(_processes_in({e["mnt"] for e in entries}, {e["uts"] for e in entries}, self._marks(hosts)))
 
     def status(self) -> LabStatus:
         topo = self.topology
@@ -430,9 +432,10 @@ class Lab:
         host = self.hosts[name]
         runtime = self._runtime()
         entry = runtime["hosts"].get(name)
-        if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}):
+        marks = self._marks({name: entry} if entry else {})
+        if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}, marks):
             raise LabError(f"{name} is already down")
-        self._kill({entry["mnt"]}, {e["uts"] for e in runtime["hosts"].values()})
+        self._kill({entry["mnt"]}, {e["uts"] for e in runtime["hosts"].values()}, marks)
         with self._runtime_edit() as runtime:
             runtime["hosts"].pop(name, None)
         if host.role == topology.ROLE_MEMBER:
@@ -560,7 +563,7 @@ class Lab:
         if entry is None:
             return {}
         found = {}
-        for pid in _processes_in({entry["mnt"]}, {e["uts"] for e in runtime.values()}):
+        for pid in _processes_in({entry["mnt"]}, {e["uts"] for e in runtime.values()}, self._marks({name: entry})):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     found[pid] = f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
@@ -853,18 +856,28 @@ class Lab:
 
     def _stop(self, hosts: list[LabHost]) -> None:
         runtime = self._runtime()
-        entries = [runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]]
-        if entries:
-            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in runtime["hosts"].values()})
+        ours = {h.name: runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]}
+        if ours:
+            self._kill({e["mnt"] for e in ours.values()}, {e["uts"] for e in runtime["hosts"].values()}, self._marks(ours))
         with self._runtime_edit() as runtime:
             for h in hosts:
                 runtime["hosts"].pop(h.name, None)
 
-    def _kill(self, mnts: set[str], utss: set[str]) -> None:
+    def _marks(self, hosts: dict[str, dict]) -> dict[str, tuple[int, int]]:
+        """Mount namespace -> (device, inode) of the host's own /run directory, for the hosts
+        of ``hosts`` (runtime entries by name) whose directory is there (_processes_in)."""
+        marks = {}
+        for name, entry in hosts.items():
+            mark = _dir_id(self.host_dir(name) / "run")
+            if mark is not None:
+                marks[entry["mnt"]] = mark
+        return marks
+
+    def _kill(self, mnts: set[str], utss: set[str], marks: dict[str, tuple[int, int]]) -> None:
         """SIGKILL every process in these namespaces until none is left (sshd may be forking
         a session while we scan)."""
         for attempt in range(200):
-            victims = _processes_in(mnts, utss)
+            victims = _processes_in(mnts, utss, marks)
             if not victims:
                 return
             for pid in victims:
@@ -873,7 +886,7 @@ class Lab:
                 except ProcessLookupError:
                     pass
             time.sleep(0.002 * min(attempt + 1, 25))
-        raise LabError(f"processes of the lab survived SIGKILL: {sorted(_processes_in(mnts, utss))}")
+        raise LabError(f"processes of the lab survived SIGKILL: {sorted(_processes_in(mnts, utss, marks))}")
 
     def _signal(self, name: str, sig: int, isolated: bool) -> None:
         self.hosts[name]
@@ -882,10 +895,11 @@ class Lab:
             if entry is None or not _alive(entry):
                 raise LabError(f"{name} is down")
             utss = {e["uts"] for e in runtime["hosts"].values()}
+            marks = self._marks({name: entry})
             # Repeat until a scan finds nothing new: a process forked during the first pass
             # must not escape the freeze.
             seen: set[int] = set()
-            while found := _processes_in({entry["mnt"]}, utss) - seen:
+            while found := _processes_in({entry["mnt"]}, utss, marks) - seen:
                 for pid in found:
                     try:
                         os.kill(pid, sig)
@@ -997,16 +1011,34 @@ def _alive(entry: dict | None) -> bool:
     return fields[0] != "Z" and int(fields[19]) == entry["start"]
 
 
-def _processes_in(mnts: set[str], utss: set[str]) -> set[int]:
-    """PIDs whose mount namespace is in ``mnts`` and UTS namespace in ``utss`` (both must
-    match: a recycled namespace inode alone never makes a process the lab's)."""
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _processes_in(mnts: set[str], utss: set[str], marks: dict[str, tuple[int, int]] | None = None) -> set[int]:
+    """PIDs whose mount namespace is in ``mnts`` and UTS namespace in ``utss``, and, for a
+    namespace in ``marks``, whose /run is that host's own directory ((device, inode)).
+
+    The namespaces alone do not prove a process is the lab's: the kernel gives a new
+    namespace the lowest free number, so the pair of numbers a stopped host freed goes at once
+    to the next host any lab starts on the machine, and a stop still scanning for our
+    host's last processes would kill that host (seen: another lab's hosts "exited as soon as
+    they started" while a lab stopped). A host's /run is the bind mount of its own directory."""
     found = set()
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
-            if os.readlink(f"/proc/{entry}/ns/mnt") in mnts and os.readlink(f"/proc/{entry}/ns/uts") in utss:
+            mnt = os.readlink(f"/proc/{entry}/ns/mnt")
+            if mnt in mnts and os.readlink(f"/proc/{entry}/ns/uts") in utss:
+                mark = marks.get(mnt) if marks else None
+                if mark is not None and _dir_id(Path(f"/proc/{entry}/root/run")) != mark:
+                    continue  # another lab's host in a recycled namespace (or one on its way out)
                 found.add(int(entry))
         except OSError:
             continue  # gone, or a zombie (no namespaces any more)
