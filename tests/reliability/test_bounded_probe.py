@@ -38,7 +38,12 @@ STARTED = "/tmp/csync-test-cmviewcl-started"
 def hang_cmviewcl(lab) -> None:
     """node2's cmviewcl: notes that it started, then hangs in a child program (sleep)."""
     body = f"#!/bin/sh\n: > {STARTED}\nsleep 300\necho never\n"
-    lab.exec(HUNG, ["/bin/sh", "-c", "rm -f /usr/local/sbin/cmviewcl && cat > /usr/local/sbin/cmviewcl && chmod 755 /usr/local/sbin/cmviewcl"], input=body, check=True)
+    lab.exec(
+        HUNG,
+        ["/bin/sh", "-c", "rm -f /usr/local/sbin/cmviewcl && cat > /usr/local/sbin/cmviewcl && chmod 755 /usr/local/sbin/cmviewcl"],
+        input=body,
+        check=True,
+    )
 
 
 def started(lab) -> bool:
