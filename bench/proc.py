@@ -6,7 +6,12 @@ and whatever directory the program runs in."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import reconciler
@@ -23,3 +28,38 @@ def csync_env(**extra: str) -> dict[str, str]:
     """The environment for a csync program: ours, the source first on PYTHONPATH, ``extra``."""
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": SOURCE + (os.pathsep + path if path else ""), **extra}
+
+
+@dataclass
+class Measured:
+    """One program's run: wall seconds, CPU seconds (user + system, its children included
+    once they were waited for) and peak resident set (MiB), from wait4's rusage."""
+
+    seconds: float
+    cpu: float
+    rss_mib: float
+    done: subprocess.CompletedProcess
+
+
+def measured_run(argv: list[str], *, env: dict | None = None, cwd: Path | None = None, timeout: float = 1800) -> Measured:
+    """Run ``argv`` to its end with its output in temporary files (no pipe to drain, so the
+    child can be reaped with os.wait4, whose rusage is this one child's alone)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+    return Measured(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, done)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())

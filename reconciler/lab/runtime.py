@@ -168,6 +168,9 @@ class Lab:
         self.dir = Path(directory).absolute()
         self.state = labhost.LabState(str(self.dir / "state"))
         self.timings: dict[str, float] = {}
+        # lab.json parsed once per version of the file: a 2,000-host lab reads it for every
+        # host it starts, and parsing it each time made starting quadratic
+        self._topology: tuple[tuple[int, int, int], dict, Hosts] | None = None
 
     def __repr__(self) -> str:
         return f"Lab({str(self.dir)!r})"
@@ -199,17 +202,32 @@ class Lab:
     # --- what the lab is ---------------------------------------------------------------------
     @property
     def topology(self) -> dict:
+        """lab.json (the caller that changes it writes it back: set_sg_release)."""
+        return self._read_topology()[1]
+
+    @property
+    def hosts(self) -> Hosts:
+        return self._read_topology()[2]
+
+    def _read_topology(self) -> tuple[tuple[int, int, int], dict, Hosts]:
+        """(the file's identity, lab.json, its hosts), parsed again only when the file was
+        replaced (every write renames a new file into place: a new inode) or changed."""
+        try:
+            st = os.stat(self.state_dir / "lab.json")
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (0, 0, 0)
+        if self._topology is not None and self._topology[0] == key:
+            return self._topology
         try:
             data = self.state.topology
         except labhost.LabStateError:
             raise LabError(f"no lab in {self.dir}; start one with: csync lab up --dir {self.dir}") from None
         if data.get("format") != 1:
             raise LabError(f"{self.dir} holds a lab of an older csync; remove it or run csync lab up there again")
-        return data
-
-    @property
-    def hosts(self) -> Hosts:
-        return Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ()))) for h in self.topology["hosts"]])
+        hosts = Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ()))) for h in data["hosts"]])
+        self._topology = (key, data, hosts)
+        return self._topology
 
     @property
     def package(self) -> dict | None:
@@ -377,7 +395,7 @@ class Lab:
         out = []
         for h in self.hosts:
             entry = runtime.get(h.name)
-            pid = self.state.pid_of(h.name) if entry else None
+            pid = entry["pid"] if _alive(entry) else None  # one read of runtime.json for every host
             state = "down" if pid is None else ("isolated" if entry.get("isolated") else "up")
             out.append(HostStatus(h.name, h.address, h.role, state, pid, h.extra_addresses))
         cluster = None
@@ -407,7 +425,8 @@ class Lab:
         for h in self.hosts:
             if h.name in runtime and runtime[h.name].get("isolated"):
                 self.restore(h.name)
-        down = [h for h in self.hosts if self.state.pid_of(h.name) is None]
+        runtime = self._runtime().get("hosts", {})
+        down = [h for h in self.hosts if not _alive(runtime.get(h.name))]
         if down:
             self._start_hosts(down, owner=None)
         lab_keys = self._load_keys()
