@@ -51,23 +51,38 @@ def timed_probe(state) -> tuple[float, float, float]:
     return time.monotonic() - start, statistics.mean(site.commands_sent.values()), own
 
 
-def processes_of_one_probe(lab, state, host: str, role: str, bounded: bool) -> tuple[int, int]:
+def processes_of_one_probe(lab, state, host: str, role: str, bounded: bool) -> tuple[list[str], int]:
     """(programs executed, processes created) by one probe of ``host``, run in the host under
     strace with its standard input held open (a pipe from a sleep), as csync's session does."""
     script = commands.probe(state, role).script
     if not bounded:
         script = script.replace(*UNBOUNDED)
     lab.exec(host, ["/bin/sh", "-c", "cat > /tmp/csync-bench-probe.sh"], input=script, check=True)
-    trace = "/tmp/csync-bench-probe.trace"
+    trace, fifo = "/tmp/csync-bench-probe.trace", "/tmp/csync-bench-probe.in"
+    # as under sshd: a session of its own (setsid), SSH_CONNECTION set (the watcher arms
+    # only then), and an input that stays open (a fifo a sleep holds) until the probe ends
     done = lab.exec(
         host,
-        f"rm -f {trace}; sleep 2 | strace -f -qq -e trace=execve,fork,vfork,clone,clone3 -o {trace} /bin/sh /tmp/csync-bench-probe.sh >/dev/null; cat {trace}",
+        f"rm -f {trace} {fifo}; mkfifo {fifo}; sleep 600 > {fifo} & h=$!; "
+        f"SSH_CONNECTION='127.0.0.1 1 127.0.0.1 22' setsid -w strace -f -qq -e trace=execve,fork,vfork,clone,clone3 -o {trace} "
+        f"/bin/sh /tmp/csync-bench-probe.sh < {fifo} >/dev/null; kill $h; rm -f {fifo}; cat {trace}",
         check=True,
     )
     lines = [x for x in done.stdout.splitlines() if x.strip()]
-    programs = sum(1 for x in lines if "execve(" in x and x.rstrip().endswith("= 0")) - 1  # less the traced shell itself
+    execs, pending = [], {}
+    for x in lines:  # strace -f splits a call another process interrupted: "<unfinished ...>", then "<... execve resumed>"
+        pid = x.split()[0]
+        if 'execve("' in x:
+            name = x.split('execve("', 1)[1].split('"', 1)[0]
+            if x.rstrip().endswith("= 0"):
+                execs.append(name)
+            elif x.rstrip().endswith("<unfinished ...>"):
+                pending[pid] = name
+        elif "<... execve resumed>" in x and pid in pending and x.rstrip().endswith("= 0"):
+            execs.append(pending.pop(pid))
+    execs = execs[1:]  # less the traced shell itself
     processes = len({x.split()[0] for x in lines}) - 1  # every PID in the trace, less the shell's
-    return programs, processes
+    return execs, processes
 
 
 def bound_cost(lab, state, rounds: int) -> None:
@@ -76,7 +91,8 @@ def bound_cost(lab, state, rounds: int) -> None:
     for host, role in ((member, "member"), (client, "client")):
         off = processes_of_one_probe(lab, state, host, role, bounded=False)
         on = processes_of_one_probe(lab, state, host, role, bounded=True)
-        print(f"one probe of a {role}: unbounded {off[0]} programs, {off[1]} processes; bounded {on[0]} programs, {on[1]} processes")
+        print(f"one probe of a {role}: unbounded {len(off[0])} programs, {off[1]} processes; bounded {len(on[0])} programs, {on[1]} processes")
+        print(f"  programs unbounded: {' '.join(p.rsplit('/', 1)[-1] for p in off[0])}; bounded: {' '.join(p.rsplit('/', 1)[-1] for p in on[0])}")
     walls: dict[bool, list[float]] = {True: [], False: []}
     own: dict[bool, list[float]] = {True: [], False: []}
     saved = commands.PROBE_CONSTANTS["BOUNDED"]

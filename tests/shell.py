@@ -2,9 +2,10 @@
 
 sshd makes every session its own process group (the probe's watcher and the batch's watchdog
 signal that group, `kill 0`), so the shell gets a session of its own here too: never the test
-run's group. A script that watches its standard input (the probe, BOUNDED=stdin in probe.sh)
-has it held open until the shell ends, as the transport does (Session.run(hold_stdin=True));
-``close_stdin_after`` closes it earlier, as a transport that gives up does.
+run's group. A script that watches its standard input (the probe, BOUNDED=stdin in probe.sh;
+its watcher arms only where SSH_CONNECTION is set, as sshd sets it) has it held open until
+the shell ends, as the transport does (Session.run(hold_stdin=True)); ``close_stdin_after``
+closes it earlier, as a transport that gives up does.
 """
 
 from __future__ import annotations

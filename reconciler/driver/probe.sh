@@ -114,13 +114,15 @@ optfile() {
 # Bounded: with BOUNDED=stdin (as csync runs it, the probe program included), csync keeps
 # the session's standard input open until it has the answer, and it closes when csync gives
 # up on the probe (its command timeout) or dies. The watcher then kills the probe's process
-# group (sshd makes every session its own group): a probe csync no longer waits for leaves
-# nothing running on the host, whatever program hung. It costs one subshell and no program
-# (read and kill are built in). The probe's programs read /dev/null; only the watcher holds
-# the session's input. The whole probe is this one group, the script's last command: a shell
-# that reads the script from its standard input has read all of it before the watcher starts.
+# group: a probe csync no longer waits for leaves nothing running on the host, whatever
+# program hung. Only in an ssh session (SSH_CONNECTION, set by sshd), where that group is the
+# session's own (sshd makes every session a process group of its own): run any other way,
+# the group may be its caller's. It costs one subshell and no program (read and kill are
+# built in). The probe's programs read /dev/null; only the watcher holds the session's input.
+# The whole probe is this one group, the script's last command: a shell that reads the
+# script from its standard input has read all of it before the watcher starts.
 {
-if [ "$BOUNDED" = stdin ]; then
+if [ "$BOUNDED" = stdin ] && [ -n "${SSH_CONNECTION-}" ]; then
   exec 4<&0
   ( while read -r csync_line; do :; done; kill -KILL 0 ) <&4 >/dev/null 2>&1 &
   csync_watcher=$!
