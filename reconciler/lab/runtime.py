@@ -79,6 +79,10 @@ RESET_DIRS = ("root", "var_opt_dsau", "opt_dsau", "etc_cmcluster", "usr_local_sb
 HOST_RUN = "/run/csync-host"  # the host's own sshd config, host key, PID file
 PORT_CANDIDATES = (22, 2222, *range(22000, 22100))
 READY_TIMEOUT = 30.0
+# Starting a host costs about 10-20 ms of CPU (its namespaces and mounts, then sshd's own
+# start): a 2,000-host lab on 2 cores shared with other work needs more than the fixed 30 s,
+# so the limits grow with the hosts started at once.
+START_SECONDS_PER_HOST = 0.05
 
 
 class LabError(CsyncError):
@@ -830,7 +834,8 @@ class Lab:
         cluster = self.topology.get("package") is not None
         etc_hosts = self._etc_hosts()
         specs = [self._spec(h, owner, cluster, etc_hosts) for h in hosts]
-        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True, text=True, timeout=120)
+        limit = 120 + START_SECONDS_PER_HOST * len(specs)
+        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True, text=True, timeout=limit)
         if done.returncode != 0:
             raise LabError(f"starting the hosts failed: {done.stderr.strip()[-2000:]}")
         results = json.loads(done.stdout)
@@ -850,7 +855,8 @@ class Lab:
     def _wait_listening(self, hosts: list[LabHost]) -> None:
         port = self.port
         pending = {a: h for h in hosts for a in h.addresses}
-        deadline = time.monotonic() + READY_TIMEOUT
+        ready_timeout = READY_TIMEOUT + START_SECONDS_PER_HOST * len(hosts)
+        deadline = time.monotonic() + ready_timeout
         while pending:
             # Ready = a listening socket on the host's address that belongs to the host's own
             # sshd (another process may listen there: an old lab, a port taken meanwhile).
@@ -869,7 +875,7 @@ class Lab:
                 self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
                 if "Address already in use" in log:
                     raise _PortTaken(log)
-                reason = "exited" if dead else f"did not listen within {READY_TIMEOUT:g}s"
+                reason = "exited" if dead else f"did not listen within {ready_timeout:g}s"
                 raise LabError(f"{len(dead) or len(pending)} host(s) did not start; {h.name} {reason}: {log or 'no log'}")
             time.sleep(0.01)
 
