@@ -204,6 +204,11 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
     out: list[bytes] = []
     err: list[bytes] = []
     size = 0
+    # poll, not select: with a connection per host open, a channel's descriptor passes 1024
+    # past about a thousand hosts, and select() refuses it ("filedescriptor out of range",
+    # seen at 2,000 hosts)
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
     while True:
         got = False
         while channel.recv_ready():
@@ -227,7 +232,7 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransportError("command timed out", kind="timeout")
-        select.select([channel], [], [], min(remaining, 1.0))
+        poller.poll(min(remaining, 1.0) * 1000)
     return b"".join(out), b"".join(err)
 
 

@@ -4,9 +4,13 @@ traceback, and every complete plan the same."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.stress import crash, stress
+from reconciler.desired.loader import load_desired_state
+from reconciler.driver.transport import Pool
 
 pytestmark = pytest.mark.lab
 
@@ -23,3 +27,18 @@ def test_what_counts_as_a_crash():
     assert crash(70, "Error: internal error") == "exit 70, an internal error"
     assert "not a documented" in crash(-11, "")
     assert "traceback" in crash(1, "Traceback (most recent call last):\n  File ...")
+
+
+def test_commands_run_when_descriptors_pass_1024(lab):
+    """At 2,000 hosts a run holds a descriptor per connection, and a channel's passed 1024:
+    select() refused it ("filedescriptor out of range"); the transport polls instead."""
+    state = load_desired_state([lab.desired_state_path])
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with Pool(state.access) as pool:
+            result = pool.connect(state.all_hosts[0]).run("hostname", timeout=30)
+        assert result.ok and result.stdout.decode().strip() == state.all_hosts[0].name
+        assert max(held) > 1024
+    finally:
+        for fd in held:
+            os.close(fd)
