@@ -277,7 +277,7 @@ def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS) 
 
     lab = Lab(work / "lab")
     up = lab.up(members=MEMBERS, clients=n - MEMBERS, scenario="seed")
-    print(f"  N={n}: lab up in {up:.1f}s; load average {load_average()}", flush=True)
+    print(f"  N={n}: lab up in {up:.1f}s ({lab.timings}); load average {load_average()}", flush=True)
     load = [load_average()]
     peers = None
     try:

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         lab = Lab(Path(d) / "lab")
         up = lab.up(members=3, clients=args.clients, scenario="seed")
-        print(f"lab of {3 + args.clients} hosts up in {up:.1f}s; load average {load_average()}", flush=True)
+        print(f"lab of {3 + args.clients} hosts up in {up:.1f}s ({lab.timings}); load average {load_average()}", flush=True)
         try:
             for round_ in range(args.rounds):
                 lab.reseed("seed")

@@ -83,6 +83,7 @@ READY_TIMEOUT = 30.0
 # start): a 2,000-host lab on 2 cores shared with other work needs more than the fixed 30 s,
 # so the limits grow with the hosts started at once.
 START_SECONDS_PER_HOST = 0.05
+START_ATTEMPTS = 3  # a host killed as it started is started again (Lab._start_hosts)
 
 
 class LabError(CsyncError):
@@ -830,7 +831,23 @@ class Lab:
         }
 
     def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:
-        """Start ``hosts`` and wait until each listens; on failure stop them all and raise."""
+        """Start ``hosts`` and wait until each listens; on failure stop them all and raise.
+
+        A host whose sshd dies as it starts, for no reason of its own (not a port taken), is
+        started again, START_ATTEMPTS times in all: a lab of an older csync stopping on the
+        same machine kills by namespace numbers alone, and the kernel hands the numbers of
+        its stopped hosts to the next ones started (_processes_in). A 2,000-host start lost
+        8 to 23 hosts so among other helpers' test labs."""
+        pending = list(hosts)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            pending = self._start_once(pending, owner, every=hosts, retry=attempt < START_ATTEMPTS)
+            if not pending:
+                return
+            self.timings["restarted"] = self.timings.get("restarted", 0) + len(pending)
+
+    def _start_once(self, hosts: list[LabHost], owner: str | None, *, every: list[LabHost], retry: bool) -> list[LabHost]:
+        """Start ``hosts``; the ones that died as they started (with ``retry``), else raise
+        after stopping ``every`` host being started."""
         cluster = self.topology.get("package") is not None
         etc_hosts = self._etc_hosts()
         specs = [self._spec(h, owner, cluster, etc_hosts) for h in hosts]
@@ -844,15 +861,25 @@ class Lab:
                 if not r["error"]:
                     runtime["hosts"][r["name"]] = {k: r[k] for k in ("pid", "start", "mnt", "uts")} | {"isolated": False}
         failed = [r for r in results if r["error"]]
-        if failed:
-            self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
-            logs = [_tail(self.logs_dir / f"{r['name']}.log") for r in failed]
+        logs = [_tail(self.logs_dir / f"{r['name']}.log") for r in failed]
+        died = [r for r, log in zip(failed, logs) if r["error"].startswith("sshd exited as soon as it started") and "Address already in use" not in log]
+        if failed and not (retry and len(died) == len(failed)):
+            self._stop_starting(every)
             if any("Address already in use" in log for log in logs):
                 raise _PortTaken(logs[0])
             raise LabError(f"{len(failed)} host(s) failed to start; {failed[0]['name']}: {failed[0]['error']}: {logs[0] or 'no log'}")
-        self._wait_listening(hosts)
+        names = {r["name"] for r in died}
+        dead = self._wait_listening([h for h in hosts if h.name not in names], every=every, retry=retry)
+        return [h for h in hosts if h.name in names] + dead
 
-    def _wait_listening(self, hosts: list[LabHost]) -> None:
+    def _stop_starting(self, every: list[LabHost]) -> None:
+        self.down() if len(every) == len(self.hosts) else self._stop(every)
+
+    def _wait_listening(self, hosts: list[LabHost], *, every: list[LabHost] | None = None, retry: bool = False) -> list[LabHost]:
+        """Wait until every host listens; the hosts whose sshd died meanwhile (with ``retry``:
+        stopped and forgotten, for the caller to start again), else raise after stopping
+        ``every`` host being started."""
+        every = every if every is not None else hosts
         port = self.port
         pending = {a: h for h in hosts for a in h.addresses}
         ready_timeout = READY_TIMEOUT + START_SECONDS_PER_HOST * len(hosts)
@@ -867,17 +894,25 @@ class Lab:
                 if entry and listening[address] & _socket_inodes(entry["pid"]):
                     del pending[address]
             if not pending:
-                return
-            dead = [h for h in pending.values() if not _alive(runtime.get(h.name))]
+                return []
+            dead = list({h.name: h for h in pending.values() if not _alive(runtime.get(h.name))}.values())
+            logs = {h.name: _tail(self.logs_dir / f"{h.name}.log") for h in dead}
+            if dead and retry and not any("Address already in use" in log for log in logs.values()):
+                self._stop(dead)
+                names = {h.name for h in dead}
+                # the others are waited for by the next attempt's own wait
+                rest = [h for h in {h.name: h for h in pending.values()}.values() if h.name not in names]
+                return dead + self._wait_listening(rest, every=every, retry=retry) if rest else dead
             if dead or time.monotonic() > deadline:
                 h = (dead or list(pending.values()))[0]
-                log = _tail(self.logs_dir / f"{h.name}.log")
-                self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
+                log = logs.get(h.name) or _tail(self.logs_dir / f"{h.name}.log")
+                self._stop_starting(every)
                 if "Address already in use" in log:
                     raise _PortTaken(log)
                 reason = "exited" if dead else f"did not listen within {ready_timeout:g}s"
                 raise LabError(f"{len(dead) or len(pending)} host(s) did not start; {h.name} {reason}: {log or 'no log'}")
             time.sleep(0.01)
+        return []
 
     def _stop(self, hosts: list[LabHost]) -> None:
         runtime = self._runtime()
