@@ -844,6 +844,12 @@ class Lab:
             if not pending:
                 return
             self.timings["restarted"] = self.timings.get("restarted", 0) + len(pending)
+            # a killed sshd's listening socket can outlive it by a moment (_wait_listeners_closed):
+            # started again before it closes, the host would find its address taken
+            addresses = {a for h in pending for a in h.addresses}
+            deadline = time.monotonic() + 5.0
+            while _listening(self.port).keys() & addresses and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     def _start_once(self, hosts: list[LabHost], owner: str | None, *, every: list[LabHost], retry: bool) -> list[LabHost]:
         """Start ``hosts``; the ones that died as they started (with ``retry``), else raise
