@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.proc import csync_argv, csync_env, load_average, measured_run
+from bench.proc import csync_argv, csync_env, load_average, measured_run, patient_state
 from reconciler.desired.loader import load_desired_state
 from reconciler.desired.model import DesiredState
 from reconciler.domain import dsau
@@ -272,7 +272,7 @@ def floor(state_file: Path, n: int) -> float:
     return seconds
 
 
-def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS) -> dict:
+def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS, connect_timeout: float = 5) -> dict:
     from reconciler.lab import Lab
 
     lab = Lab(work / "lab")
@@ -281,7 +281,7 @@ def bench_size(n: int, repeat: int, work: Path, tools: tuple[str, ...] = TOOLS) 
     load = [load_average()]
     peers = None
     try:
-        state_file = Path(lab.desired_state_path)
+        state_file = Path(lab.desired_state_path) if connect_timeout == 5 else patient_state(Path(lab.desired_state_path), work, connect_timeout)
         state = load_desired_state([state_file])
         peers = Peers(work, state)
         runners = {
@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[50, 200], help="lab sizes (hosts, 3 of them members)")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--connect-timeout", type=float, default=5, help="access.connect_timeout for every tool (the lab's is 5 s; a loaded machine needs more at 2,000 hosts)"
+    )
     p.add_argument("--json", default="bench-results.json", help="where to write the results")
     p.add_argument(
         "--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="which to time (floor and csync always run; Ansible's modules take minutes at 200 hosts)"
@@ -402,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in args.sizes:
             with tempfile.TemporaryDirectory(prefix=f"csync-bench-{n}-") as d:
-                rows.append(summarise(bench_size(n, args.repeat, Path(d), tools)))
+                rows.append(summarise(bench_size(n, args.repeat, Path(d), tools, args.connect_timeout)))
     except BenchError as e:
         print(f"python -m bench: {e}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.proc import csync_env, load_average, measured_run
+from bench.proc import csync_env, load_average, measured_run, patient_state
 
 
 def worker(state_path: str, runs: str, round_: int) -> int:
@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--connect-timeout", type=float, default=5, help="access.connect_timeout (the lab's is 5 s; a loaded machine needs more at 2,000 hosts)")
     p.add_argument("--worker", nargs=3, metavar=("STATE", "RUNS", "ROUND"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -76,11 +77,10 @@ def main(argv=None) -> int:
         up = lab.up(members=3, clients=args.clients, scenario="seed")
         print(f"lab of {3 + args.clients} hosts up in {up:.1f}s ({lab.timings}); load average {load_average()}", flush=True)
         try:
+            state_path = lab.desired_state_path if args.connect_timeout == 5 else patient_state(lab.desired_state_path, Path(d), args.connect_timeout)
             for round_ in range(args.rounds):
                 lab.reseed("seed")
-                m = measured_run(
-                    [sys.executable, "-m", "bench.apply", "--worker", str(lab.desired_state_path), str(Path(d) / "runs"), str(round_)], env=csync_env()
-                )
+                m = measured_run([sys.executable, "-m", "bench.apply", "--worker", str(state_path), str(Path(d) / "runs"), str(round_)], env=csync_env())
                 result = json.loads(m.done.stdout or "{}") if m.done.returncode == 0 else {}
                 if not result or result.get("exit_code") != 0:
                     print(f"round {round_ + 1}: failed (exit {m.done.returncode}, {result}): {m.done.stdout[-300:]}{m.done.stderr[-600:]}", file=sys.stderr)
