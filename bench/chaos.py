@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import subprocess
@@ -31,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.proc import csync_argv, csync_env
 from reconciler.domain import dsau
 from reconciler.domain.keys import public_key_fingerprint
 from reconciler.lab import Lab
@@ -58,12 +58,12 @@ class Run:
 
 def csync(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.main", *args],
+        csync_argv(*args),
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE},
+        env=csync_env(CI="true", CSYNC_LOCK_LEASE_SECONDS=LEASE),
     )
 
 
@@ -96,11 +96,11 @@ def one_run(lab: Lab, work: Path, number: int, delay: float) -> Run:
     journals = work / ".csync" / "runs"
     before = set(journals.glob("*")) if journals.exists() else set()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli.main", "apply", "plan.json", "-f", path],
+        csync_argv("apply", "plan.json", "-f", path),
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "CI": "true", "CSYNC_LOCK_LEASE_SECONDS": LEASE},
+        env=csync_env(CI="true", CSYNC_LOCK_LEASE_SECONDS=LEASE),
     )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)

@@ -47,8 +47,10 @@ def refresh_and_plan(
     *,
     git_commit: str | None = None,
     on_probed: Callable[[HostFacts], None] | None = None,
+    keep_open: bool = True,
 ) -> tuple[Plan, SiteFacts]:
-    facts = probe_site(state, pool, on_done=on_probed)
+    """Probe (``keep_open``: see probe_site), plan, preview."""
+    facts = probe_site(state, pool, on_done=on_probed, keep_open=keep_open)
     plan = make_plan(state, facts.hosts, git_commit=git_commit)
     return with_previews(state, pool, facts.hosts, plan, git_commit=git_commit), facts
 

@@ -170,6 +170,7 @@ def plan_site(state, paths, *, accept_new: bool, quiet: bool, identity: str = "a
             pool,
             git_commit=git_commit_of(list(paths) or [Path(DEFAULT_DESIRED_STATE)]),
             on_probed=progress.task("probed", len(state.all_hosts)),
+            keep_open=False,  # read once; a preview opens its member's connection again
         )
     return plan, facts
 

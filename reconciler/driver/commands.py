@@ -70,14 +70,18 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
     )
 
 
-# probe.sh's parameters that come from dsau.py alone (the same on every host): the probe
-# script is sent with them, and csync's probe program (driver/probeprogram.py) writes them in.
+# probe.sh's parameters that are the same on every host (dsau.py's, and how the probe is
+# bounded): the probe script is sent with them, and csync's probe program
+# (driver/probeprogram.py) writes them in.
 PROBE_CONSTANTS = {
     "MDIR": dsau.PACKAGE_MASTER_DIR,
     "MKEYS": dsau.PACKAGE_CLUSTER_KEY_DIR,
     "OWNKEY": dsau.OWN_PUBLIC_KEY,
     "PEERPFX": dsau.PEER_KEY_PREFIX,
     "PEERSFX": dsau.PEER_KEY_SUFFIX,
+    # the probe ends its process group when its standard input closes: the transport holds
+    # it open until the answer is in (Session.run_script(..., hold_stdin=True), run_request)
+    "BOUNDED": "stdin",
 }
 
 # A search path as the desired state accepts it (desired/values.py): absolute directories of

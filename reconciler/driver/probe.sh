@@ -9,6 +9,7 @@
 #   SGFORMAT auto | line | table: the cmviewcl format read (platform.cmviewcl_format)
 #   OWNKEY, PEERPFX, PEERSFX  the key file names (dsau.py)
 #   PROG     csync's probe program (driver/probeprogram.py): its version line is reported
+#   BOUNDED  "stdin": end the probe when its standard input closes (below); empty: do not
 # Prints one JSON document. Raw material (listings, PEM blocks of *public* keys, cksum
 # lines, cmviewcl lines) goes out as arrays of strings; parsing is csync's job.
 # Never read: localhost.priv, anything behind a symlink, any line of a key file outside a
@@ -123,6 +124,23 @@ optfile() {
   fi
 }
 
+# Bounded: with BOUNDED=stdin (as csync runs it, the probe program included), csync keeps
+# the session's standard input open until it has the answer, and it closes when csync gives
+# up on the probe (its command timeout) or dies. The watcher then kills the probe's process
+# group: a probe csync no longer waits for leaves nothing running on the host, whatever
+# program hung. Only in an ssh session (SSH_CONNECTION, set by sshd), where that group is the
+# session's own (sshd makes every session a process group of its own): run any other way,
+# the group may be its caller's. It costs one subshell and no program (read and kill are
+# built in). The probe's programs read /dev/null; only the watcher holds the session's input.
+# The whole probe is this one group, the script's last command: a shell that reads the
+# script from its standard input has read all of it before the watcher starts.
+{
+if [ "$BOUNDED" = stdin ] && [ -n "${SSH_CONNECTION-}" ]; then
+  exec 4<&0
+  ( while read -r csync_line; do :; done; kill -KILL 0 ) <&4 >/dev/null 2>&1 &
+  csync_watcher=$!
+  exec 4<&-
+fi
 {
   exec 3>&1  # run() sends a program's output here: into the pipe to the awk
   echo '%%J {"format":1,"hostname":['
@@ -195,7 +213,7 @@ optfile() {
   # csync's probe program (the plan identity's forced command): its version line only
   echo '%%C program'
   kind "$PROG"; echo "%%J ,\"program\":{\"kind\":\"$k\",\"header\":"; optfile H "$PROG" program; echo '%%J }'
-} | awk '
+} </dev/null | awk '
 function str(s) {
   gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); gsub(/\r/, "\\r", s)
   gsub(/[\001-\037\177]/, "?", s)
@@ -265,3 +283,7 @@ inerr && !/^%%e$/ { emsg = emsg (emsg == "" ? "" : " / ") $0; next }
   el(pfx $0)
 }
 END { printf ",\"errors\":[%s]}\n", errs }'
+rc=$?
+[ -z "${csync_watcher-}" ] || kill "$csync_watcher" 2>/dev/null
+exit $rc
+}

@@ -54,7 +54,7 @@ from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeVal
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState, Platform
 
-PROGRAM_VERSION = 2
+PROGRAM_VERSION = 3  # 2: the site's platform written in; 3: the probe ends when its standard input closes (probe.sh, BOUNDED)
 REQUEST_WORD = "csync-probe"
 EXIT_OTHER_PROGRAM = 3
 EXIT_REFUSED = 64

@@ -44,6 +44,14 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 # a hostile or broken host, not data.
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 
+# paramiko's transport thread reads its socket with a 0.1 s timeout and wakes on each one
+# (to look for keepalives and a close) whether or not anything arrives: ten wakeups a second
+# per open connection, each taking the GIL. A run keeps one connection per host open, so at
+# 2,000 hosts that was 20,000 wakeups a second, a third of a core (0.09 CPU s a second for
+# 500 idle connections here). Once a connection is open csync needs neither (no keepalive; a
+# close ends the thread through its socket), so its socket's timeout becomes this.
+IDLE_WAKE_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -70,18 +78,44 @@ class TransportError(Exception):
 
 
 class KnownHosts:
-    """One parse of a known_hosts file, shared by every connection of a run."""
+    """One parse of a known_hosts file, shared by every connection of a run, indexed by
+    host name.
+
+    paramiko's HostKeys compares a name with every entry, on lookup and on load (each line
+    is checked against the lines before it): quadratic. At 2,000 hosts one load took
+    seconds of CPU, and a lookup per connection as much again. Lines are parsed as paramiko
+    parses them (HostKeyEntry); plain names go in a dict, hashed ones (``|1|salt|hash``)
+    are matched as paramiko does, by hashing the name with each one's salt. The first key of
+    a type for a name wins, as with paramiko's lookup."""
 
     def __init__(self, path: Path, policy: str):
         self.path = path
         self.policy = policy
         self._lock = threading.Lock()
-        self._keys = paramiko.HostKeys()
+        self._by_name: dict[str, dict[str, paramiko.PKey]] = {}
+        self._hashed: list[tuple[str, paramiko.PKey]] = []
         if path.exists():
             try:
-                self._keys.load(str(path))
-            except (OSError, paramiko.SSHException) as e:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for lineno, line in enumerate(f, 1):
+                        line = line.strip()
+                        if not line or line.startswith("#"):
+                            continue
+                        try:
+                            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+                        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey):
+                            continue  # a line that is no key (paramiko's own load raised InvalidHostKey)
+                        if entry is not None:
+                            for name in entry.hostnames:
+                                self._add(name, entry.key)
+            except OSError as e:
                 raise TransportError(f"cannot read known_hosts {path}: {e}", kind="host-key") from e
+
+    def _add(self, name: str, key: paramiko.PKey) -> None:
+        if name.startswith("|1|"):
+            self._hashed.append((name, key))
+        else:
+            self._by_name.setdefault(name, {}).setdefault(key.get_name(), key)
 
     @staticmethod
     def lookup_name(address: str, port: int) -> str:
@@ -89,13 +123,16 @@ class KnownHosts:
 
     def entries_for(self, name: str) -> dict[str, paramiko.PKey]:
         with self._lock:
-            found = self._keys.lookup(name)
-            return dict(found) if found else {}
+            found = dict(self._by_name.get(name, {}))
+            for hashed, key in self._hashed:
+                if key.get_name() not in found and paramiko.HostKeys.hash_host(name, hashed) == hashed:
+                    found[key.get_name()] = key
+            return found
 
     def record(self, name: str, key: paramiko.PKey) -> None:
         """Append a first-contact key (host_key_policy: accept-new)."""
         with self._lock:
-            self._keys.add(name, key.get_name(), key)
+            self._add(name, key)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="ascii") as f:
                 f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
@@ -137,8 +174,12 @@ class Session:
     # only probe requests are sent (run_request); scripts are refused here, before sending.
     identity: Identity = "root"
 
-    def run(self, command: str, *, stdin: bytes | None = None, timeout: float) -> CommandResult:
-        """Run one shell command string (built by reconciler.driver.commands) and collect output."""
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float, hold_stdin: bool = False) -> CommandResult:
+        """Run one shell command string (built by reconciler.driver.commands) and collect output.
+
+        With ``hold_stdin`` the command's standard input stays open after ``stdin`` until the
+        command has ended: closing the channel (the timeout, or this process dying) is then
+        what tells a command that watches its input (the probe, probe.sh) to end itself."""
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError("connection lost", kind="unreachable")
@@ -155,7 +196,8 @@ class Session:
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+            if not hold_stdin:
+                channel.shutdown_write()
             out, err = _drain(channel, deadline=start + timeout)
             status = channel.recv_exit_status()
         except TransportError:
@@ -166,18 +208,20 @@ class Session:
             channel.close()
         return CommandResult(status, out, err, time.monotonic() - start)
 
-    def run_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
-        """The one way csync runs a script on a host: `SHELL` with the script on stdin."""
+    def run_script(self, command: RemoteCommand, *, timeout: float, hold_stdin: bool = False) -> CommandResult:
+        """The one way csync runs a script on a host: `SHELL` with the script on stdin (held
+        open until the script ends with ``hold_stdin``: the probe's, which watches it)."""
         if self.identity == "plan":
             raise TransportError(
                 f"{command.display}: the plan identity runs csync's probe only; this needs the root identity (access.identity_file)", kind="auth"
             )
-        return self.run(SHELL, stdin=command.script.encode(), timeout=timeout)
+        return self.run(SHELL, stdin=command.script.encode(), timeout=timeout, hold_stdin=hold_stdin)
 
     def run_request(self, request: ProbeRequest, *, timeout: float) -> CommandResult:
         """A probe through the plan identity's forced command: the request line is the exec
-        command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin."""
-        return self.run(request.line, timeout=timeout)
+        command (SSH_ORIGINAL_COMMAND for the probe program); nothing on stdin, which stays
+        open until the probe ends (the probe ends itself when it closes)."""
+        return self.run(request.line, timeout=timeout, hold_stdin=True)
 
     @property
     def alive(self) -> bool:
@@ -198,6 +242,11 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
     out: list[bytes] = []
     err: list[bytes] = []
     size = 0
+    # poll, not select: with a connection per host open, a channel's descriptor passes 1024
+    # past about a thousand hosts, and select() refuses it ("filedescriptor out of range",
+    # seen at 2,000 hosts)
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
     while True:
         got = False
         while channel.recv_ready():
@@ -227,7 +276,14 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TransportError("command timed out", kind="timeout")
-        select.select([channel], [], [], min(remaining, 1.0))
+        if channel.eof_received:
+            # paramiko leaves the channel's pipe readable for good once EOF has come, so
+            # poll would return at once until the exit status arrives: wait for that itself
+            # (set on a close too). The spin cost up to 160 CPU s in a probe of 2,000 hosts
+            # on a loaded machine, where a shell's exit lags its output.
+            channel.status_event.wait(min(remaining, 1.0))
+        else:
+            poller.poll(min(remaining, 1.0) * 1000)
     return b"".join(out), b"".join(err)
 
 
@@ -249,6 +305,7 @@ class Pool:
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy
         self._known_hosts: dict[str, KnownHosts] = {}
+        self._known_lock = threading.Lock()
         self._policy = policy
         self._keys: dict[str, paramiko.PKey] = {}
         self._keys_lock = threading.Lock()
@@ -256,9 +313,13 @@ class Pool:
         self._config_lock = threading.Lock()
 
     def _known(self, path: str) -> KnownHosts:
-        if path not in self._known_hosts:
-            self._known_hosts[path] = KnownHosts(Path(path), self._policy)
-        return self._known_hosts[path]
+        # under the lock: every thread of the fan-out asks at once at the start, and each
+        # one that found it missing loaded the whole file again (64 loads of a 2,000-line
+        # known_hosts, 130-160 CPU s of a 2,000-host probe)
+        with self._known_lock:
+            if path not in self._known_hosts:
+                self._known_hosts[path] = KnownHosts(Path(path), self._policy)
+            return self._known_hosts[path]
 
     def _identity(self, path: str) -> paramiko.PKey:
         with self._keys_lock:
@@ -343,6 +404,7 @@ class Pool:
             if time.monotonic() - started >= settings.connect_timeout * 0.9 or isinstance(e, TimeoutError):
                 raise TransportError(f"no SSH answer within {settings.connect_timeout:g}s (host hung or overloaded)", kind="timeout") from e
             raise TransportError(f"ssh handshake failed: {text}", kind="unreachable") from e
+        sock.settimeout(IDLE_WAKE_SECONDS)  # the handshake is done: see IDLE_WAKE_SECONDS
         session = Session(host=host, connection=conn, open_timeout=settings.connect_timeout, identity=self.identity)
         self.sessions[host.name] = session
         return session

@@ -80,6 +80,11 @@ RESET_DIRS = ("root", "var_opt_dsau", "opt_dsau", "usr_local_sbin")  # what rese
 HOST_RUN = "/run/csync-host"  # the host's own sshd config, host key, PID file
 PORT_CANDIDATES = (22, 2222, *range(22000, 22100))
 READY_TIMEOUT = 30.0
+# Starting a host costs about 10-20 ms of CPU (its namespaces and mounts, then sshd's own
+# start): a 2,000-host lab on 2 cores shared with other work needs more than the fixed 30 s,
+# so the limits grow with the hosts started at once.
+START_SECONDS_PER_HOST = 0.05
+START_ATTEMPTS = 3  # a host killed as it started is started again (Lab._start_hosts)
 
 
 class LabError(CsyncError):
@@ -169,6 +174,9 @@ class Lab:
         self.dir = Path(directory).absolute()
         self.state = labhost.LabState(str(self.dir / "state"))
         self.timings: dict[str, float] = {}
+        # lab.json parsed once per version of the file: a 2,000-host lab reads it for every
+        # host it starts, and parsing it each time made starting quadratic
+        self._topology: tuple[tuple[int, int, int], dict, Hosts] | None = None
 
     def __repr__(self) -> str:
         return f"Lab({str(self.dir)!r})"
@@ -200,17 +208,32 @@ class Lab:
     # --- what the lab is ---------------------------------------------------------------------
     @property
     def topology(self) -> dict:
+        """lab.json (the caller that changes it writes it back: set_sg_release)."""
+        return self._read_topology()[1]
+
+    @property
+    def hosts(self) -> Hosts:
+        return self._read_topology()[2]
+
+    def _read_topology(self) -> tuple[tuple[int, int, int], dict, Hosts]:
+        """(the file's identity, lab.json, its hosts), parsed again only when the file was
+        replaced (every write renames a new file into place: a new inode) or changed."""
+        try:
+            st = os.stat(self.state_dir / "lab.json")
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (0, 0, 0)
+        if self._topology is not None and self._topology[0] == key:
+            return self._topology
         try:
             data = self.state.topology
         except labhost.LabStateError:
             raise LabError(f"no lab in {self.dir}; start one with: csync lab up --dir {self.dir}") from None
         if data.get("format") != 1:
             raise LabError(f"{self.dir} holds a lab of an older csync; remove it or run csync lab up there again")
-        return data
-
-    @property
-    def hosts(self) -> Hosts:
-        return Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ()))) for h in self.topology["hosts"]])
+        hosts = Hosts([LabHost(h["name"], h["address"], h["role"], tuple(h.get("extra_addresses", ()))) for h in data["hosts"]])
+        self._topology = (key, data, hosts)
+        return self._topology
 
     @property
     def package(self) -> dict | None:
@@ -360,9 +383,10 @@ class Lab:
 
         Works from the record in state/runtime.json alone, so it also cleans up after the
         process that ran ``up`` died; a directory without a lab is left alone."""
-        entries = list(self._runtime().get("hosts", {}).values())
+        hosts = self._runtime().get("hosts", {})
+        entries = list(hosts.values())
         if entries:
-            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries})
+            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in entries}, self._marks(hosts))
             with self._runtime_edit() as runtime:
                 runtime["hosts"] = {}
             self._wait_listeners_closed()
@@ -381,10 +405,11 @@ class Lab:
 
     def running(self) -> bool:
         """True if any process of the lab's recorded namespaces is alive."""
-        entries = list(self._runtime().get("hosts", {}).values())
-        if not entries:
+        hosts = self._runtime().get("hosts", {})
+        if not hosts:
             return False
-        return bool(_processes_in({e["mnt"] for e in entries}, {e["uts"] for e in entries}))
+        entries = list(hosts.values())
+        return bool(_processes_in({e["mnt"] for e in entries}, {e["uts"] for e in entries}, self._marks(hosts)))
 
     def status(self) -> LabStatus:
         topo = self.topology
@@ -392,7 +417,7 @@ class Lab:
         out = []
         for h in self.hosts:
             entry = runtime.get(h.name)
-            pid = self.state.pid_of(h.name) if entry else None
+            pid = entry["pid"] if _alive(entry) else None  # one read of runtime.json for every host
             state = "down" if pid is None else ("isolated" if entry.get("isolated") else "up")
             out.append(HostStatus(h.name, h.address, h.role, state, pid, h.extra_addresses))
         cluster = None
@@ -422,7 +447,8 @@ class Lab:
         for h in self.hosts:
             if h.name in runtime and runtime[h.name].get("isolated"):
                 self.restore(h.name)
-        down = [h for h in self.hosts if self.state.pid_of(h.name) is None]
+        runtime = self._runtime().get("hosts", {})
+        down = [h for h in self.hosts if not _alive(runtime.get(h.name))]
         if down:
             self._start_hosts(down, owner=None)
         lab_keys = self._load_keys()
@@ -447,9 +473,10 @@ class Lab:
         host = self.hosts[name]
         runtime = self._runtime()
         entry = runtime["hosts"].get(name)
-        if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}):
+        marks = self._marks({name: entry} if entry else {})
+        if entry is None or self.state.pid_of(name) is None and not _processes_in({entry["mnt"]}, {entry["uts"]}, marks):
             raise LabError(f"{name} is already down")
-        self._kill({entry["mnt"]}, {e["uts"] for e in runtime["hosts"].values()})
+        self._kill({entry["mnt"]}, {e["uts"] for e in runtime["hosts"].values()}, marks)
         with self._runtime_edit() as runtime:
             runtime["hosts"].pop(name, None)
         if host.role == topology.ROLE_MEMBER:
@@ -582,6 +609,24 @@ class Lab:
         if check and done.returncode != 0:
             raise LabError(f"{name}: {command!r} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
         return done
+
+    def processes(self, name: str) -> dict[int, str]:
+        """Every process running in host ``name`` (its mount namespace), by PID, with its
+        command line (arguments joined by spaces): sshd's listener, sessions and whatever
+        they started. Empty when the host is down."""
+        self.hosts[name]
+        runtime = self._runtime().get("hosts", {})
+        entry = runtime.get(name)
+        if entry is None:
+            return {}
+        found = {}
+        for pid in _processes_in({entry["mnt"]}, {e["uts"] for e in runtime.values()}, self._marks({name: entry})):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    found[pid] = f.read().rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue  # ended meanwhile
+        return found
 
     def host_path(self, name: str, path: str) -> Path:
         """The real file behind in-host ``path`` of host ``name`` (for tests that plant files)."""
@@ -823,11 +868,34 @@ class Lab:
         }
 
     def _start_hosts(self, hosts: list[LabHost], owner: str | None) -> None:
-        """Start ``hosts`` and wait until each listens; on failure stop them all and raise."""
+        """Start ``hosts`` and wait until each listens; on failure stop them all and raise.
+
+        A host whose sshd dies as it starts, for no reason of its own (not a port taken), is
+        started again, START_ATTEMPTS times in all: a lab of an older csync stopping on the
+        same machine kills by namespace numbers alone, and the kernel hands the numbers of
+        its stopped hosts to the next ones started (_processes_in). A 2,000-host start lost
+        8 to 23 hosts so among other helpers' test labs."""
+        pending = list(hosts)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            pending = self._start_once(pending, owner, every=hosts, retry=attempt < START_ATTEMPTS)
+            if not pending:
+                return
+            self.timings["restarted"] = self.timings.get("restarted", 0) + len(pending)
+            # a killed sshd's listening socket can outlive it by a moment (_wait_listeners_closed):
+            # started again before it closes, the host would find its address taken
+            addresses = {a for h in pending for a in h.addresses}
+            deadline = time.monotonic() + 5.0
+            while _listening(self.port).keys() & addresses and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def _start_once(self, hosts: list[LabHost], owner: str | None, *, every: list[LabHost], retry: bool) -> list[LabHost]:
+        """Start ``hosts``; the ones that died as they started (with ``retry``), else raise
+        after stopping ``every`` host being started."""
         cluster = self.topology.get("package") is not None
         etc_hosts = self._etc_hosts()
         specs = [self._spec(h, owner, cluster, etc_hosts) for h in hosts]
-        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True, text=True, timeout=120)
+        limit = 120 + START_SECONDS_PER_HOST * len(specs)
+        done = subprocess.run([sys.executable, "-E", "-S", str(HOSTINIT)], input=json.dumps(specs), capture_output=True, text=True, timeout=limit)
         if done.returncode != 0:
             raise LabError(f"starting the hosts failed: {done.stderr.strip()[-2000:]}")
         results = json.loads(done.stdout)
@@ -836,18 +904,29 @@ class Lab:
                 if not r["error"]:
                     runtime["hosts"][r["name"]] = {k: r[k] for k in ("pid", "start", "mnt", "uts")} | {"isolated": False}
         failed = [r for r in results if r["error"]]
-        if failed:
-            self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
-            logs = [_tail(self.logs_dir / f"{r['name']}.log") for r in failed]
+        logs = [_tail(self.logs_dir / f"{r['name']}.log") for r in failed]
+        died = [r for r, log in zip(failed, logs) if r["error"].startswith("sshd exited as soon as it started") and "Address already in use" not in log]
+        if failed and not (retry and len(died) == len(failed)):
+            self._stop_starting(every)
             if any("Address already in use" in log for log in logs):
                 raise _PortTaken(logs[0])
             raise LabError(f"{len(failed)} host(s) failed to start; {failed[0]['name']}: {failed[0]['error']}: {logs[0] or 'no log'}")
-        self._wait_listening(hosts)
+        names = {r["name"] for r in died}
+        dead = self._wait_listening([h for h in hosts if h.name not in names], every=every, retry=retry)
+        return [h for h in hosts if h.name in names] + dead
 
-    def _wait_listening(self, hosts: list[LabHost]) -> None:
+    def _stop_starting(self, every: list[LabHost]) -> None:
+        self.down() if len(every) == len(self.hosts) else self._stop(every)
+
+    def _wait_listening(self, hosts: list[LabHost], *, every: list[LabHost] | None = None, retry: bool = False) -> list[LabHost]:
+        """Wait until every host listens; the hosts whose sshd died meanwhile (with ``retry``:
+        stopped and forgotten, for the caller to start again), else raise after stopping
+        ``every`` host being started."""
+        every = every if every is not None else hosts
         port = self.port
         pending = {a: h for h in hosts for a in h.addresses}
-        deadline = time.monotonic() + READY_TIMEOUT
+        ready_timeout = READY_TIMEOUT + START_SECONDS_PER_HOST * len(hosts)
+        deadline = time.monotonic() + ready_timeout
         while pending:
             # Ready = a listening socket on the host's address that belongs to the host's own
             # sshd (another process may listen there: an old lab, a port taken meanwhile).
@@ -858,32 +937,50 @@ class Lab:
                 if entry and listening[address] & _socket_inodes(entry["pid"]):
                     del pending[address]
             if not pending:
-                return
-            dead = [h for h in pending.values() if not _alive(runtime.get(h.name))]
+                return []
+            dead = list({h.name: h for h in pending.values() if not _alive(runtime.get(h.name))}.values())
+            logs = {h.name: _tail(self.logs_dir / f"{h.name}.log") for h in dead}
+            if dead and retry and not any("Address already in use" in log for log in logs.values()):
+                self._stop(dead)
+                names = {h.name for h in dead}
+                # the others are waited for by the next attempt's own wait
+                rest = [h for h in {h.name: h for h in pending.values()}.values() if h.name not in names]
+                return dead + self._wait_listening(rest, every=every, retry=retry) if rest else dead
             if dead or time.monotonic() > deadline:
                 h = (dead or list(pending.values()))[0]
-                log = _tail(self.logs_dir / f"{h.name}.log")
-                self.down() if len(hosts) == len(self.hosts) else self._stop(hosts)
+                log = logs.get(h.name) or _tail(self.logs_dir / f"{h.name}.log")
+                self._stop_starting(every)
                 if "Address already in use" in log:
                     raise _PortTaken(log)
-                reason = "exited" if dead else f"did not listen within {READY_TIMEOUT:g}s"
+                reason = "exited" if dead else f"did not listen within {ready_timeout:g}s"
                 raise LabError(f"{len(dead) or len(pending)} host(s) did not start; {h.name} {reason}: {log or 'no log'}")
             time.sleep(0.01)
+        return []
 
     def _stop(self, hosts: list[LabHost]) -> None:
         runtime = self._runtime()
-        entries = [runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]]
-        if entries:
-            self._kill({e["mnt"] for e in entries}, {e["uts"] for e in runtime["hosts"].values()})
+        ours = {h.name: runtime["hosts"][h.name] for h in hosts if h.name in runtime["hosts"]}
+        if ours:
+            self._kill({e["mnt"] for e in ours.values()}, {e["uts"] for e in runtime["hosts"].values()}, self._marks(ours))
         with self._runtime_edit() as runtime:
             for h in hosts:
                 runtime["hosts"].pop(h.name, None)
 
-    def _kill(self, mnts: set[str], utss: set[str]) -> None:
+    def _marks(self, hosts: dict[str, dict]) -> dict[str, tuple[int, int]]:
+        """Mount namespace -> (device, inode) of the host's own /run directory, for the hosts
+        of ``hosts`` (runtime entries by name) whose directory is there (_processes_in)."""
+        marks = {}
+        for name, entry in hosts.items():
+            mark = _dir_id(self.host_dir(name) / "run")
+            if mark is not None:
+                marks[entry["mnt"]] = mark
+        return marks
+
+    def _kill(self, mnts: set[str], utss: set[str], marks: dict[str, tuple[int, int]]) -> None:
         """SIGKILL every process in these namespaces until none is left (sshd may be forking
         a session while we scan)."""
         for attempt in range(200):
-            victims = _processes_in(mnts, utss)
+            victims = _processes_in(mnts, utss, marks)
             if not victims:
                 return
             for pid in victims:
@@ -892,7 +989,7 @@ class Lab:
                 except ProcessLookupError:
                     pass
             time.sleep(0.002 * min(attempt + 1, 25))
-        raise LabError(f"processes of the lab survived SIGKILL: {sorted(_processes_in(mnts, utss))}")
+        raise LabError(f"processes of the lab survived SIGKILL: {sorted(_processes_in(mnts, utss, marks))}")
 
     def _signal(self, name: str, sig: int, isolated: bool) -> None:
         self.hosts[name]
@@ -901,10 +998,11 @@ class Lab:
             if entry is None or not _alive(entry):
                 raise LabError(f"{name} is down")
             utss = {e["uts"] for e in runtime["hosts"].values()}
+            marks = self._marks({name: entry})
             # Repeat until a scan finds nothing new: a process forked during the first pass
             # must not escape the freeze.
             seen: set[int] = set()
-            while found := _processes_in({entry["mnt"]}, utss) - seen:
+            while found := _processes_in({entry["mnt"]}, utss, marks) - seen:
                 for pid in found:
                     try:
                         os.kill(pid, sig)
@@ -1016,16 +1114,34 @@ def _alive(entry: dict | None) -> bool:
     return fields[0] != "Z" and int(fields[19]) == entry["start"]
 
 
-def _processes_in(mnts: set[str], utss: set[str]) -> set[int]:
-    """PIDs whose mount namespace is in ``mnts`` and UTS namespace in ``utss`` (both must
-    match: a recycled namespace inode alone never makes a process the lab's)."""
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _processes_in(mnts: set[str], utss: set[str], marks: dict[str, tuple[int, int]] | None = None) -> set[int]:
+    """PIDs whose mount namespace is in ``mnts`` and UTS namespace in ``utss``, and, for a
+    namespace in ``marks``, whose /run is that host's own directory ((device, inode)).
+
+    The namespaces alone do not prove a process is the lab's: the kernel gives a new
+    namespace the lowest free number, so the pair of numbers a stopped host freed goes at once
+    to the next host any lab starts on the machine, and a stop still scanning for our
+    host's last processes would kill that host (seen: another lab's hosts "exited as soon as
+    they started" while a lab stopped). A host's /run is the bind mount of its own directory."""
     found = set()
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
-            if os.readlink(f"/proc/{entry}/ns/mnt") in mnts and os.readlink(f"/proc/{entry}/ns/uts") in utss:
+            mnt = os.readlink(f"/proc/{entry}/ns/mnt")
+            if mnt in mnts and os.readlink(f"/proc/{entry}/ns/uts") in utss:
+                mark = marks.get(mnt) if marks else None
+                if mark is not None and _dir_id(Path(f"/proc/{entry}/root/run")) != mark:
+                    continue  # another lab's host in a recycled namespace (or one on its way out)
                 found.add(int(entry))
         except OSError:
             continue  # gone, or a zombie (no namespaces any more)

@@ -51,7 +51,7 @@ def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: 
             if refused is not None:
                 return refused
         else:
-            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout)
+            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout, hold_stdin=True)
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
     except commands.UnsafeValue as e:
@@ -101,16 +101,27 @@ def probe_site(
     *,
     only: Iterable[str] | None = None,
     on_done: Callable[[HostFacts], None] | None = None,
+    keep_open: bool = True,
 ) -> SiteFacts:
-    """Probe every declared host (or only the named ones) in parallel."""
+    """Probe every declared host (or only the named ones) in parallel. Without ``keep_open``
+    each host's connection is closed once its probe has answered (a run that reads the
+    hosts once: at 2,000 hosts, 2,000 idle connections were most of a plan's memory)."""
     wanted = set(only) if only is not None else None
     targets = [(h, r) for h, r in roles(state) if wanted is None or h.name in wanted]
     role_of = {h.name: r for h, r in targets}
     start = time.monotonic()
     shared: dict = {}  # equal key files parsed once and kept once (facts.parse_key_listing)
+
+    def probe(h: Host) -> HostFacts:
+        facts = probe_host(pool, state, h, role_of[h.name], shared)
+        session = pool.sessions.get(h.name)
+        if not keep_open and session is not None:
+            session.close()
+        return facts
+
     results = fan_out(
         [h for h, _ in targets],
-        lambda h: probe_host(pool, state, h, role_of[h.name], shared),
+        probe,
         parallelism=state.access.parallelism,
         on_done=(lambda _h, f: on_done(f)) if on_done else None,
         workers=pool.workers,

@@ -153,6 +153,7 @@ def test_every_action_command_of_a_valid_model_is_the_intended_argv(state, data)
         ("OWNKEY", dsau.OWN_PUBLIC_KEY),
         ("PEERPFX", dsau.PEER_KEY_PREFIX),
         ("PEERSFX", dsau.PEER_KEY_SUFFIX),
+        ("BOUNDED", "stdin"),
         ("MINPUTS", dsau.PACKAGE_MASTER_INPUTS),
         ("STATE", dsau.PACKAGE_CSYNC_STATE),
         ("PKGFILES", state.paths.package_files_dir),

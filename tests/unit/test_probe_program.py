@@ -17,6 +17,7 @@ from reconciler.driver import commands, probeprogram
 from reconciler.driver.transport import Session, TransportError
 from reconciler.observe.facts import ProbeProgram, parse_probe, parse_program
 from reconciler.plan.planner import make_plan
+from tests.shell import run_sh
 from tests.unit import sitefacts, test_probe_script
 
 cfdir = test_probe_script.cfdir  # the fixture: a planted key store, as the probe script's tests use
@@ -32,7 +33,7 @@ def run_program(tmp_path: Path, request: str | None, platform: Platform = HPUX) 
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
     if request is not None:
         env["SSH_ORIGINAL_COMMAND"] = request
-    return subprocess.run(["/bin/sh", str(program)], capture_output=True, env=env, timeout=30)
+    return run_sh(["/bin/sh", str(program)], env=env, timeout=30, hold_stdin=True)
 
 
 # --- the same facts, whichever way the probe runs ----------------------------------------------
@@ -85,7 +86,7 @@ def test_the_program_answers_exactly_what_the_probe_script_answers(tmp_path, cfd
         cmviewcl_format=sg.cmviewcl_format,
     ).script
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
-    stdin = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=30)
+    stdin = run_sh(["/bin/sh", "-s"], script, env=env, timeout=30)
     forced = run_program(tmp_path, request.line, sg)
     assert forced.returncode == stdin.returncode == 0, forced.stderr
     assert forced.stdout == stdin.stdout

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from reconciler.driver import commands
 from reconciler.observe.facts import parse_probe
 from tests.keys import fp, keypair, public
+from tests.shell import run_sh
 
 SECRET = "TOP-SECRET-SHADOW-LINE"
 
@@ -32,7 +32,7 @@ def run_probe(tmp_path: Path, role: str = "client", mount: str = "", sg_path: st
         cmviewcl_format=sg_format,
     ).script
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
-    done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=30)
+    done = run_sh(["/bin/sh", "-s"], script, env=env, timeout=30)
     return done.stdout, done.returncode
 
 

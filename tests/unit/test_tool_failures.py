@@ -12,7 +12,6 @@ and the probe, the lock, the inventory and the actions are seen to call the tool
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from reconciler.errors import LockError
 from reconciler.observe.facts import parse_probe
 from reconciler.trust.live import interpret
 from tests.keys import keypair, public
+from tests.shell import run_sh
 from tests.unit import sitefacts
 
 # Every external program a script of csync's may call (shell builtins cannot be replaced).
@@ -154,7 +154,7 @@ def _run(t: Tree, script: str, failing: str | None) -> CommandResult:
     env = {"PATH": path, "HOME": str(t.root / "home"), "TMPDIR": str(t.root)}
     # the probe and discovery put their Serviceguard search path first: the stand-ins too
     script = script.replace(f"SGPATH={dsau.SERVICEGUARD_PATH}", f"SGPATH={fake}:{t.normal}")
-    done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60, cwd=t.root)
+    done = run_sh(["/bin/sh", "-s"], script, env=env, timeout=60, cwd=t.root)
     return CommandResult(done.returncode, done.stdout, done.stderr, 0.0)
 
 
@@ -371,7 +371,7 @@ def test_an_input_that_goes_while_the_probe_reads_it_is_read_again_not_reported(
     )
     env = {"PATH": f"{fake}:{tree.normal}:/usr/bin:/bin", "HOME": str(tree.root / "home"), "TMPDIR": str(tree.root)}
     script = script.replace(f"SGPATH={dsau.SERVICEGUARD_PATH}", f"SGPATH={fake}:{tree.normal}")  # as _run does: first in PATH
-    done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60, cwd=tree.root)
+    done = run_sh(["/bin/sh", "-s"], script, env=env, timeout=60, cwd=tree.root)
     got = outcome(CommandResult(done.returncode, done.stdout, done.stderr, 0.0))
     if reported:
         assert got[0] == "fail" and "cksum" in str(got[1]) and "No such file or directory" in str(got[1])
