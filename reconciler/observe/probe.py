@@ -110,6 +110,7 @@ def probe_site(
     role_of = {h.name: r for h, r in targets}
     start = time.monotonic()
     shared: dict = {}  # equal key files parsed once and kept once (facts.parse_key_listing)
+
     def probe(h: Host) -> HostFacts:
         facts = probe_host(pool, state, h, role_of[h.name], shared)
         session = pool.sessions.get(h.name)
