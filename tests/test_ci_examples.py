@@ -168,16 +168,17 @@ GITHUB_COMMENT_LIMIT = 65_536  # characters; GitHub refuses a longer comment
 
 @pytest.fixture(scope="module")
 def big_plan(tmp_path_factory) -> dict[str, Path]:
-    """A real plan whose Markdown csync cut: node2 lacks the keys of 300 clients, 300 actions
-    none of which group. Its JSON, its Markdown as csync prints it, and as a csync without the
-    cap would."""
+    """A real plan whose Markdown csync cut: each of 300 clients holds another key (its own,
+    each different) where the package's key belongs, 300 actions none of which group. Its
+    JSON, its Markdown as csync prints it, and as a csync without the cap would."""
     from reconciler.plan.planner import make_plan
     from reconciler.views.plan import MARKDOWN_LIMIT, render_markdown
-    from tests.unit.sitefacts import client_ip, converged, site, with_keys
+    from tests.unit.sitefacts import PKG_IP, converged, site, with_keys
 
     state = site(clients=300)
     facts = converged(state)
-    facts["node2"] = with_keys(facts["node2"], drop=tuple(client_ip(i) for i in range(1, 301)))
+    for i in range(1, 301):
+        facts[f"client{i}"] = with_keys(facts[f"client{i}"], **{PKG_IP: f"client-client{i}"})
     plan = make_plan(state, facts)
     where = tmp_path_factory.mktemp("big-plan")
     files = {"json": where / "plan.json", "markdown": where / "plan.md", "uncapped": where / "uncapped.md"}
@@ -280,7 +281,7 @@ def test_a_plan_csync_cut_to_fit_is_posted_and_the_artefact_holds_the_whole_plan
         assert all((tmp_path / p).is_file() for p in paths), pipeline
     assert (out / "plan.json").read_text() == big_plan["json"].read_text()
     text = (out / "plan.txt").read_text()
-    assert text.count("  + member.node2.key[root-") == 300  # `csync show --detail`: every action, one block each
+    assert len(re.findall(r"^  -/\+ client\.client\d+\.key\[root-", text, re.M)) == 300  # `csync show --detail`: every action, one block each
     # GitHub: the artefact is uploaded before the comment that links to it is posted
     steps = [s.get("name", "") for s in load(GITHUB)["jobs"]["plan"]["steps"]]
     assert steps.index("Keep the plan (applied after the merge) and the whole plan as text") < steps.index("Post the plan as the pull request's comment")
