@@ -40,8 +40,22 @@ def roles(state: DesiredState) -> list[tuple[Host, Role]]:
     return [(h, master_role) for h in state.master_hosts] + [(c, "client") for c in state.clients]
 
 
+# A host that answered, but whose probe reported a program failing (a file that went while it
+# was read: cfagent or the dispatcher replacing an input), is probed once more, this long after.
+RETRY_AFTER_SECONDS = 1.0
+
+
 def probe_host(pool: Pool, state: DesiredState, host: Host, role: Role, shared: dict | None = None) -> HostFacts:
-    """Probe one host over the pool's connection to it; never raises for host trouble."""
+    """Probe one host over the pool's connection to it; never raises for host trouble. A probe
+    whose answer says a program failed is taken again once: a second failure stands."""
+    facts = _probe_once(pool, state, host, role, shared)
+    if facts.reachable or facts.reason_kind != "probe":
+        return facts
+    time.sleep(RETRY_AFTER_SECONDS)
+    return _probe_once(pool, state, host, role, shared)
+
+
+def _probe_once(pool: Pool, state: DesiredState, host: Host, role: Role, shared: dict | None) -> HostFacts:
     start = time.monotonic()
     try:
         session = pool.connect(host)

@@ -137,3 +137,30 @@ def test_an_unknown_host_key_fails_unless_first_contact_is_allowed(lab):
     done = csync("facts", "-f", str(lab.desired_state_path), "--accept-new-host-keys")
     assert done.returncode == 0
     assert len(lab.known_hosts.read_text().splitlines()) == len(lab.hosts)
+
+
+def test_a_probe_whose_program_failed_once_is_taken_again_and_a_second_failure_stands(reseed):
+    # a file going while the probe reads it (cfagent or the dispatcher replacing an input) makes
+    # a program fail: the host is probed once more; a program that keeps failing stays reported
+    lab = reseed("fresh")
+    counter = "/usr/local/sbin/.csync-test-uname-runs"
+    # uname is the probe's first program; this one fails its first FAILS runs (the probe's
+    # search path has /usr/local/sbin before /usr/bin)
+    wrapper = (
+        "#!/bin/sh\n"
+        f"echo x >> {counter}\n"
+        f'if [ "$(wc -l < {counter})" -le "$(cat /usr/local/sbin/.csync-test-fails)" ]; then echo "uname: gone" >&2; exit 1; fi\n'
+        'exec /bin/uname "$@"\n'
+    )
+    lab.exec(
+        "client1", "cat > /usr/local/sbin/uname && chmod 755 /usr/local/sbin/uname && echo 1 > /usr/local/sbin/.csync-test-fails", input=wrapper, check=True
+    )
+    try:
+        _, facts = plan_of(lab)
+        assert facts["client1"].reachable, facts["client1"].reason
+        assert int(lab.exec("client1", f"wc -l < {counter}").stdout) >= 2  # it failed once, and the probe ran again
+        lab.exec("client1", f"rm -f {counter} && echo 99 > /usr/local/sbin/.csync-test-fails", check=True)
+        _, facts = plan_of(lab)
+        assert not facts["client1"].reachable and "uname: gone" in facts["client1"].reason
+    finally:
+        lab.exec("client1", f"rm -f /usr/local/sbin/uname {counter} /usr/local/sbin/.csync-test-fails")
