@@ -125,18 +125,10 @@ def parse_check_output(tool: str, text: str, targets: list[str]) -> tuple[dict[s
         if address not in wanted:
             problems.append(f"a line for {address}, which was not asked for: {line[:200]!r}")
             continue
-        if m.group(3) == "ok":
-            result = LiveResult(ok=True, line=line)
-        else:
-            where, detail = m.group(5), m.group(6)
-            path = ""
-            if where in ("local", "remote"):
-                d = FILE_DETAIL.match(detail)
-                if not d:
-                    problems.append(f"unexpected {where} detail for {address}: {detail[:200]!r}")
-                    continue
-                path, detail = d.group(1), d.group(2)
-            result = LiveResult(ok=False, line=line, message=m.group(4), where=where, path=path, detail=detail)
+        result = _result(m, line, address)
+        if isinstance(result, str):
+            problems.append(result)
+            continue
         found.setdefault(address, []).append(result)
     results: dict[str, LiveResult] = {}
     for address in targets:
@@ -164,18 +156,25 @@ def _chunk_line(address: str, chunk: list[str]) -> tuple[LiveResult | None, list
         if m.group(2) != address:
             problems.append(f"a cfagent line for {m.group(2)} in the check against {address}: {line[:200]!r}")
             continue
-        if m.group(3) == "ok":
-            found = LiveResult(ok=True, line=line)
-            continue
-        where, detail, path = m.group(5), m.group(6), ""
-        if where in ("local", "remote"):
-            d = FILE_DETAIL.match(detail)
-            if not d:
-                problems.append(f"unexpected {where} detail for {address}: {detail[:200]!r}")
-                continue
-            path, detail = d.group(1), d.group(2)
-        found = LiveResult(ok=False, line=line, message=m.group(4), where=where, path=path, detail=detail)
+        result = _result(m, line, address)
+        if isinstance(result, str):
+            problems.append(result)
+        else:
+            found = result
     return found, problems, other
+
+
+def _result(m: re.Match[str], line: str, address: str) -> LiveResult | str:
+    """One result line (matched by LINE) as a LiveResult, or the problem with it."""
+    if m.group(3) == "ok":
+        return LiveResult(ok=True, line=line)
+    where, detail, path = m.group(5), m.group(6), ""
+    if where in ("local", "remote"):
+        d = FILE_DETAIL.match(detail)
+        if not d:
+            return f"unexpected {where} detail for {address}: {detail[:200]!r}"
+        path, detail = d.group(1), d.group(2)
+    return LiveResult(ok=False, line=line, message=m.group(4), where=where, path=path, detail=detail)
 
 
 def parse_cfagent_output(text: str, targets: list[str]) -> tuple[dict[str, LiveResult], list[str]]:
