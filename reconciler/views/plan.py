@@ -149,24 +149,18 @@ def _markdown(plan: Plan, *, hosts: bool, max_groups: int | None) -> str:
                 continue
             shown += 1
             a = g.first
-            listed = compress(g.hosts)
             example = "e.g. " if g.by_file else ""
             if g.single:
                 where = a.host
-            elif g.by_file:
-                files = compress_files(g.files)
-                if not hosts:
-                    where, left_hosts = f"{a.host}: {len(g.actions)} files", left_hosts + 1
-                elif files.count(",") >= HOSTS_INLINE:
-                    where = f"{a.host}: <details><summary>{len(g.actions)} files</summary>{_md(files)}</details>"
-                else:
-                    where = f"{a.host}: {_md(files)} ({len(g.actions)} files)"
-            elif not hosts:
-                where, left_hosts = f"{len(g.actions)} hosts", left_hosts + 1
-            elif listed.count(",") >= HOSTS_INLINE:
-                where = f"<details><summary>{len(g.actions)} hosts</summary>{_md(listed)}</details>"
             else:
-                where = f"{_md(listed)} ({len(g.actions)})"
+                # a group of hosts, or of files on one host
+                prefix, listed, noun = (f"{a.host}: ", compress_files(g.files), "files") if g.by_file else ("", compress(g.hosts), "hosts")
+                if not hosts:
+                    where, left_hosts = f"{prefix}{len(g.actions)} {noun}", left_hosts + 1
+                elif listed.count(",") >= HOSTS_INLINE:
+                    where = f"{prefix}<details><summary>{len(g.actions)} {noun}</summary>{_md(listed)}</details>"
+                else:
+                    where = f"{prefix}{_md(listed)} ({len(g.actions)}{' files' if g.by_file else ''})"
             out.append(f"| `{_symbol(a)[0]}` | `{_md(g.address)}` | {a.kind} | {where} | {example}`{_md(a.command)}` | {example}{_md(a.reason)} |")
         out.append("")
     if left_hosts or left_groups:
