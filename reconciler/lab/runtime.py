@@ -356,7 +356,8 @@ class Lab:
         lab_keys = self._make_keys(hosts)
         self.timings["keys"] = time.monotonic() - t
         excluded: set[int] = set()
-        for _attempt in range(3):
+        for attempt in range(3):
+            self.timings["attempts"] = attempt + 1  # a port another lab took meanwhile costs one more
             package_addresses = [] if scenario == "standalone" else [PACKAGE_ADDRESS] + ([PACKAGE_EXTRA_ADDRESS] if extra_addresses else [])
             port = self._choose_port([a for h in hosts for a in h.addresses] + package_addresses, excluded)
             t = time.monotonic()
