@@ -55,8 +55,9 @@ def assign(name: str, value: str) -> str:
     return f"{name}={shlex.quote(value)}"
 
 
-def probe(state: DesiredState, role: str) -> RemoteCommand:
-    """The one-round-trip probe of a host in ``role`` (member | master | client)."""
+def probe(state: DesiredState, role: str, *, serve: bool = False) -> RemoteCommand:
+    """The one-round-trip probe of a host in ``role`` (member | master | client); ``serve``:
+    the probe server that probes on request (csync watch: Session.serve_script)."""
     cluster = state.is_cluster
     return probe_script(
         role,
@@ -67,6 +68,7 @@ def probe(state: DesiredState, role: str) -> RemoteCommand:
         package_files_dir=state.paths.package_files_dir,
         serviceguard_path=state.platform.serviceguard_path,
         cmviewcl_format=state.platform.cmviewcl_format,
+        serve=serve,
     )
 
 
@@ -119,9 +121,10 @@ def probe_script(
     package_files_dir: str,
     serviceguard_path: str,
     cmviewcl_format: str,
+    serve: bool = False,
 ) -> RemoteCommand:
     """reconciler/driver/probe.sh with its parameters; for members, ``master_inputs`` and
-    ``state_dir`` are relative to ``mount``."""
+    ``state_dir`` are relative to ``mount``. ``serve``: the probe server (SERVE=1)."""
     params = {
         "CF": cfengine_dir,
         "ROLE": role,
@@ -132,9 +135,10 @@ def probe_script(
         "PKGFILES": package_files_dir,
         **platform_params(serviceguard_path, cmviewcl_format),
         "PROG": dsau.PROBE_PROGRAM,
+        "SERVE": "1" if serve else "",
     }
     header = "\n".join(assign(k, v) for k, v in params.items())
-    return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role})")
+    return RemoteCommand(script=f"{header}\n{_PROBE_SCRIPT}", display=f"csync probe ({role}{', served' if serve else ''})")
 
 
 # --- Actions ------------------------------------------------------------------------------

@@ -124,23 +124,8 @@ optfile() {
   fi
 }
 
-# Bounded: with BOUNDED=stdin (as csync runs it, the probe program included), csync keeps
-# the session's standard input open until it has the answer, and it closes when csync gives
-# up on the probe (its command timeout) or dies. The watcher then kills the probe's process
-# group: a probe csync no longer waits for leaves nothing running on the host, whatever
-# program hung. Only in an ssh session (SSH_CONNECTION, set by sshd), where that group is the
-# session's own (sshd makes every session a process group of its own): run any other way,
-# the group may be its caller's. It costs one subshell and no program (read and kill are
-# built in). The probe's programs read /dev/null; only the watcher holds the session's input.
-# The whole probe is this one group, the script's last command: a shell that reads the
-# script from its standard input has read all of it before the watcher starts.
-{
-if [ "$BOUNDED" = stdin ] && [ -n "${SSH_CONNECTION-}" ]; then
-  exec 4<&0
-  ( while read -r csync_line; do :; done; kill -KILL 0 ) <&4 >/dev/null 2>&1 &
-  csync_watcher=$!
-  exec 4<&-
-fi
+# probe: one probe, its JSON document on stdout; its status is the awk's.
+probe() {
 {
   exec 3>&1  # run() sends a program's output here: into the pipe to the awk
   echo '%%J {"format":1,"hostname":['
@@ -283,6 +268,55 @@ inerr && !/^%%e$/ { emsg = emsg (emsg == "" ? "" : " / ") $0; next }
   el(pfx $0)
 }
 END { printf ",\"errors\":[%s]}\n", errs }'
+}
+
+# Bounded: with BOUNDED=stdin (as csync runs it, the probe program included), csync keeps
+# the session's standard input open until it has the answer, and it closes when csync gives
+# up on the probe (its command timeout) or dies. The watcher then kills the probe's process
+# group: a probe csync no longer waits for leaves nothing running on the host, whatever
+# program hung. Only in an ssh session (SSH_CONNECTION, set by sshd), where that group is the
+# session's own (sshd makes every session a process group of its own): run any other way,
+# the group may be its caller's. It costs one subshell and no program (read and kill are
+# built in). The probe's programs read /dev/null; only the watcher holds the session's input.
+# The whole probe is this one group, the script's last command: a shell that reads the
+# script from its standard input has read all of it before the watcher starts.
+#
+# Served (SERVE=1: csync watch, Session.serve in driver/transport.py): the session stays open
+# and probes on request, so a warm cycle costs a request line, not a channel, a shell and
+# this script. The server says "%%csync-ready" once it runs (csync sends nothing before:
+# no request can be read as script); then each line "probe N" (N digits) gets "%%csync-got"
+# at once (the host is alive: csync waits for it as long as for a channel to open), one
+# probe's document on stdout followed by "\n%%csync-end N STATUS", and "\n%%csync-end N" on
+# stderr (a document is one line: the awk writes no newline inside it). Any other line ends the
+# server (exit 64). A forwarder holds the session's input and passes the requests on: when
+# the input closes (csync closed the session, gave up on a probe or died) it kills the
+# session's process group, as the watcher does, so a hung probe ends with it. Between
+# requests the host runs three shells that wait on a read, and nothing else.
+{
+if [ "${SERVE-}" = 1 ]; then
+  echo '%%csync-ready'
+  exec 5>&1
+  {
+    while IFS= read -r csync_line; do echo '%%csync-got' >&5; printf '%s\n' "$csync_line"; done
+    if [ "$BOUNDED" = stdin ] && [ -n "${SSH_CONNECTION-}" ]; then kill -KILL 0; fi
+  } | while IFS= read -r csync_req; do
+    csync_n=${csync_req#probe }
+    case $csync_req in "probe "*) ;; *) exit 64 ;; esac
+    case $csync_n in ''|*[!0-9]*) exit 64 ;; esac
+    probe
+    csync_rc=$?
+    printf '\n%%%%csync-end %s %s\n' "$csync_n" "$csync_rc"
+    printf '\n%%%%csync-end %s\n' "$csync_n" >&2
+  done 5>&-
+  exit
+fi
+if [ "$BOUNDED" = stdin ] && [ -n "${SSH_CONNECTION-}" ]; then
+  exec 4<&0
+  ( while read -r csync_line; do :; done; kill -KILL 0 ) <&4 >/dev/null 2>&1 &
+  csync_watcher=$!
+  exec 4<&-
+fi
+probe
 rc=$?
 [ -z "${csync_watcher-}" ] || kill "$csync_watcher" 2>/dev/null
 exit $rc

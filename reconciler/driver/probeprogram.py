@@ -23,6 +23,7 @@ Request (one line of words; every value checked here and again by the program)::
     csync-probe DIGEST role=master cf=DIR minputs=DIR/inputs
     csync-probe DIGEST role=client cf=DIR
 
+any of them followed by ``mode=serve`` for the probe server (csync watch: probe.sh, SERVE).
 DIGEST is the digest of the program csync expects (for the site's platform). A program with another digest answers
 only its own version line, as JSON, exit 3 (``EXIT_OTHER_PROGRAM``): csync reports it and
 plans its upgrade. That answer, and the first two words, are the protocol every version
@@ -54,7 +55,9 @@ from reconciler.driver.commands import PROBE_CONSTANTS, RemoteCommand, UnsafeVal
 if TYPE_CHECKING:
     from reconciler.desired.model import DesiredState, Platform
 
-PROGRAM_VERSION = 3  # 2: the site's platform written in; 3: the probe ends when its standard input closes (probe.sh, BOUNDED)
+# 2: the site's platform written in; 3: the probe ends when its standard input closes (probe.sh,
+# BOUNDED); 4: mode=serve, the probe server of csync watch (probe.sh, SERVE)
+PROGRAM_VERSION = 4
 REQUEST_WORD = "csync-probe"
 EXIT_OTHER_PROGRAM = 3
 EXIT_REFUSED = 64
@@ -75,6 +78,7 @@ _CHECKS = r"""# csync's probe program: the forced command of csync's plan identi
 #   csync-probe DIGEST role=member cf=DIR mount=DIR pkgfiles=DIR
 #   csync-probe DIGEST role=master cf=DIR minputs=DIR/inputs
 #   csync-probe DIGEST role=client cf=DIR
+# and any of them followed by mode=serve: probe on request (csync watch; probe.sh, SERVE).
 # DIR: an absolute, normalised path of letters, digits and . _ + - (no . or .. component).
 # A request for another DIGEST gets this program's version line (exit {other}): csync plans
 # its upgrade. Any other request is refused (exit {refused}) and nothing runs.
@@ -109,7 +113,7 @@ path() {{
   case $2 in *[!A-Za-z0-9/._+-]*) refuse "$1: unexpected characters" ;; esac
   [ ${{#2}} -le {max_path} ] || refuse "$1: too long"
 }}
-ROLE='' CF='' MOUNT='' MINPUTS='' PKGFILES='' seen=' '
+ROLE='' CF='' MOUNT='' MINPUTS='' PKGFILES='' SERVE='' seen=' '
 for w
 do
   k=${{w%%=*}}
@@ -123,6 +127,7 @@ do
     mount) path mount "$v"; MOUNT=$v ;;
     pkgfiles) path pkgfiles "$v"; PKGFILES=$v ;;
     minputs) path minputs "$v"; case $v in */inputs) ;; *) refuse "minputs: not a directory named inputs" ;; esac; MINPUTS=$v ;;
+    mode) case $v in serve) SERVE=1 ;; *) refuse "mode: not serve" ;; esac ;;
     *) refuse "unknown parameter $k" ;;
   esac
 done
@@ -205,10 +210,12 @@ def check_path(what: str, value: str) -> str:
     return value
 
 
-def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, package_files_dir: str, platform: Platform) -> ProbeRequest:
+def request(
+    role: str, *, cfengine_dir: str, mount: str, master_inputs: str, package_files_dir: str, platform: Platform, serve: bool = False
+) -> ProbeRequest:
     """The request for the probe of a host in ``role``, with the same parameters as
     commands.probe_script (for members, the master inputs are the package's: fixed), to the
-    program of ``platform``."""
+    program of ``platform``; ``serve``: the probe server (Session.serve_request)."""
     words = [REQUEST_WORD, program_digest(platform), f"role={role}", f"cf={check_path('paths.cfengine_dir', cfengine_dir)}"]
     if role == "member":
         words.append(f"mount={check_path('master.package.mount', mount)}")
@@ -220,13 +227,15 @@ def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, pac
         words.append(f"minputs={master_inputs}")
     elif role != "client":
         raise UnsafeValue(f"refusing probe role {role!r}")
+    if serve:
+        words.append("mode=serve")
     line = " ".join(words)
     if len(line) > _MAX_REQUEST:
         raise UnsafeValue(f"the probe request is longer than {_MAX_REQUEST} characters")
-    return ProbeRequest(line=line, display=f"csync probe ({role}) through {dsau.PROBE_PROGRAM}")
+    return ProbeRequest(line=line, display=f"csync probe ({role}{', served' if serve else ''}) through {dsau.PROBE_PROGRAM}")
 
 
-def probe_request(state: DesiredState, role: str) -> ProbeRequest:
+def probe_request(state: DesiredState, role: str, *, serve: bool = False) -> ProbeRequest:
     """The request for the probe of a host in ``role``: the parameters commands.probe gives
     probe.sh, the DSAU constants being the program's own."""
     return request(
@@ -236,6 +245,7 @@ def probe_request(state: DesiredState, role: str) -> ProbeRequest:
         master_inputs=state.paths.standalone_master_inputs,
         package_files_dir=state.paths.package_files_dir,
         platform=state.platform,
+        serve=serve,
     )
 
 

@@ -15,8 +15,10 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import select
 import socket
 import threading
@@ -159,6 +161,22 @@ class _RejectPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
+# probe.sh's served mode (SERVE=1): its first line once it is ready for requests.
+SERVE_READY = b"%%csync-ready\n"
+# ...and the line that takes each request
+SERVE_TAKEN = b"%%csync-got\n"
+
+
+@dataclass
+class _Server:
+    """A probe server on one channel of a session: the digest of what started it, the requests
+    it was sent."""
+
+    key: bytes
+    channel: paramiko.Channel
+    requests: int = 0
+
+
 @dataclass
 class Session:
     """An open connection to one host; counts the commands sent over it."""
@@ -173,6 +191,9 @@ class Session:
     # Logged in with the plan identity: sshd runs the probe program whatever is asked, so
     # only probe requests are sent (run_request); scripts are refused here, before sending.
     identity: Identity = "root"
+    # the probe server (serve_script, serve_request), kept open between requests
+    _server: _Server | None = field(default=None, init=False, repr=False)
+    _serving: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float, hold_stdin: bool = False) -> CommandResult:
         """Run one shell command string (built by reconciler.driver.commands) and collect output.
@@ -180,17 +201,8 @@ class Session:
         With ``hold_stdin`` the command's standard input stays open after ``stdin`` until the
         command has ended: closing the channel (the timeout, or this process dying) is then
         what tells a command that watches its input (the probe, probe.sh) to end itself."""
-        transport = self.connection.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise TransportError("connection lost", kind="unreachable")
         start = time.monotonic()
-        opening = min(timeout, self.open_timeout) if self.open_timeout else timeout
-        try:
-            channel = transport.open_session(timeout=opening)
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            if "Timeout" in str(e):
-                raise TransportError(f"cannot open a session: timed out after {opening:g}s without an answer (host hung or overloaded)", kind="timeout") from e
-            raise TransportError(f"cannot open a session: {e or type(e).__name__}", kind="unreachable") from e
+        channel = self._open_channel(timeout)
         self.commands_sent += 1
         try:
             channel.exec_command(command)
@@ -223,6 +235,108 @@ class Session:
         open until the probe ends (the probe ends itself when it closes)."""
         return self.run(request.line, timeout=timeout, hold_stdin=True)
 
+    def serve_script(self, command: RemoteCommand, *, timeout: float) -> CommandResult:
+        """One answer of the probe server that ``command`` starts (probe.sh with SERVE=1, on
+        stdin to `SHELL`), started on this session the first time and again when the script
+        changed (a reload changed its parameters)."""
+        if self.identity == "plan":
+            raise TransportError(
+                f"{command.display}: the plan identity runs csync's probe only; this needs the root identity (access.identity_file)", kind="auth"
+            )
+        return self._serve(SHELL, command.script.encode(), timeout=timeout)
+
+    def serve_request(self, request: ProbeRequest, *, timeout: float) -> CommandResult:
+        """One answer of the probe program's server (a request with mode=serve)."""
+        return self._serve(request.line, b"", timeout=timeout)
+
+    def _serve(self, command: str, script: bytes, *, timeout: float) -> CommandResult:
+        """A probe from this session's probe server (probe.sh, SERVE=1): a warm cycle of
+        csync watch writes one request line on a channel that stays open, where a probe
+        otherwise opens a channel, starts a shell and sends the script (half a warm cycle's
+        cost at 200 hosts). A server that ends before it is ready (the probe program of
+        another version answers its version line, or refuses) answers as that command would;
+        one that does not answer a request in time, or ends, is closed: closing its input is
+        what ends whatever it runs on the host (probe.sh's forwarder)."""
+        start = time.monotonic()
+        deadline = start + timeout
+        key = hashlib.sha256(command.encode() + b"\0" + script).digest()
+        with self._serving:
+            server = self._server
+            if server is not None and (server.key != key or server.channel.closed):
+                self._stop_server()
+                server = None
+            try:
+                if server is None:
+                    channel = self._open_channel(timeout)
+                    try:
+                        channel.exec_command(command)
+                        if script:
+                            channel.sendall(script)
+                        out, err = _drain(channel, deadline=deadline, until=lambda o, _e: o.startswith(SERVE_READY))
+                    except BaseException:
+                        channel.close()
+                        raise
+                    if not out.startswith(SERVE_READY):  # it ended without serving: its answer is the command's
+                        status = channel.recv_exit_status()
+                        channel.close()
+                        self.commands_sent += 1
+                        return CommandResult(status, out, err, time.monotonic() - start)
+                    server = self._server = _Server(key, channel)
+                server.requests += 1
+                self.commands_sent += 1
+                n = server.requests
+                end_out = re.compile(rb"\n%%csync-end " + str(n).encode() + rb" ([0-9]{1,3})\n")
+                end_err = b"\n%%csync-end " + str(n).encode() + b"\n"
+                server.channel.sendall(f"probe {n}\n".encode())
+                # the server takes the request at once: a host that does not is hung (as when a
+                # channel does not open in time), whatever the probe's own timeout
+                taking = min(timeout, self.open_timeout) if self.open_timeout else timeout
+                try:
+                    out, err = _drain(server.channel, deadline=time.monotonic() + taking, until=lambda o, _e: o.startswith(SERVE_TAKEN))
+                except TransportError as e:
+                    if e.kind != "timeout":
+                        raise
+                    raise TransportError(f"the probe server did not take a request within {taking:g}s (host hung or overloaded)", kind="timeout") from e
+                if out.startswith(SERVE_TAKEN) and not (end_err in err and end_out.search(out)):
+                    head, head_err = out, err
+                    more, more_err = _drain(
+                        server.channel, deadline=deadline, until=lambda o, e: end_err in head_err + e and end_out.search(head + o) is not None
+                    )
+                    out, err = head + more, head_err + more_err
+                found = end_out.search(out)
+                if found is None or end_err not in err:
+                    status = server.channel.exit_status if server.channel.exit_status_ready() else -1
+                    self._stop_server()
+                    if status == -1:
+                        raise TransportError("connection lost during a command", kind="unreachable")
+                    raise TransportError(f"the probe server ended (exit {status}): {err.decode('utf-8', 'replace')[:300]}", kind="error")
+                return CommandResult(int(found[1]), out[len(SERVE_TAKEN) : found.start()], err[: err.index(end_err)], time.monotonic() - start)
+            except TransportError:
+                self._stop_server()
+                raise
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                self._stop_server()
+                raise TransportError(f"connection lost during a command: {e or type(e).__name__}", kind="unreachable") from e
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.channel.close()
+
+    def _open_channel(self, timeout: float) -> paramiko.Channel:
+        """A new session channel; opening one is a protocol round trip, bounded by
+        ``open_timeout`` (a host that does not answer it is hung)."""
+        transport = self.connection.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError("connection lost", kind="unreachable")
+        opening = min(timeout, self.open_timeout) if self.open_timeout else timeout
+        try:
+            return transport.open_session(timeout=opening)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            if "Timeout" in str(e):
+                raise TransportError(f"cannot open a session: timed out after {opening:g}s without an answer (host hung or overloaded)", kind="timeout") from e
+            raise TransportError(f"cannot open a session: {e or type(e).__name__}", kind="unreachable") from e
+
     @property
     def alive(self) -> bool:
         """Open, and its SSH transport still up: a host that restarted or dropped the
@@ -235,12 +349,15 @@ class Session:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._stop_server()
             self.connection.close()
 
 
-def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]:
-    out: list[bytes] = []
-    err: list[bytes] = []
+def _drain(channel: paramiko.Channel, *, deadline: float, until: Callable[[bytes, bytes], bool] | None = None) -> tuple[bytes, bytes]:
+    """The channel's output and error output, up to the end of the command, or until
+    ``until(out, err)`` holds (a served probe's end marks)."""
+    out = bytearray()
+    err = bytearray()
     size = 0
     # poll, not select: with a connection per host open, a channel's descriptor passes 1024
     # past about a thousand hosts, and select() refuses it ("filedescriptor out of range",
@@ -251,16 +368,18 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
         got = False
         while channel.recv_ready():
             chunk = channel.recv(1 << 16)
-            out.append(chunk)
+            out += chunk
             size += len(chunk)
             got = True
         while channel.recv_stderr_ready():
             chunk = channel.recv_stderr(1 << 16)
-            err.append(chunk)
+            err += chunk
             size += len(chunk)
             got = True
         if size > MAX_OUTPUT_BYTES:
             raise TransportError(f"output exceeds {MAX_OUTPUT_BYTES} bytes; refusing it", kind="output")
+        if got and until is not None and until(bytes(out), bytes(err)):
+            break
         if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
             # exit status can arrive before the last data is read: one more non-blocking pass
             if channel.eof_received:
@@ -284,7 +403,7 @@ def _drain(channel: paramiko.Channel, *, deadline: float) -> tuple[bytes, bytes]
             channel.status_event.wait(min(remaining, 1.0))
         else:
             poller.poll(min(remaining, 1.0) * 1000)
-    return b"".join(out), b"".join(err)
+    return bytes(out), bytes(err)
 
 
 @dataclass
@@ -301,6 +420,9 @@ class Pool:
     # threads anew pays for starting them every time (tens of ms on a loaded machine). None:
     # each probe of the site starts and ends its own.
     workers: ThreadPoolExecutor | None = None
+    # Probe through each session's probe server (Session.serve_script, serve_request) rather
+    # than a command per probe: for a pool that probes its hosts again and again (csync watch).
+    serve_probes: bool = False
 
     def __post_init__(self) -> None:
         policy = "accept-new" if self.accept_new_host_keys else self.access.host_key_policy

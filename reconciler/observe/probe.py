@@ -59,13 +59,16 @@ def _probe_once(pool: Pool, state: DesiredState, host: Host, role: Role, shared:
     start = time.monotonic()
     try:
         session = pool.connect(host)
+        timeout, serve = state.access.command_timeout, pool.serve_probes
         if session.identity == "plan":
-            result = session.run_request(probeprogram.probe_request(state, role), timeout=state.access.command_timeout)
+            request = probeprogram.probe_request(state, role, serve=serve)
+            result = session.serve_request(request, timeout=timeout) if serve else session.run_request(request, timeout=timeout)
             refused = program_refusal(host, role, result, state.platform)
             if refused is not None:
                 return refused
         else:
-            result = session.run_script(commands.probe(state, role), timeout=state.access.command_timeout, hold_stdin=True)
+            script = commands.probe(state, role, serve=serve)
+            result = session.serve_script(script, timeout=timeout) if serve else session.run_script(script, timeout=timeout, hold_stdin=True)
     except TransportError as e:
         return unreachable(host.name, host.address, role, e.reason, e.kind)
     except commands.UnsafeValue as e:

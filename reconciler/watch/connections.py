@@ -60,6 +60,9 @@ class _Link:
 
 @dataclass
 class WarmPool(Pool):
+    # each host's probes go to its session's probe server: a request line per cycle, no new
+    # channel, shell or script (driver/transport.py, Session.serve_script)
+    serve_probes: bool = True
     reconnect_grace: float = 1.0
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
