@@ -16,7 +16,7 @@
 # "BEGIN RSA PUBLIC KEY" block.
 #
 # Cost: the probe runs on every host of a site on every plan, so it starts as few programs
-# as it can (a client: uname, ls, find, cksum and one awk). The shell below writes one
+# as it can (a client: uname, ls, cksum and one awk). The shell below writes one
 # stream; the awk at the end turns it into the JSON document and reads the small files
 # itself. Stream lines starting with "%%" are the shell's instructions to the awk:
 #   %%J frag   JSON structure (a fixed fragment of this script); after "[" come elements
@@ -97,24 +97,39 @@ keys() {
   done
 }
 
-# One cksum line per regular file below a directory, ./relative paths (csync sorts them).
-# A file that goes between find and cksum (cfagent or the dispatcher replacing an input) makes
-# cksum fail: the listing is taken again, up to twice, a second apart, and only a third
-# failure is reported (through run, with cksum's message).
+# One cksum line per regular file below a directory, ./relative paths (csync sorts them). A
+# directory without subdirectories (the usual inputs) is listed by the shell's glob, no
+# program, and read by one cksum; one with a subdirectory, or with more than 500 files (one
+# command line), by find. Either way: regular files only, hidden ones too, no symlink followed.
+# A file that goes between the listing and cksum (cfagent or the dispatcher replacing an
+# input) makes cksum fail: the listing is taken again, up to twice, a second apart, and only a
+# third failure is reported (through run, with cksum's message).
 tree() {
   kind "$1"
   [ "$k" = dir ] || return 0
   echo "%%D $1"
-  for t in 1 2; do
-    if o=$(find "$1" -type f -exec cksum {} + 2>/dev/null); then
+  td=$1 ts=$2
+  for t in 1 2 3; do
+    deep=
+    set --
+    for f in "$td"/* "$td"/.[!.]* "$td"/..?*; do
+      [ ! -L "$f" ] || continue
+      if [ -d "$f" ]; then deep=1; break; fi
+      [ ! -f "$f" ] || set -- "$@" "$f"
+    done
+    [ $# -le 500 ] || deep=1
+    if [ -n "$deep" ]; then set -- find "$td" -type f -exec cksum {} +
+    elif [ $# = 0 ]; then echo "%%D"; return 0
+    else set -- cksum "$@"
+    fi
+    if [ $t = 3 ]; then run "$ts" "$@"; echo "%%D"; return 0; fi
+    if o=$("$@" 2>/dev/null); then
       [ -z "$o" ] || printf '%s\n' "$o"
       echo "%%D"
       return 0
     fi
     sleep 1
   done
-  run "$2" find "$1" -type f -exec cksum {} +
-  echo "%%D"
 }
 
 # A file's lines through one of the awk's readers (I or T), or null when it is no file.

@@ -210,9 +210,7 @@ def check_path(what: str, value: str) -> str:
     return value
 
 
-def request(
-    role: str, *, cfengine_dir: str, mount: str, master_inputs: str, package_files_dir: str, platform: Platform, serve: bool = False
-) -> ProbeRequest:
+def request(role: str, *, cfengine_dir: str, mount: str, master_inputs: str, package_files_dir: str, platform: Platform, serve: bool = False) -> ProbeRequest:
     """The request for the probe of a host in ``role``, with the same parameters as
     commands.probe_script (for members, the master inputs are the package's: fixed), to the
     program of ``platform``; ``serve``: the probe server (Session.serve_request)."""

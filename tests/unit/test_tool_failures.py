@@ -96,6 +96,10 @@ def tree(tmp_path: Path) -> Tree:
     (mount / "dsau" / "cfengine_master" / "ppkeys").mkdir()
     (mount / "dsau" / "cfengine_master" / "inputs" / "cf.motd").write_text("motd\n")
     (mount / "dsau" / "cfengine_master" / "inputs" / "update.conf").write_text("control:\n   actionsequence = ( copy )\n")
+    # a subdirectory: the member's probe lists the master inputs with find (a flat directory
+    # is listed by the shell's glob: the client's)
+    (mount / "dsau" / "cfengine_master" / "inputs" / "modules").mkdir()
+    (mount / "dsau" / "cfengine_master" / "inputs" / "modules" / "module.cf").write_text("# a module\n")
     (mount / "dsau" / "cfengine_master" / "ppkeys" / "localhost.pub").write_text(public("cluster"))
     (mount / "dsau" / "csync").mkdir()
     (mount / "dsau" / "csync" / "inventory").write_text("10.1.0.21\n")
@@ -343,8 +347,8 @@ def test_every_script_reports_a_failing_program_and_never_answers_otherwise(tree
                 wrong.append(f"{name}: {tool} failing is reported without its name or message: {str(got[1])[:300]}")
     assert not wrong, "\n".join(wrong)
     # not vacuous: the tools each script relies on were really called (and so made to fail)
-    assert {"uname", "ls", "find", "cksum", "awk"} <= calls["probe client"]
-    assert {"cmviewcl"} <= calls["probe member"]
+    assert {"uname", "ls", "cksum", "awk"} <= calls["probe client"]
+    assert {"cmviewcl", "find", "cksum"} <= calls["probe member"]
     assert {"cksum", "grep", "awk"} <= calls["lock acquire"] | calls["lock show"] | calls["lock renew"]
     assert {"awk", "sort", "cut", "grep", "sed"} <= calls["inventory"]
     assert {"cp", "chmod", "mv"} <= calls["action copy_key"]
