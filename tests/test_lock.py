@@ -185,3 +185,38 @@ def test_ci_identity_names_the_job():
     assert ci_identity({"CI_JOB_ID": "9", "CI_PROJECT_PATH": "g/p"}) == {"system": "gitlab", "job_id": "9", "project_path": "g/p"}
     assert ci_identity({"CI": "true"}) == {"system": "ci"}
     assert ci_identity({}) is None
+
+
+def test_a_mutex_released_and_taken_again_between_two_looks_is_waited_for(state, local, tmp_path):
+    """The race twelve concurrent acquirers hit (once in a suite run): our mkdir fails (held),
+    the holder releases it, a third script takes it before our second mkdir, which fails with
+    "File exists". That is a wait, not an error. Replayed with a mkdir that plays the other
+    scripts: its first call fails as if the mutex existed, its second takes the mutex for a
+    third holder (released 0.3 s later) and fails; then the real mkdir."""
+    mutex = Path(local) / ".lock.mutex"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    count = tmp_path / "mkdir-calls"
+    real = subprocess.run(["sh", "-c", "command -v mkdir"], capture_output=True, text=True, check=True).stdout.strip()
+    (fake / "mkdir").write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = {mutex} ] || exec {real} "$@"\n'
+        f"echo x >> {count}\n"
+        f"case $(wc -l < {count}) in\n"
+        f'  *1) echo "mkdir: cannot create directory {mutex}: File exists" >&2; exit 1 ;;\n'
+        f"  *2) {real} {mutex} && date +%s > {mutex}/t && (sleep 0.3; rm -rf {mutex}) >/dev/null 2>&1 &\n"
+        f'      sleep 0.05; echo "mkdir: cannot create directory {mutex}: File exists" >&2; exit 1 ;;\n'
+        "esac\n"
+        f'exec {real} "$@"\n'
+    )
+    (fake / "mkdir").chmod(0o755)
+
+    def sh_with_fake(command: RemoteCommand) -> CommandResult:
+        script = command.script.replace("umask 022\n", f"umask 022\nPATH={fake}:$PATH; export PATH\n", 1)
+        return sh(RemoteCommand(script, command.display))
+
+    Path(local).mkdir(parents=True)
+    lock = SiteLock(state, state.master.host, sh_with_fake, lease=60, local_dir=local)
+    lock.acquire(5)
+    assert lock_file(local)["id"] == lock.id
+    assert count.read_text().count("x") >= 3  # the race was played: two failed looks, then ours

@@ -70,7 +70,14 @@ tries=0
 # that many looks in a row (one look at each holder's first instant is no evidence).
 clock; n=$c; empty=0
 until mkdir "$M" 2>/dev/null; do
-  [ -d "$M" ] || {{ mkdir "$M" && break; exit 1; }}  # not held: mkdir failed; its message says why
+  # Gone by now: its holder released it after our mkdir, or mkdir failed for another reason.
+  # Once more: a mkdir that fails while still no mutex exists says why; one that fails because
+  # a third script took the mutex meanwhile is a wait like any other (seen with 12 acquirers).
+  if [ ! -d "$M" ]; then
+    e=$(mkdir "$M" 2>&1) && break
+    [ -d "$M" ] || die "$e"
+    tries=$((tries + 1)); continue
+  fi
   t=$(cat "$M/t" 2>/dev/null)
   case $t in ''|*[!0-9]*) t= ;; esac
   tries=$((tries + 1))
