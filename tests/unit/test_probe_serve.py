@@ -10,7 +10,7 @@ import select
 import subprocess
 import time
 
-from reconciler.driver import commands
+from tests.unit.probes import client_probe
 
 
 def script(tmp_path) -> bytes:
@@ -19,17 +19,7 @@ def script(tmp_path) -> bytes:
     (cf / "inputs").mkdir()
     (cf / "inputs" / "update.conf").write_text("control:\n")
     (cf / "ppkeys" / "localhost.priv").write_text("PRIVATE\n")
-    return commands.probe_script(
-        "client",
-        cfengine_dir=str(cf),
-        mount="",
-        master_inputs="/var/opt/dsau/cfengine/master/inputs",
-        state_dir="/var/opt/csync",
-        package_files_dir="/etc/cmcluster/csync",
-        serviceguard_path="/usr/sbin",
-        cmviewcl_format="auto",
-        serve=True,
-    ).script.encode()
+    return client_probe(cf, serve=True).encode()
 
 
 def read_until(fd: int, marker: bytes, buf: bytearray, timeout: float = 20) -> bytes:

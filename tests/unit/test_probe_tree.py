@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.driver import commands
+from tests.unit.probes import client_probe
 
 
 def probe_inputs(cf: Path) -> list[str]:
-    script = commands.probe_script(
-        "client",
-        cfengine_dir=str(cf),
-        mount="",
-        master_inputs="/var/opt/dsau/cfengine_master/inputs",
-        state_dir="/var/opt/csync",
-        package_files_dir="/etc/cmcluster/csync",
-        serviceguard_path="/usr/sbin",
-        cmviewcl_format="auto",
-    ).script
+    script = client_probe(cf)
     env = {k: v for k, v in os.environ.items() if k != "SSH_CONNECTION"}
     done = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, env=env, timeout=60, start_new_session=True)
     assert done.returncode == 0, done.stderr
