@@ -8,6 +8,7 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from reconciler.apply.lock import SiteLock, ci_identity, find_locks, unlock
 from reconciler.driver.commands import RemoteCommand
+from reconciler.driver.sitestate import lock_acquire
 from reconciler.driver.transport import CommandResult
 from reconciler.errors import LockError, LockHeld
 from tests.unit.sitefacts import standalone
@@ -220,3 +222,31 @@ def test_a_mutex_released_and_taken_again_between_two_looks_is_waited_for(state,
     lock.acquire(5)
     assert lock_file(local)["id"] == lock.id
     assert count.read_text().count("x") >= 3  # the race was played: two failed looks, then ours
+
+
+def test_a_lock_script_whose_reader_went_mid_section_releases_the_mutex(state, local, tmp_path):
+    """csync killed while a lock script holds the node's mutex: sshd closes the script's output,
+    and its next line dies of SIGPIPE. The mutex is released on the way out (the EXIT trap runs
+    for PIPE too), not left for the next apply to wait out as stale (seen once in test_faults).
+    Replayed locally: a date that takes a second inside the section, the output closed meanwhile."""
+    mutex = Path(local) / ".lock.mutex"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    count = tmp_path / "date-calls"
+    real = subprocess.run(["sh", "-c", "command -v date"], capture_output=True, text=True, check=True).stdout.strip()
+    (fake / "date").write_text(f'#!/bin/sh\necho x >> {count}\n[ "$(wc -l < {count})" -ne 2 ] || sleep 1\nexec {real} "$@"\n')
+    (fake / "date").chmod(0o755)
+    lock_id = str(uuid.uuid4())
+    acquire = lock_acquire(state, lock_id, f'{{"id":"{lock_id}"', 60, [], local_dir=local)
+    script = acquire.script.replace("umask 022\n", f"umask 022\nPATH={fake}:$PATH; export PATH\n", 1)
+    proc = subprocess.Popen(["/bin/sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(script.encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + 10
+    while not mutex.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the script never took the mutex"
+        time.sleep(0.01)
+    proc.stdout.close()  # csync gone: the script's next line has no reader
+    assert proc.wait(10) != 0
+    assert not mutex.exists()

@@ -231,7 +231,7 @@ def regenerate_keys(state: DesiredState, clients: list[str], members: list[str])
         'f="${TMPDIR:-/tmp}/csync-preflight.$$"\n'
         'rm -f "$f" && (set -C; : > "$f") || { echo "cannot create $f" >&2; exit 1; }\n'
         "trap 'rm -f \"$f\"' 0\n"
-        "trap 'exit 1' 1 2 15\n"
+        "trap 'exit 1' 1 2 13 15\n"  # 13 (PIPE): csync went; the temp file goes too
         "n=0\n"
         f"for t in {listed}; do\n"
         f'  ( ssh -o BatchMode=yes -o ConnectTimeout={PREFLIGHT_CONNECT_SECONDS} "$t" true </dev/null >/dev/null 2>&1 || echo "$t" >> "$f" ) &\n'
@@ -357,7 +357,7 @@ def cfrun_check(
         'rm -f "$f" || exit 3\n'
         '(set -C; : > "$f") || { echo "cannot create $f" >&2; exit 3; }\n'
         "trap 'rm -f \"$f\"' 0\n"
-        "trap 'exit 1' 1 2 15\n"
+        "trap 'exit 1' 1 2 13 15\n"  # 13 (PIPE): csync went; the temp file goes too
         f"printf '%s' {shlex.quote(settings)} > \"$f\" || exit 1\n"
         "while read w a key; do\n"
         '  if [ -f "$k/root-$w.pub" ] || [ -f "$k/root-$a.pub" ]; then echo "$w" >> "$f" || exit 1\n'
@@ -429,7 +429,7 @@ def cfagent_check(
         'rm -rf "$d" || exit 3',
         'mkdir "$d" || exit 3',
         "trap 'rm -rf \"$d\"' 0",
-        "trap 'exit 1' 1 2 15",
+        "trap 'exit 1' 1 2 13 15",  # 13 (PIPE): csync went; the temp dir goes too
         "set -C",
     ]
     for n, a in enumerate(addresses, 1):

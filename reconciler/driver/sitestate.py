@@ -92,7 +92,7 @@ until mkdir "$M" 2>/dev/null; do
 done
 echo "$n" > "$M/t" || die "cannot write $M/t"
 trap 'rm -rf "$M"' EXIT
-trap 'exit 1' HUP INT TERM
+trap 'exit 1' HUP INT TERM PIPE  # so that EXIT's runs: PIPE when csync went (its channel closed)
 clock; NOW=$c; echo "$NOW" > "$M/t" || die "cannot write $M/t"
 echo "NOW $NOW"
 write_lock() {{ tmp="$1.$$.tmp"; printf '%s\\n' "$2" > "$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$1" || {{ rm -f "$tmp"; echo "cannot write $1" >&2; exit 1; }}; }}
