@@ -183,6 +183,24 @@ def test_down_cleans_up_from_the_record_after_the_process_that_ran_up_is_gone(tm
     assert lab_processes({e["mnt"] for e in runtime.values()}) == []
 
 
+
+def test_down_stops_a_host_whose_record_was_lost(tmp_path):
+    """A host running without its entry in runtime.json (a suite run once left one such sshd
+    listening, after its lab lost a port race at start and stopped): down still finds it, by
+    its /run, which is the bind mount of the host's own directory, and stops it."""
+    lab = Lab(tmp_path / "lab")
+    try:
+        lab.up(members=1, clients=1)
+        runtime = json.loads((lab.state_dir / "runtime.json").read_text())["hosts"]
+        lost = runtime["client1"]
+        with lab._runtime_edit() as edited:
+            edited["hosts"].pop("client1")
+        assert lab_processes({lost["mnt"]}), "client1 runs on, unrecorded"
+    finally:
+        lab.down()
+    assert lab_processes({e["mnt"] for e in runtime.values()}) == []
+    assert not lab_runtime._listening(lab.port).keys() & {h.address for h in lab.hosts}
+
 def test_up_moves_to_another_port_when_its_port_is_taken_before_sshd_binds(tmp_path, monkeypatch):
     blocker = socket.socket()
     blocker.bind(("127.0.10.1", 0))
