@@ -183,7 +183,6 @@ def test_down_cleans_up_from_the_record_after_the_process_that_ran_up_is_gone(tm
     assert lab_processes({e["mnt"] for e in runtime.values()}) == []
 
 
-
 def test_down_stops_a_host_whose_record_was_lost(tmp_path):
     """A host running without its entry in runtime.json (a suite run once left one such sshd
     listening, after its lab lost a port race at start and stopped): down still finds it, by
@@ -200,6 +199,7 @@ def test_down_stops_a_host_whose_record_was_lost(tmp_path):
         lab.down()
     assert lab_processes({e["mnt"] for e in runtime.values()}) == []
     assert not lab_runtime._listening(lab.port).keys() & {h.address for h in lab.hosts}
+
 
 def test_up_moves_to_another_port_when_its_port_is_taken_before_sshd_binds(tmp_path, monkeypatch):
     blocker = socket.socket()
