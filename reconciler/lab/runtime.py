@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import posixpath
+import random
 import shutil
 import signal
 import socket
@@ -1029,9 +1030,14 @@ class Lab:
 
     @staticmethod
     def _choose_port(addresses: list[str], excluded: set[int]) -> int:
-        """22 if it is free on every address, else the first candidate port that is."""
-        for port in PORT_CANDIDATES:
-            if port not in excluded and all(_can_bind(a, port) for a in addresses):
+        """22 if it is free on every address, else the first candidate port that is; after a
+        lost race (``excluded``), a free one at random: labs that start together (the suite's
+        workers) lost the race for 22 together and took 2222 together, and raced again."""
+        candidates = [p for p in PORT_CANDIDATES if p not in excluded]
+        if excluded:
+            random.shuffle(candidates)
+        for port in candidates:
+            if all(_can_bind(a, port) for a in addresses):
                 return port
         raise LabError("no free ssh port on the lab's addresses")
 
