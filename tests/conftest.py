@@ -89,3 +89,50 @@ def lab_factory(tmp_path_factory, userland):
     yield start
     for lab in started:
         lab.down()
+
+
+def _left_running(base: str) -> dict[int, str]:
+    """Processes of a lab host of this session still running: their mounts name a directory
+    of the session's temporary tree (a host's overlay and bind mounts live there)."""
+    import os
+
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/mountinfo") as f:
+                mounts = f.read()
+            if f" {base}/" not in mounts and f"={base}/" not in mounts:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found[int(entry)] = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every lab a test starts, the test stops: once the whole run is over (the controller,
+    after every worker), a lab process still running is reported, then ended (this run
+    started it). It does not fail the run; the report names what to look for."""
+    import os
+    import signal
+
+    if hasattr(session.config, "workerinput") or os.geteuid() != 0:
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    base = str(factory.getbasetemp())
+    left = _left_running(base)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for pid, args in sorted(left.items()):
+        if reporter is not None:
+            reporter.write_line(f"WARNING: a lab process of this run was left running, ended now: {pid} {args}", yellow=True)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

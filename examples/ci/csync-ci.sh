@@ -44,15 +44,31 @@ die() { say "$*"; exit 64; }
 annotate() {  # a GitHub Actions annotation (level, text) when running there
   if [ "${GITHUB_ACTIONS:-}" = true ]; then printf '::%s::%s\n' "$1" "$2"; fi
 }
-run() { $CSYNC "$@"; }  # $CSYNC may be a command with arguments: split on purpose
+# csync runs as a job this shell waits for, not in the foreground: bash runs a trap only once
+# its foreground command has ended, so a cancelled job (TERM to this script alone) held the
+# keys until csync finished; `wait` returns at once on a signal, and the trap passes it on.
+# $CSYNC may be a command with arguments: split on purpose. Its input stays this script's.
+CHILD=""
+run() { local rc=0; $CSYNC "$@" <&0 & CHILD=$!; wait "$CHILD" || rc=$?; CHILD=""; return "$rc"; }
 
 KEYS=""
 IDENTITY=()  # --identity plan once the plan key is given; else csync's choice (access)
 cleanup() { if [ -n "$KEYS" ]; then rm -rf -- "$KEYS"; fi; }
+# stop CODE SIGNAL: the job was cancelled: csync gets the signal too (it starts no new action,
+# releases the site lock and exits), this script waits for it, then exits; EXIT's trap
+# removes the keys.
+stop() {
+  set +e  # leaving with the signal's status, whatever csync's
+  if [ -n "$CHILD" ]; then
+    kill -s "$2" "$CHILD" 2>/dev/null
+    wait "$CHILD" 2>/dev/null
+  fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'stop 129 HUP' HUP
+trap 'stop 130 INT' INT
+trap 'stop 143 TERM' TERM
 
 # keys plan|root: write the identity the step may hold, and the known hosts, to a fresh
 # private directory removed on exit; point csync at them; drop the contents from the environment.
@@ -178,7 +194,12 @@ apply() {
   fi
   say "CSYNC_APPLY_MODE=fresh: applying a fresh plan, which NO ONE REVIEWED; it is shown here and in $OUT/fresh-plan.md."
   annotate warning "csync: applied a fresh, unreviewed plan (CSYNC_APPLY_MODE=fresh)"
-  run plan -f "$STATE" --identity root --format markdown --out "$OUT/fresh-plan.json" | tee "$OUT/fresh-plan.md"
+  rc=0
+  run plan -f "$STATE" --identity root --format markdown --out "$OUT/fresh-plan.json" > "$OUT/fresh-plan.md" || rc=$?
+  cat "$OUT/fresh-plan.md"
+  if [ "$rc" -ne 0 ]; then
+    return "$rc"
+  fi
   run apply -f "$STATE" "$OUT/fresh-plan.json"
 }
 
