@@ -129,6 +129,8 @@ def pytest_sessionfinish(session, exitstatus):
     if not left:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
     for pid, args in sorted(left.items()):
         if reporter is not None:
             reporter.write_line(f"WARNING: a lab process of this run was left running, ended now: {pid} {args}", yellow=True)
