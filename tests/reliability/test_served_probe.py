@@ -40,7 +40,9 @@ def sessions_only(lab, name: str, *, settle: float = 10.0) -> dict[int, str]:
 
 
 def shell(args: str) -> bool:
-    return args.split()[0].rsplit("/", 1)[-1] in ("sh", "posh", "dash", "bash")
+    """A shell's command line (an empty one is a process on its way out: not settled yet)."""
+    words = args.split()
+    return bool(words) and words[0].rsplit("/", 1)[-1] in ("sh", "posh", "dash", "bash")
 
 
 def test_a_served_probe_answers_what_a_probe_answers_over_one_channel(lab_factory, tmp_path):
