@@ -140,7 +140,8 @@ def test_without_the_watcher_the_hung_probe_would_run_on(lab_factory, tmp_path):
         with pytest.raises(TransportError, match="timed out"):
             session.run_script(unbounded, timeout=2, hold_stdin=True)
     left = leftovers(lab, settle=1.0)
-    assert any("sleep 300" in a for a in left.values()) and any("awk" in a.split()[0] for a in left.values() if a.strip())  # "": a zombie, left
+    # (an empty command line is a process on its way out)
+    assert any("sleep 300" in a for a in left.values()) and any("awk" in a.split()[0] for a in left.values() if a.strip()), left
     for pid in left:  # end them here; the lab's down would too
         try:
             os.kill(pid, signal.SIGKILL)
