@@ -20,14 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.proc import csync_env, load_average, measured_run, patient_state
+from bench.proc import apply_auto, csync_env, load_average, measured_run, patient_state
 
 
 def worker(state_path: str, runs: str, round_: int) -> int:
     """One round, in a process of its own: the probe, then the apply; JSON on stdout."""
-    from reconciler.apply.events import Events, StopFlag
     from reconciler.apply.journal import Journal
-    from reconciler.apply.run import ApplyOptions, run_apply
     from reconciler.desired.loader import load_desired_state
     from reconciler.driver.transport import Pool
     from reconciler.observe.probe import probe_site
@@ -43,16 +41,7 @@ def worker(state_path: str, runs: str, round_: int) -> int:
     journal = Journal(f"00000000-0000-4000-8000-{round_:012d}", Path(runs))
     start, cpu = time.monotonic(), time.process_time()
     with Pool(state.access) as pool:
-        report = run_apply(
-            state,
-            pool,
-            saved_plan=None,
-            options=ApplyOptions(lock_timeout=0),
-            confirm=lambda plan: True,
-            events=Events(),
-            journal=journal,
-            stop=StopFlag(),
-        )
+        report = apply_auto(state, pool, journal, lock_timeout=0)
     apply = (time.monotonic() - start, time.process_time() - cpu)
     journal.close()
     trips = max(report.round_trips[c.name] for c in state.clients)

@@ -89,3 +89,22 @@ def patient_state(lab_state: Path, where: Path, connect_timeout: float) -> Path:
     path = where / "desired-state.yaml"
     path.write_text(text.replace("  connect_timeout: 5\n", f"  connect_timeout: {connect_timeout:g}\n"))
     return path
+
+
+def apply_auto(state, pool, journal, *, lock_timeout: float, lease: int | None = None, events=None):
+    """`csync apply --auto-approve` in this process (no saved plan, every prompt answered yes),
+    over ``pool``, journaled in ``journal``: the benchmarks' and the lab tests' apply. Returns
+    the ApplyReport."""
+    from reconciler.apply.events import Events, StopFlag
+    from reconciler.apply.run import ApplyOptions, run_apply
+
+    return run_apply(
+        state,
+        pool,
+        saved_plan=None,
+        options=ApplyOptions(lock_timeout=lock_timeout, lease=lease),
+        confirm=lambda plan: True,
+        events=events if events is not None else Events(),
+        journal=journal,
+        stop=StopFlag(),
+    )

@@ -32,9 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.apply.events import Events, StopFlag
+from bench.proc import apply_auto
 from reconciler.apply.journal import Journal
-from reconciler.apply.run import ApplyOptions, run_apply
 from reconciler.desired.loader import load_desired_state
 from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
@@ -154,16 +153,7 @@ def soak(lab, cycles: int, seed: int, workdir: Path, *, out=print) -> list[Cycle
         start = time.monotonic()
         try:
             with Pool(state.access) as pool:
-                report = run_apply(
-                    state,
-                    pool,
-                    saved_plan=None,
-                    options=ApplyOptions(lock_timeout=30),
-                    confirm=lambda plan: True,
-                    events=Events(),
-                    journal=journal,
-                    stop=StopFlag(),
-                )
+                report = apply_auto(state, pool, journal, lock_timeout=30)
             check(state, report, cycle)
         except Exception as e:  # a cycle that raises is a failed cycle, with the reason
             cycle.problems.append(f"{type(e).__name__}: {e}")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply.events import Events, StopFlag
+from bench.proc import apply_auto
+from reconciler.apply.events import Events
 from reconciler.apply.journal import Journal, read
 from reconciler.apply.lock import SiteLock, session_runner
-from reconciler.apply.run import ApplyOptions, run_apply
 from reconciler.desired.loader import load_desired_state
 from reconciler.domain import dsau
 from reconciler.driver.transport import Pool
@@ -131,16 +131,7 @@ def apply_in_process(path: Path, workdir: Path, events: Events, *, lock_timeout:
     journal = Journal("00000000-0000-4000-8000-" + os.urandom(6).hex(), workdir / ".csync" / "runs")
     try:
         with Pool(state.access) as pool:
-            return run_apply(
-                state,
-                pool,
-                saved_plan=None,
-                options=ApplyOptions(lock_timeout=lock_timeout, lease=lease),
-                confirm=lambda plan: True,
-                events=events,
-                journal=journal,
-                stop=StopFlag(),
-            )
+            return apply_auto(state, pool, journal, lock_timeout=lock_timeout, lease=lease, events=events)
     finally:
         journal.close()
 

@@ -291,18 +291,17 @@ class Session:
                 # the server takes the request at once: a host that does not is hung (as when a
                 # channel does not open in time), whatever the probe's own timeout
                 taking = min(timeout, self.open_timeout) if self.open_timeout else timeout
+                answered = lambda o, e: end_err in e and end_out.search(o) is not None
+                got, got_err = bytearray(), bytearray()  # the two reads below fill the same buffers
                 try:
-                    out, err = _drain(server.channel, deadline=time.monotonic() + taking, until=lambda o, _e: o.startswith(SERVE_TAKEN))
+                    _drain(server.channel, deadline=time.monotonic() + taking, until=lambda o, _e: o.startswith(SERVE_TAKEN), out=got, err=got_err)
                 except TransportError as e:
                     if e.kind != "timeout":
                         raise
                     raise TransportError(f"the probe server did not take a request within {taking:g}s (host hung or overloaded)", kind="timeout") from e
-                if out.startswith(SERVE_TAKEN) and not (end_err in err and end_out.search(out)):
-                    head, head_err = out, err
-                    more, more_err = _drain(
-                        server.channel, deadline=deadline, until=lambda o, e: end_err in head_err + e and end_out.search(head + o) is not None
-                    )
-                    out, err = head + more, head_err + more_err
+                if got.startswith(SERVE_TAKEN) and not answered(got, got_err):
+                    _drain(server.channel, deadline=deadline, until=answered, out=got, err=got_err)
+                out, err = bytes(got), bytes(got_err)
                 found = end_out.search(out)
                 if found is None or end_err not in err:
                     status = server.channel.exit_status if server.channel.exit_status_ready() else -1
@@ -353,12 +352,20 @@ class Session:
             self.connection.close()
 
 
-def _drain(channel: paramiko.Channel, *, deadline: float, until: Callable[[bytes, bytes], bool] | None = None) -> tuple[bytes, bytes]:
+def _drain(
+    channel: paramiko.Channel,
+    *,
+    deadline: float,
+    until: Callable[[bytearray, bytearray], bool] | None = None,
+    out: bytearray | None = None,
+    err: bytearray | None = None,
+) -> tuple[bytes, bytes]:
     """The channel's output and error output, up to the end of the command, or until
-    ``until(out, err)`` holds (a served probe's end marks)."""
-    out = bytearray()
-    err = bytearray()
-    size = 0
+    ``until(out, err)`` holds (a served probe's marks); appended to ``out`` and ``err`` when
+    given (a read that goes on from an earlier one)."""
+    out = bytearray() if out is None else out
+    err = bytearray() if err is None else err
+    size = len(out) + len(err)
     # poll, not select: with a connection per host open, a channel's descriptor passes 1024
     # past about a thousand hosts, and select() refuses it ("filedescriptor out of range",
     # seen at 2,000 hosts)
@@ -378,7 +385,7 @@ def _drain(channel: paramiko.Channel, *, deadline: float, until: Callable[[bytes
             got = True
         if size > MAX_OUTPUT_BYTES:
             raise TransportError(f"output exceeds {MAX_OUTPUT_BYTES} bytes; refusing it", kind="output")
-        if got and until is not None and until(bytes(out), bytes(err)):
+        if got and until is not None and until(out, err):
             break
         if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
             # exit status can arrive before the last data is read: one more non-blocking pass

@@ -893,7 +893,7 @@ def cfagent(argv: list[str]) -> int:
         print(f"cfagent: {_getopt_error(e)}", file=sys.stderr)
         sys.stdout.write(cfagent_syntax())
         return 1
-    input_file, update_only, dry_run, no_copy, parse_only, verbose = None, False, False, False, False, False
+    input_file, given = None, set()
     for opt, value in opts:
         letter = longs[opt[2:]] if opt.startswith("--") else opt[1]
         if letter == "h":
@@ -907,17 +907,10 @@ def cfagent(argv: list[str]) -> int:
             return 2
         if letter == "f":
             input_file = value
-        elif letter == "B":
-            update_only = True
-        elif letter == "n":
-            dry_run = True
-        elif letter == "k":
-            no_copy = True
-        elif letter == "p":
-            parse_only = True
-        elif letter == "v":
-            verbose = True
-        # the others change nothing the lab emulates (splay, locks, cf.preconf, hard classes, ...)
+        given.add(letter)
+    # -B update only, -n dry run, -k no copies, -p parse only, -v verbose; the others change
+    # nothing the lab emulates (splay, locks, cf.preconf, hard classes, ...)
+    update_only, dry_run, no_copy, parse_only, verbose = ("B" in given, "n" in given, "k" in given, "p" in given, "v" in given)
     try:
         me = labhost.LabState().own_host()
     except labhost.LabStateError as e:
